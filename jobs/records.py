@@ -1,0 +1,116 @@
+"""What a run directory holds, as typed records: the run record and the per-part job status."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from jobs import atomic
+from jobs.rundir import RunPaths
+
+Executor = Literal["local", "slurm"]
+Role = Literal["main", "array", "merge"]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class JobRef(Record):
+    """One submitted scheduler job. Arrays are one JobRef with ``tasks`` > 1."""
+
+    job_id: str
+    role: Role = "main"
+    tasks: int = 1
+    submitted_at: float
+    parts: list[str]
+    """Status parts this job writes: ``main``, ``merge`` or ``task-<k>``."""
+    pid_started_at: float | None = None
+    """Local executor: the controller process's start time, to tell a reused pid from ours."""
+
+    def task_ids(self) -> list[str]:
+        """Scheduler ids of its tasks: ``123`` or ``123_0``, ``123_1``, …"""
+        if self.role == "array":
+            return [f"{self.job_id}_{k}" for k in range(self.tasks)]
+        return [self.job_id]
+
+
+class Attempt(Record):
+    number: int
+    submitted_at: float
+    jobs: list[JobRef]
+
+
+class StepRecord(Record):
+    name: str
+    attempts: list[Attempt] = []
+
+    @property
+    def current(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+class RunRecord(Record):
+    run_id: str
+    name: str
+    created_at: float
+    executor: Executor
+    steps: list[StepRecord]
+    cancelled_at: float | None = None
+    outputs: dict[str, dict[str, str]] = {}
+    """Per step, where its results are, e.g. ``{"shard": {"dir": …, "index": …}}``."""
+
+    def step(self, name: str) -> StepRecord:
+        return next(s for s in self.steps if s.name == name)
+
+    def job_ids(self) -> list[str]:
+        return [j.job_id for s in self.steps for a in s.attempts for j in a.jobs]
+
+
+PartState = Literal["RUNNING", "COMPLETED", "FAILED"]
+
+
+class PartStatus(Record):
+    """Written by the job itself, one file per part, by atomic rename."""
+
+    step: str
+    attempt: int
+    part: str
+    state: PartState
+    node: str
+    job_id: str = ""
+    started_at: float
+    ended_at: float | None = None
+    exit_code: int | None = None
+    error: str = ""
+    progress: dict[str, float] = {}
+
+
+def save_record(paths: RunPaths, record: RunRecord) -> None:
+    atomic.write_json(paths.record, record.model_dump(mode="json"))
+
+
+def load_record(paths: RunPaths) -> RunRecord:
+    return RunRecord.model_validate(atomic.read_json(paths.record))
+
+
+def save_status(paths: RunPaths, status: PartStatus) -> None:
+    atomic.write_json(paths.status(status.step, status.attempt, status.part), status.model_dump(mode="json"))
+
+
+def load_statuses(paths: RunPaths) -> dict[tuple[str, int, str], PartStatus]:
+    found = {}
+    if paths.status_dir.is_dir():
+        for file in paths.status_dir.glob("*.json"):
+            try:
+                st = PartStatus.model_validate(atomic.read_json(file))
+            except (OSError, ValueError):
+                continue  # a part that is being written for the first time
+            found[(st.step, st.attempt, st.part)] = st
+    return found
+
+
+def now() -> float:
+    return time.time()

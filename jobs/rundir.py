@@ -1,0 +1,62 @@
+"""The run directory: the contract between the jobs that write a run and the viewers that read it.
+
+Every path of a run is named here and nowhere else::
+
+    <runs_root>/<run_id>/
+        run.json                    the run record (RunRecord): spec summary, steps, attempts, job ids;
+                                    written only by the submitting side, always by atomic rename
+        spec.json                   the resolved, validated spec the run was submitted with
+        status/<step>.<attempt>.<part>.json
+                                    one file per job part (``task-3``, ``merge``, ``main``), written only by
+                                    that part, by atomic rename: state, node, times, exit code, error
+        submitit/                   submitit's folder: pickled calls, ``<jobid>_<task>_log.out|err``
+        metrics.jsonl               appended JSON lines (one object per line: time, kind, values)
+
+The shard set itself goes where the spec's ``shard.output`` says (usually scratch),
+not into the run directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def run_id(self) -> str:
+        return self.root.name
+
+    @property
+    def record(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def spec(self) -> Path:
+        return self.root / "spec.json"
+
+    @property
+    def status_dir(self) -> Path:
+        return self.root / "status"
+
+    def status(self, step: str, attempt: int, part: str) -> Path:
+        return self.status_dir / f"{step}.{attempt}.{part}.json"
+
+    @property
+    def submitit(self) -> Path:
+        return self.root / "submitit"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    def log_files(self, job_ids: list[str], err: bool = False) -> list[Path]:
+        """The log files of these jobs, in the order given (the record's order: oldest first)."""
+        suffix = "err" if err else "out"
+        found: list[Path] = []
+        for job_id in job_ids:
+            found += sorted(self.submitit.glob(f"{job_id}_*_log.{suffix}"))
+        return found

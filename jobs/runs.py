@@ -1,0 +1,79 @@
+"""The runs root: one directory per run, ids that sort by time, addressing by unique prefix."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+from jobs.errors import RunNotFound, UserError
+from jobs.rundir import RunPaths
+
+ID_TIME_FORMAT = "%Y%m%d-%H%M%S"
+
+
+def default_runs_root() -> Path:
+    home = os.environ.get("CLUSTERDECK_HOME")
+    base = Path(home).expanduser() if home else Path.home() / ".clusterdeck"
+    return base / "runs"
+
+
+def new_run_id(at: float | None = None) -> str:
+    """``20261121-221530-3fa9c1``: sorts by creation time; the random tail keeps concurrent ids apart."""
+    stamp = time.strftime(ID_TIME_FORMAT, time.localtime(at if at is not None else time.time()))
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def create_run_dir(root: Path) -> RunPaths:
+    """A new, empty run directory; ``mkdir`` is atomic, so two submitters never share one."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{root}: cannot create runs root ({exc.strerror})") from None
+    for _ in range(100):
+        path = root / new_run_id()
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return RunPaths(path)
+    raise RuntimeError(f"could not allocate a run id under {root}")
+
+
+def list_runs(root: Path) -> list[RunPaths]:
+    """Runs with a record, oldest first."""
+    if not root.is_dir():
+        return []
+    with os.scandir(root) as entries:
+        names = [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
+    return [RunPaths(root / n) for n in sorted(names) if (root / n / "run.json").exists()]
+
+
+def resolve_run(root: Path, address: str) -> RunPaths:
+    """A run by id, unique id prefix, or unique name."""
+    runs = list_runs(root)
+    exact = [r for r in runs if r.run_id == address]
+    if exact:
+        return exact[0]
+    by_prefix = [r for r in runs if r.run_id.startswith(address)]
+    if len(by_prefix) == 1:
+        return by_prefix[0]
+    if len(by_prefix) > 1:
+        shown = ", ".join(r.run_id for r in by_prefix[:5])
+        raise RunNotFound(f"run '{address}' is ambiguous under {root}: {shown}{' …' if len(by_prefix) > 5 else ''}")
+    by_name = [r for r in runs if _name_of(r) == address]
+    if len(by_name) == 1:
+        return by_name[0]
+    if len(by_name) > 1:
+        raise RunNotFound(f"run name '{address}' is used by {len(by_name)} runs under {root}; give an id")
+    raise RunNotFound(f"no run '{address}' under {root}")
+
+
+def _name_of(run: RunPaths) -> str | None:
+    from jobs.records import load_record
+
+    try:
+        return load_record(run).name
+    except (OSError, ValueError):
+        return None

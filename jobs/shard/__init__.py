@@ -1,0 +1,1 @@
+"""The shard step: list an image dataset, shuffle it globally, write webdataset tars and an index."""

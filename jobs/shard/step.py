@@ -1,0 +1,182 @@
+"""The shard step as a payload: plan, write this task's shards in parallel, merge the index."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jobs import atomic
+from jobs.errors import UserError
+from jobs.shard.plan import ShardJob, plan_split, samples_per_shard, task_slice
+from jobs.shard.sources import Listing, imagefolder_classes, list_ilsvrc_val, list_imagefolder, read_synsets
+from jobs.shard.write import completed_part, write_or_reuse
+from jobs.spec import ShardInput, ShardSpec
+
+INDEX = "index.json"
+INDEX_FORMAT = "clusterdeck-shards/1"
+Report = Callable[[dict[str, float]], None]
+
+
+class ShardStepFailed(Exception):
+    """The shards were written but the step must fail, e.g. too many inputs were skipped."""
+
+
+@dataclass
+class ShardPlan:
+    classes: list[str]
+    listings: dict[str, Listing]
+    jobs: list[ShardJob]
+
+
+def settings_of(spec: ShardSpec) -> dict[str, Any]:
+    """What decides the shard set's content; a different value means a different shard set."""
+
+    def split(inp: ShardInput | None) -> dict[str, str] | None:
+        if inp is None:
+            return None
+        return {k: str(v) for k, v in inp.model_dump().items() if v is not None}
+
+    return {
+        "seed": spec.seed,
+        "shard_size_mb": spec.shard_size_mb,
+        "max_samples": spec.max_samples,
+        "train": split(spec.train),
+        "val": split(spec.val),
+    }
+
+
+def check_output(spec: ShardSpec) -> None:
+    """Refuse, before anything runs, to write over a shard set made from other settings."""
+    out = spec.output
+    for name, inp in (("train", spec.train), ("val", spec.val)):
+        if inp is not None and (out == inp.input or inp.input in out.parents or out in inp.input.parents):
+            raise UserError(f"shard.output: {out} overlaps shard.{name}.input {inp.input}")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"shard.output: {out} exists and is not a directory")
+    index = out / INDEX
+    if index.exists():
+        try:
+            existing = atomic.read_json(index).get("settings")
+        except (OSError, ValueError, AttributeError):
+            raise UserError(f"shard.output: {index} exists but is not a clusterdeck index") from None
+        if existing != settings_of(spec):
+            diff = sorted(k for k in settings_of(spec) if existing.get(k) != settings_of(spec).get(k))
+            raise UserError(
+                f"shard.output: {out} already holds a shard set made with other settings "
+                f"({', '.join(diff)} differ); choose another output directory or remove it"
+            )
+
+
+def build_plan(spec: ShardSpec) -> ShardPlan:
+    if spec.train is not None:
+        classes = imagefolder_classes(spec.train.input)
+    else:
+        assert spec.val is not None and spec.val.synsets is not None
+        classes = sorted(read_synsets(spec.val.synsets))
+    listings: dict[str, Listing] = {}
+    jobs: list[ShardJob] = []
+    for split, inp in (("train", spec.train), ("val", spec.val)):
+        if inp is None:
+            continue
+        if inp.format == "imagefolder":
+            listing = list_imagefolder(inp.input, classes)
+        else:
+            assert inp.ground_truth is not None and inp.synsets is not None
+            listing = list_ilsvrc_val(inp.input, inp.ground_truth, inp.synsets, classes)
+        if not listing.paths:
+            raise UserError(f"shard.{split}.input: {inp.input} holds no images")
+        listings[split] = listing
+        per_shard = samples_per_shard(listing, spec.shard_size_mb, spec.max_samples, spec.seed)
+        jobs += plan_split(split, listing, per_shard, spec.seed)
+    return ShardPlan(classes, listings, jobs)
+
+
+def write_task(spec: ShardSpec, plan: ShardPlan, task: int, tasks: int, report: Report) -> None:
+    """Writes (or verifies and keeps) this task's contiguous range of shards."""
+    mine = [plan.jobs[i] for i in task_slice(len(plan.jobs), task, tasks)]
+    spec.output.mkdir(parents=True, exist_ok=True)
+    done = samples = size = 0
+    started = time.monotonic()
+    print(f"task {task}/{tasks}: {len(mine)} of {len(plan.jobs)} shards, {spec.workers} workers", flush=True)
+    for record, reused in _run_pool(mine, spec.output, plan.classes, spec.workers):
+        done += 1
+        samples += record["samples"]
+        size += record["bytes"]
+        how = "verified, kept" if reused else "written"
+        print(f"{record['file']}: {record['samples']} samples, {record['bytes'] / 1e6:.1f} MB ({how})", flush=True)
+        elapsed = max(time.monotonic() - started, 1e-9)
+        report({"shards_done": done, "shards_total": len(mine), "samples": samples, "bytes": size,
+                "mb_per_s": size / 1e6 / elapsed})
+
+
+def _run_pool(jobs: list[ShardJob], out: Path, classes: list[str], workers: int):  # type: ignore[no-untyped-def]
+    workers = max(1, min(workers, len(jobs)))
+    if workers == 1:
+        for job in jobs:
+            yield write_or_reuse(job, out, classes)
+        return
+    # fork: the payload holds no threads or CUDA state here, and fork starts workers in milliseconds.
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap_unordered(_write_one, [(job, out, classes) for job in jobs])
+
+
+def _write_one(args: tuple[ShardJob, Path, list[str]]) -> tuple[dict[str, Any], bool]:
+    return write_or_reuse(*args)
+
+
+def merge_index(spec: ShardSpec, plan: ShardPlan) -> dict[str, Any]:
+    """Builds index.json from every shard's record; fails if a shard is missing or too much was skipped."""
+    splits: dict[str, Any] = {}
+    missing = []
+    for split, listing in plan.listings.items():
+        entry: dict[str, Any] = {"samples": 0, "bytes": 0, "inputs": len(listing) + len(listing.skipped),
+                                 "shards": [], "skipped": list(listing.skipped)}
+        for job in (j for j in plan.jobs if j.split == split):
+            record = completed_part(job, spec.output, verify=False)
+            if record is None:
+                missing.append(job.name)
+                continue
+            entry["shards"].append({k: record[k] for k in ("name", "file", "samples", "bytes", "sha256")})
+            entry["samples"] += record["samples"]
+            entry["bytes"] += record["bytes"]
+            entry["skipped"] += record["skipped"]
+        splits[split] = entry
+    if missing:
+        raise ShardStepFailed(f"{len(missing)} shards are missing or incomplete (first: {missing[0]}); resume the run")
+    index = {"format": INDEX_FORMAT, "settings": settings_of(spec), "classes": plan.classes, "splits": splits}
+    atomic.write_json(spec.output / INDEX, index)
+    for split, entry in splits.items():
+        print(f"{split}: {entry['samples']} samples in {len(entry['shards'])} shards, "
+              f"{entry['bytes'] / 1e6:.1f} MB, {len(entry['skipped'])} inputs skipped", flush=True)
+    _check_skipped(spec, splits)
+    return index
+
+
+def _check_skipped(spec: ShardSpec, splits: dict[str, Any]) -> None:
+    for split, entry in splits.items():
+        fraction = len(entry["skipped"]) / max(entry["inputs"], 1)
+        if fraction > spec.max_skipped_fraction:
+            first = entry["skipped"][0]
+            raise ShardStepFailed(
+                f"{split}: {len(entry['skipped'])} of {entry['inputs']} inputs skipped ({fraction:.1%} > "
+                f"shard.max_skipped_fraction {spec.max_skipped_fraction:.1%}); first: {first['path']}: "
+                f"{first['reason']}; all are listed in {spec.output / INDEX}"
+            )
+
+
+def run_shard_part(spec: ShardSpec, part: str, report: Report) -> None:
+    """``main``: the whole step in one job; ``task-k``: one array task; ``merge``: the index."""
+    plan = build_plan(spec)
+    if part in ("main", "merge"):
+        if part == "main":
+            write_task(spec, plan, 0, 1, report)
+        merge_index(spec, plan)
+    elif part.startswith("task-"):
+        write_task(spec, plan, int(part.removeprefix("task-")), spec.resources.array_tasks, report)
+    else:
+        raise ValueError(f"unknown shard part {part!r}")

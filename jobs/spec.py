@@ -1,0 +1,248 @@
+"""Run specs: typed, validated once, with errors that name the key path.
+
+A spec is a TOML file; ``--set key.path=value`` overrides are applied to the
+parsed table before validation, so every problem, from the file or the command
+line, is reported the same way: one line per problem, naming the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+from jobs.errors import UserError
+
+_UNSET_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+
+
+def _expand(value: Any) -> Any:
+    """Expand ``~`` and ``$VARS``; an unset variable is an error, not a literal ``$``."""
+    if not isinstance(value, str):
+        return value
+    expanded = os.path.expanduser(os.path.expandvars(value))
+    missing = _UNSET_VAR.search(expanded)
+    if missing:
+        raise ValueError(f"environment variable ${missing.group(1)} is not set")
+    return expanded
+
+
+def _must_exist(path: Path, info: ValidationInfo) -> Path:
+    if (info.context or {}).get("check_paths", True) and not path.exists():
+        raise ValueError(f"path does not exist: {path}")
+    return path
+
+
+ExpandedPath = Annotated[Path, BeforeValidator(_expand)]
+ExistingPath = Annotated[Path, BeforeValidator(_expand), AfterValidator(_must_exist)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class Resources(Section):
+    """sbatch resources of one step; mapped to submitit in ``jobs.dispatch.resources``."""
+
+    partition: str = ""
+    """SLURM partition; empty uses the cluster's default."""
+    account: str = ""
+    """SLURM account to charge (--account)."""
+    qos: str = ""
+    """SLURM quality of service (--qos)."""
+    cpus_per_task: int = Field(4, ge=1)
+    """CPU cores for each task."""
+    mem_gb: float = Field(16, gt=0)
+    """Memory per node in GB."""
+    time_min: int = Field(60, ge=1)
+    """Wall-clock limit in minutes."""
+    nodes: int = Field(1, ge=1)
+    """Number of nodes."""
+    tasks_per_node: int = Field(1, ge=1)
+    """Tasks (processes) per node."""
+    constraint: str = ""
+    """Node features required (--constraint)."""
+    extra_sbatch: list[str] = []
+    """More sbatch options, each as ``--key=value`` or ``--flag``."""
+    setup: list[str] = []
+    """Shell lines run before the payload, e.g. ``module load cuda`` or ``source venv/bin/activate``."""
+
+
+class ShardResources(Resources):
+    array_tasks: int = Field(1, ge=1, le=1000)
+    """More than 1: the shard step runs as a SLURM job array of this many tasks."""
+
+
+class ShardInput(Section):
+    input: ExistingPath
+    """An ImageFolder tree (``<wnid>/<file>.JPEG``) or a flat ILSVRC2012 validation directory."""
+    format: Literal["imagefolder", "ilsvrc-val"] = "imagefolder"
+    """How ``input`` is laid out."""
+    ground_truth: ExistingPath | None = None
+    """ilsvrc-val: ILSVRC2012_IDs (1-based), one per line, in file-name order."""
+    synsets: ExistingPath | None = None
+    """ilsvrc-val: devkit meta.mat, or a text file with one wnid per line in ILSVRC2012_ID order."""
+
+    @model_validator(mode="after")
+    def _val_needs_labels(self) -> ShardInput:
+        if self.format == "ilsvrc-val":
+            missing = [k for k in ("ground_truth", "synsets") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"format 'ilsvrc-val' needs {' and '.join(missing)}")
+        return self
+
+
+class ShardSpec(Section):
+    output: ExpandedPath
+    """Directory for train-000000.tar …, val-000000.tar … and index.json."""
+    shard_size_mb: float = Field(1024, gt=0)
+    """Target size of one shard in MB."""
+    max_samples: int | None = Field(None, ge=1)
+    """At most this many samples in one shard."""
+    seed: int = 0
+    """Seed of the global permutation."""
+    workers: int = Field(8, ge=1)
+    """Processes that write shards inside one task."""
+    max_skipped_fraction: float = Field(0.01, ge=0, le=1)
+    """The step fails when more than this fraction of inputs is unreadable or not an image."""
+    train: ShardInput | None = None
+    """The training split."""
+    val: ShardInput | None = None
+    """The validation split."""
+    resources: ShardResources = ShardResources(cpus_per_task=8, mem_gb=32, time_min=240)
+    """sbatch resources of the shard step."""
+
+    @model_validator(mode="after")
+    def _needs_a_split(self) -> ShardSpec:
+        if self.train is None and self.val is None:
+            raise ValueError("needs [shard.train] or [shard.val]")
+        return self
+
+
+class ClusterSpec(Section):
+    executor: Literal["local", "slurm"] = "local"
+    """``local`` runs steps on this machine (submitit's LocalExecutor); ``slurm`` submits with sbatch."""
+    runs_root: ExpandedPath | None = None
+    """Where run records live; default $CLUSTERDECK_HOME/runs or ~/.clusterdeck/runs."""
+    python: str = ""
+    """Python interpreter on the compute nodes; empty uses the one running clusterdeck."""
+
+
+class RunSpec(Section):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\n\r/\x00]+$")
+    """A name for humans; need not be unique."""
+    cluster: ClusterSpec = ClusterSpec()
+    """Where and how the steps run."""
+    shard: ShardSpec | None = None
+    """Shard an image dataset into shuffled webdataset tars."""
+
+    @property
+    def steps(self) -> list[str]:
+        return [name for name in ("shard",) if getattr(self, name) is not None]
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``a.b=3`` → (["a", "b"], 3). Values are TOML; what is not valid TOML is a string."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set {item}: expected KEY=VALUE, e.g. --set shard.seed=3")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(table: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        path, value = parse_override(item)
+        node = table
+        for i, part in enumerate(path[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise UserError(f"--set {item}: {'.'.join(path[: i + 1])} is a value, not a table")
+            node = child
+        node[path[-1]] = value
+    return table
+
+
+def read_table(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: spec file not found") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read spec file ({exc.strerror})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: invalid TOML: {exc}") from None
+
+
+def validate(table: dict[str, Any], *, source: str = "spec", check_paths: bool = True) -> RunSpec:
+    try:
+        return RunSpec.model_validate(table, context={"check_paths": check_paths})
+    except ValidationError as exc:
+        raise UserError(*(f"{source}: {line}" for line in describe_errors(exc))) from None
+
+
+def load_spec(path: Path, overrides: Sequence[str] = (), *, check_paths: bool = True) -> RunSpec:
+    """The one way a spec is read: file, then ``--set`` overrides, then validation."""
+    table = apply_overrides(read_table(path), list(overrides))
+    return validate(table, source=str(path), check_paths=check_paths)
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        key = ".".join(loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            hint = _closest_key(loc)
+            lines.append(f"{key}: unknown key" + (f" (did you mean '{hint}'?)" if hint else ""))
+        elif err["type"] == "missing":
+            lines.append(f"{key}: required key is missing")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{key}: {msg} (got {err['input']!r})" if _show_input(err) else f"{key}: {msg}")
+    return lines
+
+
+def _show_input(err: Any) -> bool:
+    return not isinstance(err.get("input"), dict) and err["type"] != "value_error"
+
+
+def _closest_key(loc: list[str]) -> str | None:
+    """The valid key nearest to a misspelt one, as a full key path."""
+    model: Any = RunSpec
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        model = _section_type(field.annotation)
+        if model is None:
+            return None
+    match = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1, cutoff=0.6)
+    return ".".join([*loc[:-1], match[0]]) if match else None
+
+
+def _section_type(annotation: Any) -> type[Section] | None:
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(candidate, type) and issubclass(candidate, Section):
+            return candidate
+    return None
