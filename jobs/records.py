@@ -52,6 +52,14 @@ class StepRecord(Record):
         return self.attempts[-1] if self.attempts else None
 
 
+class FinalState(Record):
+    """Cached once a run has ended, so listings need not ask the scheduler again; cleared by resume."""
+
+    state: str
+    ended_at: float
+    steps: dict[str, str]
+
+
 class RunRecord(Record):
     run_id: str
     name: str
@@ -59,6 +67,7 @@ class RunRecord(Record):
     executor: Executor
     steps: list[StepRecord]
     cancelled_at: float | None = None
+    final: FinalState | None = None
     outputs: dict[str, dict[str, str]] = {}
     """Per step, where its results are, e.g. ``{"shard": {"dir": …, "index": …}}``."""
 

@@ -11,7 +11,10 @@ export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin${PATH:
 
 if [[ $(id -u) -ne 0 ]]; then
     if command -v sudo >/dev/null 2>&1; then
-        exec sudo -n -- bash "$(readlink -f "${BASH_SOURCE[0]}")" "$@"
+        # -n: never wait for a password prompt when there is no terminal (CI).
+        sudo_opts=()
+        [[ -t 0 ]] || sudo_opts=(-n)
+        exec sudo "${sudo_opts[@]}" -- bash "$(readlink -f "${BASH_SOURCE[0]}")" "$@"
     fi
     echo "slurm-down: must run as root (and sudo is not available)" >&2
     exit 1

@@ -16,7 +16,10 @@ export LC_ALL=C
 
 if [[ $(id -u) -ne 0 ]]; then
     if command -v sudo >/dev/null 2>&1; then
-        exec sudo -n -- bash "$(readlink -f "${BASH_SOURCE[0]}")" "$@"
+        # -n: never wait for a password prompt when there is no terminal (CI).
+        sudo_opts=()
+        [[ -t 0 ]] || sudo_opts=(-n)
+        exec sudo "${sudo_opts[@]}" -- bash "$(readlink -f "${BASH_SOURCE[0]}")" "$@"
     fi
     echo "slurm-up: must run as root (and sudo is not available)" >&2
     exit 1
@@ -41,7 +44,7 @@ log() { echo "slurm-up: $*" >&2; }
 
 dump_logs() {
     local f
-    for f in "$LOG_DIR"/*.log /var/log/munge/munged.log /var/log/mysql/error.log; do
+    for f in "$LOG_DIR"/*.log /var/log/munge/munged.log /var/log/mysql/*.log; do
         [[ -f $f ]] || continue
         echo "----- tail $f -----" >&2
         tail -n 40 "$f" >&2 || true
@@ -59,7 +62,7 @@ wait_for() {
     local secs=$1 what=$2
     shift 2
     local end=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
+    until "$@" </dev/null >/dev/null 2>&1; do
         ((SECONDS < end)) || die "timed out after ${secs}s waiting for $what"
         sleep 0.5
     done
@@ -152,10 +155,11 @@ mysql_ok() { mariadb-admin --protocol=socket -uroot ping >/dev/null 2>&1; }
 if ! mysql_ok; then
     if [[ ! -d /var/lib/mysql/mysql ]]; then
         log "initialising MariaDB datadir"
-        mkdir -p /var/lib/mysql
-        chown mysql:mysql /var/lib/mysql
+        mkdir -p /var/lib/mysql /var/log/mysql
+        chown mysql:mysql /var/lib/mysql /var/log/mysql
         mariadb-install-db --user=mysql --datadir=/var/lib/mysql \
-            --auth-root-authentication-method=socket >/dev/null ||
+            --auth-root-authentication-method=socket \
+            >/var/log/mysql/install-db.log 2>&1 ||
             die "mariadb-install-db failed"
     fi
     if running mariadbd || running mysqld; then
@@ -317,6 +321,9 @@ if ! running slurmd; then
     log "starting slurmd"
     slurmd </dev/null >/dev/null 2>&1 || die "slurmd failed to start"
 fi
+# The controller may still list the node as idle from before, so ask slurmd
+# itself whether it is up.
+wait_for 30 slurmd scontrol show slurmd
 
 # --------------------------------------------------------------------------
 # 6. Wait until the node is schedulable and accounting answers

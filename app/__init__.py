@@ -1,0 +1,1 @@
+"""clusterdeck's front ends: the headless CLI (and, later, the Textual app)."""

@@ -1,0 +1,290 @@
+"""The headless CLI: ``clusterdeck submit|ls|show|logs|cancel|resume|sample-data|demo``.
+
+Exit codes: 0 done, 1 the run failed, 2 a usage or spec error (printed without a traceback).
+Only light modules are imported at start; torch and friends load inside payloads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from jobs import __version__
+from jobs.errors import UserError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"clusterdeck: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="clusterdeck", description="Shard, stage and train image models on SLURM clusters.")
+    p.add_argument("--version", action="version", version=f"clusterdeck {__version__}")
+    p.add_argument("--runs-root", type=Path, help="runs root (default $CLUSTERDECK_HOME/runs or ~/.clusterdeck/runs)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    s = sub.add_parser("submit", help="submit a run from a spec")
+    s.add_argument("spec", type=Path)
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec key (value parsed as TOML), e.g. --set shard.seed=3")
+    s.add_argument("--executor", choices=["local", "slurm"])
+    s.add_argument("--wait", action="store_true", help="wait for the run to end; exit 0 done, 1 failed")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("ls", help="list runs")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("show", help="a run's state, steps, jobs and outputs")
+    s.add_argument("run", help="run id, unique id prefix, or unique name")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("logs", help="print a run's job logs")
+    s.add_argument("run")
+    s.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
+    s.add_argument("--err", action="store_true", help="stderr instead of stdout")
+
+    for name, text in (("cancel", "cancel a run's jobs"), ("resume", "re-run what failed or was cancelled")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("run")
+        s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("sample-data", help="write a small ILSVRC2012-shaped dataset")
+    s.add_argument("dir", type=Path)
+    s.add_argument("--classes", type=_positive, default=10)
+    s.add_argument("--train-per-class", type=_positive, default=40)
+    s.add_argument("--val-per-class", type=_positive, default=10)
+    s.add_argument("--seed", type=int, default=0)
+
+    sub.add_parser("demo", help="make sample data and shard it on this machine")
+    return p
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        build_parser().print_help()
+        return EXIT_OK
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        for problem in exc.problems:
+            print(f"clusterdeck: error: {problem}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _root(args: argparse.Namespace) -> Path:
+    from jobs.runs import default_runs_root
+
+    return args.runs_root or default_runs_root()
+
+
+def _resolve(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from jobs.runs import resolve_run
+
+    return resolve_run(_root(args), args.run)
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def _exit_for(state: str) -> int:
+    return EXIT_OK if state == "COMPLETED" else EXIT_FAILED
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from jobs.spec import load_spec
+    from jobs.status import view_run
+    from jobs.submit import submit_run, wait_run
+
+    overrides = list(args.overrides) + ([f'cluster.executor="{args.executor}"'] if args.executor else [])
+    spec = load_spec(args.spec, overrides)
+    paths = submit_run(spec, args.runs_root)
+    if not args.json:
+        print(f"submitted run {paths.run_id} ({spec.name}) to {spec.cluster.executor}: {paths.root}")
+    if not args.wait:
+        if args.json:
+            _print_json(view_run(paths).to_json())
+        return EXIT_OK
+    view = wait_run(paths, on_update=None if args.json else _progress_printer())
+    if args.json:
+        _print_json(view.to_json())
+    else:
+        print(f"run {view.run_id} {view.state}")
+        _print_failures(view)
+    return _exit_for(view.state)
+
+
+def _progress_printer():  # type: ignore[no-untyped-def]
+    seen: dict[str, str] = {}
+
+    def show(view) -> None:  # type: ignore[no-untyped-def]
+        for step in view.steps:
+            line = f"{step.name}: {step.state}"
+            for part in step.parts:
+                if part.progress.get("shards_total"):
+                    line += f" [{part.part} {int(part.progress['shards_done'])}/{int(part.progress['shards_total'])}]"
+            if seen.get(step.name) != line:
+                seen[step.name] = line
+                print(line, flush=True)
+
+    return show
+
+
+def _print_failures(view) -> None:  # type: ignore[no-untyped-def]
+    for step in view.steps:
+        for part in step.parts:
+            if part.state != "COMPLETED" and part.error:
+                print(f"  {step.name} {part.part}: {part.state}: {part.error}", file=sys.stderr)
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from jobs.runs import list_runs
+    from jobs.status import view_runs
+
+    views = view_runs(list_runs(_root(args)))
+    if args.json:
+        _print_json([_summary(v) for v in views])
+        return EXIT_OK
+    if not views:
+        print(f"no runs under {_root(args)}")
+        return EXIT_OK
+    rows = [("ID", "NAME", "STATE", "STEPS", "CREATED", "ELAPSED")]
+    for v in views:
+        steps = " ".join(f"{s.name}:{s.state}" for s in v.steps)
+        rows.append((v.run_id, v.name, v.state, steps, _when(v.created_at), _elapsed(v.created_at, v.ended_at)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return EXIT_OK
+
+
+def _summary(v) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    return {"run_id": v.run_id, "name": v.name, "state": v.state, "executor": v.executor,
+            "created_at": v.created_at, "ended_at": v.ended_at, "path": v.path,
+            "steps": {s.name: s.state for s in v.steps}}
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def _elapsed(start: float, end: float | None) -> str:
+    seconds = int((end or time.time()) - start)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from jobs.status import view_run
+
+    view = view_run(_resolve(args))
+    if args.json:
+        _print_json(view.to_json())
+        return EXIT_OK
+    print(f"run      {view.run_id}  {view.name}")
+    print(f"state    {view.state}   executor {view.executor}   elapsed {_elapsed(view.created_at, view.ended_at)}")
+    print(f"path     {view.path}")
+    for step in view.steps:
+        print(f"step     {step.name}: {step.state} (attempt {step.attempt}, jobs {', '.join(step.job_ids)})")
+        for part in step.parts:
+            extra = "  ".join(f"{k}={v:g}" for k, v in part.progress.items())
+            print(f"  {part.part:<8} {part.state:<10} job {part.job_id:<12} node {part.node or '-':<10} "
+                  f"exit {part.exit_code or '-':<5} {extra}".rstrip())
+            if part.error and part.state != "COMPLETED":
+                print(f"           {part.error}")
+    for step, where in view.outputs.items():
+        for key, value in where.items():
+            print(f"output   {step}.{key}: {value}")
+    return _exit_for(view.state) if view.ended else EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from jobs.follow import LogFollower
+    from jobs.status import view_run
+
+    paths = _resolve(args)
+    follower = LogFollower(paths, err=args.err)
+    while True:
+        view = view_run(paths) if args.follow else None
+        ended = view is None or view.ended
+        for _, line in follower.poll(final=ended):
+            print(line, flush=True)
+        if ended:
+            return _exit_for(view.state) if view else EXIT_OK
+        time.sleep(0.5)
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from jobs.submit import cancel_run
+
+    view = cancel_run(_resolve(args))
+    if args.json:
+        _print_json(view.to_json())
+    else:
+        print(f"run {view.run_id}: cancel requested" if not view.ended else f"run {view.run_id} is {view.state}")
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from jobs.status import view_run
+    from jobs.submit import resume_run
+
+    paths = _resolve(args)
+    resumed = resume_run(paths)
+    if args.json:
+        _print_json(view_run(paths).to_json())
+    elif resumed is None:
+        print(f"run {paths.run_id}: every step completed; nothing to resume")
+    else:
+        print(f"run {paths.run_id}: resubmitted")
+    return EXIT_OK
+
+
+def cmd_sample_data(args: argparse.Namespace) -> int:
+    from jobs.sample_data import make_sample_data
+
+    data = make_sample_data(args.dir, args.classes, args.train_per_class, args.val_per_class, args.seed)
+    print(f"wrote {args.classes} classes: {data.train} ({args.classes * args.train_per_class} images), "
+          f"{data.val} ({args.classes * args.val_per_class} images), {data.ground_truth.name}, {data.synsets.name}")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from app.demo import run_demo
+
+    return run_demo(args.runs_root)
+
+
+COMMANDS = {
+    "submit": cmd_submit,
+    "ls": cmd_ls,
+    "show": cmd_show,
+    "logs": cmd_logs,
+    "cancel": cmd_cancel,
+    "resume": cmd_resume,
+    "sample-data": cmd_sample_data,
+    "demo": cmd_demo,
+}
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

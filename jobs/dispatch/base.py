@@ -1,0 +1,52 @@
+"""What every backend does: submit the parts of some steps, report job states, cancel."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+from jobs.records import JobRef
+from jobs.rundir import RunPaths
+from jobs.spec import RunSpec
+
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
+            "BOOT_FAIL", "DEADLINE", "LOST"}
+
+
+@dataclass(frozen=True)
+class PartPlan:
+    """The parts of one step's attempt, in order: ``["main"]`` or ``["task-0", …, "merge"]``."""
+
+    step: str
+    attempt: int
+    parts: list[str]
+
+
+@dataclass(frozen=True)
+class JobState:
+    """What the scheduler says of one job or array task."""
+
+    state: str  # PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, TIMEOUT, … (sacct's words)
+    node: str = ""
+    exit_code: str = ""
+    reason: str = ""
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+
+class Backend(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    def submit(self, paths: RunPaths, spec: RunSpec, plans: list[PartPlan]) -> dict[str, list[JobRef]]:
+        """Submits the steps in order, each after the previous succeeded; returns the jobs of each step."""
+
+    @abc.abstractmethod
+    def states(self, jobs: list[JobRef]) -> dict[str, JobState]:
+        """Scheduler state by task id (``123``, ``123_4``), for all jobs in one query."""
+
+    @abc.abstractmethod
+    def cancel(self, jobs: list[JobRef]) -> None:
+        """Asks the scheduler to end these jobs; returns without waiting."""

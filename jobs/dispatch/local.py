@@ -1,0 +1,106 @@
+"""The embedded executor: submitit's LocalExecutor, one detached process per submission.
+
+SLURM's ``afterok`` has no local equivalent, so one local job runs every submitted part
+in order (``payloads.run_chain``). The job is started in its own session with no
+terminal attached: it outlives the CLI that submitted it, a Ctrl-C on ``submit --wait``
+stops the waiting and not the job, and the CLI's output pipes are not held open.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import psutil
+import submitit
+from submitit.local.local import LocalJob
+
+from jobs.dispatch.base import Backend, JobState, PartPlan
+from jobs.dispatch.resources import local_parameters
+from jobs.payloads import run_chain
+from jobs.records import JobRef, now
+from jobs.rundir import RunPaths
+from jobs.spec import RunSpec
+
+
+class _DetachedLocalExecutor(submitit.LocalExecutor):
+    def _submit_command(self, command: str) -> LocalJob[Any]:
+        env = dict(os.environ)
+        env.update(
+            SUBMITIT_LOCAL_NTASKS="1",
+            SUBMITIT_LOCAL_COMMAND=command,
+            SUBMITIT_LOCAL_TIMEOUT_S=str(int(60 * self.parameters.get("timeout_min", 60))),
+            SUBMITIT_LOCAL_SIGNAL_DELAY_S=str(int(self.parameters.get("signal_delay_s", 30))),
+            SUBMITIT_LOCAL_NODEID="0",
+            SUBMITIT_LOCAL_JOB_NUM_NODES="1",
+            SUBMITIT_STDERR_TO_STDOUT="",
+            SUBMITIT_EXECUTOR="local",
+            CUDA_VISIBLE_DEVICES="",
+            SUBMITIT_LOCAL_WITH_SHELL="",
+        )
+        setup = list(self.parameters.get("setup", ()))
+        controller = shlex.join([sys.executable, "-m", "submitit.local._local", str(self.folder)])
+        # With setup lines the controller runs under `sh -c … && exec`, so its pid is still the job id.
+        argv = ["/bin/sh", "-c", " && ".join([*setup, f"exec {controller}"])]
+        process = subprocess.Popen(
+            argv, env=env, start_new_session=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        return LocalJob(folder=self.folder, job_id=str(process.pid), process=process, tasks=[0])
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def submit(self, paths: RunPaths, spec: RunSpec, plans: list[PartPlan]) -> dict[str, list[JobRef]]:
+        executor = _DetachedLocalExecutor(folder=paths.submitit, python=spec.cluster.python or None)
+        resources = [getattr(spec, p.step).resources for p in plans]
+        params = local_parameters(resources[0])
+        params["timeout_min"] = sum(r.time_min for r in resources)
+        executor.update_parameters(**params)
+        job = executor.submit(run_chain, str(paths.root), [(p.step, p.attempt, p.parts) for p in plans])
+        started = _create_time(int(job.job_id))
+        submitted = now()
+        return {
+            p.step: [JobRef(job_id=job.job_id, role="main", submitted_at=submitted, parts=p.parts,
+                            pid_started_at=started)]
+            for p in plans
+        }
+
+    def states(self, jobs: list[JobRef]) -> dict[str, JobState]:
+        found = {}
+        for job in jobs:
+            # A finished process leaves no exit state behind: EXITED defers to the payload's status files.
+            state = "RUNNING" if _is_ours(job) else "EXITED"
+            found[job.job_id] = JobState(state, node=os.uname().nodename)
+        return found
+
+    def cancel(self, jobs: list[JobRef]) -> None:
+        # submitit's controller ends its tasks on SIGINT (KeyboardInterrupt), then SIGKILLs stragglers.
+        for job in jobs:
+            if _is_ours(job):
+                try:
+                    os.kill(int(job.job_id), signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _is_ours(job: JobRef) -> bool:
+    try:
+        proc = psutil.Process(int(job.job_id))
+        return proc.status() != psutil.STATUS_ZOMBIE and (
+            job.pid_started_at is None or abs(proc.create_time() - job.pid_started_at) < 1.0
+        )
+    except (psutil.Error, ValueError):
+        return False

@@ -1,0 +1,41 @@
+"""The one place where spec resources become submitit/sbatch parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobs.errors import UserError
+from jobs.spec import Resources
+
+
+def extra_sbatch(lines: list[str], where: str) -> dict[str, Any]:
+    """``["--exclusive", "--mail-type=END"]`` → ``{"exclusive": True, "mail_type": "END"}`` (submitit's form)."""
+    params: dict[str, Any] = {}
+    for line in lines:
+        if not line.startswith("--") or len(line) < 3:
+            raise UserError(f"{where}.extra_sbatch: expected --key=value or --flag, got {line!r}")
+        key, sep, value = line[2:].partition("=")
+        params[key.replace("-", "_")] = value if sep else True
+    return params
+
+
+def slurm_parameters(res: Resources, where: str, *, gpus_per_node: int = 0) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "time": res.time_min,
+        "nodes": res.nodes,
+        "ntasks_per_node": res.tasks_per_node,
+        "cpus_per_task": res.cpus_per_task,
+        "mem": f"{max(1, round(res.mem_gb * 1024))}M",
+        "setup": list(res.setup),
+        "additional_parameters": extra_sbatch(res.extra_sbatch, where),
+    }
+    for key in ("partition", "account", "qos", "constraint"):
+        if getattr(res, key):
+            params[key] = getattr(res, key)
+    if gpus_per_node:
+        params["gpus_per_node"] = gpus_per_node
+    return params
+
+
+def local_parameters(res: Resources) -> dict[str, Any]:
+    return {"timeout_min": res.time_min, "setup": list(res.setup)}

@@ -1,0 +1,129 @@
+"""Submitting, resuming, cancelling and waiting for runs: the calls the CLI and the app share."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from jobs import atomic
+from jobs.dispatch import PartPlan, backend_for
+from jobs.errors import UserError
+from jobs.records import Attempt, JobRef, RunRecord, StepRecord, load_record, now, save_record
+from jobs.rundir import RunPaths
+from jobs.runs import create_run_dir, default_runs_root
+from jobs.spec import RunSpec, validate
+from jobs.status import RunView, view_run
+
+
+def runs_root_for(spec: RunSpec | None, override: Path | None = None) -> Path:
+    if override is not None:
+        return override
+    if spec is not None and spec.cluster.runs_root is not None:
+        return spec.cluster.runs_root
+    return default_runs_root()
+
+
+def parts_of(spec: RunSpec, step: str) -> list[str]:
+    if step == "shard" and spec.shard is not None and spec.shard.resources.array_tasks > 1:
+        return [f"task-{k}" for k in range(spec.shard.resources.array_tasks)] + ["merge"]
+    return ["main"]
+
+
+def outputs_of(spec: RunSpec) -> dict[str, dict[str, str]]:
+    outputs = {}
+    if spec.shard is not None:
+        outputs["shard"] = {"dir": str(spec.shard.output), "index": str(spec.shard.output / "index.json")}
+    return outputs
+
+
+def preflight(spec: RunSpec) -> None:
+    """Checks that need the filesystem, done before any job is submitted."""
+    if not spec.steps:
+        raise UserError("spec: nothing to run; add a [shard] section")
+    if spec.shard is not None:
+        from jobs.shard.step import check_output
+
+        check_output(spec.shard)
+
+
+def submit_run(spec: RunSpec, runs_root: Path | None = None) -> RunPaths:
+    preflight(spec)
+    backend = backend_for(spec.cluster.executor)
+    paths = create_run_dir(runs_root_for(spec, runs_root))
+    atomic.write_json(paths.spec, spec.model_dump(mode="json"))
+    record = RunRecord(run_id=paths.run_id, name=spec.name, created_at=now(), executor=spec.cluster.executor,
+                       steps=[StepRecord(name=s) for s in spec.steps], outputs=outputs_of(spec))
+    plans = [PartPlan(step, 1, parts_of(spec, step)) for step in spec.steps]
+    try:
+        jobs = backend.submit(paths, spec, plans)
+    except Exception as exc:
+        shutil.rmtree(paths.root, ignore_errors=True)
+        raise UserError(f"submission to {backend.name} failed: {_first_line(exc)}") from None
+    save_record(paths, _with_attempts(record, plans, jobs))
+    return paths
+
+
+def resume_run(paths: RunPaths) -> RunPaths | None:
+    """Re-submits the first step that did not complete and every step after it; None if all completed."""
+    record = load_record(paths)
+    view = view_run(paths)
+    if not view.ended:
+        raise UserError(f"run {paths.run_id} is {view.state}; wait for it or cancel it before resuming")
+    todo = [s.name for s in view.steps]
+    first = next((i for i, s in enumerate(view.steps) if s.state != "COMPLETED"), None)
+    if first is None:
+        return None
+    todo = todo[first:]
+    spec = validate(atomic.read_json(paths.spec), source=str(paths.spec))
+    plans = [PartPlan(step, (record.step(step).current.number if record.step(step).current else 0) + 1,
+                      parts_of(spec, step)) for step in todo]
+    backend = backend_for(record.executor)
+    try:
+        jobs = backend.submit(paths, spec, plans)
+    except Exception as exc:
+        raise UserError(f"resubmission to {backend.name} failed: {_first_line(exc)}") from None
+    record = record.model_copy(update={"cancelled_at": None, "final": None})
+    save_record(paths, _with_attempts(record, plans, jobs))
+    return paths
+
+
+def cancel_run(paths: RunPaths) -> RunView:
+    record = load_record(paths)
+    view = view_run(paths)
+    if view.ended:
+        return view
+    save_record(paths, record.model_copy(update={"cancelled_at": now()}))
+    live = {j for s in view.steps if not s.ended for j in s.job_ids}
+    jobs = [j for s in record.steps if s.current for j in s.current.jobs if j.job_id in live]
+    backend_for(record.executor).cancel(jobs)
+    return view_run(paths)
+
+
+def wait_run(paths: RunPaths, poll_s: float = 1.0, on_update: Callable[[RunView], None] | None = None) -> RunView:
+    while True:
+        view = view_run(paths)
+        if on_update is not None:
+            on_update(view)
+        if view.ended:
+            return view
+        time.sleep(poll_s)
+
+
+def _with_attempts(record: RunRecord, plans: list[PartPlan], jobs: dict[str, list[JobRef]]) -> RunRecord:
+    steps = []
+    for step in record.steps:
+        plan = next((p for p in plans if p.step == step.name), None)
+        if plan is not None:
+            step = step.model_copy(update={"attempts": [
+                *step.attempts, Attempt(number=plan.attempt, submitted_at=now(), jobs=jobs[step.name])
+            ]})
+        steps.append(step)
+    return record.model_copy(update={"steps": steps})
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else text
