@@ -307,6 +307,19 @@ if ! sacctmgr -n -P show cluster format=cluster </dev/null | grep -qx "$CLUSTER"
     sacctmgr -i add cluster "$CLUSTER" </dev/null >/dev/null || die "sacctmgr add cluster failed"
 fi
 
+# Jobs of users without an association are run but recorded without one
+# (sacct -j then shows them as root), so register the developer who called
+# us through sudo plus any extra users from SLURM_UP_USERS.
+for u in ${SUDO_USER:-} ${SLURM_UP_USERS:-}; do
+    [[ $u == root ]] && continue
+    id "$u" >/dev/null 2>&1 || continue
+    if [[ -z $(sacctmgr -n -P show assoc where cluster="$CLUSTER" user="$u" format=user </dev/null) ]]; then
+        log "adding accounting user $u"
+        sacctmgr -i add user "$u" account=root cluster="$CLUSTER" </dev/null >/dev/null ||
+            die "sacctmgr add user $u failed"
+    fi
+done
+
 ((slurm_changed)) && stop_daemon slurmctld
 if ! running slurmctld; then
     rm -f /run/slurmctld.pid

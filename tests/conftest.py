@@ -1,0 +1,69 @@
+"""Shared fixtures: a temporary runs root, small sample datasets, and the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from jobs.sample_data import SampleData, make_sample_data
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory: pytest.TempPathFactory) -> SampleData:
+    """Six classes, 12 train and 4 val images each: small enough to shard in well under a second."""
+    return make_sample_data(tmp_path_factory.mktemp("sample"), classes=6, train_per_class=12, val_per_class=4,
+                            seed=1)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """CLUSTERDECK_HOME for this test: its own runs root."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("CLUSTERDECK_HOME", str(path))
+    yield path
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
+    """The installed console script, as a user runs it (a real process, real exit code)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})}, cwd=REPO,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def shard_spec(data: SampleData, output: Path, *, name: str = "shards", extra: str = "") -> str:
+    return f"""
+name = "{name}"
+[cluster]
+executor = "local"
+[shard]
+output = "{output}"
+shard_size_mb = 0.3
+seed = 0
+workers = 2
+{extra}
+[shard.train]
+input = "{data.train}"
+format = "imagefolder"
+[shard.val]
+input = "{data.val}"
+format = "ilsvrc-val"
+ground_truth = "{data.ground_truth}"
+synsets = "{data.synsets}"
+"""
