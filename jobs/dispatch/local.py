@@ -8,11 +8,13 @@ stops the waiting and not the job, and the CLI's output pipes are not held open.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
 import subprocess
 import sys
+import time
 from typing import Any
 
 import psutil
@@ -25,6 +27,8 @@ from jobs.payloads import run_chain
 from jobs.records import JobRef, now
 from jobs.rundir import RunPaths
 from jobs.spec import RunSpec
+
+CANCEL_GRACE_S = 5.0
 
 
 class _DetachedLocalExecutor(submitit.LocalExecutor):
@@ -80,13 +84,32 @@ class LocalBackend(Backend):
         return found
 
     def cancel(self, jobs: list[JobRef]) -> None:
-        # submitit's controller ends its tasks on SIGINT (KeyboardInterrupt), then SIGKILLs stragglers.
+        """SIGINT to the job's whole process group (controller, payload, writer processes), SIGKILL if it lingers.
+
+        submitit's tasks ignore SIGTERM (SLURM sends it before preemption), so SIGINT is the
+        signal that reaches our payload as KeyboardInterrupt and lets it record how it ended.
+        """
+        groups = []
         for job in jobs:
             if _is_ours(job):
-                try:
-                    os.kill(int(job.job_id), signal.SIGINT)
-                except ProcessLookupError:
-                    pass
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(int(job.job_id), signal.SIGINT)
+                    groups.append(int(job.job_id))
+        deadline = time.monotonic() + CANCEL_GRACE_S
+        while groups and time.monotonic() < deadline:
+            groups = [g for g in groups if _group_alive(g)]
+            time.sleep(0.1)
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
+
+
+def _group_alive(pgid: int) -> bool:
+    for proc in psutil.process_iter(["status"]):
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+    return False
 
 
 def _create_time(pid: int) -> float | None:

@@ -28,38 +28,38 @@ log() { echo "slurm-down: $*" >&2; }
 # stop NAME PIDFILE: stop the daemon via its pid file, falling back to the
 # exact process name (pid files are lost when /run is cleared).
 stop() {
-    local name=$1 pidfile=$2 pids="" p i
+    local name=$1 pidfile=$2 p
+    local -a pids=()
     if [[ -s $pidfile ]]; then
         p=$(<"$pidfile")
         # Only trust the pid file if it still points at the right program.
-        [[ $(cat "/proc/$p/comm" 2>/dev/null) == "$name" ]] && pids=$p
+        [[ $(cat "/proc/$p/comm" 2>/dev/null) == "$name" ]] && pids=("$p")
     fi
-    [[ -n $pids ]] || pids=$(pgrep -x "$name" || true)
-    if [[ -z $pids ]]; then
+    ((${#pids[@]})) || mapfile -t pids < <(pgrep -x "$name" || true)
+    if ((${#pids[@]} == 0)); then
         rm -f "$pidfile"
         return 0
     fi
-    log "stopping $name ($pids)"
-    kill $pids 2>/dev/null || true
-    for i in $(seq 1 60); do
+    log "stopping $name (${pids[*]})"
+    kill "${pids[@]}" 2>/dev/null || true
+    for _ in $(seq 1 60); do
         pgrep -x "$name" >/dev/null || break
         sleep 0.25
     done
     if pgrep -x "$name" >/dev/null; then
         log "$name did not exit, killing it"
-        kill -9 $pids 2>/dev/null || true
+        kill -9 "${pids[@]}" 2>/dev/null || true
     fi
     rm -f "$pidfile"
 }
 
-# Jobs first, so slurmctld can still record them as cancelled.
 # With proctrack/linuxproc, job steps would otherwise outlive slurmd.
 if pgrep -x slurmctld >/dev/null; then
-    jobs=$(squeue -h -o %A </dev/null 2>/dev/null || true)
-    if [[ -n $jobs ]]; then
-        log "cancelling jobs: $(echo $jobs)"
-        scancel $jobs </dev/null 2>/dev/null || true
-        for i in $(seq 1 40); do
+    mapfile -t jobs < <(squeue -h -o %A </dev/null 2>/dev/null || true)
+    if ((${#jobs[@]})); then
+        log "cancelling jobs: ${jobs[*]}"
+        scancel "${jobs[@]}" </dev/null 2>/dev/null || true
+        for _ in $(seq 1 40); do
             [[ -z $(squeue -h -o %A </dev/null 2>/dev/null) ]] && break
             sleep 0.25
         done

@@ -129,6 +129,7 @@ if [[ ! -s /etc/munge/munge.key ]]; then
     dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
 fi
 # munged refuses to start unless the key and its dirs are private to munge.
+mkdir -p /var/lib/munge /var/log/munge
 chown -R munge:munge /etc/munge /var/lib/munge /var/log/munge
 chmod 700 /etc/munge
 chmod 400 /etc/munge/munge.key
@@ -189,8 +190,13 @@ SQL
 # --------------------------------------------------------------------------
 # 4. Slurm configuration
 # --------------------------------------------------------------------------
-CPUS=$(nproc --all)
-MEM_MB=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
+# Use what slurmd itself detects: a node configured with more CPUs/memory
+# than slurmd reports (e.g. under a cpuset limit) gets drained.
+hw=$(slurmd -C </dev/null 2>/dev/null | head -n1 || true)
+CPUS=$(sed -n 's/.* CPUs=\([0-9]*\).*/\1/p' <<<"$hw")
+MEM_MB=$(sed -n 's/.* RealMemory=\([0-9]*\).*/\1/p' <<<"$hw")
+[[ -n $CPUS ]] || CPUS=$(nproc)
+[[ -n $MEM_MB ]] || MEM_MB=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
 # Stay below the detected memory (slurmd drains a node that reports less than
 # RealMemory); keep ~5% or at least 256 MB for the OS and the daemons.
 MARGIN=$((MEM_MB / 20))
@@ -277,11 +283,11 @@ EOF
 # --------------------------------------------------------------------------
 # stop_daemon NAME: used only when its config changed under a running daemon.
 stop_daemon() {
-    local name=$1 i
+    local name=$1
     running "$name" || return 0
     log "restarting $name (config changed)"
     pkill -x "$name" || true
-    for i in $(seq 1 40); do
+    for _ in $(seq 1 40); do
         running "$name" || return 0
         sleep 0.25
     done

@@ -1,0 +1,86 @@
+"""Run records: unique time-sorted ids under concurrent submits, addressing, and a fast ls."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from jobs.errors import RunNotFound
+from jobs.records import Attempt, FinalState, JobRef, RunRecord, StepRecord, save_record
+from jobs.runs import create_run_dir, list_runs, resolve_run
+from tests.conftest import REPO
+
+
+def _make_ids(root: str) -> list[str]:
+    return [create_run_dir(Path(root)).run_id for _ in range(50)]
+
+
+def fake_record(root: Path, name: str, state: str | None = "COMPLETED", at: float | None = None) -> RunRecord:
+    paths = create_run_dir(root)
+    t = at or time.time()
+    job = JobRef(job_id="1", submitted_at=t, parts=["main"])
+    record = RunRecord(
+        run_id=paths.run_id, name=name, created_at=t, executor="local",
+        steps=[StepRecord(name="shard", attempts=[Attempt(number=1, submitted_at=t, jobs=[job])])],
+        final=FinalState(state=state, ended_at=t + 5, steps={"shard": state}) if state else None,
+    )
+    save_record(paths, record)
+    return record
+
+
+def test_ids_are_unique_under_concurrent_creation(tmp_path: Path) -> None:
+    with ProcessPoolExecutor(4) as pool:
+        ids = [i for chunk in pool.map(_make_ids, [str(tmp_path)] * 4) for i in chunk]
+    assert len(ids) == len(set(ids)) == 200
+    assert sorted(os.listdir(tmp_path)) == sorted(ids)
+
+
+def test_ids_sort_by_creation_time(tmp_path: Path) -> None:
+    first = create_run_dir(tmp_path).run_id
+    time.sleep(1.1)
+    second = create_run_dir(tmp_path).run_id
+    assert first < second
+
+
+def test_runs_are_addressed_by_id_unique_prefix_or_name(tmp_path: Path) -> None:
+    a = fake_record(tmp_path, "alpha")
+    b = fake_record(tmp_path, "beta")
+    fake_record(tmp_path, "beta")
+    assert resolve_run(tmp_path, a.run_id).run_id == a.run_id
+    common = os.path.commonprefix([a.run_id, b.run_id])
+    assert resolve_run(tmp_path, a.run_id[: len(common) + 6]).run_id == a.run_id
+    assert resolve_run(tmp_path, "alpha").run_id == a.run_id
+    with pytest.raises(RunNotFound, match="ambiguous"):
+        resolve_run(tmp_path, common)
+    with pytest.raises(RunNotFound, match="used by 2 runs"):
+        resolve_run(tmp_path, "beta")
+    with pytest.raises(RunNotFound, match="no run 'gamma'"):
+        resolve_run(tmp_path, "gamma")
+    assert [r.run_id for r in list_runs(tmp_path)] == sorted(r.run_id for r in list_runs(tmp_path))
+
+
+def test_ls_of_a_thousand_runs_is_fast_and_never_imports_torch(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    for k in range(1000):
+        fake_record(root, f"run-{k}", state="COMPLETED" if k % 3 else "FAILED")
+    probe = (
+        "import sys, time; t = time.perf_counter(); from app.cli import main; code = main(['ls']); "
+        "sys.stderr.write(f'{time.perf_counter() - t:.3f} {code} {sorted(m for m in sys.modules "
+        "if m.split(\".\")[0] in (\"torch\", \"torchvision\", \"webdataset\", \"textual\"))}')"
+    )
+    env = {**os.environ, "CLUSTERDECK_HOME": str(tmp_path)}
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=REPO)
+    wall = time.perf_counter() - started
+    seconds, code, heavy = proc.stderr.split(" ", 2)
+    assert code == "0"
+    assert heavy == "[]"
+    assert proc.stdout.count("run-") == 1000
+    assert proc.stdout.count("shard:FAILED") == 334
+    assert wall < 1.0, f"ls of 1000 runs took {wall:.2f}s (in-process {seconds}s)"
