@@ -8,7 +8,6 @@ same bytes and the same sha256.
 from __future__ import annotations
 
 import hashlib
-import os
 import tarfile
 from pathlib import Path
 from types import TracebackType
@@ -16,6 +15,39 @@ from typing import BinaryIO
 
 _BLOCK = tarfile.BLOCKSIZE
 _RECORD = tarfile.RECORDSIZE
+_ZEROS = bytes(_BLOCK)
+
+
+def _header_template() -> bytearray:
+    """A ustar header with every fixed field set: mode 0444, uid/gid 0, mtime 0, regular file."""
+    h = bytearray(_BLOCK)
+    h[100:108] = b"0000444\0"
+    h[108:116] = b"0000000\0"
+    h[116:124] = b"0000000\0"
+    h[136:148] = b"00000000000\0"
+    h[148:156] = b" " * 8  # the checksum is computed with its own field as spaces
+    h[156:157] = tarfile.REGTYPE
+    h[257:265] = b"ustar\x0000"
+    return h
+
+
+_TEMPLATE = _header_template()
+_TEMPLATE_SUM = sum(_TEMPLATE)
+
+
+def member_header(name: str, size: int) -> bytes:
+    """The 512-byte header of one member, built directly: tarfile's generic path is a third of the write time."""
+    raw = name.encode()
+    if len(raw) > 100 or size >= 8**11:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.uname, info.gname = size, 0o444, "", ""
+        return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+    h = _TEMPLATE.copy()
+    h[: len(raw)] = raw
+    size_field = b"%011o\0" % size
+    h[124:136] = size_field
+    h[148:156] = b"%06o\0 " % (_TEMPLATE_SUM + sum(raw) + sum(size_field))
+    return bytes(h)
 
 
 class ShardTarWriter:
@@ -32,16 +64,11 @@ class ShardTarWriter:
         self.bytes += len(data)
 
     def add_member(self, name: str, data: bytes) -> None:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        info.mtime = 0
-        info.mode = 0o444
-        info.uname = info.gname = ""
-        self._write(info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"))
+        self._write(member_header(name, len(data)))
         self._write(data)
         pad = -len(data) % _BLOCK
         if pad:
-            self._write(b"\0" * pad)
+            self._write(_ZEROS[:pad])
 
     def add_sample(self, key: str, fields: dict[str, bytes]) -> None:
         """Members of one sample are consecutive and share the key, as webdataset groups them."""
@@ -50,11 +77,13 @@ class ShardTarWriter:
         self.samples += 1
 
     def close(self) -> str:
-        """Writes the end-of-archive blocks, syncs, and returns the sha256 of the whole file."""
+        """Writes the end-of-archive blocks and returns the sha256 of the whole file.
+
+        No fsync: a shard is only trusted again after its checksum is verified, so a file torn
+        by a crash is caught and rewritten on resume, and the writers are not stalled on the disk.
+        """
         end = 2 * _BLOCK
         self._write(b"\0" * (end + (-(self.bytes + end) % _RECORD)))
-        self._file.flush()
-        os.fsync(self._file.fileno())
         self._file.close()
         return self._sha.hexdigest()
 
