@@ -35,8 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("submit", help="submit a run from a spec")
     s.add_argument("spec", type=Path)
-    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a spec key (value parsed as TOML), e.g. --set shard.seed=3")
+    s.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec key (value parsed as TOML), e.g. --set shard.seed=3",
+    )
     s.add_argument("--executor", choices=["local", "slurm"])
     s.add_argument("--wait", action="store_true", help="wait for the run to end; exit 0 done, 1 failed")
     s.add_argument("--json", action="store_true")
@@ -179,9 +185,16 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _summary(v) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    return {"run_id": v.run_id, "name": v.name, "state": v.state, "executor": v.executor,
-            "created_at": v.created_at, "ended_at": v.ended_at, "path": v.path,
-            "steps": {s.name: s.state for s in v.steps}}
+    return {
+        "run_id": v.run_id,
+        "name": v.name,
+        "state": v.state,
+        "executor": v.executor,
+        "created_at": v.created_at,
+        "ended_at": v.ended_at,
+        "path": v.path,
+        "steps": {s.name: s.state for s in v.steps},
+    }
 
 
 def _when(ts: float) -> str:
@@ -207,8 +220,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"step     {step.name}: {step.state} (attempt {step.attempt}, jobs {', '.join(step.job_ids)})")
         for part in step.parts:
             extra = "  ".join(f"{k}={v:g}" for k, v in part.progress.items())
-            print(f"  {part.part:<8} {part.state:<10} job {part.job_id:<12} node {part.node or '-':<10} "
-                  f"exit {part.exit_code or '-':<5} {extra}".rstrip())
+            print(
+                f"  {part.part:<8} {part.state:<10} job {part.job_id:<12} node {part.node or '-':<10} "
+                f"exit {part.exit_code or '-':<5} {extra}".rstrip()
+            )
             if part.error and part.state != "COMPLETED":
                 print(f"           {part.error}")
     for step, where in view.outputs.items():
@@ -263,8 +278,10 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
     from jobs.sample_data import make_sample_data
 
     data = make_sample_data(args.dir, args.classes, args.train_per_class, args.val_per_class, args.seed)
-    print(f"wrote {args.classes} classes: {data.train} ({args.classes * args.train_per_class} images), "
-          f"{data.val} ({args.classes * args.val_per_class} images), {data.ground_truth.name}, {data.synsets.name}")
+    print(
+        f"wrote {args.classes} classes: {data.train} ({args.classes * args.train_per_class} images), "
+        f"{data.val} ({args.classes * args.val_per_class} images), {data.ground_truth.name}, {data.synsets.name}"
+    )
     return EXIT_OK
 
 

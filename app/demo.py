@@ -19,20 +19,26 @@ def run_demo(runs_root: Path | None) -> int:
     if not (data_dir / "synsets.txt").exists():
         print(f"writing sample data to {data_dir}", flush=True)
         make_sample_data(data_dir, classes=10, train_per_class=40, val_per_class=10, seed=0)
-    spec = validate({
-        "name": "demo-shards",
-        "cluster": {"executor": "local"},
-        "shard": {
-            "output": str(home / "shards"),
-            "shard_size_mb": 2,
-            "workers": min(2, os.cpu_count() or 1),
-            "train": {"input": str(data_dir / "train"), "format": "imagefolder"},
-            "val": {"input": str(data_dir / "val"), "format": "ilsvrc-val",
+    spec = validate(
+        {
+            "name": "demo-shards",
+            "cluster": {"executor": "local"},
+            "shard": {
+                "output": str(home / "shards"),
+                "shard_size_mb": 2,
+                "workers": min(2, os.cpu_count() or 1),
+                "train": {"input": str(data_dir / "train"), "format": "imagefolder"},
+                "val": {
+                    "input": str(data_dir / "val"),
+                    "format": "ilsvrc-val",
                     "ground_truth": str(data_dir / "ILSVRC2012_validation_ground_truth.txt"),
-                    "synsets": str(data_dir / "synsets.txt")},
-            "resources": {"time_min": 30},
+                    "synsets": str(data_dir / "synsets.txt"),
+                },
+                "resources": {"time_min": 30},
+            },
         },
-    }, source="demo")
+        source="demo",
+    )
     paths = submit_run(spec, runs_root)
     print(f"submitted run {paths.run_id} to the local executor; waiting", flush=True)
     view = wait_run(paths, poll_s=0.5)

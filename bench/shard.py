@@ -46,8 +46,7 @@ def baseline(tree: Path, out: Path, shard_mb: float) -> int:
     out.mkdir()
     classes = sorted(p.name for p in tree.iterdir())
     count = 0
-    with wds.ShardWriter(str(out / "train-%06d.tar"), maxsize=int(shard_mb * 1e6), maxcount=10**9,
-                         verbose=0) as sink:
+    with wds.ShardWriter(str(out / "train-%06d.tar"), maxsize=int(shard_mb * 1e6), maxcount=10**9, verbose=0) as sink:
         for index, wnid in enumerate(classes):
             for path in sorted((tree / wnid).iterdir()):
                 sink.write({"__key__": f"{wnid}_{count:08d}", "jpg": path.read_bytes(), "cls": index})
@@ -59,8 +58,12 @@ def ours(tree: Path, out: Path, shard_mb: float, workers: int) -> int:
     from jobs.shard.step import run_shard_part
     from jobs.spec import validate
 
-    spec = validate({"name": "bench", "shard": {"output": str(out), "shard_size_mb": shard_mb, "workers": workers,
-                                                  "train": {"input": str(tree)}}}).shard
+    spec = validate(
+        {
+            "name": "bench",
+            "shard": {"output": str(out), "shard_size_mb": shard_mb, "workers": workers, "train": {"input": str(tree)}},
+        }
+    ).shard
     assert spec is not None
     import contextlib
     import io

@@ -35,8 +35,15 @@ def load_run_spec(paths: RunPaths) -> RunSpec:
 def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
     """Runs one part of a step and records how it ended; a failure is re-raised for the scheduler."""
     paths = RunPaths(Path(run_root))
-    status = PartStatus(step=step, attempt=attempt, part=part, state="RUNNING", node=socket.gethostname(),
-                        job_id=_job_id(), started_at=now())
+    status = PartStatus(
+        step=step,
+        attempt=attempt,
+        part=part,
+        state="RUNNING",
+        node=socket.gethostname(),
+        job_id=_job_id(),
+        started_at=now(),
+    )
     save_status(paths, status)
     print(f"[clusterdeck] {step} {part} (attempt {attempt}) on {status.node}, job {status.job_id}", flush=True)
 
@@ -59,8 +66,9 @@ def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
         if not isinstance(exc, (UserError, KeyboardInterrupt)):
             traceback.print_exc()
         print(f"[clusterdeck] {step} {part} failed: {message}", file=sys.stderr, flush=True)
-        save_status(paths, status.model_copy(update={"state": "FAILED", "ended_at": now(), "exit_code": 1,
-                                                     "error": message}))
+        save_status(
+            paths, status.model_copy(update={"state": "FAILED", "ended_at": now(), "exit_code": 1, "error": message})
+        )
         raise
     save_status(paths, status.model_copy(update={"state": "COMPLETED", "ended_at": now(), "exit_code": 0}))
     print(f"[clusterdeck] {step} {part} completed", flush=True)

@@ -72,9 +72,7 @@ def make_sample_data(
     (root / "val").mkdir(parents=True, exist_ok=True)
     ids = []
     for n, wnid in enumerate(val_wnids, start=1):
-        (root / "val" / f"ILSVRC2012_val_{n:08d}.JPEG").write_bytes(
-            _image(rng, sorted_wnids.index(wnid), classes)
-        )
+        (root / "val" / f"ILSVRC2012_val_{n:08d}.JPEG").write_bytes(_image(rng, sorted_wnids.index(wnid), classes))
         ids.append(wnids.index(wnid) + 1)
     (root / GROUND_TRUTH).write_text("".join(f"{i}\n" for i in ids))
     (root / SYNSETS).write_text("".join(f"{w} {_words(sorted_wnids.index(w))}\n" for w in wnids))

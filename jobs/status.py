@@ -8,15 +8,35 @@ query per backend (one ``sacct`` for all SLURM jobs), never one per job.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from jobs.dispatch import JobState, backend_for
-from jobs.records import FinalState, JobRef, PartStatus, RunRecord, StepRecord, load_record, load_statuses, now, save_record
+from jobs.records import (
+    FinalState,
+    JobRef,
+    PartStatus,
+    RunRecord,
+    StepRecord,
+    load_record,
+    load_statuses,
+    now,
+    save_record,
+)
 from jobs.rundir import RunPaths
 
-FAILED_STATES = ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
-                 "DEADLINE", "LOST")
+FAILED_STATES = (
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "LOST",
+)
 # When parts disagree, the step shows the most telling one.
 PRECEDENCE = (*FAILED_STATES, "RUNNING", "PENDING", "COMPLETED")
 
@@ -100,18 +120,21 @@ def step_view(
         for part in job.parts:
             status = statuses.get((step.name, attempt.number, part))
             js = _sched_for(job, part, sched)
-            parts.append(PartView(
-                part=part,
-                state=part_state(status, js, cancelled),
-                job_id=(status.job_id if status and status.job_id else job.job_id),
-                node=(js.node if js and js.node else status.node if status else ""),
-                error=status.error if status else (js.reason if js else ""),
-                started_at=status.started_at if status else None,
-                ended_at=status.ended_at if status else None,
-                exit_code=js.exit_code if js and js.exit_code else (str(status.exit_code) if status and
-                                                                      status.exit_code is not None else ""),
-                progress=dict(status.progress) if status else {},
-            ))
+            parts.append(
+                PartView(
+                    part=part,
+                    state=part_state(status, js, cancelled),
+                    job_id=(status.job_id if status and status.job_id else job.job_id),
+                    node=(js.node if js and js.node else status.node if status else ""),
+                    error=status.error if status else (js.reason if js else ""),
+                    started_at=status.started_at if status else None,
+                    ended_at=status.ended_at if status else None,
+                    exit_code=js.exit_code
+                    if js and js.exit_code
+                    else (str(status.exit_code) if status and status.exit_code is not None else ""),
+                    progress=dict(status.progress) if status else {},
+                )
+            )
     state = min((p.state for p in parts), key=PRECEDENCE.index, default="PENDING")
     if state in FAILED_STATES and any(p.state in ("RUNNING", "PENDING") for p in parts):
         state = "RUNNING" if any(p.state == "RUNNING" for p in parts) else "PENDING"  # not over yet
@@ -139,9 +162,7 @@ def view_runs(runs: list[RunPaths], *, use_final: bool = True) -> list[RunView]:
     live: dict[str, list[JobRef]] = {}
     for _, record in records:
         if not (use_final and record.final):
-            live.setdefault(record.executor, []).extend(
-                j for s in record.steps if s.current for j in s.current.jobs
-            )
+            live.setdefault(record.executor, []).extend(j for s in record.steps if s.current for j in s.current.jobs)
     sched: dict[str, JobState] = {}
     for executor, jobs in live.items():
         sched.update(backend_for(executor).states(jobs))
@@ -154,15 +175,35 @@ def view_run(paths: RunPaths) -> RunView:
 
 def _view(paths: RunPaths, record: RunRecord, sched: dict[str, JobState], use_final: bool) -> RunView:
     if use_final and record.final:
-        steps = [StepView(name, state, record.step(name).current.number if record.step(name).current else 0,
-                          [], []) for name, state in record.final.steps.items()]
-        return RunView(record.run_id, record.name, record.final.state, record.executor, record.created_at,
-                       record.final.ended_at, steps, record.outputs, str(paths.root))
+        steps = [
+            StepView(name, state, record.step(name).current.number if record.step(name).current else 0, [], [])
+            for name, state in record.final.steps.items()
+        ]
+        return RunView(
+            record.run_id,
+            record.name,
+            record.final.state,
+            record.executor,
+            record.created_at,
+            record.final.ended_at,
+            steps,
+            record.outputs,
+            str(paths.root),
+        )
     statuses = load_statuses(paths)
     cancelled = record.cancelled_at is not None
     steps = [step_view(s, statuses, sched, cancelled) for s in record.steps]
-    view = RunView(record.run_id, record.name, run_state(steps), record.executor, record.created_at, None,
-                   steps, record.outputs, str(paths.root))
+    view = RunView(
+        record.run_id,
+        record.name,
+        run_state(steps),
+        record.executor,
+        record.created_at,
+        None,
+        steps,
+        record.outputs,
+        str(paths.root),
+    )
     if view.ended:
         ends = [p.ended_at for s in steps for p in s.parts if p.ended_at]
         view.ended_at = max(ends) if ends else now()
@@ -173,9 +214,8 @@ def _view(paths: RunPaths, record: RunRecord, sched: dict[str, JobState], use_fi
 def _remember_final(paths: RunPaths, record: RunRecord, view: RunView) -> None:
     """Caches the final state in the record, so listing a thousand old runs costs a thousand small reads."""
     if record.final is None:
-        final = FinalState(state=view.state, ended_at=view.ended_at or now(),
-                           steps={s.name: s.state for s in view.steps})
-        try:
+        final = FinalState(
+            state=view.state, ended_at=view.ended_at or now(), steps={s.name: s.state for s in view.steps}
+        )
+        with contextlib.suppress(OSError):  # a read-only viewer still gets the right answer
             save_record(paths, record.model_copy(update={"final": final}))
-        except OSError:
-            pass  # a read-only viewer still gets the right answer

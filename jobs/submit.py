@@ -53,8 +53,14 @@ def submit_run(spec: RunSpec, runs_root: Path | None = None) -> RunPaths:
     backend = backend_for(spec.cluster.executor)
     paths = create_run_dir(runs_root_for(spec, runs_root))
     atomic.write_json(paths.spec, spec.model_dump(mode="json"))
-    record = RunRecord(run_id=paths.run_id, name=spec.name, created_at=now(), executor=spec.cluster.executor,
-                       steps=[StepRecord(name=s) for s in spec.steps], outputs=outputs_of(spec))
+    record = RunRecord(
+        run_id=paths.run_id,
+        name=spec.name,
+        created_at=now(),
+        executor=spec.cluster.executor,
+        steps=[StepRecord(name=s) for s in spec.steps],
+        outputs=outputs_of(spec),
+    )
     plans = [PartPlan(step, 1, parts_of(spec, step)) for step in spec.steps]
     try:
         jobs = backend.submit(paths, spec, plans)
@@ -77,8 +83,10 @@ def resume_run(paths: RunPaths) -> RunPaths | None:
         return None
     todo = todo[first:]
     spec = validate(atomic.read_json(paths.spec), source=str(paths.spec))
-    plans = [PartPlan(step, (record.step(step).current.number if record.step(step).current else 0) + 1,
-                      parts_of(spec, step)) for step in todo]
+    plans = [
+        PartPlan(step, (record.step(step).current.number if record.step(step).current else 0) + 1, parts_of(spec, step))
+        for step in todo
+    ]
     backend = backend_for(record.executor)
     try:
         jobs = backend.submit(paths, spec, plans)
@@ -116,9 +124,11 @@ def _with_attempts(record: RunRecord, plans: list[PartPlan], jobs: dict[str, lis
     for step in record.steps:
         plan = next((p for p in plans if p.step == step.name), None)
         if plan is not None:
-            step = step.model_copy(update={"attempts": [
-                *step.attempts, Attempt(number=plan.attempt, submitted_at=now(), jobs=jobs[step.name])
-            ]})
+            step = step.model_copy(
+                update={
+                    "attempts": [*step.attempts, Attempt(number=plan.attempt, submitted_at=now(), jobs=jobs[step.name])]
+                }
+            )
         steps.append(step)
     return record.model_copy(update={"steps": steps})
 

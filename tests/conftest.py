@@ -19,8 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def sample_data(tmp_path_factory: pytest.TempPathFactory) -> SampleData:
     """Six classes, 12 train and 4 val images each: small enough to shard in well under a second."""
-    return make_sample_data(tmp_path_factory.mktemp("sample"), classes=6, train_per_class=12, val_per_class=4,
-                            seed=1)
+    return make_sample_data(tmp_path_factory.mktemp("sample"), classes=6, train_per_class=12, val_per_class=4, seed=1)
 
 
 @pytest.fixture
@@ -41,8 +40,12 @@ class Result:
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
     """The installed console script, as a user runs it (a real process, real exit code)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})}, cwd=REPO,
+        [sys.executable, "-m", "app.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 

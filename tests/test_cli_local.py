@@ -22,8 +22,7 @@ def spec_file(tmp_path: Path, data: SampleData, out: Path, **kw: str) -> Path:
 
 def test_submit_wait_show_logs_ls(sample_data: SampleData, tmp_path: Path, home: Path) -> None:
     out = tmp_path / "shards"
-    result = run_cli("submit", str(spec_file(tmp_path, sample_data, out)), "--wait", "--json",
-                     "--set", "shard.seed=4")
+    result = run_cli("submit", str(spec_file(tmp_path, sample_data, out)), "--wait", "--json", "--set", "shard.seed=4")
     assert result.code == 0, result.err
     view = json.loads(result.out)
     assert view["state"] == "COMPLETED"
@@ -34,10 +33,15 @@ def test_submit_wait_show_logs_ls(sample_data: SampleData, tmp_path: Path, home:
     shown = json.loads(run_cli("show", view["run_id"][:-2], "--json").out)
     step = shown["steps"][0]
     assert (shown["run_id"], shown["state"], step["name"], step["state"]) == (
-        view["run_id"], "COMPLETED", "shard", "COMPLETED")
+        view["run_id"],
+        "COMPLETED",
+        "shard",
+        "COMPLETED",
+    )
     assert step["job_ids"] and step["parts"][0]["node"] == os.uname().nodename
     assert step["parts"][0]["progress"]["shards_done"] == len(index["splits"]["train"]["shards"]) + len(
-        index["splits"]["val"]["shards"])
+        index["splits"]["val"]["shards"]
+    )
 
     logs = run_cli("logs", view["run_id"])
     assert logs.code == 0
@@ -54,8 +58,7 @@ def test_a_failing_run_exits_1_and_says_why(sample_data: SampleData, tmp_path: P
     shutil.copytree(sample_data.root, data)
     for k in range(5):
         (data / "train" / sorted(sample_data.wnids)[0] / f"junk{k}.JPEG").write_text("junk")
-    result = run_cli("submit", str(spec_file(tmp_path, SampleData(data, sample_data.wnids), tmp_path / "o")),
-                     "--wait")
+    result = run_cli("submit", str(spec_file(tmp_path, SampleData(data, sample_data.wnids), tmp_path / "o")), "--wait")
     assert result.code == 1
     assert "train: 5 of 77 inputs skipped" in result.err
     assert "Traceback" not in result.err
@@ -110,8 +113,13 @@ def test_cancel_a_running_job_then_resume_it(sample_data: SampleData, tmp_path: 
     shutil.copy(sample_data.train / wnid / f"{wnid}_5.JPEG", stuck)
     resumed = run_cli("resume", run_id)
     assert resumed.code == 0, resumed.err
-    final = _wait_for(lambda: (v := json.loads(run_cli("show", run_id, "--json").out))["state"] != "RUNNING"
-                      and v["state"] != "PENDING" and v)
+    final = _wait_for(
+        lambda: (
+            (v := json.loads(run_cli("show", run_id, "--json").out))["state"] != "RUNNING"
+            and v["state"] != "PENDING"
+            and v
+        )
+    )
     assert final["state"] == "COMPLETED"
     assert final["steps"][0]["attempt"] == 2
     logs = run_cli("logs", run_id).out

@@ -18,10 +18,17 @@ from jobs.spec import ShardSpec, validate
 
 def make_spec(data: SampleData, out: Path, **shard: object) -> ShardSpec:
     table = {
-        "output": str(out), "shard_size_mb": 0.3, "seed": 0, "workers": 2,
+        "output": str(out),
+        "shard_size_mb": 0.3,
+        "seed": 0,
+        "workers": 2,
         "train": {"input": str(data.train)},
-        "val": {"input": str(data.val), "format": "ilsvrc-val", "ground_truth": str(data.ground_truth),
-                "synsets": str(data.synsets)},
+        "val": {
+            "input": str(data.val),
+            "format": "ilsvrc-val",
+            "ground_truth": str(data.ground_truth),
+            "synsets": str(data.synsets),
+        },
         **shard,
     }
     spec = validate({"name": "t", "shard": table}).shard
@@ -70,16 +77,25 @@ def test_shards_are_globally_shuffled_and_readable_by_webdataset(sample_data: Sa
 
 def test_val_labels_use_the_train_class_order(sample_data: SampleData, tmp_path: Path) -> None:
     out = tmp_path / "s"
-    shard(make_spec(sample_data, out, val={"input": str(sample_data.val), "format": "ilsvrc-val",
-                                             "ground_truth": str(sample_data.ground_truth),
-                                             "synsets": str(sample_data.meta_mat)}))
+    shard(
+        make_spec(
+            sample_data,
+            out,
+            val={
+                "input": str(sample_data.val),
+                "format": "ilsvrc-val",
+                "ground_truth": str(sample_data.ground_truth),
+                "synsets": str(sample_data.meta_mat),
+            },
+        )
+    )
     index = index_of(out)
     truth = sample_data.ground_truth.read_text().split()
     urls = [str(out / s["file"]) for s in index["splits"]["val"]["shards"]]
     seen = 0
     for s in wds.WebDataset(urls, shardshuffle=False):
         meta = json.loads(s["json"])
-        number = int(meta["path"][len("ILSVRC2012_val_"):-len(".JPEG")])
+        number = int(meta["path"][len("ILSVRC2012_val_") : -len(".JPEG")])
         wnid = sample_data.wnids[int(truth[number - 1]) - 1]
         assert index["classes"][int(s["cls"])] == wnid == meta["wnid"]
         seen += 1
@@ -116,7 +132,8 @@ def test_resume_keeps_verified_shards_and_rewrites_corrupt_ones(sample_data, tmp
     shard(spec)
     log = capsys.readouterr().out
     assert "train-000001.tar: " in log and "train-000001.tar" in [
-        line.split(":")[0] for line in log.splitlines() if line.endswith("(written)")]
+        line.split(":")[0] for line in log.splitlines() if line.endswith("(written)")
+    ]
     assert "train-000000.tar" in [line.split(":")[0] for line in log.splitlines() if "verified, kept" in line]
     assert tars(out) == before
     assert (out / "train-000000.tar").stat().st_mtime_ns == mtimes["train-000000.tar"]
@@ -135,8 +152,7 @@ def test_non_images_are_skipped_listed_and_counted(sample_data, tmp_path: Path) 
         shard(make_spec(copy, out))
     index = index_of(out)  # written anyway, so the user can see what was skipped
     skipped = {s["path"]: s["reason"] for s in index["splits"]["train"]["skipped"]}
-    assert skipped == {f"{wnid}/empty.JPEG": "empty file",
-                       f"{wnid}/notes.txt": "not an image (unknown file header)"}
+    assert skipped == {f"{wnid}/empty.JPEG": "empty file", f"{wnid}/notes.txt": "not an image (unknown file header)"}
     assert index["splits"]["train"]["samples"] == 72
 
     out2 = tmp_path / "s2"
@@ -151,6 +167,6 @@ def test_an_output_made_with_other_settings_is_refused(sample_data, tmp_path: Pa
     check_output(make_spec(sample_data, out, workers=1))  # same content settings: fine to resume into
     with pytest.raises(UserError, match=r"shard.output: .* other settings \(seed differ\)"):
         check_output(make_spec(sample_data, out, seed=5))
-    with pytest.raises(UserError, match="overlaps shard.train.input"):
+    with pytest.raises(UserError, match=r"overlaps shard\.train\.input"):
         check_output(make_spec(sample_data, sample_data.train / "x"))
     assert tars(out) == before

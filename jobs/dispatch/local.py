@@ -51,8 +51,12 @@ class _DetachedLocalExecutor(submitit.LocalExecutor):
         # With setup lines the controller runs under `sh -c … && exec`, so its pid is still the job id.
         argv = ["/bin/sh", "-c", " && ".join([*setup, f"exec {controller}"])]
         process = subprocess.Popen(
-            argv, env=env, start_new_session=True,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            argv,
+            env=env,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         return LocalJob(folder=self.folder, job_id=str(process.pid), process=process, tasks=[0])
 
@@ -70,8 +74,9 @@ class LocalBackend(Backend):
         started = _create_time(int(job.job_id))
         submitted = now()
         return {
-            p.step: [JobRef(job_id=job.job_id, role="main", submitted_at=submitted, parts=p.parts,
-                            pid_started_at=started)]
+            p.step: [
+                JobRef(job_id=job.job_id, role="main", submitted_at=submitted, parts=p.parts, pid_started_at=started)
+            ]
             for p in plans
         }
 

@@ -48,11 +48,11 @@ class SlurmBackend(Backend):
                 root = str(paths.root)
                 if len(group) > 1:
                     executor.update_parameters(array_parallelism=len(group))
-                    jobs = executor.map_array(run_part, [root] * len(group), [plan.step] * len(group),
-                                              [plan.attempt] * len(group), group)
+                    jobs = executor.map_array(
+                        run_part, [root] * len(group), [plan.step] * len(group), [plan.attempt] * len(group), group
+                    )
                     job_id = jobs[0].job_id.split("_")[0]
-                    refs.append(JobRef(job_id=job_id, role="array", tasks=len(group), submitted_at=now(),
-                                       parts=group))
+                    refs.append(JobRef(job_id=job_id, role="array", tasks=len(group), submitted_at=now(), parts=group))
                 else:
                     job = executor.submit(run_part, root, plan.step, plan.attempt, group[0])
                     role = "merge" if group[0] == "merge" else "main"
@@ -82,7 +82,10 @@ def sacct_states(job_ids: list[str]) -> dict[str, JobState]:
     try:
         out = subprocess.run(
             ["sacct", "-X", "-n", "-P", "-o", SACCT_FIELDS, "-j", ",".join(job_ids)],
-            check=True, capture_output=True, text=True, timeout=30,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
@@ -97,6 +100,10 @@ def parse_sacct(text: str) -> dict[str, JobState]:
             continue
         job_id, state, exit_code, nodes, reason = fields[:5]
         # "CANCELLED by 0" → "CANCELLED"; pending arrays show as 123_[0-3]
-        states[job_id] = JobState(state.split()[0] if state else "UNKNOWN", nodes if nodes != "None assigned" else "",
-                                  exit_code, reason if reason != "None" else "")
+        states[job_id] = JobState(
+            state.split()[0] if state else "UNKNOWN",
+            nodes if nodes != "None assigned" else "",
+            exit_code,
+            reason if reason != "None" else "",
+        )
     return states

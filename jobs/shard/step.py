@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,18 +99,24 @@ def write_task(spec: ShardSpec, plan: ShardPlan, task: int, tasks: int, report: 
     """Writes (or verifies and keeps) this task's contiguous range of shards."""
     mine = [plan.jobs[i] for i in task_slice(len(plan.jobs), task, tasks)]
     spec.output.mkdir(parents=True, exist_ok=True)
-    done = samples = size = 0
+    samples = size = 0
     started = time.monotonic()
     print(f"task {task}/{tasks}: {len(mine)} of {len(plan.jobs)} shards, {spec.workers} workers", flush=True)
-    for record, reused in _run_pool(mine, spec.output, plan.classes, spec.workers):
-        done += 1
+    for done, (record, reused) in enumerate(_run_pool(mine, spec.output, plan.classes, spec.workers), start=1):
         samples += record["samples"]
         size += record["bytes"]
         how = "verified, kept" if reused else "written"
         print(f"{record['file']}: {record['samples']} samples, {record['bytes'] / 1e6:.1f} MB ({how})", flush=True)
         elapsed = max(time.monotonic() - started, 1e-9)
-        report({"shards_done": done, "shards_total": len(mine), "samples": samples, "bytes": size,
-                "mb_per_s": size / 1e6 / elapsed})
+        report(
+            {
+                "shards_done": done,
+                "shards_total": len(mine),
+                "samples": samples,
+                "bytes": size,
+                "mb_per_s": size / 1e6 / elapsed,
+            }
+        )
 
 
 def _run_pool(jobs: list[ShardJob], out: Path, classes: list[str], workers: int):  # type: ignore[no-untyped-def]
@@ -134,8 +139,13 @@ def merge_index(spec: ShardSpec, plan: ShardPlan) -> dict[str, Any]:
     splits: dict[str, Any] = {}
     missing = []
     for split, listing in plan.listings.items():
-        entry: dict[str, Any] = {"samples": 0, "bytes": 0, "inputs": len(listing) + len(listing.skipped),
-                                 "shards": [], "skipped": list(listing.skipped)}
+        entry: dict[str, Any] = {
+            "samples": 0,
+            "bytes": 0,
+            "inputs": len(listing) + len(listing.skipped),
+            "shards": [],
+            "skipped": list(listing.skipped),
+        }
         for job in (j for j in plan.jobs if j.split == split):
             record = completed_part(job, spec.output, verify=False)
             if record is None:
@@ -151,8 +161,11 @@ def merge_index(spec: ShardSpec, plan: ShardPlan) -> dict[str, Any]:
     index = {"format": INDEX_FORMAT, "settings": settings_of(spec), "classes": plan.classes, "splits": splits}
     atomic.write_json(spec.output / INDEX, index)
     for split, entry in splits.items():
-        print(f"{split}: {entry['samples']} samples in {len(entry['shards'])} shards, "
-              f"{entry['bytes'] / 1e6:.1f} MB, {len(entry['skipped'])} inputs skipped", flush=True)
+        print(
+            f"{split}: {entry['samples']} samples in {len(entry['shards'])} shards, "
+            f"{entry['bytes'] / 1e6:.1f} MB, {len(entry['skipped'])} inputs skipped",
+            flush=True,
+        )
     _check_skipped(spec, splits)
     return index
 

@@ -1,0 +1,145 @@
+"""Real SLURM: the one-node cluster that tests/cluster/slurm-up.sh starts (slurmctld, slurmd, slurmdbd)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from jobs.sample_data import SampleData
+from jobs.shard.step import run_shard_part
+from jobs.spec import load_spec
+from tests.conftest import run_cli, shard_spec
+
+pytestmark = pytest.mark.slurm
+RESOURCES = """
+[shard.resources]
+partition = "cpu"
+cpus_per_task = 1
+mem_gb = 1
+time_min = 10
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster() -> None:
+    if shutil.which("sbatch") is None:
+        pytest.skip("SLURM is not installed here; run tests/cluster/slurm-up.sh as root")
+    state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.split()
+    if not any(s.startswith(("idle", "mixed", "alloc")) for s in state):
+        pytest.skip(f"no SLURM node is up (sinfo: {state}); run tests/cluster/slurm-up.sh as root")
+
+
+def write_spec(tmp_path: Path, data: SampleData, out: Path, extra: str = "") -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text(shard_spec(data, out, name="slurm shards") + RESOURCES + extra)
+    return path
+
+
+def show(run_id: str) -> dict:
+    result = run_cli("show", run_id, "--json")
+    assert result.code in (0, 1), result.err
+    return json.loads(result.out)
+
+
+def poll(run_id: str, predicate, timeout: float = 90.0) -> dict:  # type: ignore[no-untyped-def]
+    """sacct lags the jobs by up to a few seconds: poll ``show`` until the expected state is there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        view = show(run_id)
+        if predicate(view) or time.monotonic() > deadline:
+            return view
+        time.sleep(0.5)
+
+
+def submission_script(run_path: str, job_id: str) -> str:
+    return (Path(run_path) / "submitit" / f"{job_id}_submission.sh").read_text()
+
+
+def test_shard_run_completes_on_slurm(sample_data: SampleData, tmp_path: Path, home: Path) -> None:
+    out = tmp_path / "shards"
+    result = run_cli("submit", str(write_spec(tmp_path, sample_data, out)), "--executor", "slurm", "--wait", "--json")
+    assert result.code == 0, result.err
+    run_id = json.loads(result.out)["run_id"]
+    view = poll(run_id, lambda v: v["steps"][0]["parts"][0]["exit_code"] == "0:0")
+    step = view["steps"][0]
+    part = step["parts"][0]
+    job_id = step["job_ids"][0]
+    assert view["state"] == step["state"] == part["state"] == "COMPLETED"
+    assert job_id.isdigit() and part["job_id"] == job_id
+    assert part["node"] == os.uname().nodename.split(".")[0]
+    assert part["exit_code"] == "0:0"  # sacct's form: the state came from the accounting database
+    sacct = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "State,NodeList", "-j", job_id], capture_output=True, text=True
+    ).stdout.strip()
+    assert sacct == f"COMPLETED|{part['node']}"
+    script = submission_script(view["path"], job_id)
+    for line in ("#SBATCH --partition=cpu", "#SBATCH --cpus-per-task=1", "#SBATCH --mem=1024M", "#SBATCH --time=10"):
+        assert line in script
+    assert json.loads((out / "index.json").read_text())["splits"]["train"]["samples"] == 72
+
+
+def test_array_shard_run_merges_its_index(sample_data: SampleData, tmp_path: Path, home: Path) -> None:
+    out = tmp_path / "shards"
+    spec = write_spec(tmp_path, sample_data, out, "array_tasks = 3\n")
+    result = run_cli("submit", str(spec), "--executor", "slurm", "--wait", "--json")
+    assert result.code == 0, result.err
+    run_id = json.loads(result.out)["run_id"]
+    view = poll(run_id, lambda v: all(p["exit_code"] == "0:0" for p in v["steps"][0]["parts"]))
+    step = view["steps"][0]
+    array_id, merge_id = step["job_ids"]
+    assert [p["part"] for p in step["parts"]] == ["task-0", "task-1", "task-2", "merge"]
+    assert [p["job_id"] for p in step["parts"]] == [f"{array_id}_{k}" for k in range(3)] + [merge_id]
+    assert all(p["state"] == "COMPLETED" and p["exit_code"] == "0:0" for p in step["parts"])
+    assert f"#SBATCH --dependency=afterok:{array_id}" in submission_script(view["path"], merge_id)
+    assert "#SBATCH --array=0-2%3" in submission_script(view["path"], array_id)
+
+    # The merged shard set is the one a single local task writes from the same spec.
+    local_out = tmp_path / "local"
+    local = load_spec(spec, [f'shard.output="{local_out}"', "shard.resources.array_tasks=1"]).shard
+    assert local is not None
+    run_shard_part(local, "main", lambda _: None)
+    assert (out / "index.json").read_bytes() == (local_out / "index.json").read_bytes()
+    assert sorted(p.name for p in out.glob("*.tar")) == sorted(p.name for p in local_out.glob("*.tar"))
+
+
+def test_cancel_a_running_slurm_job(sample_data: SampleData, tmp_path: Path, home: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(sample_data.root, data)
+    wnid = sorted(sample_data.wnids)[1]
+    stuck = data / "train" / wnid / f"{wnid}_3.JPEG"
+    stuck.unlink()
+    os.mkfifo(stuck)  # blocks the reader, as a hung filesystem would
+    result = run_cli(
+        "submit",
+        str(write_spec(tmp_path, SampleData(data, sample_data.wnids), tmp_path / "o")),
+        "--executor",
+        "slurm",
+        "--json",
+    )
+    assert result.code == 0, result.err
+    run_id = json.loads(result.out)["run_id"]
+    assert poll(run_id, lambda v: v["state"] == "RUNNING")["state"] == "RUNNING"
+    assert run_cli("cancel", run_id).code == 0
+    view = poll(run_id, lambda v: v["state"] == "CANCELLED" and v["steps"][0]["parts"][0]["exit_code"])
+    assert view["state"] == view["steps"][0]["state"] == "CANCELLED"
+    job_id = view["steps"][0]["job_ids"][0]
+    sacct = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "State", "-j", job_id], capture_output=True, text=True
+    ).stdout
+    assert sacct.startswith("CANCELLED")
+    assert run_cli("show", run_id).code == 1
+
+
+def test_an_impossible_request_is_a_clear_error(sample_data: SampleData, tmp_path: Path, home: Path) -> None:
+    spec = write_spec(tmp_path, sample_data, tmp_path / "o")
+    result = run_cli("submit", str(spec), "--executor", "slurm", "--set", "shard.resources.partition=nosuch")
+    assert result.code == 2
+    assert "submission to slurm failed" in result.err and "partition" in result.err.lower()
+    assert "Traceback" not in result.err
+    assert not (home / "runs").exists() or not any((home / "runs").iterdir())
