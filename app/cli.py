@@ -11,11 +11,16 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobs import __version__
 from jobs.errors import UserError
+
+if TYPE_CHECKING:
+    from jobs.rundir import RunPaths
+    from jobs.status import RunView
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -103,7 +108,7 @@ def _root(args: argparse.Namespace) -> Path:
     return args.runs_root or default_runs_root()
 
 
-def _resolve(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _resolve(args: argparse.Namespace) -> RunPaths:
     from jobs.runs import resolve_run
 
     return resolve_run(_root(args), args.run)
@@ -140,10 +145,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return _exit_for(view.state)
 
 
-def _progress_printer():  # type: ignore[no-untyped-def]
+def _progress_printer() -> Callable[[RunView], None]:
     seen: dict[str, str] = {}
 
-    def show(view) -> None:  # type: ignore[no-untyped-def]
+    def show(view: RunView) -> None:
         for step in view.steps:
             line = f"{step.name}: {step.state}"
             for part in step.parts:
@@ -156,7 +161,7 @@ def _progress_printer():  # type: ignore[no-untyped-def]
     return show
 
 
-def _print_failures(view) -> None:  # type: ignore[no-untyped-def]
+def _print_failures(view: RunView) -> None:
     for step in view.steps:
         for part in step.parts:
             if part.state != "COMPLETED" and part.error:
@@ -184,7 +189,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _summary(v) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _summary(v: RunView) -> dict[str, Any]:
     return {
         "run_id": v.run_id,
         "name": v.name,
@@ -226,9 +231,9 @@ def cmd_show(args: argparse.Namespace) -> int:
             )
             if part.error and part.state != "COMPLETED":
                 print(f"           {part.error}")
-    for step, where in view.outputs.items():
+    for name, where in view.outputs.items():
         for key, value in where.items():
-            print(f"output   {step}.{key}: {value}")
+            print(f"output   {name}.{key}: {value}")
     return _exit_for(view.state) if view.ended else EXIT_OK
 
 

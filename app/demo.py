@@ -46,10 +46,12 @@ def run_demo(runs_root: Path | None) -> int:
     if view.state != "COMPLETED":
         print(f"see: clusterdeck logs {view.run_id} --err")
         return 1
-    index = atomic.read_json(spec.shard.output / "index.json")  # type: ignore[union-attr]
+    assert spec.shard is not None
+    output = spec.shard.output
+    index = atomic.read_json(output / "index.json")
     for split, entry in index["splits"].items():
         print(f"{split}: {entry['samples']} samples in {len(entry['shards'])} shards")
-    print(f"shards: {spec.shard.output}")  # type: ignore[union-attr]
-    print(f"index:  {spec.shard.output / 'index.json'}")  # type: ignore[union-attr]
+    print(f"shards: {output}")
+    print(f"index:  {output / 'index.json'}")
     print(f"next:   clusterdeck show {view.run_id}   |   clusterdeck logs {view.run_id}")
     return 0

@@ -51,6 +51,11 @@ class StepRecord(Record):
     def current(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
 
+    @property
+    def attempt_number(self) -> int:
+        """The current attempt's number; 0 before the first submission."""
+        return self.attempts[-1].number if self.attempts else 0
+
 
 class FinalState(Record):
     """Cached once a run has ended, so listings need not ask the scheduler again; cleared by resume."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from jobs.dispatch import JobState, backend_for
 from jobs.records import (
+    Executor,
     FinalState,
     JobRef,
     PartStatus,
@@ -159,7 +160,7 @@ def view_runs(runs: list[RunPaths], *, use_final: bool = True) -> list[RunView]:
             records.append((paths, load_record(paths)))
         except (OSError, ValueError):
             continue  # a run directory still being created, or not ours
-    live: dict[str, list[JobRef]] = {}
+    live: dict[Executor, list[JobRef]] = {}
     for _, record in records:
         if not (use_final and record.final):
             live.setdefault(record.executor, []).extend(j for s in record.steps if s.current for j in s.current.jobs)
@@ -176,7 +177,7 @@ def view_run(paths: RunPaths) -> RunView:
 def _view(paths: RunPaths, record: RunRecord, sched: dict[str, JobState], use_final: bool) -> RunView:
     if use_final and record.final:
         steps = [
-            StepView(name, state, record.step(name).current.number if record.step(name).current else 0, [], [])
+            StepView(name, state, record.step(name).attempt_number, [], [])
             for name, state in record.final.steps.items()
         ]
         return RunView(

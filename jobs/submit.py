@@ -83,10 +83,7 @@ def resume_run(paths: RunPaths) -> RunPaths | None:
         return None
     todo = todo[first:]
     spec = validate(atomic.read_json(paths.spec), source=str(paths.spec))
-    plans = [
-        PartPlan(step, (record.step(step).current.number if record.step(step).current else 0) + 1, parts_of(spec, step))
-        for step in todo
-    ]
+    plans = [PartPlan(step, record.step(step).attempt_number + 1, parts_of(spec, step)) for step in todo]
     backend = backend_for(record.executor)
     try:
         jobs = backend.submit(paths, spec, plans)

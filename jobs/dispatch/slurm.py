@@ -12,7 +12,7 @@ from jobs.dispatch.base import Backend, JobState, PartPlan
 from jobs.dispatch.resources import slurm_parameters
 from jobs.errors import UserError
 from jobs.payloads import run_part
-from jobs.records import JobRef, now
+from jobs.records import JobRef, Role, now
 from jobs.rundir import RunPaths
 from jobs.spec import RunSpec
 
@@ -55,7 +55,7 @@ class SlurmBackend(Backend):
                     refs.append(JobRef(job_id=job_id, role="array", tasks=len(group), submitted_at=now(), parts=group))
                 else:
                     job = executor.submit(run_part, root, plan.step, plan.attempt, group[0])
-                    role = "merge" if group[0] == "merge" else "main"
+                    role: Role = "merge" if group[0] == "merge" else "main"
                     refs.append(JobRef(job_id=job.job_id, role=role, submitted_at=now(), parts=group))
                 after = refs[-1].job_id
             submitted[plan.step] = refs

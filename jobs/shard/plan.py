@@ -9,7 +9,6 @@ plan from the same listing and seed, and writes a contiguous range of its shards
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass
 
@@ -77,9 +76,3 @@ def plan_split(split: str, listing: Listing, per_shard: int, seed: int) -> list[
 def task_slice(count: int, task: int, tasks: int) -> range:
     """Contiguous, near-equal ranges: task k of n writes shards [k*count/n, (k+1)*count/n)."""
     return range(count * task // tasks, count * (task + 1) // tasks)
-
-
-def listing_digest(listing: Listing) -> str:
-    h = hashlib.sha256()
-    h.update(json.dumps([listing.paths, listing.labels]).encode())
-    return h.hexdigest()

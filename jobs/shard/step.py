@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,7 +119,9 @@ def write_task(spec: ShardSpec, plan: ShardPlan, task: int, tasks: int, report: 
         )
 
 
-def _run_pool(jobs: list[ShardJob], out: Path, classes: list[str], workers: int):  # type: ignore[no-untyped-def]
+def _run_pool(
+    jobs: list[ShardJob], out: Path, classes: list[str], workers: int
+) -> Iterator[tuple[dict[str, Any], bool]]:
     workers = max(1, min(workers, len(jobs)))
     if workers == 1:
         for job in jobs:
