@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import psutil
 
+from jobs import __version__
 from jobs.sample_data import SampleData
 from tests.conftest import run_cli, shard_spec
 
@@ -126,3 +129,22 @@ def test_cancel_a_running_job_then_resume_it(sample_data: SampleData, tmp_path: 
     assert logs.count("(verified, kept)") == len(written)
     assert all((out / name).stat().st_mtime_ns == t for name, t in written.items())
     assert (out / "index.json").exists()
+
+
+def test_logs_follow_prints_every_line_once_until_the_run_ends(sample_data: SampleData, tmp_path: Path, home: Path):
+    submitted = run_cli("submit", str(spec_file(tmp_path, sample_data, tmp_path / "shards")), "--json")
+    run_id = json.loads(submitted.out)["run_id"]
+    followed = run_cli("logs", run_id, "--follow")
+    assert followed.code == 0
+    lines = followed.out.splitlines()
+    assert lines.count("[clusterdeck] shard main completed") == 1
+    shard_lines = [line for line in lines if line.endswith("(written)")]
+    assert len(shard_lines) == len(set(shard_lines)) == len(list((tmp_path / "shards").glob("*.tar")))
+    assert run_cli("logs", run_id).out == followed.out
+
+
+def test_version_and_both_entry_points() -> None:
+    assert run_cli("--version").out.strip() == f"clusterdeck {__version__}"
+    cdeck = Path(sys.executable).parent / "cdeck"
+    out = subprocess.run([str(cdeck), "--version"], capture_output=True, text=True).stdout
+    assert out.strip() == f"clusterdeck {__version__}"
