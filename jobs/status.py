@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from jobs.dispatch import JobState, backend_for
+from jobs.dispatch.base import FAILED_STATES
 from jobs.records import (
     Executor,
     FinalState,
@@ -27,17 +28,6 @@ from jobs.records import (
 )
 from jobs.rundir import RunPaths
 
-FAILED_STATES = (
-    "FAILED",
-    "CANCELLED",
-    "TIMEOUT",
-    "OUT_OF_MEMORY",
-    "NODE_FAIL",
-    "PREEMPTED",
-    "BOOT_FAIL",
-    "DEADLINE",
-    "LOST",
-)
 # When parts disagree, the step shows the most telling one.
 PRECEDENCE = (*FAILED_STATES, "RUNNING", "PENDING", "COMPLETED")
 

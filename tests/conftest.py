@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -48,6 +49,17 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120)
         cwd=REPO,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def copy_with_stuck_file(data: SampleData, tmp_path: Path, class_rank: int, k: int) -> tuple[SampleData, Path]:
+    """A copy of the sample data in which one train image is a FIFO: reading it blocks, as on a hung filesystem."""
+    root = tmp_path / "data"
+    shutil.copytree(data.root, root)
+    wnid = sorted(data.wnids)[class_rank]
+    stuck = root / "train" / wnid / f"{wnid}_{k}.JPEG"
+    stuck.unlink()
+    os.mkfifo(stuck)
+    return SampleData(root, data.wnids), stuck
 
 
 def shard_spec(data: SampleData, output: Path, *, name: str = "shards", extra: str = "") -> str:

@@ -14,7 +14,7 @@ import psutil
 
 from jobs import __version__
 from jobs.sample_data import SampleData
-from tests.conftest import run_cli, shard_spec
+from tests.conftest import copy_with_stuck_file, run_cli, shard_spec
 
 
 def spec_file(tmp_path: Path, data: SampleData, out: Path, **kw: str) -> Path:
@@ -81,14 +81,10 @@ def _wait_for(predicate, timeout: float = 60.0):  # type: ignore[no-untyped-def]
 
 
 def test_cancel_a_running_job_then_resume_it(sample_data: SampleData, tmp_path: Path, home: Path) -> None:
-    data = tmp_path / "data"
-    shutil.copytree(sample_data.root, data)
-    wnid = sorted(sample_data.wnids)[2]
-    stuck = data / "train" / wnid / f"{wnid}_5.JPEG"
-    stuck.unlink()
-    os.mkfifo(stuck)  # reading it blocks, like a file on a hung filesystem
+    data, stuck = copy_with_stuck_file(sample_data, tmp_path, 2, 5)
+    wnid = stuck.parent.name
     out = tmp_path / "shards"
-    submitted = run_cli("submit", str(spec_file(tmp_path, SampleData(data, sample_data.wnids), out)), "--json")
+    submitted = run_cli("submit", str(spec_file(tmp_path, data, out)), "--json")
     assert submitted.code == 0, submitted.err
     run_id = json.loads(submitted.out)["run_id"]
 

@@ -14,7 +14,7 @@ import pytest
 from jobs.sample_data import SampleData
 from jobs.shard.step import run_shard_part
 from jobs.spec import load_spec
-from tests.conftest import run_cli, shard_spec
+from tests.conftest import copy_with_stuck_file, run_cli, shard_spec
 
 pytestmark = pytest.mark.slurm
 RESOURCES = """
@@ -109,15 +109,10 @@ def test_array_shard_run_merges_its_index(sample_data: SampleData, tmp_path: Pat
 
 
 def test_cancel_a_running_slurm_job(sample_data: SampleData, tmp_path: Path, home: Path) -> None:
-    data = tmp_path / "data"
-    shutil.copytree(sample_data.root, data)
-    wnid = sorted(sample_data.wnids)[1]
-    stuck = data / "train" / wnid / f"{wnid}_3.JPEG"
-    stuck.unlink()
-    os.mkfifo(stuck)  # blocks the reader, as a hung filesystem would
+    data, _ = copy_with_stuck_file(sample_data, tmp_path, 1, 3)
     result = run_cli(
         "submit",
-        str(write_spec(tmp_path, SampleData(data, sample_data.wnids), tmp_path / "o")),
+        str(write_spec(tmp_path, data, tmp_path / "o")),
         "--executor",
         "slurm",
         "--json",

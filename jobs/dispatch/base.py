@@ -9,8 +9,8 @@ from jobs.records import JobRef
 from jobs.rundir import RunPaths
 from jobs.spec import RunSpec
 
-TERMINAL = {
-    "COMPLETED",
+# sacct's words for a job that ended without success.
+FAILED_STATES = (
     "FAILED",
     "CANCELLED",
     "TIMEOUT",
@@ -20,7 +20,8 @@ TERMINAL = {
     "BOOT_FAIL",
     "DEADLINE",
     "LOST",
-}
+)
+TERMINAL = {"COMPLETED", *FAILED_STATES}
 
 
 @dataclass(frozen=True)
