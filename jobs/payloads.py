@@ -13,11 +13,9 @@ import sys
 import traceback
 from pathlib import Path
 
-from jobs import atomic
 from jobs.errors import UserError
-from jobs.records import PartStatus, now, save_status
+from jobs.records import PartStatus, load_run_spec, now, save_status
 from jobs.rundir import RunPaths
-from jobs.spec import RunSpec, validate
 
 
 def _job_id() -> str:
@@ -26,10 +24,6 @@ def _job_id() -> str:
         task = os.environ.get("SLURM_ARRAY_TASK_ID")
         return f"{array}_{task}" if array and task else os.environ["SLURM_JOB_ID"]
     return os.environ.get("SUBMITIT_LOCAL_JOB_ID", str(os.getpid()))
-
-
-def load_run_spec(paths: RunPaths) -> RunSpec:
-    return validate(atomic.read_json(paths.spec), source=str(paths.spec), check_paths=False)
 
 
 def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
@@ -53,7 +47,7 @@ def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
         save_status(paths, status)
 
     try:
-        spec = load_run_spec(paths)
+        spec = load_run_spec(paths, check_paths=False)
         if step == "shard":
             from jobs.shard.step import run_shard_part
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from jobs import atomic
 from jobs.rundir import RunPaths
+from jobs.spec import RunSpec, validate
 
 Executor = Literal["local", "slurm"]
 Role = Literal["main", "array", "merge"]
@@ -108,6 +109,11 @@ def save_record(paths: RunPaths, record: RunRecord) -> None:
 
 def load_record(paths: RunPaths) -> RunRecord:
     return RunRecord.model_validate(atomic.read_json(paths.record))
+
+
+def load_run_spec(paths: RunPaths, *, check_paths: bool) -> RunSpec:
+    """The resolved spec a run was submitted with."""
+    return validate(atomic.read_json(paths.spec), source=str(paths.spec), check_paths=check_paths)
 
 
 def save_status(paths: RunPaths, status: PartStatus) -> None:

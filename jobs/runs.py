@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from jobs.errors import RunNotFound, UserError
+from jobs.records import load_record
 from jobs.rundir import RunPaths
 
 ID_TIME_FORMAT = "%Y%m%d-%H%M%S"
@@ -71,8 +72,6 @@ def resolve_run(root: Path, address: str) -> RunPaths:
 
 
 def _name_of(run: RunPaths) -> str | None:
-    from jobs.records import load_record
-
     try:
         return load_record(run).name
     except (OSError, ValueError):

@@ -10,10 +10,10 @@ from pathlib import Path
 from jobs import atomic
 from jobs.dispatch import PartPlan, backend_for
 from jobs.errors import UserError
-from jobs.records import Attempt, JobRef, RunRecord, StepRecord, load_record, now, save_record
+from jobs.records import Attempt, JobRef, RunRecord, StepRecord, load_record, load_run_spec, now, save_record
 from jobs.rundir import RunPaths
 from jobs.runs import create_run_dir, default_runs_root
-from jobs.spec import RunSpec, validate
+from jobs.spec import RunSpec
 from jobs.status import RunView, view_run
 
 
@@ -77,12 +77,11 @@ def resume_run(paths: RunPaths) -> RunPaths | None:
     view = view_run(paths)
     if not view.ended:
         raise UserError(f"run {paths.run_id} is {view.state}; wait for it or cancel it before resuming")
-    todo = [s.name for s in view.steps]
     first = next((i for i, s in enumerate(view.steps) if s.state != "COMPLETED"), None)
     if first is None:
         return None
-    todo = todo[first:]
-    spec = validate(atomic.read_json(paths.spec), source=str(paths.spec))
+    todo = [s.name for s in view.steps[first:]]
+    spec = load_run_spec(paths, check_paths=True)  # inputs may have moved since the first submission
     plans = [PartPlan(step, record.step(step).attempt_number + 1, parts_of(spec, step)) for step in todo]
     backend = backend_for(record.executor)
     try:
