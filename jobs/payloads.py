@@ -2,7 +2,9 @@
 
 These functions are pickled by submitit and called on the compute node. They read the
 resolved spec from the run directory, write ``status/<step>.<attempt>.<part>.json`` when
-they start and end, and print progress to stdout (the job's log).
+they start and end (rank 0 only, in a multi-task job), and print progress to stdout (the
+job's log). The train step is wrapped in a submitit ``Checkpointable``, so a job that reaches
+its time limit saves its state and is requeued instead of failing.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import socket
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
-from jobs.errors import UserError
-from jobs.records import PartStatus, load_run_spec, now, save_status
+import submitit
+
+from jobs.errors import RequeueJob, UserError
+from jobs.records import PartStatus, load_run_spec, load_status, now, save_status
 from jobs.rundir import RunPaths
 
 
@@ -26,9 +31,20 @@ def _job_id() -> str:
     return os.environ.get("SUBMITIT_LOCAL_JOB_ID", str(os.getpid()))
 
 
+def job_world() -> tuple[int, int]:
+    """(global rank, world size) from SLURM or submitit's local executor; (0, 1) outside a job."""
+    try:
+        env = submitit.JobEnvironment()
+        return env.global_rank, env.num_tasks
+    except RuntimeError:
+        return 0, 1
+
+
 def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
     """Runs one part of a step and records how it ended; a failure is re-raised for the scheduler."""
     paths = RunPaths(Path(run_root))
+    rank, _ = job_world()
+    earlier = load_status(paths, step, attempt, part)
     status = PartStatus(
         step=step,
         attempt=attempt,
@@ -37,35 +53,74 @@ def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
         node=socket.gethostname(),
         job_id=_job_id(),
         started_at=now(),
+        history=[*earlier.history, earlier.as_start()] if earlier is not None else [],
     )
-    save_status(paths, status)
-    print(f"[clusterdeck] {step} {part} (attempt {attempt}) on {status.node}, job {status.job_id}", flush=True)
 
-    def report(progress: dict[str, float]) -> None:
+    def save(update: dict[str, Any]) -> None:
         nonlocal status
-        status = status.model_copy(update={"progress": progress})
-        save_status(paths, status)
+        status = status.model_copy(update=update)
+        if rank == 0:
+            save_status(paths, status)
 
+    save({})
+    restarts = f", restart {len(status.history)}" if status.history else ""
+    print(
+        f"[clusterdeck] {step} {part} (attempt {attempt}{restarts}) rank {rank} on {status.node}, job {status.job_id}",
+        flush=True,
+    )
     try:
-        spec = load_run_spec(paths, check_paths=False)
-        if step == "shard":
-            from jobs.shard.step import run_shard_part
-
-            assert spec.shard is not None
-            run_shard_part(spec.shard, part, report)
-        else:
-            raise ValueError(f"unknown step {step!r}")
+        _dispatch(paths, step, attempt, part, lambda progress: save({"progress": progress}))
+    except RequeueJob as rq:
+        print(f"[clusterdeck] {step} {part}: {rq}; requeueing", flush=True)
+        save({"state": "REQUEUED", "ended_at": now(), "error": str(rq)})
+        try:
+            rq.requeue()
+        except Exception as exc:
+            _failed(save, step, part, f"{rq}, but the job could not be requeued: {exc}")
+            raise
     except BaseException as exc:
         message = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc) or type(exc).__name__
         if not isinstance(exc, (UserError, KeyboardInterrupt)):
             traceback.print_exc()
-        print(f"[clusterdeck] {step} {part} failed: {message}", file=sys.stderr, flush=True)
-        save_status(
-            paths, status.model_copy(update={"state": "FAILED", "ended_at": now(), "exit_code": 1, "error": message})
-        )
+        _failed(save, step, part, message)
         raise
-    save_status(paths, status.model_copy(update={"state": "COMPLETED", "ended_at": now(), "exit_code": 0}))
+    save({"state": "COMPLETED", "ended_at": now(), "exit_code": 0})
     print(f"[clusterdeck] {step} {part} completed", flush=True)
+
+
+def _failed(save: Any, step: str, part: str, message: str) -> None:
+    print(f"[clusterdeck] {step} {part} failed: {message}", file=sys.stderr, flush=True)
+    save({"state": "FAILED", "ended_at": now(), "exit_code": 1, "error": message})
+
+
+def _dispatch(paths: RunPaths, step: str, attempt: int, part: str, report: Any) -> None:
+    spec = load_run_spec(paths, check_paths=False)
+    if step == "shard":
+        from jobs.shard.step import run_shard_part
+
+        assert spec.shard is not None
+        run_shard_part(spec.shard, part, report)
+    elif step == "train":
+        from jobs.train.step import run_train
+
+        run_train(spec, paths, attempt, report)
+    elif step == "evaluate":
+        from jobs.train.step import run_evaluate
+
+        run_evaluate(spec, paths, attempt, report)
+    else:
+        raise ValueError(f"unknown step {step!r}")
+
+
+class CheckpointablePart(submitit.helpers.Checkpointable):
+    """``run_part`` for steps that checkpoint themselves: submitit requeues it on timeout or preemption.
+
+    The state lives in the run directory (``checkpoints/last.pt``), so the resubmitted call is
+    the same call: it finds the checkpoint and continues from it.
+    """
+
+    def __call__(self, run_root: str, step: str, attempt: int, part: str) -> None:
+        run_part(run_root, step, attempt, part)
 
 
 def run_chain(run_root: str, plans: list[tuple[str, int, list[str]]]) -> None:

@@ -84,7 +84,18 @@ class RunRecord(Record):
         return [j.job_id for s in self.steps for a in s.attempts for j in a.jobs]
 
 
-PartState = Literal["RUNNING", "COMPLETED", "FAILED"]
+PartState = Literal["RUNNING", "REQUEUED", "COMPLETED", "FAILED"]
+
+
+class Start(Record):
+    """An earlier start of the same part in the same attempt: the scheduler requeued it (timeout, preemption)."""
+
+    job_id: str
+    node: str
+    started_at: float
+    ended_at: float | None
+    state: str
+    resumed_from_step: int | None = None
 
 
 class PartStatus(Record):
@@ -101,6 +112,19 @@ class PartStatus(Record):
     exit_code: int | None = None
     error: str = ""
     progress: dict[str, float] = {}
+    history: list[Start] = []
+    """Earlier starts of this part in this attempt (requeues), oldest first."""
+
+    def as_start(self) -> Start:
+        resumed = self.progress.get("resumed_from_step")
+        return Start(
+            job_id=self.job_id,
+            node=self.node,
+            started_at=self.started_at,
+            ended_at=self.ended_at,
+            state=self.state,
+            resumed_from_step=None if resumed is None else int(resumed),
+        )
 
 
 def save_record(paths: RunPaths, record: RunRecord) -> None:
@@ -118,6 +142,13 @@ def load_run_spec(paths: RunPaths, *, check_paths: bool) -> RunSpec:
 
 def save_status(paths: RunPaths, status: PartStatus) -> None:
     atomic.write_json(paths.status(status.step, status.attempt, status.part), status.model_dump(mode="json"))
+
+
+def load_status(paths: RunPaths, step: str, attempt: int, part: str) -> PartStatus | None:
+    try:
+        return PartStatus.model_validate(atomic.read_json(paths.status(step, attempt, part)))
+    except (OSError, ValueError):
+        return None
 
 
 def load_statuses(paths: RunPaths) -> dict[tuple[str, int, str], PartStatus]:

@@ -10,7 +10,9 @@ Every path of a run is named here and nowhere else::
                                     one file per job part (``task-3``, ``merge``, ``main``), written only by
                                     that part, by atomic rename: state, node, times, exit code, error
         submitit/                   submitit's folder: pickled calls, ``<jobid>_<task>_log.out|err``
-        metrics.jsonl               appended JSON lines (one object per line: time, kind, values)
+        metrics.jsonl               appended JSON lines (one object per line: time, kind, node, rank, values)
+        checkpoints/last.pt         the train step's latest state (model, optimizer, scheduler, scaler, epoch,
+        checkpoints/best.pt         step, RNG states, spec); best.pt is the one with the best val top-1
 
 The shard set itself goes where the spec's ``shard.output`` says (usually scratch),
 not into the run directory.
@@ -52,6 +54,10 @@ class RunPaths:
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.jsonl"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
 
     def log_files(self, job_ids: list[str], err: bool = False) -> list[Path]:
         """The log files of these jobs, in the order given (the record's order: oldest first)."""

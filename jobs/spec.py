@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from jobs.errors import UserError
+from jobs.model_names import MODEL_NAMES, unknown_model_message
 
 _UNSET_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 
@@ -48,8 +49,25 @@ def _must_exist(path: Path, info: ValidationInfo) -> Path:
     return path
 
 
+def _empty_is_none(value: Any) -> Any:
+    return None if value == "" else _expand(value)
+
+
+def _known_model(name: str) -> str:
+    if name not in MODEL_NAMES:
+        raise ValueError(unknown_model_message(name))
+    return name
+
+
 ExpandedPath = Annotated[Path, BeforeValidator(_expand)]
 ExistingPath = Annotated[Path, BeforeValidator(_expand), AfterValidator(_must_exist)]
+# ``""`` in a spec means "not given": the default is worked out from the rest of the spec.
+OptionalPath = Annotated[Path | None, BeforeValidator(_empty_is_none)]
+OptionalExistingPath = Annotated[
+    Path | None, BeforeValidator(_empty_is_none), AfterValidator(lambda p, info: p and _must_exist(p, info))
+]
+ModelName = Annotated[str, AfterValidator(_known_model)]
+Amp = Literal["bf16", "fp16", "off"]
 
 
 class Section(BaseModel):
@@ -134,6 +152,122 @@ class ShardSpec(Section):
         return self
 
 
+class TrainResources(Resources):
+    partition: str = "gpu"
+    gpus_per_node: int = Field(8, ge=0, le=64)
+    """GPUs on each node; one task (process) runs per GPU. 0 trains on CPUs."""
+    tasks_per_node: int = Field(0, ge=0)
+    """Processes per node; 0 means one per GPU, or 1 without GPUs. On CPUs, more than 1 trains with gloo."""
+    cpus_per_task: int = Field(8, ge=1)
+    mem_gb: float = Field(64, gt=0)
+    time_min: int = Field(2880, ge=1)
+    signal_delay_s: int = Field(120, ge=5)
+    """SLURM sends USR2 this long before the time limit: the job checkpoints and requeues itself."""
+
+    @property
+    def tasks(self) -> int:
+        return self.tasks_per_node or max(self.gpus_per_node, 1)
+
+    @model_validator(mode="after")
+    def _one_task_per_gpu(self) -> TrainResources:
+        if self.gpus_per_node and self.tasks_per_node not in (0, self.gpus_per_node):
+            raise ValueError(
+                f"tasks_per_node {self.tasks_per_node} with gpus_per_node {self.gpus_per_node}: "
+                "one task runs per GPU; leave tasks_per_node at 0"
+            )
+        return self
+
+
+class TrainSpec(Section):
+    model: ModelName = "resnet50"
+    """Any torchvision.models classification builder name, e.g. resnet50."""
+    train_shards: OptionalPath = None
+    """A shard set directory (with index.json); empty uses this run's [shard] output."""
+    val_shards: OptionalPath = None
+    """The shard set whose val split is evaluated each epoch; empty uses train_shards."""
+    image_size: int = Field(224, ge=16, le=1024)
+    """Crop size in pixels: 224 for ImageNet, 64 for downsampled ImageNet."""
+    epochs: int = Field(90, ge=1)
+    """Passes over the train split."""
+    batch_size: int = Field(256, ge=1)
+    """Samples per GPU (per task) in one forward pass."""
+    grad_accum: int = Field(1, ge=1)
+    """Forward passes per optimizer step; the effective batch is batch_size × tasks × grad_accum."""
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    """sgd (momentum, nesterov, weight_decay) or adamw (weight_decay)."""
+    lr: float = Field(0.1, gt=0)
+    """Peak learning rate (after warmup; onecycle's max_lr)."""
+    momentum: float = Field(0.9, ge=0, lt=1)
+    """SGD momentum."""
+    nesterov: bool = False
+    """SGD with Nesterov momentum."""
+    weight_decay: float = Field(1e-4, ge=0)
+    """L2 penalty (sgd) or decoupled weight decay (adamw)."""
+    schedule: Literal["step", "cosine", "onecycle"] = "step"
+    """Learning-rate schedule, stepped every optimizer step."""
+    step_size: int = Field(30, ge=1)
+    """step: epochs between decays."""
+    gamma: float = Field(0.1, gt=0, le=1)
+    """step: factor of each decay."""
+    warmup_epochs: float = Field(0, ge=0)
+    """step and cosine: linear warmup from lr/100 over this many epochs."""
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    """Cross-entropy label smoothing."""
+    mixup_alpha: float = Field(0.0, ge=0)
+    """Mixup's Beta(alpha, alpha); 0 turns it off."""
+    cutmix_alpha: float = Field(0.0, ge=0)
+    """CutMix's Beta(alpha, alpha); 0 turns it off. With mixup, each batch uses one of the two."""
+    auto_augment: Literal["", "imagenet", "randaugment"] = ""
+    """Extra train augmentation: AutoAugment's ImageNet policy or RandAugment."""
+    amp: Amp = "bf16"
+    """Autocast precision: bf16, fp16 (with a gradient scaler) or off."""
+    channels_last: bool = True
+    """Model and inputs in channels-last memory format (faster convolutions on tensor cores)."""
+    workers: int = Field(8, ge=0)
+    """Loader processes per task; 0 decodes in the training process."""
+    checkpoint_every_min: float = Field(10, ge=0)
+    """Minutes between checkpoints of ``last``; 0 checkpoints at every log step."""
+    weights: OptionalExistingPath = None
+    """A state_dict or checkpoint (.pth/.pt) to start from; never downloaded. Its class count must match."""
+    seed: int = 0
+    """Seed of initialisation, data order and augmentation."""
+    log_every_steps: int = Field(20, ge=1)
+    """Optimizer steps between metrics records (and between checks for a requested stop)."""
+    shuffle_buffer: int = Field(1000, ge=1)
+    """Samples shuffled together while a shard is read (the shards themselves are already shuffled)."""
+    max_requeues: int = Field(3, ge=0)
+    """Times a job that reaches its time limit checkpoints and requeues itself before it fails."""
+    resources: TrainResources = TrainResources()
+    """sbatch resources of the train step."""
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> TrainSpec:
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ValueError("nesterov needs optimizer 'sgd' with momentum > 0")
+        return self
+
+
+class EvaluateSpec(Section):
+    checkpoint: OptionalExistingPath = None
+    """A run's checkpoint (best.pt/last.pt) or a torchvision weights file; empty uses this run's [train] best."""
+    val_shards: OptionalPath = None
+    """A shard set directory whose val split is evaluated; empty uses the train step's val shards."""
+    model: Annotated[str, AfterValidator(lambda m: m and _known_model(m))] = ""
+    """Model builder name; empty takes it from the checkpoint (needed for a plain weights file)."""
+    image_size: int | None = Field(None, ge=16, le=1024)
+    """Crop size; empty takes it from the checkpoint's spec, else 224."""
+    batch_size: int = Field(256, ge=1)
+    """Samples per forward pass."""
+    workers: int = Field(8, ge=0)
+    """Loader processes."""
+    amp: Amp = "bf16"
+    """Autocast precision."""
+    channels_last: bool = True
+    """Channels-last memory format."""
+    resources: TrainResources = TrainResources(gpus_per_node=1, cpus_per_task=8, mem_gb=32, time_min=60)
+    """sbatch resources of the evaluate step (one task)."""
+
+
 class ClusterSpec(Section):
     executor: Literal["local", "slurm"] = "local"
     """``local`` runs steps on this machine (submitit's LocalExecutor); ``slurm`` submits with sbatch."""
@@ -150,10 +284,50 @@ class RunSpec(Section):
     """Where and how the steps run."""
     shard: ShardSpec | None = None
     """Shard an image dataset into shuffled webdataset tars."""
+    train: TrainSpec | None = None
+    """Train a torchvision classifier on a shard set."""
+    evaluate: EvaluateSpec | None = None
+    """Top-1/top-5 of a checkpoint on a val split."""
 
     @property
     def steps(self) -> list[str]:
-        return [name for name in ("shard",) if getattr(self, name) is not None]
+        return [name for name in STEPS if getattr(self, name) is not None]
+
+    @model_validator(mode="after")
+    def _inputs_have_a_source(self) -> RunSpec:
+        if self.train is not None and self.train.train_shards is None and self.shard is None:
+            raise ValueError("train.train_shards: required when the spec has no [shard] section")
+        if self.evaluate is not None:
+            if self.evaluate.checkpoint is None and self.train is None:
+                raise ValueError("evaluate.checkpoint: required when the spec has no [train] section")
+            if self.evaluate.val_shards is None and self.train is None and self.shard is None:
+                raise ValueError("evaluate.val_shards: required when the spec has no [train] or [shard] section")
+        if self.evaluate is not None and self.evaluate.resources.tasks != 1:
+            raise ValueError("evaluate.resources: evaluation runs as one task (gpus_per_node 0 or 1)")
+        return self
+
+    def train_shards(self) -> Path:
+        assert self.train is not None
+        if self.train.train_shards is not None:
+            return self.train.train_shards
+        assert self.shard is not None
+        return self.shard.output
+
+    def train_val_shards(self) -> Path:
+        assert self.train is not None
+        return self.train.val_shards or self.train_shards()
+
+    def evaluate_val_shards(self) -> Path:
+        assert self.evaluate is not None
+        if self.evaluate.val_shards is not None:
+            return self.evaluate.val_shards
+        if self.train is not None:
+            return self.train_val_shards()
+        assert self.shard is not None
+        return self.shard.output
+
+
+STEPS = ("shard", "train", "evaluate")
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -219,6 +393,9 @@ def describe_errors(exc: ValidationError) -> list[str]:
             lines.append(f"{key}: required key is missing")
         else:
             msg = err["msg"].removeprefix("Value error, ")
+            if not loc:  # a check across sections names its own keys
+                lines.append(msg)
+                continue
             lines.append(f"{key}: {msg} (got {err['input']!r})" if _show_input(err) else f"{key}: {msg}")
     return lines
 

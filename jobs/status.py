@@ -15,6 +15,7 @@ from typing import Any
 from jobs.dispatch import JobState, backend_for
 from jobs.dispatch.base import FAILED_STATES
 from jobs.records import (
+    Attempt,
     Executor,
     FinalState,
     JobRef,
@@ -29,7 +30,9 @@ from jobs.records import (
 from jobs.rundir import RunPaths
 
 # When parts disagree, the step shows the most telling one.
-PRECEDENCE = (*FAILED_STATES, "RUNNING", "PENDING", "COMPLETED")
+PRECEDENCE = (*FAILED_STATES, "RUNNING", "REQUEUED", "PENDING", "COMPLETED")
+# States of a part, step or run that is not over: REQUEUED waits to start again from its checkpoint.
+LIVE = ("RUNNING", "REQUEUED", "PENDING")
 
 
 @dataclass
@@ -43,6 +46,16 @@ class PartView:
     ended_at: float | None = None
     exit_code: str = ""
     progress: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """Earlier starts of this part in the same attempt (requeues): job_id, node, state, resumed_from_step, times."""
+
+
+@dataclass
+class AttemptView:
+    number: int
+    state: str
+    job_ids: list[str]
+    parts: list[PartView]
 
 
 @dataclass
@@ -52,10 +65,12 @@ class StepView:
     attempt: int
     job_ids: list[str]
     parts: list[PartView]
+    attempts: list[AttemptView] = field(default_factory=list)
+    """Every attempt, oldest first; the last is the current one (``state``, ``parts``)."""
 
     @property
     def ended(self) -> bool:
-        return self.state not in ("RUNNING", "PENDING")
+        return self.state not in LIVE
 
 
 @dataclass
@@ -85,6 +100,8 @@ def part_state(status: PartStatus | None, sched: JobState | None, cancelled: boo
         return sched.state  # the scheduler's word (TIMEOUT, CANCELLED, …) says more than the payload's FAILED
     if status is not None and status.state == "FAILED":
         return "CANCELLED" if cancelled else "FAILED"
+    if status is not None and status.state == "REQUEUED" and sched is not None and not sched.terminal:
+        return "RUNNING" if sched.state == "RUNNING" else "REQUEUED"  # RUNNING: restarted, not yet reporting
     gone = sched is not None and sched.state in ("EXITED", "COMPLETED")
     if gone:  # the job ended without the part finishing: it died, or never started after an earlier failure
         return "CANCELLED" if cancelled or status is None else "FAILED"
@@ -103,13 +120,24 @@ def _sched_for(job: JobRef, part: str, sched: dict[str, JobState]) -> JobState |
 def step_view(
     step: StepRecord, statuses: dict[tuple[str, int, str], PartStatus], sched: dict[str, JobState], cancelled: bool
 ) -> StepView:
-    attempt = step.current
-    if attempt is None:
+    attempts = [_attempt_view(step.name, a, statuses, sched, cancelled) for a in step.attempts]
+    if not attempts:
         return StepView(step.name, "PENDING", 0, [], [])
+    current = attempts[-1]
+    return StepView(step.name, current.state, current.number, current.job_ids, current.parts, attempts)
+
+
+def _attempt_view(
+    step: str,
+    attempt: Attempt,
+    statuses: dict[tuple[str, int, str], PartStatus],
+    sched: dict[str, JobState],
+    cancelled: bool,
+) -> AttemptView:
     parts = []
     for job in attempt.jobs:
         for part in job.parts:
-            status = statuses.get((step.name, attempt.number, part))
+            status = statuses.get((step, attempt.number, part))
             js = _sched_for(job, part, sched)
             parts.append(
                 PartView(
@@ -124,12 +152,13 @@ def step_view(
                     if js and js.exit_code
                     else (str(status.exit_code) if status and status.exit_code is not None else ""),
                     progress=dict(status.progress) if status else {},
+                    history=[h.model_dump() for h in status.history] if status else [],
                 )
             )
     state = min((p.state for p in parts), key=PRECEDENCE.index, default="PENDING")
-    if state in FAILED_STATES and any(p.state in ("RUNNING", "PENDING") for p in parts):
-        state = "RUNNING" if any(p.state == "RUNNING" for p in parts) else "PENDING"  # not over yet
-    return StepView(step.name, state, attempt.number, [j.job_id for j in attempt.jobs], parts)
+    if state in FAILED_STATES and any(p.state in LIVE for p in parts):
+        state = next(s for s in LIVE if any(p.state == s for p in parts))  # not over yet
+    return AttemptView(attempt.number, state, [j.job_id for j in attempt.jobs], parts)
 
 
 def run_state(steps: list[StepView]) -> str:
@@ -139,7 +168,7 @@ def run_state(steps: list[StepView]) -> str:
             return bad
     if all(s == "COMPLETED" for s in states):
         return "COMPLETED"
-    return "RUNNING" if "RUNNING" in states else "PENDING"
+    return next((s for s in LIVE if s in states), "PENDING")
 
 
 def view_runs(runs: list[RunPaths], *, use_final: bool = True) -> list[RunView]:
@@ -153,7 +182,8 @@ def view_runs(runs: list[RunPaths], *, use_final: bool = True) -> list[RunView]:
     live: dict[Executor, list[JobRef]] = {}
     for _, record in records:
         if not (use_final and record.final):
-            live.setdefault(record.executor, []).extend(j for s in record.steps if s.current for j in s.current.jobs)
+            # every attempt's jobs, so that a run's history shows how each ended; still one query per backend
+            live.setdefault(record.executor, []).extend(j for s in record.steps for a in s.attempts for j in a.jobs)
     sched: dict[str, JobState] = {}
     for executor, jobs in live.items():
         sched.update(backend_for(executor).states(jobs))

@@ -31,21 +31,39 @@ def parts_of(spec: RunSpec, step: str) -> list[str]:
     return ["main"]
 
 
-def outputs_of(spec: RunSpec) -> dict[str, dict[str, str]]:
+def outputs_of(spec: RunSpec, paths: RunPaths) -> dict[str, dict[str, str]]:
     outputs = {}
     if spec.shard is not None:
         outputs["shard"] = {"dir": str(spec.shard.output), "index": str(spec.shard.output / "index.json")}
+    if spec.train is not None:
+        outputs["train"] = {"last": str(paths.checkpoints / "last.pt"), "best": str(paths.checkpoints / "best.pt")}
     return outputs
 
 
 def preflight(spec: RunSpec) -> None:
     """Checks that need the filesystem, done before any job is submitted."""
     if not spec.steps:
-        raise UserError("spec: nothing to run; add a [shard] section")
+        raise UserError("spec: nothing to run; add a [shard], [train] or [evaluate] section")
     if spec.shard is not None:
         from jobs.shard.step import check_output
 
         check_output(spec.shard)
+    if spec.train is not None and spec.train.train_shards is not None:
+        check_train_inputs(spec)
+
+
+def check_train_inputs(spec: RunSpec) -> None:
+    """Shards made by an earlier run are checked now (index, files, batch size), not after a queue wait."""
+    from jobs.train.order import steps_per_epoch
+    from jobs.train.shardset import check_files, read_shardset
+
+    assert spec.train is not None
+    shard_set = read_shardset(spec.train_shards(), "train.train_shards")
+    train = shard_set.split("train", "train.train_shards")
+    check_files(train, "train.train_shards")
+    res = spec.train.resources
+    world = 1 if spec.cluster.executor == "local" else res.nodes * res.tasks
+    steps_per_epoch(shard_set.samples("train"), world, spec.train.batch_size, spec.train.grad_accum)
 
 
 def submit_run(spec: RunSpec, runs_root: Path | None = None) -> RunPaths:
@@ -59,7 +77,7 @@ def submit_run(spec: RunSpec, runs_root: Path | None = None) -> RunPaths:
         created_at=now(),
         executor=spec.cluster.executor,
         steps=[StepRecord(name=s) for s in spec.steps],
-        outputs=outputs_of(spec),
+        outputs=outputs_of(spec, paths),
     )
     plans = [PartPlan(step, 1, parts_of(spec, step)) for step in spec.steps]
     try:

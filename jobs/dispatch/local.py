@@ -43,7 +43,6 @@ class _DetachedLocalExecutor(submitit.LocalExecutor):
             SUBMITIT_LOCAL_JOB_NUM_NODES="1",
             SUBMITIT_STDERR_TO_STDOUT="",
             SUBMITIT_EXECUTOR="local",
-            CUDA_VISIBLE_DEVICES="",
             SUBMITIT_LOCAL_WITH_SHELL="",
         )
         setup = list(self.parameters.get("setup", ()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from jobs.errors import UserError
-from jobs.spec import Resources
+from jobs.spec import Resources, TrainResources
 
 
 def extra_sbatch(lines: list[str], where: str) -> dict[str, Any]:
@@ -19,11 +19,11 @@ def extra_sbatch(lines: list[str], where: str) -> dict[str, Any]:
     return params
 
 
-def slurm_parameters(res: Resources, where: str, *, gpus_per_node: int = 0) -> dict[str, Any]:
+def slurm_parameters(res: Resources, where: str) -> dict[str, Any]:
     params: dict[str, Any] = {
         "time": res.time_min,
         "nodes": res.nodes,
-        "ntasks_per_node": res.tasks_per_node,
+        "ntasks_per_node": res.tasks if isinstance(res, TrainResources) else res.tasks_per_node,
         "cpus_per_task": res.cpus_per_task,
         "mem": f"{max(1, round(res.mem_gb * 1024))}M",
         "setup": list(res.setup),
@@ -32,8 +32,10 @@ def slurm_parameters(res: Resources, where: str, *, gpus_per_node: int = 0) -> d
     for key in ("partition", "account", "qos", "constraint"):
         if getattr(res, key):
             params[key] = getattr(res, key)
-    if gpus_per_node:
-        params["gpus_per_node"] = gpus_per_node
+    if isinstance(res, TrainResources):
+        if res.gpus_per_node:
+            params["gpus_per_node"] = res.gpus_per_node
+        params["signal_delay_s"] = res.signal_delay_s
     return params
 
 

@@ -11,7 +11,7 @@ import submitit
 from jobs.dispatch.base import Backend, JobState, PartPlan
 from jobs.dispatch.resources import slurm_parameters
 from jobs.errors import UserError
-from jobs.payloads import run_part
+from jobs.payloads import CheckpointablePart, run_part
 from jobs.records import JobRef, Role, now
 from jobs.rundir import RunPaths
 from jobs.spec import RunSpec
@@ -26,8 +26,12 @@ class SlurmBackend(Backend):
         if shutil.which("sbatch") is None:
             raise UserError("cluster.executor: 'slurm' needs sbatch on PATH; none found on this machine")
 
-    def _executor(self, paths: RunPaths, spec: RunSpec, params: dict[str, Any]) -> submitit.SlurmExecutor:
-        executor = submitit.SlurmExecutor(folder=paths.submitit, python=spec.cluster.python or None)
+    def _executor(
+        self, paths: RunPaths, spec: RunSpec, params: dict[str, Any], max_requeues: int
+    ) -> submitit.SlurmExecutor:
+        executor = submitit.SlurmExecutor(
+            folder=paths.submitit, python=spec.cluster.python or None, max_num_timeout=max_requeues
+        )
         executor.update_parameters(**params)
         return executor
 
@@ -44,7 +48,8 @@ class SlurmBackend(Backend):
                 if after:
                     params["dependency"] = f"afterok:{after}"
                     params["additional_parameters"] = {**base["additional_parameters"], "kill_on_invalid_dep": "yes"}
-                executor = self._executor(paths, spec, params)
+                max_requeues = spec.train.max_requeues if plan.step == "train" and spec.train else 0
+                executor = self._executor(paths, spec, params, max_requeues)
                 root = str(paths.root)
                 if len(group) > 1:
                     executor.update_parameters(array_parallelism=len(group))
@@ -54,7 +59,9 @@ class SlurmBackend(Backend):
                     job_id = jobs[0].job_id.split("_")[0]
                     refs.append(JobRef(job_id=job_id, role="array", tasks=len(group), submitted_at=now(), parts=group))
                 else:
-                    job = executor.submit(run_part, root, plan.step, plan.attempt, group[0])
+                    # train checkpoints itself: submitit requeues it at the time limit instead of failing it
+                    payload = CheckpointablePart() if plan.step == "train" else run_part
+                    job = executor.submit(payload, root, plan.step, plan.attempt, group[0])
                     role: Role = "merge" if group[0] == "merge" else "main"
                     refs.append(JobRef(job_id=job.job_id, role=role, submitted_at=now(), parts=group))
                 after = refs[-1].job_id

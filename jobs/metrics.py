@@ -1,0 +1,36 @@
+"""Appending records to a run's ``metrics.jsonl``: one JSON object per line, written whole, never rewritten.
+
+Every record carries ``time``, ``kind``, ``node`` and ``rank``; the rest are the kind's values.
+Only one process appends per record kind (rank 0 gathers what the other ranks measured),
+so lines never interleave, on NFS or Lustre as on a local disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+
+class MetricsWriter:
+    def __init__(self, path: Path, *, rank: int = 0, attempt: int = 1, enabled: bool = True) -> None:
+        self.path = path
+        self.rank = rank
+        self.attempt = attempt
+        self.enabled = enabled
+        self.node = socket.gethostname()
+
+    def write(self, kind: str, **values: Any) -> None:
+        if not self.enabled:
+            return
+        record = {"time": time.time(), "kind": kind, "node": self.node, "rank": self.rank, "attempt": self.attempt}
+        record.update(values)
+        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)  # one write of the whole line: a reader never sees half of it for long
+        finally:
+            os.close(fd)

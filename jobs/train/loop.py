@@ -1,0 +1,465 @@
+"""The training loop, in the shape of torchvision's reference: build_model, train_one_epoch, evaluate, main.
+
+Every rank runs this. The loop is device-agnostic (CUDA on GPU nodes, CPU here), and all
+the state a resumed job needs is in the ``last`` checkpoint: model, optimizer, scheduler,
+scaler, the epoch and the optimizer step inside it, and every rank's RNG states.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torchvision.transforms import v2
+
+from jobs.metrics import MetricsWriter
+from jobs.spec import TrainSpec
+from jobs.train import checkpoint
+from jobs.train.data import IMAGENET_MEAN, IMAGENET_STD, TrainStream, ValStream, make_loader
+from jobs.train.distributed import Dist
+from jobs.train.models import build_model, load_weights, read_weights
+from jobs.train.order import steps_per_epoch, train_shares, val_shares
+from jobs.train.schedule import build_optimizer, build_scheduler
+from jobs.train.shardset import Shard
+
+Report = Callable[[dict[str, float]], None]
+
+
+class StopRequested(Exception):
+    """All ranks stopped at the same step after a signal, with ``last`` saved at that step."""
+
+    def __init__(self, step: int, signal_name: str) -> None:
+        super().__init__(f"stopped at step {step} after {signal_name}; checkpoint saved")
+        self.step = step
+        self.signal_name = signal_name
+
+
+class TrainingDiverged(Exception):
+    pass
+
+
+@dataclass
+class Signals:
+    """Set by signal handlers, read by the loop at its next control point (never acted on inside a handler)."""
+
+    stop: str = ""
+    checkpoint: bool = False
+
+
+@dataclass
+class Job:
+    """What the train step hands the loop."""
+
+    cfg: TrainSpec
+    classes: list[str]
+    train_shards: list[Shard]
+    val_shards: list[Shard]
+    checkpoint_dir: Path
+    metrics: MetricsWriter
+    dist: Dist
+    report: Report = lambda progress: None
+    signals: Signals = field(default_factory=Signals)
+    spec: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Progress:
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best_top1: float = -1.0
+    resumed_from: int | None = None
+
+
+class Precision:
+    """Autocast and the gradient scaler for one device and ``amp`` setting."""
+
+    def __init__(self, amp: str, device: torch.device) -> None:
+        self.device_type = device.type
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+
+def normalize(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """uint8 NCHW from the loader → normalised float on the device (the division happens there, not in workers)."""
+    x = images.to(device, non_blocking=True).float().div_(255)
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    x = x.sub_(mean).div_(std)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def batch_mixer(cfg: TrainSpec, num_classes: int) -> Callable[[torch.Tensor, torch.Tensor], Any] | None:
+    mixers: list[Any] = []
+    if cfg.mixup_alpha > 0:
+        mixers.append(v2.MixUp(alpha=cfg.mixup_alpha, num_classes=num_classes))
+    if cfg.cutmix_alpha > 0:
+        mixers.append(v2.CutMix(alpha=cfg.cutmix_alpha, num_classes=num_classes))
+    if not mixers:
+        return None
+    return mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class Trainer:
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        cfg, d = job.cfg, job.dist
+        self.cfg, self.dist, self.device = cfg, d, d.device
+        torch.manual_seed(cfg.seed + d.rank)
+        self.model = build_model(cfg.model, len(job.classes))
+        if cfg.weights is not None:
+            load_weights(self.model, read_weights(cfg.weights), cfg.weights, "train.weights")
+        self.model.to(self.device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.ddp: torch.nn.Module = self.model
+        if d.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+        self.steps = steps_per_epoch(sum(s.samples for s in job.train_shards), d.world, cfg.batch_size, cfg.grad_accum)
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.scheduler = build_scheduler(cfg, self.optimizer, self.steps)
+        self.precision = Precision(cfg.amp, self.device)
+        self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.mixer = batch_mixer(cfg, len(job.classes))
+        self.progress = Progress()
+        self.last_checkpoint = time.monotonic()
+
+    # --- checkpoints -------------------------------------------------------------------------------
+
+    @property
+    def last_path(self) -> Path:
+        return self.job.checkpoint_dir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.job.checkpoint_dir / "best.pt"
+
+    def save(self, *, best: bool = False, metrics: dict[str, float] | None = None) -> None:
+        """Collective: every rank hands rank 0 its RNG state; rank 0 writes ``last`` (and ``best``)."""
+        rngs = self.dist.gather(rng_state())
+        if self.dist.main:
+            p = self.progress
+            state = {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.precision.scaler.state_dict(),
+                "epoch": p.epoch,
+                "step_in_epoch": p.step_in_epoch,
+                "global_step": p.global_step,
+                "best_top1": p.best_top1,
+                "rng": rngs,
+                "world": self.dist.world,
+                "classes": self.job.classes,
+                "spec": self.job.spec,
+                "model_name": self.cfg.model,
+                "image_size": self.cfg.image_size,
+                "metrics": metrics or {},
+            }
+            checkpoint.save(self.last_path, state)
+            if best:
+                checkpoint.save(self.best_path, state)
+            self.job.metrics.write(
+                "checkpoint", step=p.global_step, epoch=p.epoch, step_in_epoch=p.step_in_epoch, best=best
+            )
+        self.dist.barrier()
+        self.last_checkpoint = time.monotonic()
+
+    def restore(self) -> None:
+        """Continues from ``last`` when there is one: the same epoch, the same step, the same random streams."""
+        if not self.last_path.exists():
+            return
+        state = checkpoint.load(self.last_path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.precision.scaler.load_state_dict(state["scaler"])
+        p = self.progress
+        p.epoch, p.step_in_epoch, p.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
+        p.best_top1 = state["best_top1"]
+        p.resumed_from = p.global_step
+        if state["world"] == self.dist.world:
+            set_rng_state(state["rng"][self.dist.rank])
+        else:  # another world size: the data order changes anyway; reseed deterministically
+            torch.manual_seed(self.cfg.seed + 1000 * p.global_step + self.dist.rank)
+
+    # --- the loop ----------------------------------------------------------------------------------
+
+    def fit(self) -> dict[str, Any]:
+        cfg, p = self.cfg, self.progress
+        self.restore()
+        if p.resumed_from is not None and self.dist.main:
+            print(f"resuming from {self.last_path}: epoch {p.epoch + 1}, step {p.global_step}", flush=True)
+        self.job.report(self._progress())
+        result: dict[str, Any] = {}
+        while p.epoch < cfg.epochs:
+            started = time.monotonic()
+            train_loss = self.train_one_epoch() if p.step_in_epoch < self.steps else None
+            val = self.evaluate() if self.job.val_shards else {}
+            record: dict[str, Any] = {"epoch": p.epoch + 1, "epoch_s": time.monotonic() - started, **val}
+            if train_loss is not None:  # None: resumed after the epoch's last step, before its evaluation
+                record["train_loss"] = train_loss
+            improved = bool(val) and val["top1"] > p.best_top1
+            if improved:
+                p.best_top1 = val["top1"]
+            p.epoch, p.step_in_epoch = p.epoch + 1, 0
+            if self.dist.main:
+                self.job.metrics.write("epoch", step=p.global_step, **record)
+                shown = "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch")
+                print(f"epoch {p.epoch}/{cfg.epochs}: {shown}", flush=True)
+            self.save(best=improved or not self.job.val_shards, metrics=record)
+            self.job.report(self._progress(record))
+            result = record
+        digests = self.dist.gather(weights_digest(self.model))
+        if self.dist.main:
+            self.job.metrics.write("final", step=p.global_step, weights_sha256=digests, **result)
+        print(f"rank {self.dist.rank}: final weights sha256 {digests[self.dist.rank]}", flush=True)
+        return result
+
+    def _progress(self, record: dict[str, Any] | None = None) -> dict[str, float]:
+        p = self.progress
+        out = {
+            "epoch": float(p.epoch),
+            "epochs": float(self.cfg.epochs),
+            "step": float(p.global_step),
+            "steps_total": float(self.cfg.epochs * self.steps),
+        }
+        if p.resumed_from is not None:
+            out["resumed_from_step"] = float(p.resumed_from)
+        for key in ("top1", "top5", "train_loss"):
+            if record and key in record:
+                out[key] = float(record[key])
+        if p.best_top1 >= 0:
+            out["best_top1"] = p.best_top1
+        return out
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        cfg, p, d = self.cfg, self.progress, self.dist
+        shares = train_shares(
+            self.job.train_shards,
+            seed=cfg.seed,
+            epoch=p.epoch,
+            world=d.world,
+            rank=d.rank,
+            workers=cfg.workers,
+            batches=self.steps * cfg.grad_accum,
+            done=p.step_in_epoch * cfg.grad_accum,
+        )
+        stream = TrainStream(
+            shares,
+            batch_size=cfg.batch_size,
+            image_size=cfg.image_size,
+            auto_augment=cfg.auto_augment,
+            seed=cfg.seed,
+            epoch=p.epoch,
+            shuffle_buffer=cfg.shuffle_buffer,
+        )
+        workers = min(cfg.workers, len(shares))
+        return iter(make_loader(stream, workers, self.device.type == "cuda"))
+
+    def train_one_epoch(self) -> float:
+        cfg, p = self.cfg, self.progress
+        self.ddp.train()
+        batches = self.batches()
+        window = _Window(time.monotonic(), loss=torch.zeros((), device=self.device))
+        epoch_loss, epoch_batches = torch.zeros((), device=self.device), 0
+        while p.step_in_epoch < self.steps:
+            for micro in range(cfg.grad_accum):
+                waited = time.monotonic()
+                images, labels = next(batches)
+                window.wait += time.monotonic() - waited
+                loss = self.forward_backward(images, labels, last=micro == cfg.grad_accum - 1)
+                epoch_loss += loss.detach()
+                window.loss += loss.detach()
+                window.batches += 1
+                epoch_batches += 1
+            self.optimizer_step()
+            if p.step_in_epoch % cfg.log_every_steps == 0 or p.step_in_epoch == self.steps:
+                self.log_step(window)
+                window = _Window(time.monotonic(), loss=torch.zeros((), device=self.device))
+                self.control_point()
+        return float(epoch_loss.item()) / max(epoch_batches, 1)
+
+    def forward_backward(self, images: torch.Tensor, labels: torch.Tensor, *, last: bool) -> torch.Tensor:
+        x = normalize(images, self.device, self.cfg.channels_last)
+        y = labels.to(self.device, non_blocking=True)
+        if self.mixer is not None:
+            x, y = self.mixer(x, y)
+        sync = contextlib.nullcontext() if last or self.dist.world == 1 else self.ddp.no_sync()  # type: ignore[operator]
+        with sync:
+            with self.precision.autocast():
+                loss = self.criterion(self.ddp(x), y)
+            self.precision.scaler.scale(loss / self.cfg.grad_accum).backward()
+        return loss
+
+    def optimizer_step(self) -> None:
+        scaler = self.precision.scaler
+        scaler.step(self.optimizer)
+        scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.progress.step_in_epoch += 1
+        self.progress.global_step += 1
+
+    def log_step(self, window: _Window) -> None:
+        p, d = self.progress, self.dist
+        loss = float(window.loss.item()) / max(window.batches, 1)  # the one host sync of a log interval
+        if not math.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss is {loss} at step {p.global_step}; lower train.lr, add warmup_epochs, or use amp 'bf16'"
+            )
+        elapsed = max(time.monotonic() - window.started, 1e-9)
+        images = window.batches * self.cfg.batch_size * d.world
+        memory = self.dist.gather(_gpu_memory(self.device))
+        if not d.main:
+            return
+        self.job.metrics.write(
+            "train",
+            step=p.global_step,
+            epoch=p.epoch + p.step_in_epoch / self.steps,
+            loss=loss,
+            lr=self.optimizer.param_groups[0]["lr"],
+            images_per_s=images / elapsed,
+            step_s=elapsed / max(window.batches / self.cfg.grad_accum, 1),
+            data_wait_s=window.wait,
+            data_wait_fraction=window.wait / elapsed,
+        )
+        for rank, mem in enumerate(memory):
+            if mem:
+                self.job.metrics.write("gpu_memory", step=p.global_step, of_rank=rank, **mem)
+        print(
+            f"step {p.global_step} (epoch {p.epoch + 1}, {p.step_in_epoch}/{self.steps}): loss {loss:.4f} "
+            f"{images / elapsed:.1f} img/s, data wait {window.wait / elapsed:.0%}",
+            flush=True,
+        )
+        self.job.report(self._progress())
+
+    def control_point(self) -> None:
+        """Where all ranks agree on what signals and the clock ask for; the only place the loop stops early."""
+        signals = self.job.signals
+        due = time.monotonic() - self.last_checkpoint >= self.cfg.checkpoint_every_min * 60
+        stop, save = self.dist.max([1.0 if signals.stop else 0.0, 1.0 if due or signals.checkpoint else 0.0])
+        if save or stop:
+            self.save()
+            signals.checkpoint = False
+        if stop:
+            raise StopRequested(self.progress.global_step, signals.stop or "a signal on another rank")
+
+    @torch.inference_mode()
+    def evaluate(self) -> dict[str, float]:
+        return evaluate(
+            self.model,
+            self.job.val_shards,
+            self.dist,
+            batch_size=self.cfg.batch_size,
+            image_size=self.cfg.image_size,
+            workers=self.cfg.workers,
+            precision=self.precision,
+            channels_last=self.cfg.channels_last,
+        )
+
+
+@dataclass
+class _Window:
+    started: float
+    wait: float = 0.0
+    batches: int = 0
+    loss: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
+
+
+def _gpu_memory(device: torch.device) -> dict[str, float]:
+    if device.type != "cuda":
+        return {}
+    return {
+        "allocated_mb": torch.cuda.memory_allocated(device) / 2**20,
+        "reserved_mb": torch.cuda.memory_reserved(device) / 2**20,
+        "peak_mb": torch.cuda.max_memory_allocated(device) / 2**20,
+    }
+
+
+@torch.inference_mode()
+def evaluate(
+    model: torch.nn.Module,
+    shards: list[Shard],
+    dist: Dist,
+    *,
+    batch_size: int,
+    image_size: int,
+    workers: int,
+    precision: Precision,
+    channels_last: bool,
+) -> dict[str, float]:
+    """Top-1, top-5 and loss over every val sample, each counted once across all ranks."""
+    model.eval()
+    shares = val_shares(shards, world=dist.world, rank=dist.rank, workers=workers)
+    totals = torch.zeros(4, dtype=torch.float64, device=dist.device)  # loss sum, top-1, top-5, samples
+    if shares:
+        loader = make_loader(
+            ValStream(shares, batch_size=batch_size, image_size=image_size),
+            min(workers, len(shares)),
+            dist.device.type == "cuda",
+        )
+        for images, labels in loader:
+            x = normalize(images, dist.device, channels_last)
+            y = labels.to(dist.device, non_blocking=True)
+            with precision.autocast():
+                logits = model(x)
+            logits = logits.float()
+            k = min(5, logits.shape[1])
+            top = logits.topk(k, dim=1).indices
+            hits = top.eq(y.unsqueeze(1))
+            totals += torch.stack(
+                [
+                    F.cross_entropy(logits, y, reduction="sum").double(),
+                    hits[:, :1].sum().double(),
+                    hits.any(dim=1).sum().double(),
+                    torch.tensor(float(len(y)), dtype=torch.float64, device=dist.device),
+                ]
+            )
+    loss_sum, top1, top5, n = dist.sum(totals).tolist()
+    per = max(n, 1)
+    return {"val_loss": loss_sum / per, "top1": top1 / per, "top5": top5 / per, "val_samples": n}

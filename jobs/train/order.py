@@ -1,0 +1,82 @@
+"""Which shards each rank and loader worker reads in an epoch, and how many batches: pure functions of the seed.
+
+The order of an epoch is a function of (seed, epoch, world size, rank, workers), never of
+timing, so a resumed job replays it exactly and skips what the interrupted one consumed:
+
+- the train shards are permuted by (seed, epoch) and dealt to ranks round-robin, then to
+  the rank's loader workers round-robin;
+- every rank runs the same number of batches, ``steps × grad_accum``, from the global sample
+  count; a rank whose shards hold fewer samples reads them again (a new shuffle), one with
+  more leaves the rest for other epochs. No rank waits for another at the end of an epoch;
+- DataLoader takes batches from its workers in turn, so batch ``j`` of a rank comes from
+  worker ``j % W``; each worker makes exactly its share and the stream order is fixed.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from jobs.errors import UserError
+from jobs.train.shardset import Shard
+
+
+def steps_per_epoch(samples: int, world: int, batch_size: int, grad_accum: int) -> int:
+    """Optimizer steps per epoch, the same on every rank; a usage error when the data is too small."""
+    per_step = world * batch_size * grad_accum
+    steps = samples // per_step
+    if steps == 0:
+        raise UserError(
+            f"train.batch_size: {batch_size} per task × {world} tasks × grad_accum {grad_accum} = {per_step} samples "
+            f"per step, but the train split has only {samples}; lower train.batch_size or grad_accum"
+        )
+    return steps
+
+
+@dataclass(frozen=True)
+class WorkerShare:
+    shards: list[Shard]
+    batches: int
+    """Batches this worker makes in the epoch."""
+    skip: int
+    """Of those, how many the interrupted attempt already trained on."""
+
+
+def _share(batches: int, worker: int, workers: int) -> int:
+    """How many of batches 0 … n-1 have ``j % workers == worker``."""
+    return max(0, (batches - worker + workers - 1) // workers)
+
+
+def split_workers(shards: list[Shard], workers: int) -> int:
+    return max(1, min(workers, len(shards)))
+
+
+def train_shares(
+    shards: list[Shard],
+    *,
+    seed: int,
+    epoch: int,
+    world: int,
+    rank: int,
+    workers: int,
+    batches: int,
+    done: int = 0,
+) -> list[WorkerShare]:
+    """The loader workers' shares of one rank's epoch; ``done`` batches were already trained on."""
+    if len(shards) < world:
+        raise UserError(
+            f"train.train_shards: {len(shards)} train shards for {world} tasks; every task needs at least one "
+            "(shard again with a smaller shard.shard_size_mb or max_samples)"
+        )
+    order = list(shards)
+    random.Random(f"{seed}:{epoch}").shuffle(order)
+    mine = order[rank::world]
+    n = split_workers(mine, workers)
+    return [WorkerShare(mine[w::n], _share(batches, w, n), _share(done, w, n)) for w in range(n)]
+
+
+def val_shares(shards: list[Shard], *, world: int, rank: int, workers: int) -> list[list[Shard]]:
+    """Val shards by worker: every val sample is read by exactly one worker of exactly one rank."""
+    mine = shards[rank::world]
+    n = split_workers(mine, workers)
+    return [mine[w::n] for w in range(n)] if mine else []

@@ -1,0 +1,72 @@
+"""A shard set as the train and evaluate steps see it: its index, checked against the files on disk.
+
+Pure Python (no torch), so the submitting side can run the same checks before any job starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobs import atomic
+from jobs.errors import UserError
+from jobs.shard.step import INDEX, INDEX_FORMAT
+
+
+@dataclass(frozen=True)
+class Shard:
+    name: str
+    path: Path
+    samples: int
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    root: Path
+    classes: list[str]
+    splits: dict[str, list[Shard]]
+
+    def split(self, name: str, field: str) -> list[Shard]:
+        shards = self.splits.get(name) or []
+        if not shards:
+            raise UserError(f"{field}: {self.root} has no {name} split (index.json lists {sorted(self.splits)})")
+        return shards
+
+    def samples(self, name: str) -> int:
+        return sum(s.samples for s in self.splits.get(name, []))
+
+
+def read_shardset(root: Path, field: str) -> ShardSet:
+    """Reads ``index.json``; ``field`` (e.g. ``train.train_shards``) names the spec key in errors."""
+    index_path = root / INDEX
+    try:
+        index = atomic.read_json(index_path)
+    except FileNotFoundError:
+        raise UserError(f"{field}: {index_path} not found; is {root} a shard set written by the shard step?") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{field}: cannot read {index_path}: {exc}") from None
+    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
+        raise UserError(f"{field}: {index_path} is not a clusterdeck shard index ({INDEX_FORMAT})")
+    splits = {
+        name: [
+            Shard(s["name"], root / s["file"], int(s["samples"]), int(s["bytes"]), s["sha256"]) for s in entry["shards"]
+        ]
+        for name, entry in index["splits"].items()
+    }
+    return ShardSet(root, list(index["classes"]), splits)
+
+
+def check_files(shards: list[Shard], field: str) -> None:
+    """Every shard is there with the size the index gives: a missing or truncated shard is named before training."""
+    for shard in shards:
+        try:
+            size = shard.path.stat().st_size
+        except FileNotFoundError:
+            raise UserError(f"{field}: shard {shard.path} is missing") from None
+        if size != shard.bytes:
+            raise UserError(
+                f"{field}: shard {shard.path} is {size} bytes, the index says {shard.bytes}: it is corrupt or "
+                "was replaced; shard the data again (resuming the shard step rewrites only damaged shards)"
+            )

@@ -1,0 +1,189 @@
+"""The train and evaluate steps as payloads: shard sets in, checkpoints and metrics out, clear errors.
+
+Signals: SLURM sends USR2 ``signal_delay_s`` before the time limit (and on preemption where
+the cluster is set up so). The handler only sets a flag; the loop checkpoints at its next
+control point, on every rank at the same step, and then submitit requeues the job, which
+starts again from that checkpoint. SIGTERM (scancel, preemption) asks for a checkpoint.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from jobs.errors import RequeueJob, UserError
+from jobs.metrics import MetricsWriter
+from jobs.rundir import RunPaths
+from jobs.spec import RunSpec
+from jobs.train import checkpoint
+from jobs.train.data import ShardReadError
+from jobs.train.distributed import Dist, setup
+from jobs.train.loop import Job, Precision, Signals, StopRequested, Trainer, TrainingDiverged, evaluate
+from jobs.train.models import build_model, load_weights, num_classes_of, read_weights
+from jobs.train.shardset import Shard, check_files, read_shardset
+
+Report = Callable[[dict[str, float]], None]
+
+
+def train_inputs(spec: RunSpec) -> tuple[list[str], list[Shard], list[Shard]]:
+    """(classes, train shards, val shards) with every file checked; val is empty when there is none to use."""
+    assert spec.train is not None
+    train_set = read_shardset(spec.train_shards(), "train.train_shards")
+    train = train_set.split("train", "train.train_shards")
+    check_files(train, "train.train_shards")
+    val_field = "train.val_shards"
+    if spec.train.val_shards is None and "val" not in train_set.splits:
+        return train_set.classes, train, []
+    val_set = read_shardset(spec.train_val_shards(), val_field) if spec.train.val_shards else train_set
+    if val_set.classes != train_set.classes:
+        raise UserError(f"{val_field}: {val_set.root} has other classes than the train shards {train_set.root}")
+    val = val_set.split("val", val_field)
+    check_files(val, val_field)
+    return train_set.classes, train, val
+
+
+def run_train(spec: RunSpec, paths: RunPaths, attempt: int, report: Report) -> None:
+    assert spec.train is not None
+    cfg = spec.train
+    classes, train, val = train_inputs(spec)
+    dist = setup()
+    try:
+        if dist.main:
+            print(
+                f"train: {cfg.model}, {len(classes)} classes, {sum(s.samples for s in train)} train samples in "
+                f"{len(train)} shards, {sum(s.samples for s in val)} val; {dist.world} task(s) on {dist.device}",
+                flush=True,
+            )
+        signals = Signals()
+        job = Job(
+            cfg=cfg,
+            classes=classes,
+            train_shards=train,
+            val_shards=val,
+            checkpoint_dir=paths.checkpoints,
+            metrics=MetricsWriter(paths.metrics, rank=dist.rank, attempt=attempt, enabled=dist.main),
+            dist=dist,
+            report=report if dist.main else lambda progress: None,
+            signals=signals,
+            spec=spec.model_dump(mode="json"),
+        )
+        with _errors_explained(dist), _signal_flags(signals) as previous:
+            try:
+                Trainer(job).fit()
+            except StopRequested as stop:
+                raise RequeueJob(str(stop), _requeue(previous, dist)) from None
+    finally:
+        dist.close()
+
+
+def _requeue(previous: Any, dist: Dist) -> Callable[[], None]:
+    def requeue() -> None:
+        if not callable(previous):
+            raise RuntimeError("no scheduler to requeue with here; continue with: clusterdeck resume RUN")
+        previous(signal.SIGUSR2, None)  # submitit: on rank 0, checkpoint the call, `scontrol requeue`, exit
+        if not dist.main:
+            time.sleep(120)  # the requeue on rank 0 ends this task; leave if it never comes
+            sys.exit(1)
+
+    return requeue
+
+
+@contextmanager
+def _signal_flags(signals: Signals) -> Iterator[Any]:
+    def stop(signum: int, _: Any) -> None:
+        signals.stop = signal.Signals(signum).name
+
+    def save(_: int, __: Any) -> None:
+        signals.checkpoint = True
+
+    previous_usr2 = signal.signal(signal.SIGUSR2, stop)
+    previous_term = signal.signal(signal.SIGTERM, save)
+    try:
+        yield previous_usr2
+    finally:
+        signal.signal(signal.SIGUSR2, previous_usr2)
+        signal.signal(signal.SIGTERM, previous_term)
+
+
+@contextmanager
+def _errors_explained(dist: Dist) -> Iterator[None]:
+    """Expected failures become one clear line (UserError); anything else keeps its traceback."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        name = torch.cuda.get_device_name(dist.device) if dist.device.type == "cuda" else str(dist.device)
+        raise UserError(
+            f"CUDA out of memory on {name} (rank {dist.rank}): lower train.batch_size and raise train.grad_accum "
+            "to keep the effective batch, or use amp 'bf16' and channels_last"
+        ) from None
+    except ShardReadError as exc:
+        raise UserError(_last_line(exc)) from None
+    except (checkpoint.CheckpointError, TrainingDiverged) as exc:
+        raise UserError(str(exc)) from None
+
+
+def _last_line(exc: Exception) -> str:
+    """A loader worker's error arrives wrapped with its traceback; the last line is the message."""
+    line = str(exc).strip().splitlines()[-1]
+    return line.split("ShardReadError: ", 1)[-1]
+
+
+def checkpoint_to_evaluate(spec: RunSpec, paths: RunPaths) -> Path:
+    assert spec.evaluate is not None
+    if spec.evaluate.checkpoint is not None:
+        return spec.evaluate.checkpoint
+    for name in ("best.pt", "last.pt"):
+        if (paths.checkpoints / name).exists():
+            return paths.checkpoints / name
+    raise UserError(f"evaluate.checkpoint: the train step left no checkpoint in {paths.checkpoints}")
+
+
+def run_evaluate(spec: RunSpec, paths: RunPaths, attempt: int, report: Report) -> dict[str, float]:
+    cfg = spec.evaluate
+    assert cfg is not None
+    path = checkpoint_to_evaluate(spec, paths)
+    saved: dict[str, Any] = checkpoint.load(path) if checkpoint.is_ours(path) else {}
+    model_name = cfg.model or saved.get("model_name", "")
+    if not model_name:
+        raise UserError(f"evaluate.model: {path} is a plain weights file; say which model it is for")
+    image_size = cfg.image_size or saved.get("image_size") or 224
+    shard_set = read_shardset(spec.evaluate_val_shards(), "evaluate.val_shards")
+    val = shard_set.split("val", "evaluate.val_shards")
+    check_files(val, "evaluate.val_shards")
+    weights = read_weights(path)
+    if saved.get("classes") not in (None, shard_set.classes):
+        raise UserError(f"evaluate.val_shards: {shard_set.root} has other classes than {path} was trained on")
+    if num_classes_of(weights) not in (None, len(shard_set.classes)):
+        raise UserError(
+            f"evaluate.checkpoint: {path} has {num_classes_of(weights)} classes, "
+            f"{shard_set.root} has {len(shard_set.classes)}"
+        )
+    dist = setup()
+    model = build_model(model_name, len(shard_set.classes))
+    load_weights(model, weights, path, "evaluate.checkpoint")
+    model.to(dist.device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    print(f"evaluate: {model_name} from {path} on {sum(s.samples for s in val)} val samples, {image_size} px")
+    with _errors_explained(dist):
+        result = evaluate(
+            model,
+            val,
+            dist,
+            batch_size=cfg.batch_size,
+            image_size=image_size,
+            workers=cfg.workers,
+            precision=Precision(cfg.amp, dist.device),
+            channels_last=cfg.channels_last,
+        )
+    MetricsWriter(paths.metrics, attempt=attempt).write("evaluate", checkpoint=str(path), **result)
+    print(f"val top-1 {result['top1']:.2%}  top-5 {result['top5']:.2%}  loss {result['val_loss']:.4f}", flush=True)
+    report({k: result[k] for k in ("top1", "top5", "val_loss", "val_samples")})
+    return result
