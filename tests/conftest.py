@@ -82,3 +82,49 @@ format = "ilsvrc-val"
 ground_truth = "{data.ground_truth}"
 synsets = "{data.synsets}"
 """
+
+
+@pytest.fixture(scope="session")
+def sample_shards(sample_data: SampleData, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample data as a shard set (train and val), written once by the real shard step."""
+    from jobs.shard.step import run_shard_part
+    from jobs.spec import load_spec
+
+    root = tmp_path_factory.mktemp("shards")
+    spec_file = root / "spec.toml"
+    spec_file.write_text(shard_spec(sample_data, root / "set"))
+    spec = load_spec(spec_file)
+    assert spec.shard is not None
+    run_shard_part(spec.shard, "main", lambda progress: None)
+    return root / "set"
+
+
+def train_section(shards: Path | None = None, **overrides: object) -> str:
+    """A [train] section small enough for a 2-core machine: resnet18 at 32 px, fp32, a few steps per epoch."""
+    values: dict[str, object] = {
+        "model": "resnet18",
+        "image_size": 32,
+        "epochs": 2,
+        "batch_size": 8,
+        "lr": 0.05,
+        "amp": "off",
+        "workers": 2,
+        "log_every_steps": 1,
+        "checkpoint_every_min": 10,
+    }
+    if shards is not None:
+        values["train_shards"] = str(shards)
+    values.update(overrides)
+    lines = ["[train]"] + [f"{k} = {_toml(v)}" for k, v in values.items() if k != "resources"]
+    resources = values.get("resources")
+    if isinstance(resources, dict):
+        lines += ["[train.resources]"] + [f"{k} = {_toml(v)}" for k, v in resources.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)

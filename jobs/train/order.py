@@ -9,7 +9,8 @@ timing, so a resumed job replays it exactly and skips what the interrupted one c
   count; a rank whose shards hold fewer samples reads them again (a new shuffle), one with
   more leaves the rest for other epochs. No rank waits for another at the end of an epoch;
 - DataLoader takes batches from its workers in turn, so batch ``j`` of a rank comes from
-  worker ``j % W``; each worker makes exactly its share and the stream order is fixed.
+  worker ``j % W``; each worker makes exactly its share and the stream order is fixed. A
+  resumed epoch lists the workers starting from the one that made the next batch.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def steps_per_epoch(samples: int, world: int, batch_size: int, grad_accum: int) 
     steps = samples // per_step
     if steps == 0:
         raise UserError(
-            f"train.batch_size: {batch_size} per task × {world} tasks × grad_accum {grad_accum} = {per_step} samples "
+            f"train.batch_size: {batch_size} per task × {world} task(s) × grad_accum {grad_accum} = {per_step} samples "
             f"per step, but the train split has only {samples}; lower train.batch_size or grad_accum"
         )
     return steps
@@ -72,7 +73,10 @@ def train_shares(
     random.Random(f"{seed}:{epoch}").shuffle(order)
     mine = order[rank::world]
     n = split_workers(mine, workers)
-    return [WorkerShare(mine[w::n], _share(batches, w, n), _share(done, w, n)) for w in range(n)]
+    shares = [WorkerShare(mine[w::n], _share(batches, w, n), _share(done, w, n)) for w in range(n)]
+    # DataLoader asks worker 0 first; after ``done`` batches the next one is worker ``done % n``'s.
+    first = done % n
+    return shares[first:] + shares[:first]
 
 
 def val_shares(shards: list[Shard], *, world: int, rank: int, workers: int) -> list[list[Shard]]:

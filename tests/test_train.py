@@ -1,0 +1,223 @@
+"""The train and evaluate steps: data order, exact resume, checkpoints, and what bad input gets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torchvision
+
+from jobs.errors import RequeueJob, UserError
+from jobs.model_names import MODEL_NAMES
+from jobs.rundir import RunPaths
+from jobs.spec import RunSpec, validate
+from jobs.train import checkpoint
+from jobs.train.order import steps_per_epoch, train_shares, val_shares
+from jobs.train.shardset import Shard, read_shardset
+from jobs.train.step import run_train
+from tests.conftest import run_cli, train_section
+
+
+def spec_for(shards: Path, **train: Any) -> RunSpec:
+    table = {"name": "t", "train": {"train_shards": str(shards), **_small(), **train}}
+    return validate(table)
+
+
+def _small() -> dict[str, Any]:
+    return {
+        "model": "resnet18",
+        "image_size": 32,
+        "epochs": 2,
+        "batch_size": 8,
+        "lr": 0.05,
+        "amp": "off",
+        "workers": 2,
+        "log_every_steps": 1,
+    }
+
+
+def records(paths: RunPaths, kind: str) -> list[dict[str, Any]]:
+    lines = paths.metrics.read_text().splitlines() if paths.metrics.exists() else []
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def test_model_names_are_torchvisions_classification_models() -> None:
+    assert list(MODEL_NAMES) == torchvision.models.list_models(module=torchvision.models)
+
+
+def fake_shards(counts: list[int]) -> list[Shard]:
+    return [Shard(f"train-{i:06d}", Path(f"/x/{i}.tar"), n, n * 100, "") for i, n in enumerate(counts)]
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_every_rank_runs_the_same_batches_and_val_sees_each_sample_once(world: int) -> None:
+    shards = fake_shards([50, 50, 50, 50, 50, 50, 31])
+    steps = steps_per_epoch(331, world, batch_size=8, grad_accum=2)
+    assert steps == 331 // (world * 16)
+    for epoch in range(3):
+        per_rank = []
+        for rank in range(world):
+            shares = train_shares(shards, seed=1, epoch=epoch, world=world, rank=rank, workers=4, batches=steps * 2)
+            per_rank.append(sum(s.batches for s in shares))
+            assert all(s.skip == 0 and s.shards for s in shares)
+        assert per_rank == [steps * 2] * world
+    assert train_shares(shards, seed=1, epoch=0, world=1, rank=0, workers=2, batches=10) != train_shares(
+        shards, seed=1, epoch=1, world=1, rank=0, workers=2, batches=10
+    )
+    read = Counter(s.name for r in range(world) for w in val_shares(shards, world=world, rank=r, workers=3) for s in w)
+    assert read == Counter(s.name for s in shards)
+
+
+def test_resume_skips_exactly_the_batches_already_trained() -> None:
+    shards = fake_shards([40] * 6)
+    full = train_shares(shards, seed=0, epoch=2, world=2, rank=1, workers=2, batches=9)
+    resumed = train_shares(shards, seed=0, epoch=2, world=2, rank=1, workers=2, batches=9, done=5)
+    assert [s.shards for s in full] == [s.shards for s in reversed(resumed)]
+    assert [s.batches for s in full] == [5, 4]  # batch j comes from worker j % 2
+    assert [(s.batches, s.skip) for s in resumed] == [(4, 2), (5, 3)]  # 1, 3 and 0, 2, 4 done; 5 comes first
+
+
+def test_batch_larger_than_the_data_is_a_clear_error() -> None:
+    with pytest.raises(UserError, match=r"train.batch_size: 64 per task × 2 task\(s\) × grad_accum 1 = 128 .* only 72"):
+        steps_per_epoch(72, 2, 64, 1)
+
+
+def test_a_stopped_run_resumes_mid_epoch_and_ends_with_the_same_weights(sample_shards: Path, tmp_path: Path) -> None:
+    """SIGUSR2 (SLURM's warning before the time limit) mid-epoch: checkpoint, stop, resume, same result."""
+    spec = spec_for(sample_shards, epochs=2, checkpoint_every_min=10)
+    straight = RunPaths(tmp_path / "straight")
+    straight.root.mkdir()
+    run_train(spec, straight, 1, lambda progress: None)
+
+    stopped = RunPaths(tmp_path / "stopped")
+    stopped.root.mkdir()
+
+    def signal_at_step_5(progress: dict[str, float]) -> None:
+        if progress.get("step") == 5:
+            os.kill(os.getpid(), signal.SIGUSR2)
+
+    with pytest.raises(RequeueJob, match="stopped at step 5 after SIGUSR2"):
+        run_train(spec, stopped, 1, signal_at_step_5)
+    saved = checkpoint.load(stopped.checkpoints / "last.pt")
+    steps = len(records(straight, "train")) // 2
+    assert (saved["epoch"], saved["step_in_epoch"], saved["global_step"]) == (0, 5, 5)
+    assert steps > 5  # the stop was mid-epoch
+
+    run_train(spec, stopped, 2, lambda progress: None)
+    done = records(stopped, "train")
+    assert [r["step"] for r in done] == list(range(1, 2 * steps + 1))  # no step twice, none missing
+    assert [r["attempt"] for r in done] == [1] * 5 + [2] * (2 * steps - 5)
+    assert records(stopped, "final")[0]["weights_sha256"] == records(straight, "final")[0]["weights_sha256"]
+    assert [r["top1"] for r in records(stopped, "epoch")] == [r["top1"] for r in records(straight, "epoch")]
+
+
+def test_a_crash_while_writing_a_checkpoint_leaves_the_last_one_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "last.pt"
+    checkpoint.save(path, {"global_step": 1, "model": {"w": torch.ones(3)}})
+
+    def dies_half_way(obj: Any, f: Any) -> None:
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(OSError, match="No space left"):
+        checkpoint.save(path, {"global_step": 2})
+    assert checkpoint.load(path)["global_step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
+
+
+def test_out_of_memory_names_the_fix(sample_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GPU here: the allocator's error is raised at the boundary, from the model's forward."""
+
+    def forward(self: Any, x: Any) -> Any:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(torchvision.models.ResNet, "forward", forward)
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    with pytest.raises(UserError, match=r"out of memory .* lower train.batch_size and raise train.grad_accum"):
+        run_train(spec_for(sample_shards), paths, 1, lambda progress: None)
+    assert not paths.checkpoints.exists()
+
+
+def test_weights_with_another_class_count_are_refused(sample_shards: Path, tmp_path: Path) -> None:
+    weights = tmp_path / "resnet18-1000.pth"
+    torch.save(torchvision.models.resnet18(num_classes=1000).state_dict(), weights)
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    with pytest.raises(UserError, match=r"resnet18-1000.pth has 1000 classes, the model is built for 6"):
+        run_train(spec_for(sample_shards, weights=str(weights)), paths, 1, lambda progress: None)
+
+
+def test_a_corrupt_shard_is_named(sample_shards: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "set"
+    shutil.copytree(sample_shards, copy)
+    victim = sorted(copy.glob("train-*.tar"))[1]
+    data = bytearray(victim.read_bytes())
+    data[0:512] = b"\x00garbage" * 64  # the first tar header: same size, unreadable
+    victim.write_bytes(bytes(data))
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    with pytest.raises(UserError, match=f"shard {victim} is unreadable or corrupt"):
+        run_train(spec_for(copy, workers=0), paths, 1, lambda progress: None)
+
+
+def test_shard_set_problems_are_found_at_submit(sample_shards: Path, tmp_path: Path, home: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "set"
+    shutil.copytree(sample_shards, copy)
+    spec = tmp_path / "spec.toml"
+
+    def submit(**train: Any) -> Any:
+        spec.write_text('name = "bad"\n' + train_section(copy, **train))
+        return run_cli("submit", str(spec))
+
+    result = submit(model="resnet51")
+    assert result.code == 2
+    assert "train.model: unknown torchvision classification model 'resnet51'; did you mean 'resnet50'" in result.err
+    result = submit(batch_size=100)
+    assert result.code == 2 and "train.batch_size: 100 per task × 1 task(s)" in result.err
+    assert "Traceback" not in result.err
+    victim = sorted(copy.glob("train-*.tar"))[0]
+    victim.write_bytes(victim.read_bytes()[:-1024])
+    result = submit()
+    assert result.code == 2 and f"shard {victim} is " in result.err and "the index says" in result.err
+    victim.unlink()
+    result = submit()
+    assert result.code == 2 and f"shard {victim} is missing" in result.err
+    assert not (home / "runs").exists() or not any((home / "runs").iterdir())  # nothing was submitted
+
+
+def test_shard_train_evaluate_on_the_local_executor(sample_data: Any, tmp_path: Path, home: Path) -> None:
+    from tests.conftest import shard_spec
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        shard_spec(sample_data, tmp_path / "shards", name="pipeline") + train_section() + "[evaluate]\nworkers = 1\n"
+    )
+    result = run_cli("submit", str(spec), "--wait", "--json", timeout=300)
+    assert result.code == 0, result.err
+    view = json.loads(result.out)
+    assert [s["state"] for s in view["steps"]] == ["COMPLETED"] * 3
+    paths = RunPaths(Path(view["path"]))
+    train, evaluated = records(paths, "train"), records(paths, "evaluate")
+    assert [r["step"] for r in train] == list(range(1, len(train) + 1))
+    assert {r["node"] for r in train} == {os.uname().nodename} and {r["rank"] for r in train} == {0}
+    assert [r["epoch"] for r in records(paths, "epoch")] == [1, 2]
+    saved = checkpoint.load(paths.checkpoints / "last.pt")
+    assert saved["epoch"] == 2 and saved["global_step"] == len(train)
+    assert evaluated[0]["val_samples"] == 24 and evaluated[0]["checkpoint"].endswith("best.pt")
+    evaluate_part = view["steps"][2]["parts"][0]
+    assert evaluate_part["progress"]["top1"] == evaluated[0]["top1"]
+    assert read_shardset(tmp_path / "shards", "x").classes == saved["classes"]
