@@ -231,10 +231,27 @@ def cmd_show(args: argparse.Namespace) -> int:
             )
             if part.error and part.state != "COMPLETED":
                 print(f"           {part.error}")
+        if len(step.attempts) > 1 or any(p.history for a in step.attempts for p in a.parts):
+            _print_attempts(step)
     for name, where in view.outputs.items():
         for key, value in where.items():
             print(f"output   {name}.{key}: {value}")
     return _exit_for(view.state) if view.ended else EXIT_OK
+
+
+def _print_attempts(step: Any) -> None:
+    """Every start of every part: attempts (resume) and, within one, the scheduler's requeues."""
+    print("  attempts:")
+    for attempt in step.attempts:
+        for part in attempt.parts:
+            starts = [*part.history, {**vars(part), "resumed_from_step": part.progress.get("resumed_from_step")}]
+            for start in starts:
+                resumed = start.get("resumed_from_step")
+                print(
+                    f"    {attempt.number:<3} {part.part:<8} {start['state']:<10} job {start['job_id']:<12} "
+                    f"node {start['node'] or '-':<10} {_when(start['started_at']) if start['started_at'] else '-':<16} "
+                    f"resumed from {'step ' + str(int(resumed)) if resumed is not None else 'the start'}"
+                )
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -14,7 +15,7 @@ import pytest
 from jobs.sample_data import SampleData
 from jobs.shard.step import run_shard_part
 from jobs.spec import load_spec
-from tests.conftest import copy_with_stuck_file, run_cli, shard_spec
+from tests.conftest import copy_with_stuck_file, run_cli, shard_spec, train_section
 
 pytestmark = pytest.mark.slurm
 RESOURCES = """
@@ -138,3 +139,70 @@ def test_an_impossible_request_is_a_clear_error(sample_data: SampleData, tmp_pat
     assert "submission to slurm failed" in result.err and "partition" in result.err.lower()
     assert "Traceback" not in result.err
     assert not (home / "runs").exists() or not any((home / "runs").iterdir())
+
+
+def train_spec(tmp_path: Path, shards: Path, name: str, **train: object) -> Path:
+    """A CPU train job on the CI cluster's ``gpu`` partition (it has no GPUs: gpus_per_node = 0)."""
+    resources = {"partition": "gpu", "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 2, "time_min": 10}
+    resources.update(train.pop("resources", {}))  # type: ignore[arg-type]
+    path = tmp_path / f"{name}.toml"
+    path.write_text(
+        f'name = "{name}"\n[cluster]\nexecutor = "slurm"\n'
+        + train_section(shards, batch_size=4, workers=0, resources=resources, **train)
+    )
+    return path
+
+
+def metrics(view: dict, kind: str) -> list[dict]:
+    lines = (Path(view["path"]) / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def test_two_tasks_train_as_one_ddp_job(sample_shards: Path, tmp_path: Path, home: Path) -> None:
+    spec = train_spec(tmp_path, sample_shards, "ddp", resources={"tasks_per_node": 2})
+    result = run_cli("submit", str(spec), "--wait", "--json", timeout=240)
+    assert result.code == 0, result.err
+    view = json.loads(result.out)
+    job_id = view["steps"][0]["job_ids"][0]
+    assert "#SBATCH --ntasks-per-node=2" in submission_script(view["path"], job_id)
+    logs = [Path(view["path"]) / "submitit" / f"{job_id}_{rank}_log.out" for rank in (0, 1)]
+    digests = [re.findall(r"rank \d: final weights sha256 (\w+)", log.read_text()) for log in logs]
+    assert digests[0] and digests[0] == digests[1]  # both processes ended with the same weights
+    final = metrics(view, "final")[0]
+    assert final["weights_sha256"] == [digests[0][0]] * 2
+    assert [r["step"] for r in metrics(view, "train")] == list(range(1, 19))  # 72 samples / (2 tasks × 4) × 2 epochs
+    assert metrics(view, "epoch")[-1]["val_samples"] == 24  # each val sample counted once across the two ranks
+
+
+def test_a_train_job_at_its_time_limit_requeues_and_resumes(sample_shards: Path, tmp_path: Path, home: Path) -> None:
+    """One-minute limit, USR2 30 s before it: the job checkpoints, requeues itself (same job id) and carries on."""
+    epochs = 30
+    spec = train_spec(
+        tmp_path,
+        sample_shards,
+        "requeue",
+        epochs=epochs,
+        log_every_steps=3,
+        max_requeues=5,
+        resources={"time_min": 1, "signal_delay_s": 30},
+    )
+    result = run_cli("submit", str(spec), "--json")
+    assert result.code == 0, result.err
+    run_id = json.loads(result.out)["run_id"]
+    job_id = json.loads(result.out)["steps"][0]["job_ids"][0]
+    deadline = time.monotonic() + 400
+    while (view := show(run_id))["state"] not in ("COMPLETED", "FAILED", "TIMEOUT") and time.monotonic() < deadline:
+        # SLURM holds a requeued job for two minutes (BeginTime); release it now, as an operator would.
+        subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], capture_output=True)
+        time.sleep(2)
+    part = view["steps"][0]["parts"][0]
+    assert view["state"] == "COMPLETED", part
+    assert part["job_id"] == job_id and part["history"], "the job was never requeued"
+    assert all(h["state"] == "REQUEUED" and h["job_id"] == job_id for h in part["history"])
+    steps = [r["step"] for r in metrics(view, "train")]
+    assert steps == sorted(set(steps)) and steps[-1] == epochs * 18  # no step twice, every epoch done
+    assert [r["epoch"] for r in metrics(view, "epoch")] == list(range(1, epochs + 1))
+    saved = {r["step"] for r in metrics(view, "checkpoint")}
+    assert part["progress"]["resumed_from_step"] in saved
+    log = (Path(view["path"]) / "submitit" / f"{job_id}_0_log.out").read_text()
+    assert f"resuming from {view['path']}/checkpoints/last.pt" in log

@@ -221,3 +221,42 @@ def test_shard_train_evaluate_on_the_local_executor(sample_data: Any, tmp_path: 
     evaluate_part = view["steps"][2]["parts"][0]
     assert evaluate_part["progress"]["top1"] == evaluated[0]["top1"]
     assert read_shardset(tmp_path / "shards", "x").classes == saved["classes"]
+
+
+def test_a_run_killed_between_checkpoints_resumes_from_the_last_one(
+    sample_shards: Path, tmp_path: Path, home: Path
+) -> None:
+    """SIGKILL (the OOM killer, a node failure) gives no warning; ``clusterdeck resume`` starts from ``last``."""
+    import time
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'name = "killed"\n' + train_section(sample_shards, epochs=3, log_every_steps=1, checkpoint_every_min=0)
+    )
+    result = run_cli("submit", str(spec), "--json")
+    assert result.code == 0, result.err
+    view = json.loads(result.out)
+    paths = RunPaths(Path(view["path"]))
+    deadline = time.monotonic() + 120
+    while len(records(paths, "checkpoint")) < 7 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(int(view["steps"][0]["job_ids"][0]), signal.SIGKILL)
+    killed = json.loads(run_cli("show", view["run_id"], "--json").out)
+    assert killed["state"] == "FAILED"
+    step = checkpoint.load(paths.checkpoints / "last.pt")["global_step"]
+    assert 7 <= step < 27
+
+    assert run_cli("resume", view["run_id"]).code == 0
+    done = json.loads(run_cli("show", view["run_id"], "--json").out)
+    deadline = time.monotonic() + 120
+    while done["state"] != "COMPLETED" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        done = json.loads(run_cli("show", view["run_id"], "--json").out)
+    train = done["steps"][0]
+    assert done["state"] == "COMPLETED" and train["attempt"] == 2
+    assert [a["state"] for a in train["attempts"]] == ["FAILED", "COMPLETED"]
+    assert train["parts"][0]["progress"]["resumed_from_step"] == step
+    second = [r["step"] for r in records(paths, "train") if r["attempt"] == 2]
+    assert second == list(range(step + 1, 28))  # 72 samples / 8 per step = 9 steps × 3 epochs
+    shown = run_cli("show", done["run_id"]).out
+    assert f"resumed from step {step}" in shown and "FAILED" in shown

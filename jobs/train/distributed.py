@@ -50,6 +50,12 @@ class Dist:
         dist.all_gather_object(out, obj)
         return out
 
+    def sync_buffers(self, model: torch.nn.Module) -> None:
+        """Rank 0's buffers (BatchNorm running statistics) everywhere: each rank's last forward updated its own."""
+        if self.world > 1:
+            for buffer in model.buffers():
+                dist.broadcast(buffer, src=0)
+
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()

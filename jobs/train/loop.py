@@ -254,6 +254,7 @@ class Trainer:
             self.save(best=improved or not self.job.val_shards, metrics=record)
             self.job.report(self._progress(record))
             result = record
+        self.dist.sync_buffers(self.model)
         digests = self.dist.gather(weights_digest(self.model))
         if self.dist.main:
             self.job.metrics.write("final", step=p.global_step, weights_sha256=digests, **result)
@@ -389,8 +390,8 @@ class Trainer:
         if stop:
             raise StopRequested(self.progress.global_step, signals.stop or "a signal on another rank")
 
-    @torch.inference_mode()
     def evaluate(self) -> dict[str, float]:
+        self.dist.sync_buffers(self.model)  # every rank evaluates the same model
         return evaluate(
             self.model,
             self.job.val_shards,
