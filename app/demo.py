@@ -1,12 +1,52 @@
-"""``clusterdeck demo``: sample data, sharded by a real run on the embedded local executor."""
+"""``clusterdeck demo``: sample data → shard → train → evaluate, as one real run on the embedded local executor."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
-from jobs import atomic
 from jobs.runs import default_runs_root
+
+CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS = 10, 100, 10
+
+
+def demo_table(home: Path, data: Path) -> dict[str, object]:
+    """The demo's spec: a ResNet-18 at 64 px, AdamW with a cosine schedule, a few minutes on two CPU cores."""
+    cores = os.cpu_count() or 1
+    return {
+        "name": "demo",
+        "cluster": {"executor": "local"},
+        "shard": {
+            "output": str(home / "shards"),
+            "shard_size_mb": 2,
+            "workers": min(2, cores),
+            "train": {"input": str(data / "train"), "format": "imagefolder"},
+            "val": {
+                "input": str(data / "val"),
+                "format": "ilsvrc-val",
+                "ground_truth": str(data / "ILSVRC2012_validation_ground_truth.txt"),
+                "synsets": str(data / "synsets.txt"),
+            },
+            "resources": {"time_min": 30},
+        },
+        "train": {
+            "model": "resnet18",
+            "image_size": 64,
+            "epochs": 12,
+            "batch_size": 32,
+            "optimizer": "adamw",
+            "lr": 0.002,
+            "weight_decay": 5e-4,
+            "schedule": "cosine",
+            "warmup_epochs": 1,
+            "amp": "off",
+            "workers": min(2, cores),
+            "log_every_steps": 10,
+            "resources": {"time_min": 30},
+        },
+        "evaluate": {"workers": min(2, cores), "amp": "off", "resources": {"time_min": 10}},
+    }
 
 
 def run_demo(runs_root: Path | None) -> int:
@@ -14,44 +54,39 @@ def run_demo(runs_root: Path | None) -> int:
     from jobs.spec import validate
     from jobs.submit import submit_run, wait_run
 
+    started = time.monotonic()
     home = (runs_root or default_runs_root()).parent / "demo"
-    data_dir = home / "data"
-    if not (data_dir / "synsets.txt").exists():
-        print(f"writing sample data to {data_dir}", flush=True)
-        make_sample_data(data_dir, classes=10, train_per_class=40, val_per_class=10, seed=0)
-    spec = validate(
-        {
-            "name": "demo-shards",
-            "cluster": {"executor": "local"},
-            "shard": {
-                "output": str(home / "shards"),
-                "shard_size_mb": 2,
-                "workers": min(2, os.cpu_count() or 1),
-                "train": {"input": str(data_dir / "train"), "format": "imagefolder"},
-                "val": {
-                    "input": str(data_dir / "val"),
-                    "format": "ilsvrc-val",
-                    "ground_truth": str(data_dir / "ILSVRC2012_validation_ground_truth.txt"),
-                    "synsets": str(data_dir / "synsets.txt"),
-                },
-                "resources": {"time_min": 30},
-            },
-        },
-        source="demo",
-    )
+    data = home / f"data-{CLASSES}x{TRAIN_PER_CLASS}"
+    if not (data / "synsets.txt").exists():
+        print(f"writing sample data to {data}", flush=True)
+        make_sample_data(data, CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS, seed=0)
+    spec = validate(demo_table(home, data), source="demo")
     paths = submit_run(spec, runs_root)
-    print(f"submitted run {paths.run_id} to the local executor; waiting", flush=True)
-    view = wait_run(paths, poll_s=0.5)
-    print(f"run {view.run_id} {view.state}")
+    print(f"submitted run {paths.run_id} (shard → train → evaluate) to the local executor; waiting", flush=True)
+    shown: dict[str, str] = {}
+
+    def progress(view: object) -> None:
+        for step in view.steps:  # type: ignore[attr-defined]
+            p = step.parts[0].progress if step.parts else {}
+            line = f"{step.name}: {step.state}"
+            if step.name == "train" and p.get("epochs"):
+                line += f" epoch {int(p['epoch'])}/{int(p['epochs'])}"
+                if "top1" in p:
+                    line += f", val top-1 {p['top1']:.1%}"
+            if shown.get(step.name) != line:
+                shown[step.name] = line
+                print(line, flush=True)
+
+    view = wait_run(paths, poll_s=1.0, on_update=progress)
+    print(f"run {view.run_id} {view.state} in {time.monotonic() - started:.0f} s")
     if view.state != "COMPLETED":
         print(f"see: clusterdeck logs {view.run_id} --err")
         return 1
-    assert spec.shard is not None
-    output = spec.shard.output
-    index = atomic.read_json(output / "index.json")
-    for split, entry in index["splits"].items():
-        print(f"{split}: {entry['samples']} samples in {len(entry['shards'])} shards")
-    print(f"shards: {output}")
-    print(f"index:  {output / 'index.json'}")
+    result = view.steps[-1].parts[0].progress
+    print(
+        f"val top-1 {result['top1']:.1%}  top-5 {result['top5']:.1%}  on {int(result['val_samples'])} images "
+        f"of {CLASSES} classes (chance: {1 / CLASSES:.0%} and {5 / CLASSES:.0%})"
+    )
+    print(f"checkpoints: {paths.checkpoints}")
     print(f"next:   clusterdeck show {view.run_id}   |   clusterdeck logs {view.run_id}")
     return 0

@@ -178,6 +178,13 @@ class TrainResources(Resources):
         return self
 
 
+class EvaluateResources(TrainResources):
+    gpus_per_node: int = Field(1, ge=0, le=1)
+    """One GPU (or 0 for the CPU): evaluation runs as one task."""
+    mem_gb: float = Field(32, gt=0)
+    time_min: int = Field(60, ge=1)
+
+
 class TrainSpec(Section):
     model: ModelName = "resnet50"
     """Any torchvision.models classification builder name, e.g. resnet50."""
@@ -264,7 +271,7 @@ class EvaluateSpec(Section):
     """Autocast precision."""
     channels_last: bool = True
     """Channels-last memory format."""
-    resources: TrainResources = TrainResources(gpus_per_node=1, cpus_per_task=8, mem_gb=32, time_min=60)
+    resources: EvaluateResources = EvaluateResources()
     """sbatch resources of the evaluate step (one task)."""
 
 
@@ -303,7 +310,7 @@ class RunSpec(Section):
             if self.evaluate.val_shards is None and self.train is None and self.shard is None:
                 raise ValueError("evaluate.val_shards: required when the spec has no [train] or [shard] section")
         if self.evaluate is not None and self.evaluate.resources.tasks != 1:
-            raise ValueError("evaluate.resources: evaluation runs as one task (gpus_per_node 0 or 1)")
+            raise ValueError("evaluate.resources.tasks_per_node: evaluation runs as one task")
         return self
 
     def train_shards(self) -> Path:

@@ -167,6 +167,7 @@ class Trainer:
         self.mixer = batch_mixer(cfg, len(job.classes))
         self.progress = Progress()
         self.last_checkpoint = time.monotonic()
+        self.last_epoch: dict[str, Any] = {}
 
     # --- checkpoints -------------------------------------------------------------------------------
 
@@ -271,9 +272,11 @@ class Trainer:
         }
         if p.resumed_from is not None:
             out["resumed_from_step"] = float(p.resumed_from)
+        if record is not None:
+            self.last_epoch = record
         for key in ("top1", "top5", "train_loss"):
-            if record and key in record:
-                out[key] = float(record[key])
+            if key in self.last_epoch:
+                out[key] = float(self.last_epoch[key])
         if p.best_top1 >= 0:
             out["best_top1"] = p.best_top1
         return out
@@ -302,10 +305,11 @@ class Trainer:
         workers = min(cfg.workers, len(shares))
         return iter(make_loader(stream, workers, self.device.type == "cuda"))
 
-    def train_one_epoch(self) -> float:
+    def train_one_epoch(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None) -> float:
+        """Trains to the end of the epoch; ``batches`` replaces the shard loader (bench/train_overhead.py)."""
         cfg, p = self.cfg, self.progress
         self.ddp.train()
-        batches = self.batches()
+        batches = batches if batches is not None else self.batches()
         window = _Window(time.monotonic(), loss=torch.zeros((), device=self.device))
         epoch_loss, epoch_batches = torch.zeros((), device=self.device), 0
         while p.step_in_epoch < self.steps:
