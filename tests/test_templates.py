@@ -13,7 +13,7 @@ TEMPLATES = sorted((REPO / "templates").glob("*.toml"))
 
 
 def test_there_are_templates() -> None:
-    assert len(TEMPLATES) >= 3
+    assert len(TEMPLATES) >= 10
 
 
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
@@ -21,9 +21,25 @@ def test_template_validates(template: Path, sample_data, tmp_path: Path, monkeyp
     monkeypatch.setenv("IMAGENET_ROOT", str(tmp_path / "imagenet"))
     monkeypatch.setenv("IMAGENET_DEVKIT", str(sample_data.root))
     monkeypatch.setenv("SCRATCH", str(tmp_path / "scratch"))
+    monkeypatch.setenv("PRETRAINED_WEIGHTS", str(sample_data.meta_mat))  # any existing file: the step reads it
     (tmp_path / "imagenet").symlink_to(sample_data.root)
     spec = load_spec(template)
     assert spec.name
     assert spec.steps
     if spec.shard is not None:
         assert spec.shard.resources.cpus_per_task >= 1
+    if spec.train is not None:
+        res = spec.train.resources
+        assert res.tasks == max(res.gpus_per_node, 1)  # one task per GPU
+        assert spec.train.workers <= res.cpus_per_task
+
+
+@pytest.mark.parametrize("name", ["imagenet-resnet50", "imagenet-resnet152"])
+def test_resnet_templates_follow_the_reference_recipe(name: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SCRATCH", str(tmp_path))
+    train = load_spec(REPO / "templates" / f"{name}.toml").train
+    assert train is not None
+    res = train.resources
+    assert (train.epochs, train.optimizer, train.lr, train.momentum, train.weight_decay) == (90, "sgd", 0.1, 0.9, 1e-4)
+    assert (train.schedule, train.step_size, train.gamma) == ("step", 30, 0.1)
+    assert train.batch_size * res.gpus_per_node * res.nodes * train.grad_accum == 256  # the batch lr 0.1 is for
