@@ -13,6 +13,7 @@ Every path of a run is named here and nowhere else::
         metrics.jsonl               appended JSON lines (one object per line: time, kind, node, rank, values)
         checkpoints/last.pt         the train step's latest state (model, optimizer, scheduler, scaler, epoch,
         checkpoints/best.pt         step, RNG states, spec); best.pt is the one with the best val top-1
+        tensorboard/                TensorBoard event files of the train step (when tensorboard is installed)
 
 The shard set itself goes where the spec's ``shard.output`` says (usually scratch),
 not into the run directory.
@@ -58,6 +59,10 @@ class RunPaths:
     @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
 
     def log_files(self, job_ids: list[str], err: bool = False) -> list[Path]:
         """The log files of these jobs, in the order given (the record's order: oldest first)."""

@@ -50,6 +50,11 @@ def preflight(spec: RunSpec) -> None:
         check_output(spec.shard)
     if spec.train is not None and spec.train.train_shards is not None:
         check_train_inputs(spec)
+    if spec.evaluate is not None and spec.evaluate.val_shards is not None:
+        from jobs.train.shardset import check_files, read_shardset
+
+        val = read_shardset(spec.evaluate.val_shards, "evaluate.val_shards").split("val", "evaluate.val_shards")
+        check_files(val, "evaluate.val_shards")
 
 
 def check_train_inputs(spec: RunSpec) -> None:

@@ -221,6 +221,14 @@ def test_shard_train_evaluate_on_the_local_executor(sample_data: Any, tmp_path: 
     evaluate_part = view["steps"][2]["parts"][0]
     assert evaluate_part["progress"]["top1"] == evaluated[0]["top1"]
     assert read_shardset(tmp_path / "shards", "x").classes == saved["classes"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(paths.tensorboard))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [r["step"] for r in train]
+    assert [e.value for e in events.Scalars("epoch/top1")] == pytest.approx(
+        [r["top1"] for r in records(paths, "epoch")]
+    )
 
 
 def test_a_run_killed_between_checkpoints_resumes_from_the_last_one(
@@ -260,3 +268,25 @@ def test_a_run_killed_between_checkpoints_resumes_from_the_last_one(
     assert second == list(range(step + 1, 28))  # 72 samples / 8 per step = 9 steps × 3 epochs
     shown = run_cli("show", done["run_id"]).out
     assert f"resumed from step {step}" in shown and "FAILED" in shown
+
+
+def test_evaluate_a_plain_weights_file(sample_shards: Path, tmp_path: Path) -> None:
+    """The evaluate-pretrained template's path: a torchvision state_dict, the model named in the spec."""
+    from jobs.train.step import run_evaluate
+
+    weights = tmp_path / "resnet18-6.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(num_classes=6).state_dict(), weights)
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    section = {"checkpoint": str(weights), "val_shards": str(sample_shards), "workers": 0, "amp": "off"}
+    with pytest.raises(UserError, match=r"evaluate.model: .* is a plain weights file; say which model"):
+        run_evaluate(validate({"name": "e", "evaluate": section}), paths, 1, lambda progress: None)
+    spec = validate({"name": "e", "evaluate": {**section, "model": "resnet18", "image_size": 32}})
+    result = run_evaluate(spec, paths, 1, lambda progress: None)
+    assert result["val_samples"] == 24 and 0 <= result["top1"] <= result["top5"] <= 1
+    assert records(paths, "evaluate")[0]["top5"] == result["top5"]
+
+    torch.save(torchvision.models.resnet18(num_classes=1000).state_dict(), weights)
+    with pytest.raises(UserError, match=r"resnet18-6.pth has 1000 classes, .* has 6"):
+        run_evaluate(spec, paths, 2, lambda progress: None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import math
 import random
 import time
@@ -71,6 +72,8 @@ class Job:
     report: Report = lambda progress: None
     signals: Signals = field(default_factory=Signals)
     spec: dict[str, Any] = field(default_factory=dict)
+    tensorboard_dir: Path | None = None
+    """Where TensorBoard event files go, when the tensorboard package is installed."""
 
 
 @dataclass
@@ -168,6 +171,7 @@ class Trainer:
         self.progress = Progress()
         self.last_checkpoint = time.monotonic()
         self.last_epoch: dict[str, Any] = {}
+        self.tensorboard = _tensorboard(job.tensorboard_dir) if d.main else None
 
     # --- checkpoints -------------------------------------------------------------------------------
 
@@ -250,6 +254,7 @@ class Trainer:
             p.epoch, p.step_in_epoch = p.epoch + 1, 0
             if self.dist.main:
                 self.job.metrics.write("epoch", step=p.global_step, **record)
+                self._scalars("epoch", record)
                 shown = "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch")
                 print(f"epoch {p.epoch}/{cfg.epochs}: {shown}", flush=True)
             self.save(best=improved or not self.job.val_shards, metrics=record)
@@ -373,6 +378,9 @@ class Trainer:
             data_wait_s=window.wait,
             data_wait_fraction=window.wait / elapsed,
         )
+        self._scalars(
+            "train", {"loss": loss, "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": images / elapsed}
+        )
         for rank, mem in enumerate(memory):
             if mem:
                 self.job.metrics.write("gpu_memory", step=p.global_step, of_rank=rank, **mem)
@@ -382,6 +390,12 @@ class Trainer:
             flush=True,
         )
         self.job.report(self._progress())
+
+    def _scalars(self, group: str, values: dict[str, Any]) -> None:
+        if self.tensorboard is not None:
+            for key, value in values.items():
+                self.tensorboard.add_scalar(f"{group}/{key}", value, self.progress.global_step)
+            self.tensorboard.flush()
 
     def control_point(self) -> None:
         """Where all ranks agree on what signals and the clock ask for; the only place the loop stops early."""
@@ -414,6 +428,15 @@ class _Window:
     wait: float = 0.0
     batches: int = 0
     loss: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
+
+
+def _tensorboard(directory: Path | None) -> Any:
+    """A SummaryWriter when ``tensorboard`` is installed (it is optional); metrics.jsonl is written either way."""
+    if directory is None or importlib.util.find_spec("tensorboard") is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(directory))
 
 
 def _gpu_memory(device: torch.device) -> dict[str, float]:

@@ -73,6 +73,7 @@ def run_train(spec: RunSpec, paths: RunPaths, attempt: int, report: Report) -> N
             report=report if dist.main else lambda progress: None,
             signals=signals,
             spec=spec.model_dump(mode="json"),
+            tensorboard_dir=paths.tensorboard,
         )
         with _errors_explained(dist), _signal_flags(signals) as previous:
             try:
