@@ -59,7 +59,7 @@ def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
     def save(update: dict[str, Any]) -> None:
         nonlocal status
         status = status.model_copy(update=update)
-        if rank == 0:
+        if rank == 0 or status.state == "FAILED":  # a failing rank says why; srun then ends the others
             save_status(paths, status)
 
     save({})

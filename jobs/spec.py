@@ -309,8 +309,8 @@ class RunSpec(Section):
                 raise ValueError("evaluate.checkpoint: required when the spec has no [train] section")
             if self.evaluate.val_shards is None and self.train is None and self.shard is None:
                 raise ValueError("evaluate.val_shards: required when the spec has no [train] or [shard] section")
-        if self.evaluate is not None and self.evaluate.resources.tasks != 1:
-            raise ValueError("evaluate.resources.tasks_per_node: evaluation runs as one task")
+        if self.evaluate is not None and (self.evaluate.resources.tasks, self.evaluate.resources.nodes) != (1, 1):
+            raise ValueError("evaluate.resources: evaluation runs as one task on one node")
         return self
 
     def train_shards(self) -> Path:

@@ -59,7 +59,7 @@ def preflight(spec: RunSpec) -> None:
 
 def check_train_inputs(spec: RunSpec) -> None:
     """Shards made by an earlier run are checked now (index, files, batch size), not after a queue wait."""
-    from jobs.train.order import steps_per_epoch
+    from jobs.train.order import steps_per_epoch, train_shares
     from jobs.train.shardset import check_files, read_shardset
 
     assert spec.train is not None
@@ -69,6 +69,10 @@ def check_train_inputs(spec: RunSpec) -> None:
     res = spec.train.resources
     world = 1 if spec.cluster.executor == "local" else res.nodes * res.tasks
     steps_per_epoch(shard_set.samples("train"), world, spec.train.batch_size, spec.train.grad_accum)
+    train_shares(train, seed=0, epoch=0, world=world, rank=0, workers=1, batches=1)  # a shard for every task
+    if spec.train.val_shards is not None:
+        val = read_shardset(spec.train.val_shards, "train.val_shards").split("val", "train.val_shards")
+        check_files(val, "train.val_shards")
 
 
 def submit_run(spec: RunSpec, runs_root: Path | None = None) -> RunPaths:
@@ -105,6 +109,7 @@ def resume_run(paths: RunPaths) -> RunPaths | None:
         return None
     todo = [s.name for s in view.steps[first:]]
     spec = load_run_spec(paths, check_paths=True)  # inputs may have moved since the first submission
+    preflight(spec)
     plans = [PartPlan(step, record.step(step).attempt_number + 1, parts_of(spec, step)) for step in todo]
     backend = backend_for(record.executor)
     try:

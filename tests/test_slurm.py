@@ -164,7 +164,8 @@ def test_two_tasks_train_as_one_ddp_job(sample_shards: Path, tmp_path: Path, hom
     assert result.code == 0, result.err
     view = json.loads(result.out)
     job_id = view["steps"][0]["job_ids"][0]
-    assert "#SBATCH --ntasks-per-node=2" in submission_script(view["path"], job_id)
+    script = submission_script(view["path"], job_id)
+    assert "#SBATCH --ntasks-per-node=2" in script and "--kill-on-bad-exit=1" in script
     logs = [Path(view["path"]) / "submitit" / f"{job_id}_{rank}_log.out" for rank in (0, 1)]
     digests = [re.findall(r"rank \d: final weights sha256 (\w+)", log.read_text()) for log in logs]
     assert digests[0] and digests[0] == digests[1]  # both processes ended with the same weights

@@ -90,7 +90,7 @@ def test_batch_larger_than_the_data_is_a_clear_error() -> None:
 
 def test_a_stopped_run_resumes_mid_epoch_and_ends_with_the_same_weights(sample_shards: Path, tmp_path: Path) -> None:
     """SIGUSR2 (SLURM's warning before the time limit) mid-epoch: checkpoint, stop, resume, same result."""
-    spec = spec_for(sample_shards, epochs=2, checkpoint_every_min=10)
+    spec = spec_for(sample_shards, epochs=2, checkpoint_every_min=10, mixup_alpha=0.2, cutmix_alpha=1.0)
     straight = RunPaths(tmp_path / "straight")
     straight.root.mkdir()
     run_train(spec, straight, 1, lambda progress: None)
@@ -290,3 +290,24 @@ def test_evaluate_a_plain_weights_file(sample_shards: Path, tmp_path: Path) -> N
     torch.save(torchvision.models.resnet18(num_classes=1000).state_dict(), weights)
     with pytest.raises(UserError, match=r"resnet18-6.pth has 1000 classes, .* has 6"):
         run_evaluate(spec, paths, 2, lambda progress: None)
+
+
+def test_submitting_and_showing_a_train_run_never_imports_torch(sample_shards: Path, tmp_path: Path) -> None:
+    """The login node's CLI stays light: torch loads in the job, not in ``submit`` or ``show``."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text('name = "light"\n' + train_section(sample_shards, epochs=1) + "[evaluate]\nworkers = 0\n")
+    probe = (
+        "import sys; from app.cli import main; main(['submit', sys.argv[1]]); main(['show', 'light']); "
+        "sys.stderr.write(repr(sorted(m for m in sys.modules "
+        'if m.split(".")[0] in ("torch", "torchvision", "webdataset", "textual"))))'
+    )
+    env = {**os.environ, "CLUSTERDECK_HOME": str(tmp_path / "home")}
+    proc = subprocess.run([sys.executable, "-c", probe, str(spec)], capture_output=True, text=True, env=env, cwd=REPO)
+    assert "submitted run" in proc.stdout and "step     train:" in proc.stdout, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "[]"
+    assert run_cli("cancel", "light", env={"CLUSTERDECK_HOME": str(tmp_path / "home")}).code == 0

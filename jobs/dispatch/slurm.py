@@ -49,6 +49,8 @@ class SlurmBackend(Backend):
                     params["dependency"] = f"afterok:{after}"
                     params["additional_parameters"] = {**base["additional_parameters"], "kill_on_invalid_dep": "yes"}
                 max_requeues = spec.train.max_requeues if plan.step == "train" and spec.train else 0
+                if plan.step in ("train", "evaluate"):
+                    params["srun_args"] = ["--kill-on-bad-exit=1"]  # one failed rank ends them all, no NCCL hang
                 executor = self._executor(paths, spec, params, max_requeues)
                 root = str(paths.root)
                 if len(group) > 1:

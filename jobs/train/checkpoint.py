@@ -36,7 +36,7 @@ def save(path: Path, state: dict[str, Any]) -> None:
 def load(path: Path) -> dict[str, Any]:
     """A checkpoint of ours (``FORMAT``); a clear error for anything else."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code
     except Exception as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -46,7 +46,7 @@ def load(path: Path) -> dict[str, Any]:
 
 def is_ours(path: Path) -> bool:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:
         return False
     return isinstance(state, dict) and state.get("format") == FORMAT

@@ -165,10 +165,12 @@ def _one_thread(_: int) -> None:
     torch.set_num_threads(1)  # a loader worker is one core; more threads only oversubscribe
 
 
-def make_loader(dataset: IterableDataset[Batch], workers: int, pin_memory: bool) -> DataLoader[Batch]:
+def make_loader(dataset: IterableDataset[Batch], workers: int, pin_memory: bool, seed: int) -> DataLoader[Batch]:
+    """``seed``: the loader's own generator, so that starting one never draws from the trainer's RNG."""
     n = workers if workers > 0 else 0
     return DataLoader(
         dataset,
+        generator=torch.Generator().manual_seed(seed),
         batch_size=None,
         num_workers=n,
         pin_memory=pin_memory,

@@ -27,7 +27,7 @@ from torchvision.transforms import v2
 from jobs.metrics import MetricsWriter
 from jobs.spec import TrainSpec
 from jobs.train import checkpoint
-from jobs.train.data import IMAGENET_MEAN, IMAGENET_STD, TrainStream, ValStream, make_loader
+from jobs.train.data import IMAGENET_MEAN, IMAGENET_STD, TrainStream, ValStream, make_loader, sample_seed
 from jobs.train.distributed import Dist
 from jobs.train.models import build_model, load_weights, read_weights
 from jobs.train.order import steps_per_epoch, train_shares, val_shares
@@ -120,10 +120,12 @@ def batch_mixer(cfg: TrainSpec, num_classes: int) -> Callable[[torch.Tensor, tor
 
 
 def rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {
+    numpy_state: Any = np.random.get_state()
+    name, keys, pos, has_gauss, cached = numpy_state
+    state: dict[str, Any] = {  # tensors and plain values only: checkpoints load with weights_only=True
         "torch": torch.get_rng_state(),
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state()
@@ -133,7 +135,8 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
 
@@ -205,9 +208,9 @@ class Trainer:
                 "image_size": self.cfg.image_size,
                 "metrics": metrics or {},
             }
-            checkpoint.save(self.last_path, state)
-            if best:
+            if best:  # best first: a crash between the two must not leave last ahead of a stale best
                 checkpoint.save(self.best_path, state)
+            checkpoint.save(self.last_path, state)
             self.job.metrics.write(
                 "checkpoint", step=p.global_step, epoch=p.epoch, step_in_epoch=p.step_in_epoch, best=best
             )
@@ -252,14 +255,16 @@ class Trainer:
             if improved:
                 p.best_top1 = val["top1"]
             p.epoch, p.step_in_epoch = p.epoch + 1, 0
-            if self.dist.main:
+            self.save(best=improved or not self.job.val_shards, metrics=record)
+            if self.dist.main:  # after the save: a job killed in between redoes the epoch's end, not a record
                 self.job.metrics.write("epoch", step=p.global_step, **record)
                 self._scalars("epoch", record)
                 shown = "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch")
                 print(f"epoch {p.epoch}/{cfg.epochs}: {shown}", flush=True)
-            self.save(best=improved or not self.job.val_shards, metrics=record)
             self.job.report(self._progress(record))
             result = record
+            if p.epoch < cfg.epochs:
+                self.control_point()  # a signal that came during validation is answered now, not an epoch later
         self.dist.sync_buffers(self.model)
         digests = self.dist.gather(weights_digest(self.model))
         if self.dist.main:
@@ -308,7 +313,14 @@ class Trainer:
             shuffle_buffer=cfg.shuffle_buffer,
         )
         workers = min(cfg.workers, len(shares))
-        return iter(make_loader(stream, workers, self.device.type == "cuda"))
+        if workers < cfg.workers and p.step_in_epoch == 0 and p.epoch == 0 and d.main:
+            print(
+                f"train.workers: {workers} of {cfg.workers} per task: a task reads {len(shares)} shard(s) an epoch; "
+                "smaller shards (shard.shard_size_mb) let more workers decode in parallel",
+                flush=True,
+            )
+        seed = sample_seed(cfg.seed, p.epoch, d.rank, "loader")
+        return iter(make_loader(stream, workers, self.device.type == "cuda", seed))
 
     def train_one_epoch(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None) -> float:
         """Trains to the end of the epoch; ``batches`` replaces the shard loader (bench/train_overhead.py)."""
@@ -357,7 +369,10 @@ class Trainer:
 
     def log_step(self, window: _Window) -> None:
         p, d = self.progress, self.dist
-        loss = float(window.loss.item()) / max(window.batches, 1)  # the one host sync of a log interval
+        # The one host sync of a log interval; summed over ranks so that every rank takes the same branch.
+        counted = torch.tensor(float(window.batches), dtype=torch.float64, device=self.device)
+        total = self.dist.sum(torch.stack([window.loss.double(), counted]))
+        loss = float(total[0]) / max(float(total[1]), 1.0)
         if not math.isfinite(loss):
             raise TrainingDiverged(
                 f"loss is {loss} at step {p.global_step}; lower train.lr, add warmup_epochs, or use amp 'bf16'"
@@ -470,6 +485,7 @@ def evaluate(
             ValStream(shares, batch_size=batch_size, image_size=image_size),
             min(workers, len(shares)),
             dist.device.type == "cuda",
+            seed=0,
         )
         for images, labels in loader:
             x = normalize(images, dist.device, channels_last)

@@ -25,12 +25,10 @@ def build_model(name: str, num_classes: int) -> torch.nn.Module:
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """A state_dict from a torchvision weights file, a plain state_dict, or one of our checkpoints."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)  # a weights file must not run code
     except Exception as exc:
-        try:  # our own checkpoints hold more than tensors (RNG states, the spec)
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception:
-            raise UserError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: cannot read weights: {first}") from None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
     elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
