@@ -21,6 +21,7 @@ import submitit
 from jobs.errors import RequeueJob, UserError
 from jobs.records import PartStatus, load_run_spec, load_status, now, save_status
 from jobs.rundir import RunPaths
+from jobs.signals import signal_flags
 
 
 def _job_id() -> str:
@@ -78,6 +79,12 @@ def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
         except Exception as exc:
             _failed(save, step, part, f"{rq}, but the job could not be requeued: {exc}")
             raise
+    except SystemExit as exc:
+        if exc.code != -1:
+            raise
+        # submitit's own USR2 handler (a signal before ours was installed) requeued the job and exits with -1
+        save({"state": "REQUEUED", "ended_at": now(), "error": "requeued by submitit before the step started"})
+        raise
     except BaseException as exc:
         message = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc) or type(exc).__name__
         if not isinstance(exc, (UserError, KeyboardInterrupt)):
@@ -101,9 +108,10 @@ def _dispatch(paths: RunPaths, step: str, attempt: int, part: str, report: Any) 
         assert spec.shard is not None
         run_shard_part(spec.shard, part, report)
     elif step == "train":
-        from jobs.train.step import run_train
+        with signal_flags() as signals:  # before torch loads: a USR2 while starting is kept for the loop
+            from jobs.train.step import run_train
 
-        run_train(spec, paths, attempt, report)
+            run_train(spec, paths, attempt, report, signals)
     elif step == "evaluate":
         from jobs.train.step import run_evaluate
 

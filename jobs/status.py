@@ -98,10 +98,10 @@ def part_state(status: PartStatus | None, sched: JobState | None, cancelled: boo
         return "COMPLETED"
     if sched is not None and sched.terminal and sched.state != "COMPLETED":
         return sched.state  # the scheduler's word (TIMEOUT, CANCELLED, …) says more than the payload's FAILED
+    if status is not None and sched is not None and sched.state in ("PENDING", "REQUEUED"):
+        return "REQUEUED"  # it ran and will run again: it asked (time limit), or SLURM chose (preemption)
     if status is not None and status.state == "FAILED":
         return "CANCELLED" if cancelled else "FAILED"
-    if status is not None and sched is not None and sched.state in ("PENDING", "REQUEUED"):
-        return "REQUEUED"  # it ran and waits to run again: it asked (time limit), or SLURM chose (preemption)
     gone = sched is not None and sched.state in ("EXITED", "COMPLETED")
     if gone:  # the job ended without the part finishing: it died, or never started after an earlier failure
         return "CANCELLED" if cancelled or status is None else "FAILED"

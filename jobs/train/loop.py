@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torchvision.transforms import v2
 
 from jobs.metrics import MetricsWriter
+from jobs.signals import Signals
 from jobs.spec import TrainSpec
 from jobs.train import checkpoint
 from jobs.train.data import IMAGENET_MEAN, IMAGENET_STD, TrainStream, ValStream, make_loader, sample_seed
@@ -48,14 +49,6 @@ class StopRequested(Exception):
 
 class TrainingDiverged(Exception):
     pass
-
-
-@dataclass
-class Signals:
-    """Set by signal handlers, read by the loop at its next control point (never acted on inside a handler)."""
-
-    stop: str = ""
-    checkpoint: bool = False
 
 
 @dataclass

@@ -21,11 +21,12 @@ import torch
 from jobs.errors import RequeueJob, UserError
 from jobs.metrics import MetricsWriter
 from jobs.rundir import RunPaths
+from jobs.signals import Signals, signal_flags
 from jobs.spec import RunSpec
 from jobs.train import checkpoint
 from jobs.train.data import ShardReadError
 from jobs.train.distributed import Dist, setup
-from jobs.train.loop import Job, Precision, Signals, StopRequested, Trainer, TrainingDiverged, evaluate
+from jobs.train.loop import Job, Precision, StopRequested, Trainer, TrainingDiverged, evaluate
 from jobs.train.models import build_model, load_weights, num_classes_of, read_weights
 from jobs.train.shardset import Shard, check_files, read_shardset
 
@@ -49,7 +50,11 @@ def train_inputs(spec: RunSpec) -> tuple[list[str], list[Shard], list[Shard]]:
     return train_set.classes, train, val
 
 
-def run_train(spec: RunSpec, paths: RunPaths, attempt: int, report: Report) -> None:
+def run_train(spec: RunSpec, paths: RunPaths, attempt: int, report: Report, signals: Signals | None = None) -> None:
+    """``signals``: flags set by the job's handlers (``jobs.signals``); installed here when not given."""
+    if signals is None:
+        with signal_flags() as flags:
+            return run_train(spec, paths, attempt, report, flags)
     assert spec.train is not None
     cfg = spec.train
     classes, train, val = train_inputs(spec)
@@ -61,7 +66,6 @@ def run_train(spec: RunSpec, paths: RunPaths, attempt: int, report: Report) -> N
                 f"{len(train)} shards, {sum(s.samples for s in val)} val; {dist.world} task(s) on {dist.device}",
                 flush=True,
             )
-        signals = Signals()
         job = Job(
             cfg=cfg,
             classes=classes,
@@ -75,11 +79,11 @@ def run_train(spec: RunSpec, paths: RunPaths, attempt: int, report: Report) -> N
             spec=spec.model_dump(mode="json"),
             tensorboard_dir=paths.tensorboard,
         )
-        with _errors_explained(dist), _signal_flags(signals) as previous:
+        with _errors_explained(dist):
             try:
                 Trainer(job).fit()
             except StopRequested as stop:
-                raise RequeueJob(str(stop), _requeue(previous, dist)) from None
+                raise RequeueJob(str(stop), _requeue(signals.previous_usr2, dist)) from None
     finally:
         dist.close()
 
@@ -94,23 +98,6 @@ def _requeue(previous: Any, dist: Dist) -> Callable[[], None]:
             sys.exit(1)
 
     return requeue
-
-
-@contextmanager
-def _signal_flags(signals: Signals) -> Iterator[Any]:
-    def stop(signum: int, _: Any) -> None:
-        signals.stop = signal.Signals(signum).name
-
-    def save(_: int, __: Any) -> None:
-        signals.checkpoint = True
-
-    previous_usr2 = signal.signal(signal.SIGUSR2, stop)
-    previous_term = signal.signal(signal.SIGTERM, save)
-    try:
-        yield previous_usr2
-    finally:
-        signal.signal(signal.SIGUSR2, previous_usr2)
-        signal.signal(signal.SIGTERM, previous_term)
 
 
 @contextmanager

@@ -1,0 +1,44 @@
+"""Signals a checkpointing job listens for, turned into flags its loop reads at a safe point.
+
+SLURM sends USR2 ``signal_delay_s`` before the time limit (submitit asks for it), and SIGTERM
+on scancel or preemption. Acting inside a handler would checkpoint a half-applied optimizer
+step, so the handlers only set flags. They are installed before torch is imported: a signal
+that arrives while the job is still starting is kept, not lost.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Signals:
+    stop: str = ""
+    """The name of the signal that asks the job to checkpoint and stop (requeue), or empty."""
+    checkpoint: bool = False
+    """A checkpoint is asked for; the job goes on."""
+    previous_usr2: Any = None
+    """The handler ours replaced (submitit's): it requeues the job once the checkpoint is saved."""
+
+
+@contextmanager
+def signal_flags() -> Iterator[Signals]:
+    flags = Signals()
+
+    def stop(signum: int, _: Any) -> None:
+        flags.stop = signal.Signals(signum).name
+
+    def save(_: int, __: Any) -> None:
+        flags.checkpoint = True
+
+    flags.previous_usr2 = signal.signal(signal.SIGUSR2, stop)
+    previous_term = signal.signal(signal.SIGTERM, save)
+    try:
+        yield flags
+    finally:
+        signal.signal(signal.SIGUSR2, flags.previous_usr2)
+        signal.signal(signal.SIGTERM, previous_term)
