@@ -51,28 +51,22 @@ def preflight(spec: RunSpec) -> None:
     if spec.train is not None and spec.train.train_shards is not None:
         check_train_inputs(spec)
     if spec.evaluate is not None and spec.evaluate.val_shards is not None:
-        from jobs.train.shardset import check_files, read_shardset
+        from jobs.train.shardset import checked_split
 
-        val = read_shardset(spec.evaluate.val_shards, "evaluate.val_shards").split("val", "evaluate.val_shards")
-        check_files(val, "evaluate.val_shards")
+        checked_split(spec.evaluate.val_shards, "val", "evaluate.val_shards")
 
 
 def check_train_inputs(spec: RunSpec) -> None:
     """Shards made by an earlier run are checked now (index, files, batch size), not after a queue wait."""
     from jobs.train.order import steps_per_epoch, train_shares
-    from jobs.train.shardset import check_files, read_shardset
+    from jobs.train.shardset import train_inputs
 
     assert spec.train is not None
-    shard_set = read_shardset(spec.train_shards(), "train.train_shards")
-    train = shard_set.split("train", "train.train_shards")
-    check_files(train, "train.train_shards")
+    _, train, _ = train_inputs(spec)  # the job's own check of both splits, run before the queue wait
     res = spec.train.resources
     world = 1 if spec.cluster.executor == "local" else res.nodes * res.tasks
-    steps_per_epoch(shard_set.samples("train"), world, spec.train.batch_size, spec.train.grad_accum)
+    steps_per_epoch(sum(s.samples for s in train), world, spec.train.batch_size, spec.train.grad_accum)
     train_shares(train, seed=0, epoch=0, world=world, rank=0, workers=1, batches=1)  # a shard for every task
-    if spec.train.val_shards is not None:
-        val = read_shardset(spec.train.val_shards, "train.val_shards").split("val", "train.val_shards")
-        check_files(val, "train.val_shards")
 
 
 def submit_run(spec: RunSpec, runs_root: Path | None = None) -> RunPaths:

@@ -99,19 +99,23 @@ def sample_shards(sample_data: SampleData, tmp_path_factory: pytest.TempPathFact
     return root / "set"
 
 
+# A [train] configuration small enough for a 2-core machine: resnet18 at 32 px, fp32, a few steps per epoch.
+SMALL_TRAIN: dict[str, object] = {
+    "model": "resnet18",
+    "image_size": 32,
+    "epochs": 2,
+    "batch_size": 8,
+    "lr": 0.05,
+    "amp": "off",
+    "workers": 2,
+    "log_every_steps": 1,
+    "checkpoint_every_min": 10,
+}
+
+
 def train_section(shards: Path | None = None, **overrides: object) -> str:
-    """A [train] section small enough for a 2-core machine: resnet18 at 32 px, fp32, a few steps per epoch."""
-    values: dict[str, object] = {
-        "model": "resnet18",
-        "image_size": 32,
-        "epochs": 2,
-        "batch_size": 8,
-        "lr": 0.05,
-        "amp": "off",
-        "workers": 2,
-        "log_every_steps": 1,
-        "checkpoint_every_min": 10,
-    }
+    """SMALL_TRAIN as TOML, with ``train_shards`` and overrides (``resources`` as a dict)."""
+    values = dict(SMALL_TRAIN)
     if shards is not None:
         values["train_shards"] = str(shards)
     values.update(overrides)

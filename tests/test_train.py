@@ -21,25 +21,12 @@ from jobs.train import checkpoint
 from jobs.train.order import steps_per_epoch, train_shares, val_shares
 from jobs.train.shardset import Shard, read_shardset
 from jobs.train.step import run_train
-from tests.conftest import run_cli, train_section
+from tests.conftest import SMALL_TRAIN, run_cli, train_section
 
 
 def spec_for(shards: Path, **train: Any) -> RunSpec:
-    table = {"name": "t", "train": {"train_shards": str(shards), **_small(), **train}}
+    table = {"name": "t", "train": {"train_shards": str(shards), **SMALL_TRAIN, **train}}
     return validate(table)
-
-
-def _small() -> dict[str, Any]:
-    return {
-        "model": "resnet18",
-        "image_size": 32,
-        "epochs": 2,
-        "batch_size": 8,
-        "lr": 0.05,
-        "amp": "off",
-        "workers": 2,
-        "log_every_steps": 1,
-    }
 
 
 def records(paths: RunPaths, kind: str) -> list[dict[str, Any]]:

@@ -39,17 +39,14 @@ def load(path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code
     except Exception as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if not is_checkpoint(state):
         raise CheckpointError(f"{path}: not a clusterdeck checkpoint")
     return state
 
 
-def is_ours(path: Path) -> bool:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:
-        return False
-    return isinstance(state, dict) and state.get("format") == FORMAT
+def is_checkpoint(obj: Any) -> bool:
+    """Whether a loaded file is one of our checkpoints (rather than a plain state_dict)."""
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
 
 
 class CheckpointError(Exception):

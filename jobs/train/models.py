@@ -24,11 +24,18 @@ def build_model(name: str, num_classes: int) -> torch.nn.Module:
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """A state_dict from a torchvision weights file, a plain state_dict, or one of our checkpoints."""
+    return state_dict_of(load_file(path), path)
+
+
+def load_file(path: Path) -> Any:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)  # a weights file must not run code
+        return torch.load(path, map_location="cpu", weights_only=True)  # a weights file must not run code
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: cannot read weights: {first}") from None
+
+
+def state_dict_of(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
     elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):

@@ -11,6 +11,7 @@ from pathlib import Path
 from jobs import atomic
 from jobs.errors import UserError
 from jobs.shard.step import INDEX, INDEX_FORMAT
+from jobs.spec import RunSpec
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,6 @@ class ShardSet:
         if not shards:
             raise UserError(f"{field}: {self.root} has no {name} split (index.json lists {sorted(self.splits)})")
         return shards
-
-    def samples(self, name: str) -> int:
-        return sum(s.samples for s in self.splits.get(name, []))
 
 
 def read_shardset(root: Path, field: str) -> ShardSet:
@@ -70,3 +68,24 @@ def check_files(shards: list[Shard], field: str) -> None:
                 f"{field}: shard {shard.path} is {size} bytes, the index says {shard.bytes}: it is corrupt or "
                 "was replaced; shard the data again (resuming the shard step rewrites only damaged shards)"
             )
+
+
+def checked_split(root: Path, split: str, field: str) -> tuple[ShardSet, list[Shard]]:
+    """The shard set at ``root`` and its ``split``, every file there with its indexed size."""
+    shard_set = read_shardset(root, field)
+    shards = shard_set.split(split, field)
+    check_files(shards, field)
+    return shard_set, shards
+
+
+def train_inputs(spec: RunSpec) -> tuple[list[str], list[Shard], list[Shard]]:
+    """(classes, train shards, val shards) with every file checked; val is empty when there is none to use."""
+    assert spec.train is not None
+    train_set, train = checked_split(spec.train_shards(), "train", "train.train_shards")
+    if spec.train.val_shards is None and "val" not in train_set.splits:
+        return train_set.classes, train, []
+    val_field = "train.val_shards"
+    val_set, val = checked_split(spec.train_val_shards(), "val", val_field)
+    if val_set.classes != train_set.classes:
+        raise UserError(f"{val_field}: {val_set.root} has other classes than the train shards {train_set.root}")
+    return train_set.classes, train, val

@@ -27,27 +27,10 @@ from jobs.train import checkpoint
 from jobs.train.data import ShardReadError
 from jobs.train.distributed import Dist, setup
 from jobs.train.loop import Job, Precision, StopRequested, Trainer, TrainingDiverged, evaluate
-from jobs.train.models import build_model, load_weights, num_classes_of, read_weights
-from jobs.train.shardset import Shard, check_files, read_shardset
+from jobs.train.models import build_model, load_file, load_weights, num_classes_of, state_dict_of
+from jobs.train.shardset import checked_split, train_inputs
 
 Report = Callable[[dict[str, float]], None]
-
-
-def train_inputs(spec: RunSpec) -> tuple[list[str], list[Shard], list[Shard]]:
-    """(classes, train shards, val shards) with every file checked; val is empty when there is none to use."""
-    assert spec.train is not None
-    train_set = read_shardset(spec.train_shards(), "train.train_shards")
-    train = train_set.split("train", "train.train_shards")
-    check_files(train, "train.train_shards")
-    val_field = "train.val_shards"
-    if spec.train.val_shards is None and "val" not in train_set.splits:
-        return train_set.classes, train, []
-    val_set = read_shardset(spec.train_val_shards(), val_field) if spec.train.val_shards else train_set
-    if val_set.classes != train_set.classes:
-        raise UserError(f"{val_field}: {val_set.root} has other classes than the train shards {train_set.root}")
-    val = val_set.split("val", val_field)
-    check_files(val, val_field)
-    return train_set.classes, train, val
 
 
 def run_train(spec: RunSpec, paths: RunPaths, attempt: int, report: Report, signals: Signals | None = None) -> None:
@@ -137,15 +120,14 @@ def run_evaluate(spec: RunSpec, paths: RunPaths, attempt: int, report: Report) -
     cfg = spec.evaluate
     assert cfg is not None
     path = checkpoint_to_evaluate(spec, paths)
-    saved: dict[str, Any] = checkpoint.load(path) if checkpoint.is_ours(path) else {}
+    stored = load_file(path)  # read once: a checkpoint of ours tells the model, size and classes
+    saved: dict[str, Any] = stored if checkpoint.is_checkpoint(stored) else {}
     model_name = cfg.model or saved.get("model_name", "")
     if not model_name:
         raise UserError(f"evaluate.model: {path} is a plain weights file; say which model it is for")
     image_size = cfg.image_size or saved.get("image_size") or 224
-    shard_set = read_shardset(spec.evaluate_val_shards(), "evaluate.val_shards")
-    val = shard_set.split("val", "evaluate.val_shards")
-    check_files(val, "evaluate.val_shards")
-    weights = read_weights(path)
+    shard_set, val = checked_split(spec.evaluate_val_shards(), "val", "evaluate.val_shards")
+    weights = state_dict_of(stored, path)
     if saved.get("classes") not in (None, shard_set.classes):
         raise UserError(f"evaluate.val_shards: {shard_set.root} has other classes than {path} was trained on")
     if num_classes_of(weights) not in (None, len(shard_set.classes)):
