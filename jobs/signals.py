@@ -42,3 +42,14 @@ def signal_flags() -> Iterator[Signals]:
     finally:
         signal.signal(signal.SIGUSR2, flags.previous_usr2)
         signal.signal(signal.SIGTERM, previous_term)
+
+
+def worker_signals(*_: Any) -> None:
+    """For processes a job forks (writer pools, loader workers): they inherit the job's handlers.
+
+    submitit's handler ignores SIGTERM, so a pool's ``terminate()`` would never end such a
+    worker and the job would hang at the pool's exit. Workers end on SIGTERM, as by default,
+    and leave USR2 (the time-limit warning) to the job's main process.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)

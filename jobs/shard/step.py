@@ -14,6 +14,7 @@ from jobs.errors import UserError
 from jobs.shard.plan import ShardJob, plan_split, samples_per_shard, task_slice
 from jobs.shard.sources import Listing, imagefolder_classes, list_ilsvrc_val, list_imagefolder, read_synsets
 from jobs.shard.write import completed_part, write_or_reuse
+from jobs.signals import worker_signals
 from jobs.spec import ShardInput, ShardSpec
 
 INDEX = "index.json"
@@ -128,8 +129,10 @@ def _run_pool(
             yield write_or_reuse(job, out, classes)
         return
     # fork: the payload holds no threads or CUDA state here, and fork starts workers in milliseconds.
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    with multiprocessing.get_context("fork").Pool(workers, initializer=worker_signals) as pool:
         yield from pool.imap_unordered(_write_one, [(job, out, classes) for job in jobs])
+        pool.close()  # all done: let the workers exit on their own rather than be terminated
+        pool.join()
 
 
 def _write_one(args: tuple[ShardJob, Path, list[str]]) -> tuple[dict[str, Any], bool]:

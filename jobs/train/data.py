@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchvision.transforms import v2
 from webdataset.tariterators import group_by_keys, tar_file_iterator
 
+from jobs.signals import worker_signals
 from jobs.train.order import WorkerShare
 from jobs.train.shardset import Shard
 
@@ -161,8 +162,9 @@ def collate(batch: list[tuple[torch.Tensor, int]]) -> Batch:
     return torch.stack([x for x, _ in batch]), torch.tensor([y for _, y in batch], dtype=torch.long)
 
 
-def _one_thread(_: int) -> None:
+def _init_worker(_: int) -> None:
     torch.set_num_threads(1)  # a loader worker is one core; more threads only oversubscribe
+    worker_signals()
 
 
 def make_loader(dataset: IterableDataset[Batch], workers: int, pin_memory: bool, seed: int) -> DataLoader[Batch]:
@@ -175,5 +177,5 @@ def make_loader(dataset: IterableDataset[Batch], workers: int, pin_memory: bool,
         num_workers=n,
         pin_memory=pin_memory,
         prefetch_factor=4 if n else None,
-        worker_init_fn=_one_thread if n else None,
+        worker_init_fn=_init_worker if n else None,
     )
