@@ -1,4 +1,4 @@
-"""The headless CLI: ``clusterdeck submit|ls|show|logs|cancel|resume|sample-data|demo``.
+"""The headless CLI: ``clusterdeck submit|ls|show|logs|cancel|resume|stage|sample-data|demo``.
 
 Exit codes: 0 done, 1 the run failed, 2 a usage or spec error (printed without a traceback).
 Only light modules are imported at start; torch and friends load inside payloads.
@@ -68,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=text)
         s.add_argument("run")
         s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("stage", help="copy a shard set into a node cache, verified (what jobs with keep = true reuse)")
+    s.add_argument("shards", type=Path, metavar="SHARDS", help="shard set directory (with index.json)")
+    s.add_argument("--to", type=Path, required=True, metavar="PATH", help="node-local directory, as train.stage.to")
+    s.add_argument("--split", action="append", metavar="NAME", help="stage only this split (repeatable)")
+    s.add_argument("--streams", type=_positive, default=4, help="files copied in parallel (default 4)")
+    s.add_argument("--max-mb-s", type=float, default=0.0, help="cap on the copy rate in MB/s (default: none)")
+    s.add_argument("--json", action="store_true", help="print the final tally as JSON")
 
     s = sub.add_parser("sample-data", help="write a small ILSVRC2012-shaped dataset")
     s.add_argument("dir", type=Path)
@@ -296,6 +304,33 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_stage(args: argparse.Namespace) -> int:
+    from jobs.stage.job import summary, warm_cache
+
+    if args.max_mb_s < 0:
+        raise UserError(f"--max-mb-s: must be 0 (no cap) or more, got {args.max_mb_s}")
+    tty = sys.stderr.isatty()
+
+    def progress(r: dict[str, Any]) -> None:
+        eta = f"ETA {r['eta_s']:.0f} s" if r["eta_s"] is not None else ""
+        line = (
+            f"  {r['bytes_done'] / 1e9:.2f}/{r['bytes_total'] / 1e9:.2f} GB  {r['files_done']}/{r['files_total']} "
+            f"shards  {r['mb_s']:.0f} MB/s  {eta}"
+        )
+        print(f"\r{line:<70}" if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    cache, tally = warm_cache(
+        args.shards, args.to, splits=args.split, streams=args.streams, max_mb_s=args.max_mb_s, on_progress=progress
+    )
+    if tty:
+        print(file=sys.stderr)
+    if args.json:
+        _print_json({"cache": str(cache), **tally.record()})
+    else:
+        print(f"{summary(tally)}\n{cache}")
+    return EXIT_OK
+
+
 def cmd_sample_data(args: argparse.Namespace) -> int:
     from jobs.sample_data import make_sample_data
 
@@ -320,6 +355,7 @@ COMMANDS = {
     "logs": cmd_logs,
     "cancel": cmd_cancel,
     "resume": cmd_resume,
+    "stage": cmd_stage,
     "sample-data": cmd_sample_data,
     "demo": cmd_demo,
 }

@@ -22,6 +22,7 @@ from jobs.errors import RequeueJob, UserError
 from jobs.records import PartStatus, load_run_spec, load_status, now, save_status
 from jobs.rundir import RunPaths
 from jobs.signals import signal_flags
+from jobs.world import job_world
 
 
 def _job_id() -> str:
@@ -32,19 +33,10 @@ def _job_id() -> str:
     return os.environ.get("SUBMITIT_LOCAL_JOB_ID", str(os.getpid()))
 
 
-def job_world() -> tuple[int, int]:
-    """(global rank, world size) from SLURM or submitit's local executor; (0, 1) outside a job."""
-    try:
-        env = submitit.JobEnvironment()
-        return env.global_rank, env.num_tasks
-    except RuntimeError:
-        return 0, 1
-
-
 def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
     """Runs one part of a step and records how it ended; a failure is re-raised for the scheduler."""
     paths = RunPaths(Path(run_root))
-    rank, _ = job_world()
+    rank = job_world().rank
     earlier = load_status(paths, step, attempt, part)
     status = PartStatus(
         step=step,

@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -32,7 +33,7 @@ from jobs.model_names import MODEL_NAMES, unknown_model_message
 _UNSET_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 
 
-def _expand(value: Any) -> Any:
+def expand_vars(value: Any) -> Any:
     """Expand ``~`` and ``$VARS``; an unset variable is an error, not a literal ``$``."""
     if not isinstance(value, str):
         return value
@@ -50,7 +51,7 @@ def _must_exist(path: Path, info: ValidationInfo) -> Path:
 
 
 def _empty_is_none(value: Any) -> Any:
-    return None if value == "" else _expand(value)
+    return None if value == "" else expand_vars(value)
 
 
 def _known_model(name: str) -> str:
@@ -59,8 +60,8 @@ def _known_model(name: str) -> str:
     return name
 
 
-ExpandedPath = Annotated[Path, BeforeValidator(_expand)]
-ExistingPath = Annotated[Path, BeforeValidator(_expand), AfterValidator(_must_exist)]
+ExpandedPath = Annotated[Path, BeforeValidator(expand_vars)]
+ExistingPath = Annotated[Path, BeforeValidator(expand_vars), AfterValidator(_must_exist)]
 # ``""`` in a spec means "not given": the default is worked out from the rest of the spec.
 OptionalPath = Annotated[Path | None, BeforeValidator(_empty_is_none)]
 OptionalExistingPath = Annotated[
@@ -185,6 +186,32 @@ class EvaluateResources(TrainResources):
     time_min: int = Field(60, ge=1)
 
 
+class StageSpec(Section):
+    """Copying the shards to node-local disk at the start of the train job (``jobs.stage``)."""
+
+    mode: Literal["before", "ahead", "none"] = "none"
+    """'before': copy, then train; 'ahead': train as soon as the first shards are local; 'none': read in place."""
+    to: str = "$SLURM_TMPDIR"
+    """Node-local directory; $VARS and ~ are expanded on the node when the job starts."""
+    scope: Literal["all", "node"] = "all"
+    """'all': every node copies every shard; 'node': only the shards its ranks read (fixed per node)."""
+    streams: int = Field(4, ge=1, le=64)
+    """Files copied in parallel."""
+    keep: bool = False
+    """Keep the copies after the job: a node cache that later jobs staging to the same path reuse."""
+    max_mb_s: float = Field(0, ge=0)
+    """Cap on the copy rate in MB/s, to spare a busy shared filesystem; 0 is no cap."""
+
+    @field_validator("to")
+    @classmethod
+    def _absolute_or_variable(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("give a node-local directory, e.g. $SLURM_TMPDIR or /local/ssd/$USER/cache")
+        if not value.startswith(("$", "~", "/")):
+            raise ValueError(f"{value!r} is relative; give an absolute path or one starting with a $VARIABLE")
+        return value
+
+
 class TrainSpec(Section):
     model: ModelName = "resnet50"
     """Any torchvision.models classification builder name, e.g. resnet50."""
@@ -244,6 +271,8 @@ class TrainSpec(Section):
     """Samples shuffled together while a shard is read (the shards themselves are already shuffled)."""
     max_requeues: int = Field(3, ge=0)
     """Times a job that reaches its time limit checkpoints and requeues itself before it fails."""
+    stage: StageSpec = StageSpec()
+    """Copying the shards to node-local disk before or while training."""
     resources: TrainResources = TrainResources()
     """sbatch resources of the train step."""
 

@@ -58,15 +58,17 @@ def preflight(spec: RunSpec) -> None:
 
 def check_train_inputs(spec: RunSpec) -> None:
     """Shards made by an earlier run are checked now (index, files, batch size), not after a queue wait."""
-    from jobs.train.order import steps_per_epoch, train_shares
+    from jobs.train.order import rank_shards, share_nodes, steps_per_epoch
     from jobs.train.shardset import train_inputs
 
     assert spec.train is not None
     _, train, _ = train_inputs(spec)  # the job's own check of both splits, run before the queue wait
     res = spec.train.resources
-    world = 1 if spec.cluster.executor == "local" else res.nodes * res.tasks
+    nodes = 1 if spec.cluster.executor == "local" else res.nodes
+    world = nodes * (1 if spec.cluster.executor == "local" else res.tasks)
     steps_per_epoch(sum(s.samples for s in train), world, spec.train.batch_size, spec.train.grad_accum)
-    train_shares(train, seed=0, epoch=0, world=world, rank=0, workers=1, batches=1)  # a shard for every task
+    for rank in range(0, world, world // nodes):  # a shard for every task, on every node
+        rank_shards(train, seed=spec.train.seed, epoch=0, world=world, rank=rank, nodes=share_nodes(spec.train, nodes))
 
 
 def submit_run(spec: RunSpec, runs_root: Path | None = None) -> RunPaths:

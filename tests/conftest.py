@@ -114,15 +114,15 @@ SMALL_TRAIN: dict[str, object] = {
 
 
 def train_section(shards: Path | None = None, **overrides: object) -> str:
-    """SMALL_TRAIN as TOML, with ``train_shards`` and overrides (``resources`` as a dict)."""
+    """SMALL_TRAIN as TOML, with ``train_shards`` and overrides (``resources`` and ``stage`` as dicts)."""
     values = dict(SMALL_TRAIN)
     if shards is not None:
         values["train_shards"] = str(shards)
     values.update(overrides)
-    lines = ["[train]"] + [f"{k} = {_toml(v)}" for k, v in values.items() if k != "resources"]
-    resources = values.get("resources")
-    if isinstance(resources, dict):
-        lines += ["[train.resources]"] + [f"{k} = {_toml(v)}" for k, v in resources.items()]
+    lines = ["[train]"] + [f"{k} = {_toml(v)}" for k, v in values.items() if not isinstance(v, dict)]
+    for name, table in values.items():
+        if isinstance(table, dict):
+            lines += [f"[train.{name}]"] + [f"{k} = {_toml(v)}" for k, v in table.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -21,6 +21,7 @@ from torchvision.transforms import v2
 from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from jobs.signals import worker_signals
+from jobs.stage.job import StageFailed, wait_staged
 from jobs.train.order import WorkerShare
 from jobs.train.shardset import Shard
 
@@ -48,6 +49,11 @@ def val_transform(image_size: int) -> v2.Compose:
 
 def read_shard(shard: Shard) -> Iterator[dict[str, Any]]:
     """The samples of one shard, in file order, as ``{"__key__", "jpg", "cls"}``."""
+    if shard.staging is not None:
+        try:
+            wait_staged(shard.path, shard.staging)
+        except StageFailed as exc:
+            raise ShardReadError(str(exc)) from None
     try:
         with open(shard.path, "rb") as f:
             files = ({**s, "__url__": str(shard.path)} for s in tar_file_iterator(f, select_files=_wanted))

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from jobs.payloads import job_world
+from jobs.world import job_world
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class Dist:
     world: int
     local_rank: int
     device: torch.device
+    nodes: int = 1
 
     @property
     def main(self) -> bool:
@@ -66,8 +67,8 @@ class Dist:
 
 
 def setup() -> Dist:
-    _, world = job_world()
-    if world == 1:
+    place = job_world()
+    if place.world == 1:
         device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
         return Dist(0, 1, 0, device)
     import submitit.helpers
@@ -82,4 +83,4 @@ def setup() -> Dist:
         backend = "gloo"
     os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
     dist.init_process_group(backend, timeout=datetime.timedelta(minutes=10))
-    return Dist(env.rank, env.world_size, env.local_rank, device)
+    return Dist(env.rank, env.world_size, env.local_rank, device, place.nodes)

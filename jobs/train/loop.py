@@ -31,7 +31,7 @@ from jobs.train import checkpoint
 from jobs.train.data import IMAGENET_MEAN, IMAGENET_STD, TrainStream, ValStream, make_loader, sample_seed
 from jobs.train.distributed import Dist
 from jobs.train.models import build_model, load_weights, read_weights
-from jobs.train.order import steps_per_epoch, train_shares, val_shares
+from jobs.train.order import share_nodes, steps_per_epoch, train_shares, val_shares
 from jobs.train.schedule import build_optimizer, build_scheduler
 from jobs.train.shardset import Shard
 
@@ -295,6 +295,7 @@ class Trainer:
             workers=cfg.workers,
             batches=self.steps * cfg.grad_accum,
             done=p.step_in_epoch * cfg.grad_accum,
+            nodes=share_nodes(cfg, d.nodes),
         )
         stream = TrainStream(
             shares,

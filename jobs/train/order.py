@@ -4,7 +4,8 @@ The order of an epoch is a function of (seed, epoch, world size, rank, workers),
 timing, so a resumed job replays it exactly and skips what the interrupted one consumed:
 
 - the train shards are permuted by (seed, epoch) and dealt to ranks round-robin, then to
-  the rank's loader workers round-robin;
+  the rank's loader workers round-robin; with stage scope 'node' each node first gets a
+  fixed share (so it stages only that) and the permutation runs within the node;
 - every rank runs the same number of batches, ``steps × grad_accum``, from the global sample
   count; a rank whose shards hold fewer samples reads them again (a new shuffle), one with
   more leaves the rest for other epochs. No rank waits for another at the end of an epoch;
@@ -19,6 +20,7 @@ import random
 from dataclasses import dataclass
 
 from jobs.errors import UserError
+from jobs.spec import TrainSpec
 from jobs.train.shardset import Shard
 
 
@@ -52,6 +54,45 @@ def split_workers(shards: list[Shard], workers: int) -> int:
     return max(1, min(workers, len(shards)))
 
 
+def node_shards(shards: list[Shard], *, seed: int, nodes: int, node: int) -> list[Shard]:
+    """Stage scope 'node': the shards one node holds, the same in every epoch, dealt from a seeded permutation."""
+    order = list(shards)
+    random.Random(f"{seed}:nodes").shuffle(order)
+    return order[node::nodes]
+
+
+def rank_shards(shards: list[Shard], *, seed: int, epoch: int, world: int, rank: int, nodes: int = 1) -> list[Shard]:
+    """The train shards ``rank`` reads in ``epoch``.
+
+    ``nodes`` > 1 (stage scope 'node'): each node keeps its fixed share (``node_shards``) and
+    permutes it among its own ranks each epoch; ranks are numbered node by node, as srun does.
+    """
+    if len(shards) < world:
+        raise UserError(
+            f"train.train_shards: {len(shards)} train shards for {world} tasks; every task needs at least one "
+            "(shard again with a smaller shard.shard_size_mb or max_samples)"
+        )
+    if nodes == 1:
+        order = list(shards)
+        random.Random(f"{seed}:{epoch}").shuffle(order)
+        return order[rank::world]
+    per_node = world // nodes
+    node, local = divmod(rank, per_node)
+    held = node_shards(shards, seed=seed, nodes=nodes, node=node)
+    if len(held) < per_node:
+        raise UserError(
+            f"train.stage.scope: 'node' gives node {node} {len(held)} of {len(shards)} train shards for its "
+            f"{per_node} tasks; every task needs at least one (use scope 'all', or shard into more shards)"
+        )
+    random.Random(f"{seed}:{epoch}:node{node}").shuffle(held)
+    return held[local::per_node]
+
+
+def share_nodes(cfg: TrainSpec, nodes: int) -> int:
+    """The ``nodes`` argument of ``rank_shards``: the job's node count under stage scope 'node', else 1."""
+    return nodes if cfg.stage.mode != "none" and cfg.stage.scope == "node" else 1
+
+
 def train_shares(
     shards: list[Shard],
     *,
@@ -62,16 +103,10 @@ def train_shares(
     workers: int,
     batches: int,
     done: int = 0,
+    nodes: int = 1,
 ) -> list[WorkerShare]:
     """The loader workers' shares of one rank's epoch; ``done`` batches were already trained on."""
-    if len(shards) < world:
-        raise UserError(
-            f"train.train_shards: {len(shards)} train shards for {world} tasks; every task needs at least one "
-            "(shard again with a smaller shard.shard_size_mb or max_samples)"
-        )
-    order = list(shards)
-    random.Random(f"{seed}:{epoch}").shuffle(order)
-    mine = order[rank::world]
+    mine = rank_shards(shards, seed=seed, epoch=epoch, world=world, rank=rank, nodes=nodes)
     n = split_workers(mine, workers)
     shares = [WorkerShare(mine[w::n], _share(batches, w, n), _share(done, w, n)) for w in range(n)]
     # DataLoader asks worker 0 first; after ``done`` batches the next one is worker ``done % n``'s.

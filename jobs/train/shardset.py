@@ -21,6 +21,8 @@ class Shard:
     samples: int
     bytes: int
     sha256: str
+    staging: Path | None = None
+    """Set while a stager is still copying ('ahead' mode): its view directory, where FAILED would appear."""
 
 
 @dataclass(frozen=True)

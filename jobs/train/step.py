@@ -23,12 +23,14 @@ from jobs.metrics import MetricsWriter
 from jobs.rundir import RunPaths
 from jobs.signals import Signals, signal_flags
 from jobs.spec import RunSpec
+from jobs.stage.job import Staging
 from jobs.train import checkpoint
 from jobs.train.data import ShardReadError
 from jobs.train.distributed import Dist, setup
 from jobs.train.loop import Job, Precision, StopRequested, Trainer, TrainingDiverged, evaluate
 from jobs.train.models import build_model, load_file, load_weights, num_classes_of, state_dict_of
-from jobs.train.shardset import checked_split, train_inputs
+from jobs.train.shardset import Shard, checked_split, train_inputs
+from jobs.world import job_world
 
 Report = Callable[[dict[str, float]], None]
 
@@ -41,6 +43,34 @@ def run_train(spec: RunSpec, paths: RunPaths, attempt: int, report: Report, sign
     assert spec.train is not None
     cfg = spec.train
     classes, train, val = train_inputs(spec)
+    staging = None
+    if cfg.stage.mode != "none":
+        place = job_world()
+        staging = Staging(
+            cfg, train, val, place, attempt, MetricsWriter(paths.metrics, rank=place.rank, attempt=attempt)
+        )
+    try:
+        if staging is not None:
+            staging.start()
+            train, val = staging.train, staging.val
+        _train(spec, paths, attempt, report, signals, classes, train, val)
+    finally:
+        if staging is not None:
+            staging.finish()
+
+
+def _train(
+    spec: RunSpec,
+    paths: RunPaths,
+    attempt: int,
+    report: Report,
+    signals: Signals,
+    classes: list[str],
+    train: list[Shard],
+    val: list[Shard],
+) -> None:
+    assert spec.train is not None
+    cfg = spec.train
     dist = setup()
     try:
         if dist.main:

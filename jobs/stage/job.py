@@ -1,0 +1,220 @@
+"""Staging inside the train job, and on its own (``clusterdeck stage``).
+
+In the job, local rank 0 of each node stages; the node's other ranks wait for its READY
+marker ('before'), or start at once and wait for each shard as they open it ('ahead'). The
+wait is on files, not on a torch.distributed barrier: staging runs before the process group
+exists, so a long copy never trips a collective's timeout. Shards are copied in the order
+the node's loader workers will first read them, then the val shards.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from jobs.errors import UserError
+from jobs.metrics import MetricsWriter
+from jobs.spec import TrainSpec, expand_vars
+from jobs.stage.cache import FAILED, READY, job_dir, set_name, shared_cache
+from jobs.stage.stager import Item, Stager, Tally
+from jobs.train.order import rank_shards, share_nodes, split_workers, val_shares
+from jobs.train.shardset import Shard, read_shardset
+from jobs.world import World
+
+POLL_S = 0.05
+
+
+class StageFailed(Exception):
+    """Staging on this node failed; the message says why."""
+
+
+def resolve_to(text: str, field: str = "train.stage.to") -> Path:
+    """The staging directory on this node, created if needed; unset variables are named."""
+    host = socket.gethostname()
+    try:
+        path = Path(expand_vars(text))
+    except ValueError as exc:
+        raise UserError(
+            f"{field}: {exc} on {host}; give a node-local directory that exists there, e.g. $TMPDIR or "
+            "/local/ssd/$USER/cache"
+        ) from None
+    if not path.is_absolute():
+        raise UserError(f"{field}: {text!r} expands to the relative path {path} on {host}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{field}: cannot create {path} on {host}: {exc.strerror}") from None
+    return path
+
+
+def read_order(cfg: TrainSpec, train: list[Shard], val: list[Shard], world: World) -> list[Shard]:
+    """The shards this node needs, in the order its ranks' loader workers first open them."""
+    nodes = share_nodes(cfg, world.nodes)
+    per_node = world.tasks_per_node
+    ranks = range(world.node * per_node, (world.node + 1) * per_node)
+    queues: list[list[Shard]] = []
+    for rank in ranks:
+        mine = rank_shards(train, seed=cfg.seed, epoch=0, world=world.world, rank=rank, nodes=nodes)
+        n = split_workers(mine, cfg.workers)
+        queues.extend(mine[w::n] for w in range(n))
+    order = [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
+    if cfg.stage.scope == "all":
+        order += [s for s in train if s not in order]
+        order += val
+    else:
+        order += [
+            s for rank in ranks for share in val_shares(val, world=world.world, rank=rank, workers=1) for s in share
+        ]
+    return order
+
+
+class Staging:
+    """This node's staged copies of the train and val shards, and the stager that makes them."""
+
+    def __init__(
+        self, cfg: TrainSpec, train: list[Shard], val: list[Shard], world: World, attempt: int, metrics: MetricsWriter
+    ) -> None:
+        stage = cfg.stage
+        self.cfg, self.world = cfg, world
+        to = resolve_to(stage.to)
+        self.job_dir = job_dir(to, world.job_id)
+        self.view = self.job_dir / f"view-{attempt}-{world.restarts}"
+        self.cache = cache = shared_cache(to) if stage.keep else self.job_dir / "cache"
+        names = {root: set_name(root, "train.train_shards") for root in {s.path.parent for s in train + val}}
+        waits = self.view if stage.mode == "ahead" else None
+
+        def local(shard: Shard) -> Shard:
+            return replace(shard, path=self.view / names[shard.path.parent] / shard.path.name, staging=waits)
+
+        self.train, self.val = [local(s) for s in train], [local(s) for s in val]
+        order = read_order(cfg, train, val, world)
+        self.items = [Item(s, cache / names[s.path.parent] / s.path.name) for s in order]
+        self.metrics = metrics
+        self.thread: threading.Thread | None = None
+        self.stager: Stager | None = None
+
+    @property
+    def stager_here(self) -> bool:
+        return self.world.local_rank == 0
+
+    def start(self) -> None:
+        """Stages ('before'), starts staging in the background ('ahead'), or waits for this node's stager."""
+        if not self.stager_here:
+            if self.cfg.stage.mode == "before":
+                wait_marker(self.view, READY)
+            return
+        for old in self.job_dir.glob("view-*"):  # an earlier start of this job on this node
+            shutil.rmtree(old, ignore_errors=True)
+        self.view.mkdir(parents=True)
+        stager = Stager(
+            self.items,
+            streams=self.cfg.stage.streams,
+            max_mb_s=self.cfg.stage.max_mb_s,
+            on_ready=self._link,
+            on_progress=lambda record: self.metrics.write("stage", **record),
+        )
+        self.stager = stager
+        gb = stager.tally.bytes_total / 1e9
+        print(f"stage ({self.cfg.stage.mode}): {len(self.items)} shards, {gb:.2f} GB to {self.cache}", flush=True)
+        try:
+            stager.check_space()
+        except UserError as exc:
+            self._failed(str(exc))
+            raise
+        if self.cfg.stage.mode == "before":
+            self._run(stager)
+        else:
+            self.thread = threading.Thread(target=self._run, args=(stager,), name="stager", daemon=True)
+            self.thread.start()
+
+    def _run(self, stager: Stager) -> None:
+        try:
+            tally = stager.run()
+        except BaseException as exc:
+            self._failed(str(exc) if isinstance(exc, UserError) else f"staging failed: {exc!r}")
+            if self.thread is None:
+                raise
+            print(f"stage: {exc}", file=sys.stderr, flush=True)
+            return
+        (self.view / READY).touch()
+        print(summary(tally), flush=True)
+
+    def _link(self, item: Item) -> None:
+        link = self.view / item.dest.parent.name / item.dest.name
+        link.parent.mkdir(exist_ok=True)
+        link.hardlink_to(item.dest)  # called under the shard's lock: the inode this stager verified
+
+    def _failed(self, message: str) -> None:
+        self.view.mkdir(parents=True, exist_ok=True)
+        (self.view / FAILED).write_text(message)
+
+    def finish(self) -> None:
+        """Stops a stager still running and removes this job's copies (keeping the shared cache)."""
+        if not self.stager_here:
+            return
+        if self.stager is not None:
+            self.stager.stop.set()
+        if self.thread is not None:
+            self.thread.join()
+        shutil.rmtree(self.job_dir, ignore_errors=True)
+
+
+def wait_marker(view: Path, marker: str) -> None:
+    while not (view / marker).exists():
+        _raise_if_failed(view)
+        time.sleep(POLL_S)
+
+
+def wait_staged(path: Path, view: Path) -> None:
+    """Waits until the stager has verified ``path`` ('ahead' mode); raises StageFailed if it gave up."""
+    while not path.exists():
+        _raise_if_failed(view)
+        time.sleep(POLL_S)
+
+
+def _raise_if_failed(view: Path) -> None:
+    try:
+        message = (view / FAILED).read_text()
+    except FileNotFoundError:
+        return
+    raise StageFailed(f"staging on {socket.gethostname()} failed: {message}")
+
+
+def summary(tally: Tally) -> str:
+    r = tally.record()
+    return (
+        f"stage: {r['files_done']}/{r['files_total']} shards ready, {r['bytes_done'] / 1e9:.2f} GB in "
+        f"{r['seconds']:.1f} s ({r['mb_s']:.0f} MB/s): {r['copied']} copied, {r['reused']} reused, "
+        f"{r['repaired']} repaired"
+    )
+
+
+def warm_cache(
+    shard_set: Path,
+    to: Path,
+    *,
+    splits: list[str] | None,
+    streams: int,
+    max_mb_s: float,
+    on_progress: Callable[[dict[str, Any]], None],
+) -> tuple[Path, Tally]:
+    """``clusterdeck stage``: the persistent cache a job with ``keep = true`` and this ``to`` reuses."""
+    index = read_shardset(shard_set, "SHARDS")
+    wanted = splits or sorted(index.splits)
+    shards = [s for split in wanted for s in index.split(split, "--split")]
+    cache = shared_cache(resolve_to(str(to.absolute()), "--to")) / set_name(shard_set, "SHARDS")
+    stager = Stager(
+        [Item(s, cache / s.path.name) for s in shards],
+        streams=streams,
+        max_mb_s=max_mb_s,
+        field="--to",
+        on_progress=on_progress,
+    )
+    return cache, stager.run()

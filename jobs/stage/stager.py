@@ -1,0 +1,229 @@
+"""One node's stager: checks space, then copies or re-verifies each shard with a few parallel streams.
+
+A shard already at its destination is hashed again before it is trusted; one that does not
+match is copied again (``repaired``). Each shard is handled under its lock; a shard another
+stager is busy with is put back at the end of the queue, so two stagers filling one cache
+split the work, and the second finds the first's copies and reuses them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobs.errors import UserError
+from jobs.stage.cache import locked
+from jobs.stage.copy import Cancelled, Mismatch, Throttle, copy_verified, file_digest, temp_name
+from jobs.train.shardset import Shard
+
+
+@dataclass(frozen=True)
+class Item:
+    shard: Shard
+    dest: Path
+
+
+@dataclass
+class Tally:
+    files_total: int
+    bytes_total: int
+    files_done: int = 0
+    bytes_done: int = 0
+    """Bytes of shards verified, including those of shards still being copied or checked."""
+    copied: int = 0
+    reused: int = 0
+    repaired: int = 0
+    started: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, n: int) -> None:
+        with self.lock:
+            self.bytes_done += n
+
+    def record(self) -> dict[str, Any]:
+        with self.lock:
+            seconds = max(time.monotonic() - self.started, 1e-9)
+            rate = self.bytes_done / seconds
+            left = self.bytes_total - self.bytes_done
+            return {
+                "bytes_done": self.bytes_done,
+                "bytes_total": self.bytes_total,
+                "files_done": self.files_done,
+                "files_total": self.files_total,
+                "copied": self.copied,
+                "reused": self.reused,
+                "repaired": self.repaired,
+                "seconds": round(seconds, 3),
+                "mb_s": round(rate / 1e6, 2),
+                "eta_s": round(left / rate, 1) if rate > 0 else None,
+                "done": self.files_done == self.files_total,
+            }
+
+
+def free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
+class Stager:
+    def __init__(
+        self,
+        items: list[Item],
+        *,
+        streams: int,
+        max_mb_s: float = 0,
+        field: str = "train.stage.to",
+        on_ready: Callable[[Item], None] = lambda item: None,
+        on_progress: Callable[[dict[str, Any]], None] = lambda record: None,
+        interval: float = 1.0,
+    ) -> None:
+        self.items = items
+        self.streams = streams
+        self.throttle = Throttle(max_mb_s)
+        self.field = field
+        self.on_ready = on_ready
+        self.on_progress = on_progress
+        self.interval = interval
+        self.stop = threading.Event()
+        self.tally = Tally(len(items), sum(item.shard.bytes for item in items))
+        self._queue: deque[tuple[Item, bool]] = deque((item, False) for item in items)
+        self._queue_lock = threading.Lock()
+        self._errors: list[BaseException] = []
+        self._running = 0
+        self._finished = threading.Event()
+
+    def check_space(self) -> None:
+        """Before the first byte is copied: the shards not there yet must fit in the space free."""
+        for parent in {item.dest.parent for item in self.items}:
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"{self.field}: cannot create {parent}: {exc.strerror}") from None
+        if not self.items:
+            return
+        missing = [i for i in self.items if not _has_size(i.dest, i.shard.bytes)]
+        needed = sum(i.shard.bytes for i in missing)
+        where = self.items[0].dest.parent
+        free = free_bytes(where)
+        if needed > free:
+            fewer = "use train.stage.scope = 'node'" if self.field.startswith("train.") else "stage fewer splits"
+            raise UserError(
+                f"{self.field}: not enough space in {where}: staging {len(missing)} shard(s) needs {_gb(needed)} "
+                f"({needed} bytes), {_gb(free)} ({free} bytes) are free; free some space, stage elsewhere, or {fewer}"
+            )
+
+    def run(self) -> Tally:
+        """Stages every item; raises the first error (after the other streams stopped)."""
+        self.check_space()
+        threads = [
+            threading.Thread(target=self._worker, daemon=True) for _ in range(min(self.streams, len(self.items)))
+        ]
+        self._running = len(threads)
+        for t in threads:
+            t.start()
+        while threads and not self._finished.wait(self.interval):
+            self.on_progress(self.tally.record())
+        for t in threads:
+            t.join()
+        if self._errors:
+            raise self._errors[0]
+        self.on_progress(self.tally.record())
+        return self.tally
+
+    def _next(self) -> tuple[Item, bool] | None:
+        with self._queue_lock:
+            return self._queue.popleft() if self._queue else None
+
+    def _worker(self) -> None:
+        try:
+            while not self.stop.is_set() and (entry := self._next()) is not None:
+                item, deferred = entry
+                with locked(item.dest, wait=deferred) as mine:
+                    if not mine:  # another stager has it: come back to it last, then wait for it
+                        with self._queue_lock:
+                            self._queue.append((item, True))
+                        continue
+                    outcome = self._provide(item)
+                    self.on_ready(item)
+                with self.tally.lock:
+                    self.tally.files_done += 1
+                    setattr(self.tally, outcome, getattr(self.tally, outcome) + 1)
+        except BaseException as exc:
+            if not isinstance(exc, Cancelled):
+                self._errors.append(exc)
+            self.stop.set()
+        finally:
+            with self._queue_lock:
+                self._running -= 1
+                if self._running == 0:
+                    self._finished.set()
+
+    def _provide(self, item: Item) -> str:
+        """Makes ``item.dest`` a verified copy; says whether it was reused, copied or repaired."""
+        shard, dest = item.shard, item.dest
+        for stale in dest.parent.glob(f"{dest.name}.tmp-*"):  # left by a stager that was killed
+            stale.unlink(missing_ok=True)
+        repaired = False
+        if dest.exists():
+            if _has_size(dest, shard.bytes):
+                counted = [0]
+
+                def count(n: int) -> None:
+                    counted[0] += n
+                    self.tally.add(n)
+
+                if file_digest(dest, count, self.stop) == (shard.bytes, shard.sha256):
+                    return "reused"
+                self.tally.add(-counted[0])
+            dest.unlink()
+            repaired = True
+        counted = [0]
+
+        def progress(n: int) -> None:
+            counted[0] += n
+            self.tally.add(n)
+
+        try:
+            copy_verified(
+                shard.path,
+                dest,
+                size=shard.bytes,
+                sha256=shard.sha256,
+                progress=progress,
+                stop=self.stop,
+                throttle=self.throttle,
+            )
+        except Mismatch as exc:
+            raise UserError(str(exc)) from None
+        except FileNotFoundError:
+            if not shard.path.exists():
+                raise UserError(f"cannot stage shard {shard.path}: it is gone from the shard set") from None
+            raise UserError(f"{self.field}: {dest.parent} vanished while staging into it") from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise UserError(
+                    f"{self.field}: {dest.parent} ran out of space while staging {shard.name} "
+                    f"({_gb(free_bytes(dest.parent))} free): another process filled it; free space and resume"
+                ) from None
+            if exc.filename and Path(exc.filename) in (dest, temp_name(dest)):
+                raise UserError(f"{self.field}: cannot write {dest}: {exc.strerror}") from None
+            raise
+        return "repaired" if repaired else "copied"
+
+
+def _has_size(path: Path, size: int) -> bool:
+    try:
+        return path.stat().st_size == size
+    except FileNotFoundError:
+        return False

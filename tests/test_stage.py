@@ -1,0 +1,226 @@
+"""Staging shards to node-local disk: verified copies, resume, repair, space, locks, and training from them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobs.spec import validate
+from jobs.stage.cache import set_name, shared_cache
+from jobs.stage.job import read_order
+from jobs.stage.stager import free_bytes
+from jobs.train.order import node_shards, rank_shards
+from jobs.train.shardset import Shard, read_shardset
+from jobs.world import World
+from tests.conftest import REPO, SMALL_TRAIN, run_cli, train_section
+
+
+def index_of(shards: Path) -> dict[str, Shard]:
+    return {s.path.name: s for split in read_shardset(shards, "t").splits.values() for s in split}
+
+
+def cache_of(shards: Path, to: Path) -> Path:
+    return shared_cache(to) / set_name(shards, "t")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_one_good_copy(shards: Path, cache: Path) -> None:
+    """Every shard is there once, byte for byte the indexed one, with no temporary file left."""
+    expected = index_of(shards)
+    assert sorted(p.name for p in cache.iterdir() if not p.name.startswith(".")) == sorted(expected)
+    for name, shard in expected.items():
+        assert sha256(cache / name) == shard.sha256, name
+
+
+def stage_json(shards: Path, to: Path, *args: str) -> dict[str, Any]:
+    result = run_cli("stage", str(shards), "--to", str(to), "--json", *args)
+    assert result.code == 0, result.err
+    return json.loads(result.out)
+
+
+def stage_process(shards: Path, to: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "stage", str(shards), "--to", str(to), "--json", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+
+
+def test_an_interrupted_stage_resumes_without_copying_finished_shards(sample_shards: Path, tmp_path: Path) -> None:
+    total = len(index_of(sample_shards))
+    cache = cache_of(sample_shards, tmp_path)
+    proc = stage_process(sample_shards, tmp_path, "--streams", "1", "--max-mb-s", "1")
+    deadline = time.monotonic() + 60
+    while len(finished := sorted(cache.glob("*.tar"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # as a node crash or `scancel -s KILL` would
+    proc.wait()
+    finished = sorted(cache.glob("*.tar"))
+    assert 3 <= len(finished) < total
+    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in finished}
+
+    tally = stage_json(sample_shards, tmp_path)
+    assert (tally["reused"], tally["copied"], tally["repaired"]) == (len(finished), total - len(finished), 0)
+    assert {name: (p.stat().st_ino, p.stat().st_mtime_ns) for name in before for p in [cache / name]} == before
+    assert_one_good_copy(sample_shards, cache)  # the half-written temporary file of the killed stager is gone
+
+
+def test_a_flipped_byte_or_a_truncated_shard_is_found_and_copied_again(sample_shards: Path, tmp_path: Path) -> None:
+    first = stage_json(sample_shards, tmp_path)
+    assert first["copied"] == first["files_total"] == len(index_of(sample_shards))
+    cache = Path(first["cache"])
+    flipped, cut = sorted(cache.glob("*.tar"))[:2]
+    with open(flipped, "r+b") as f:
+        f.seek(1000)
+        byte = f.read(1)
+        f.seek(1000)
+        f.write(bytes([byte[0] ^ 0x01]))
+    os.truncate(cut, cut.stat().st_size // 2)
+
+    again = stage_json(sample_shards, tmp_path)
+    assert (again["repaired"], again["copied"], again["reused"]) == (2, 0, again["files_total"] - 2)
+    assert_one_good_copy(sample_shards, cache)
+
+
+def test_a_destination_without_room_fails_before_copying(sample_shards: Path, tmp_path: Path) -> None:
+    """One shard made (sparsely) larger than the free space: nothing is copied, the message has the figures."""
+    shards = tmp_path / "big"
+    shutil.copytree(sample_shards, shards)
+    dest = tmp_path / "node"
+    dest.mkdir()
+    huge = free_bytes(dest) + 2**30
+    index = json.loads((shards / "index.json").read_text())
+    entry = index["splits"]["train"]["shards"][0]
+    os.truncate(shards / entry["file"], huge)  # a hole: takes no disk
+    entry["bytes"] = huge
+    (shards / "index.json").write_text(json.dumps(index))
+
+    result = run_cli("stage", str(shards), "--to", str(dest))
+    assert result.code == 2
+    message = result.err.strip()
+    assert message.startswith("clusterdeck: error: --to: not enough space in ") and "Traceback" not in result.err
+    needed = sum(e["bytes"] for split in index["splits"].values() for e in split["shards"])
+    assert str(dest) in message and f"needs {needed / 1e9:.2f} GB ({needed} bytes)" in message
+    assert "are free" in message
+    assert not [p for p in dest.rglob("*") if p.is_file() and not p.name.startswith(".")]  # not a byte copied
+
+
+def test_two_stagers_into_one_cache_make_one_copy_and_share_the_work(sample_shards: Path, tmp_path: Path) -> None:
+    total = len(index_of(sample_shards))
+    procs = [stage_process(sample_shards, tmp_path, "--streams", "1", "--max-mb-s", "1") for _ in range(2)]
+    tallies = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        tallies.append(json.loads(out))
+    assert sum(t["copied"] for t in tallies) == total  # each shard copied once, by one of them
+    assert sum(t["reused"] for t in tallies) == total  # and verified and reused by the other
+    assert all(t["copied"] > 0 for t in tallies)  # they ran at the same time and split the copying
+    assert all(t["repaired"] == 0 for t in tallies)
+    assert_one_good_copy(sample_shards, cache_of(sample_shards, tmp_path))
+
+
+def test_bad_stage_settings_are_named(sample_shards: Path, tmp_path: Path) -> None:
+    missing = run_cli("stage", str(tmp_path / "nowhere"), "--to", str(tmp_path))
+    assert missing.code == 2 and "SHARDS: " in missing.err and "index.json not found" in missing.err
+    split = run_cli("stage", str(sample_shards), "--to", str(tmp_path), "--split", "test")
+    assert split.code == 2 and "--split: " in split.err and "no test split" in split.err
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    into_file = run_cli("stage", str(sample_shards), "--to", str(blocked))
+    assert into_file.code == 2 and str(blocked) in into_file.err and "Traceback" not in into_file.err
+    with pytest.raises(Exception, match=r"train\.stage\.to: 'relative/dir' is relative"):
+        validate(
+            {"name": "t", "train": {**SMALL_TRAIN, "train_shards": str(sample_shards), "stage": {"to": "relative/dir"}}}
+        )
+
+
+def test_scope_node_gives_each_node_a_fixed_share_reshuffled_within_it(sample_shards: Path) -> None:
+    shards = read_shardset(sample_shards, "t").splits["train"]
+    nodes, per_node = 2, 2
+    held = [node_shards(shards, seed=3, nodes=nodes, node=n) for n in range(nodes)]
+    assert sorted(s.name for h in held for s in h) == sorted(s.name for s in shards)  # a partition
+    orders = []
+    for epoch in range(3):
+        by_rank = [rank_shards(shards, seed=3, epoch=epoch, world=4, rank=r, nodes=nodes) for r in range(4)]
+        for node in range(nodes):
+            mine = by_rank[node * per_node : (node + 1) * per_node]
+            assert sorted(s.name for r in mine for s in r) == sorted(s.name for s in held[node])
+        orders.append([s.name for r in by_rank for s in r])
+    assert len(set(map(tuple, orders))) == 3  # reshuffled every epoch, within each node
+
+    spec = validate(
+        {
+            "name": "t",
+            "train": {
+                **SMALL_TRAIN,
+                "seed": 3,
+                "train_shards": str(sample_shards),
+                "stage": {"scope": "node", "mode": "before"},
+            },
+        }
+    )
+    assert spec.train is not None
+    val = read_shardset(sample_shards, "t").splits["val"]
+    need = read_order(spec.train, shards, val, World(rank=2, world=4, local_rank=0, nodes=2, node=1))
+    assert {s.name for s in need if s.name.startswith("train")} == {s.name for s in held[1]}
+    assert {s.name for s in need if s.name.startswith("val")} == {s.name for s in val[2::4] + val[3::4]}
+
+
+def metrics_of(view: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    lines = (Path(view["path"]) / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def train_run(tmp_path: Path, shards: Path, name: str, **train: Any) -> dict[str, Any]:
+    spec = tmp_path / f"{name}.toml"
+    spec.write_text(f'name = "{name}"\n' + train_section(shards, epochs=1, **train))
+    result = run_cli("submit", str(spec), "--wait", "--json", timeout=300)
+    assert result.code == 0, result.err
+    return json.loads(result.out)
+
+
+def test_training_from_staged_shards_sees_the_same_data(sample_shards: Path, tmp_path: Path, home: Path) -> None:
+    """'ahead' trains while the copy runs, 'before' copies first; both end with the weights of reading in place."""
+    in_place = train_run(tmp_path, sample_shards, "in-place")
+    node = tmp_path / "node-ssd"
+    ahead = train_run(tmp_path, sample_shards, "ahead", stage={"mode": "ahead", "to": str(node), "max_mb_s": 1.5})
+    before = train_run(tmp_path, sample_shards, "before", stage={"mode": "before", "to": str(node), "keep": True})
+
+    digest = metrics_of(in_place, "final")[0]["weights_sha256"]
+    assert metrics_of(ahead, "final")[0]["weights_sha256"] == digest
+    assert metrics_of(before, "final")[0]["weights_sha256"] == digest
+
+    staged = metrics_of(ahead, "stage")[-1]
+    assert staged["done"] and staged["copied"] == staged["files_total"] == len(index_of(sample_shards))
+    first_step = metrics_of(ahead, "train")[0]["time"]
+    assert first_step < staged["time"]  # training began before the last shard landed
+
+    staged = metrics_of(before, "stage")[-1]
+    assert staged["done"] and staged["time"] < metrics_of(before, "train")[0]["time"]
+    assert not list((node / "clusterdeck").glob("job-*"))  # each job removed its own copies and views
+    assert_one_good_copy(sample_shards, cache_of(sample_shards, node))  # keep = true left the node cache
+    assert stage_json(sample_shards, node)["reused"] == len(index_of(sample_shards))
+
+
+def test_an_unset_staging_variable_fails_the_job_with_its_name(sample_shards: Path, tmp_path: Path, home: Path) -> None:
+    spec = tmp_path / "unset.toml"
+    spec.write_text('name = "unset"\n' + train_section(sample_shards, stage={"mode": "before", "to": "$NO_SUCH_SSD/x"}))
+    result = run_cli("submit", str(spec), "--wait")
+    assert result.code == 1
+    assert "train.stage.to: environment variable $NO_SUCH_SSD is not set on " in result.out + result.err
