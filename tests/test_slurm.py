@@ -159,7 +159,10 @@ def metrics(view: dict, kind: str) -> list[dict]:
 
 
 def test_two_tasks_train_as_one_ddp_job(sample_shards: Path, tmp_path: Path, home: Path) -> None:
-    spec = train_spec(tmp_path, sample_shards, "ddp", resources={"tasks_per_node": 2})
+    """Two ranks on one node: local rank 0 stages the shards first, rank 1 waits for it, both read the copies."""
+    ssd = tmp_path / "ssd"
+    stage = {"mode": "before", "to": str(ssd), "scope": "node"}
+    spec = train_spec(tmp_path, sample_shards, "ddp", resources={"tasks_per_node": 2}, stage=stage)
     result = run_cli("submit", str(spec), "--wait", "--json", timeout=240)
     assert result.code == 0, result.err
     view = json.loads(result.out)
@@ -173,6 +176,13 @@ def test_two_tasks_train_as_one_ddp_job(sample_shards: Path, tmp_path: Path, hom
     assert final["weights_sha256"] == [digests[0][0]] * 2
     assert [r["step"] for r in metrics(view, "train")] == list(range(1, 19))  # 72 samples / (2 tasks × 4) × 2 epochs
     assert metrics(view, "epoch")[-1]["val_samples"] == 24  # each val sample counted once across the two ranks
+    staged = metrics(view, "stage")
+    assert {r["rank"] for r in staged} == {0} and staged[-1]["done"]  # one stager on the node
+    assert staged[-1]["copied"] == len(list(sample_shards.glob("*.tar")))
+    assert staged[-1]["time"] < metrics(view, "train")[0]["time"]
+    n = staged[-1]["files_total"]
+    assert f"stage: {n}/{n} shards ready" in logs[0].read_text() and "stage" not in logs[1].read_text()
+    assert not list((ssd / "clusterdeck").iterdir())  # keep = false: the job removed its copies
 
 
 def test_a_train_job_at_its_time_limit_requeues_and_resumes(sample_shards: Path, tmp_path: Path, home: Path) -> None:

@@ -1,0 +1,140 @@
+"""Staging throughput: `clusterdeck stage` (verified, parallel) against `cp -r` of the same shards,
+and against `cp -r` of the ImageFolder tree the shards were made from (one file per image).
+
+One run builds an ImageFolder tree of ImageNet-sized JPEGs (about 110 KB each; a pool of
+distinct images copied under new names), shards it with the shard step, then times, in
+rotating order, best of --repeat:
+
+- ``cp``     ``cp -r SHARDS DEST``: the byte-copy floor, no checks;
+- ``stage``  clusterdeck's stager: 4 streams of 16 MiB reads, sha256 of every byte against
+             the index, temporary name + rename, locks;
+- ``tree``   ``cp -r TREE DEST``: what staging an unsharded dataset costs, file by file.
+
+Each copy is timed to the end of a ``sync``, so what was written is on disk, and the page
+cache is dropped before each one (as root; otherwise the source is warm and it says so).
+
+    python bench/stage.py [--gb 2.2] [--shard-mb 100] [--repeat 3] [--streams 4]
+
+Prints MB/s of each and the ratios stage/cp (target >= 0.8) and stage/tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def jpeg(rng: np.random.Generator) -> bytes:
+    """A 450-560 px JPEG of grain at quality 90: 85-150 KB, about the size of an ImageNet train image."""
+    w = int(rng.integers(450, 561))
+    h = int(w * rng.uniform(0.66, 0.8))
+    pixels = rng.normal(128, rng.uniform(18, 40), (h, w, 3)).clip(0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def make_tree(root: Path, gb: float, classes: int = 100, distinct: int = 300) -> tuple[int, int]:
+    """An ImageFolder tree of at least ``gb`` GB; returns (files, bytes)."""
+    rng = np.random.default_rng(0)
+    pool = [jpeg(rng) for _ in range(distinct)]
+    files = size = 0
+    while size < gb * 1e9:
+        data = pool[files % distinct]
+        folder = root / f"n{files % classes:08d}"
+        if files < classes:
+            folder.mkdir(parents=True)
+        (folder / f"img_{files:08d}.JPEG").write_bytes(data)
+        files += 1
+        size += len(data)
+    return files, size
+
+
+def shard(tree: Path, out: Path, shard_mb: float) -> None:
+    from jobs.shard.step import run_shard_part
+    from jobs.spec import validate
+
+    table = {"name": "bench", "shard": {"output": str(out), "shard_size_mb": shard_mb, "train": {"input": str(tree)}}}
+    spec = validate(table).shard
+    assert spec is not None
+    with contextlib.redirect_stdout(io.StringIO()):
+        run_shard_part(spec, "main", lambda _: None)
+
+
+def drop_caches() -> bool:
+    subprocess.run(["sync"], check=True)
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        return False
+    return True
+
+
+def timed(copy: object, dest: Path) -> float:
+    assert callable(copy)
+    started = time.perf_counter()
+    copy(dest)
+    subprocess.run(["sync"], check=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gb", type=float, default=2.2)
+    parser.add_argument("--shard-mb", type=float, default=100.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--streams", type=int, default=4)
+    args = parser.parse_args()
+    from jobs.stage.job import warm_cache
+
+    with tempfile.TemporaryDirectory(prefix="bench-stage-", dir=os.environ.get("BENCH_DIR")) as tmp:
+        root = Path(tmp)
+        files, size = make_tree(root / "tree", args.gb)
+        shard(root / "tree", root / "shards", args.shard_mb)
+        shard_bytes = sum(p.stat().st_size for p in (root / "shards").glob("*.tar"))
+        shards = len(list((root / "shards").glob("*.tar")))
+        print(
+            f"tree: {files} files, {size / 1e9:.2f} GB ({size / files / 1e3:.0f} KB each); "
+            f"{shards} shards, {shard_bytes / 1e9:.2f} GB; {os.cpu_count()} cores, {args.streams} streams"
+        )
+
+        def stage(dest: Path) -> None:
+            _, tally = warm_cache(
+                root / "shards", dest, splits=None, streams=args.streams, max_mb_s=0, on_progress=lambda r: None
+            )
+            assert tally.copied == shards, tally
+
+        contenders = {
+            "cp": (lambda dest: subprocess.run(["cp", "-r", str(root / "shards"), str(dest)], check=True), shard_bytes),
+            "stage": (stage, shard_bytes),
+            "tree": (lambda dest: subprocess.run(["cp", "-r", str(root / "tree"), str(dest)], check=True), size),
+        }
+        names = list(contenders)
+        best = {name: float("inf") for name in names}
+        cold = True
+        for trial in range(args.repeat):
+            for name in names[trial % 3 :] + names[: trial % 3]:
+                dest = root / f"dest-{name}"
+                cold = drop_caches() and cold
+                best[name] = min(best[name], timed(contenders[name][0], dest))
+                shutil.rmtree(dest)
+        print(f"page cache {'dropped before each copy' if cold else 'NOT dropped (not root): sources were warm'}")
+        for name in names:
+            print(f"{name:<6} {contenders[name][1] / 1e6 / best[name]:8.0f} MB/s  ({best[name]:.2f} s)")
+        stage_rate = shard_bytes / best["stage"]
+        print(f"ratio stage/cp:   {stage_rate / (shard_bytes / best['cp']):.2f} (target >= 0.8)")
+        print(f"ratio stage/tree: {stage_rate / (size / best['tree']):.2f} (MB/s, shards vs one file per image)")
+
+
+if __name__ == "__main__":
+    main()
