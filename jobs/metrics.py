@@ -1,8 +1,9 @@
 """Appending records to a run's ``metrics.jsonl``: one JSON object per line, written whole, never rewritten.
 
 Every record carries ``time``, ``kind``, ``node`` and ``rank``; the rest are the kind's values.
-Only one process appends per record kind (rank 0 gathers what the other ranks measured),
-so lines never interleave, on NFS or Lustre as on a local disk.
+Only the first node appends (rank 0 gathers what the other ranks measured; the stager
+there writes ``stage`` records), each line in one ``O_APPEND`` write, so lines never
+interleave or overwrite each other, on NFS or Lustre as on a local disk.
 """
 
 from __future__ import annotations

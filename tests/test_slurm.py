@@ -161,7 +161,7 @@ def metrics(view: dict, kind: str) -> list[dict]:
 def test_two_tasks_train_as_one_ddp_job(sample_shards: Path, tmp_path: Path, home: Path) -> None:
     """Two ranks on one node: local rank 0 stages the shards first, rank 1 waits for it, both read the copies."""
     ssd = tmp_path / "ssd"
-    stage = {"mode": "before", "to": str(ssd), "scope": "node"}
+    stage = {"mode": "before", "to": str(ssd)}
     spec = train_spec(tmp_path, sample_shards, "ddp", resources={"tasks_per_node": 2}, stage=stage)
     result = run_cli("submit", str(spec), "--wait", "--json", timeout=240)
     assert result.code == 0, result.err

@@ -199,7 +199,7 @@ def test_training_from_staged_shards_sees_the_same_data(sample_shards: Path, tmp
     """'ahead' trains while the copy runs, 'before' copies first; both end with the weights of reading in place."""
     in_place = train_run(tmp_path, sample_shards, "in-place")
     node = tmp_path / "node-ssd"
-    ahead = train_run(tmp_path, sample_shards, "ahead", stage={"mode": "ahead", "to": str(node), "max_mb_s": 1.5})
+    ahead = train_run(tmp_path, sample_shards, "ahead", stage={"mode": "ahead", "to": str(node), "max_mb_s": 0.6})
     before = train_run(tmp_path, sample_shards, "before", stage={"mode": "before", "to": str(node), "keep": True})
 
     digest = metrics_of(in_place, "final")[0]["weights_sha256"]
@@ -218,9 +218,87 @@ def test_training_from_staged_shards_sees_the_same_data(sample_shards: Path, tmp
     assert stage_json(sample_shards, node)["reused"] == len(index_of(sample_shards))
 
 
+def test_a_shard_changed_after_sharding_fails_an_ahead_job_by_name(
+    sample_shards: Path, tmp_path: Path, home: Path
+) -> None:
+    """The stager thread finds the bad shard while training runs; the loader reading it fails the run, named."""
+    shards = tmp_path / "changed"
+    shutil.copytree(sample_shards, shards)
+    bad = sorted(shards.glob("train-*.tar"))[-1]
+    data = bytearray(bad.read_bytes())
+    data[700] ^= 0x01  # inside the first member: same size, other bytes
+    bad.write_bytes(bytes(data))
+    spec = tmp_path / "changed.toml"
+    node = tmp_path / "node-ssd"
+    spec.write_text('name = "changed"\n' + train_section(shards, stage={"mode": "ahead", "to": str(node)}))
+    result = run_cli("submit", str(spec), "--wait", "--json", timeout=300)
+    assert result.code == 1
+    view = json.loads(result.out)
+    error = view["steps"][0]["parts"][0]["error"]
+    assert f"shard {bad} does not match its index" in error and "Traceback" not in error
+    assert not list(cache_of(shards, node).parent.parent.glob("cache/*/*.tar"))  # keep = false: nothing left
+    assert list((node / "clusterdeck").glob("job-*/node-0/view-*/FAILED"))  # the marker the other ranks read
+
+
+def test_lock_files_are_not_held_by_forked_children(tmp_path: Path) -> None:
+    """A DataLoader worker forked while a stager holds a shard lock must not keep the lock after the stager is done."""
+    import threading
+
+    from jobs.stage.cache import locked
+
+    dest = tmp_path / "shard.tar"
+    stop = threading.Event()
+    with locked(dest, wait=False, stop=stop) as mine:
+        assert mine
+        started, ready = os.pipe()
+        child = os.fork()
+        if child == 0:  # the worker: lives on past the stager's release
+            os.write(ready, b"1")
+            time.sleep(3)
+            os._exit(0)
+        assert os.read(started, 1) == b"1"  # the child is running (its fork handlers have run)
+        with locked(dest, wait=False, stop=stop) as other:  # a second stager (its own open file) is refused
+            assert not other
+    try:
+        with locked(dest, wait=False, stop=stop) as again:
+            assert again  # released although the forked child is still alive
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+
+
 def test_an_unset_staging_variable_fails_the_job_with_its_name(sample_shards: Path, tmp_path: Path, home: Path) -> None:
     spec = tmp_path / "unset.toml"
     spec.write_text('name = "unset"\n' + train_section(sample_shards, stage={"mode": "before", "to": "$NO_SUCH_SSD/x"}))
     result = run_cli("submit", str(spec), "--wait")
     assert result.code == 1
     assert "train.stage.to: environment variable $NO_SUCH_SSD is not set on " in result.out + result.err
+
+
+def test_usr2_while_staging_before_training_requeues_the_job(sample_shards: Path, tmp_path: Path) -> None:
+    """The time limit is near while the copy still runs: stop copying, requeue (no checkpoint to save yet)."""
+    import threading
+
+    from jobs.errors import RequeueJob
+    from jobs.rundir import RunPaths
+    from jobs.train.step import run_train
+
+    node = tmp_path / "node-ssd"
+    table = {
+        **SMALL_TRAIN,
+        "train_shards": str(sample_shards),
+        "stage": {"mode": "before", "to": str(node), "max_mb_s": 0.5},
+    }
+    spec = validate({"name": "t", "train": table})
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGUSR2))
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(RequeueJob, match="SIGUSR2 while staging"):
+        run_train(spec, paths, 1, lambda progress: None)
+    assert time.monotonic() - started < 5  # answered within a progress interval, not after the whole copy
+    assert not (paths.checkpoints / "last.pt").exists()
+    assert not list((node / "clusterdeck").glob("job-*"))  # keep = false: this start's copies are gone
+    records = [json.loads(line) for line in paths.metrics.read_text().splitlines()]
+    assert records and records[-1]["kind"] == "stage" and not records[-1]["done"]

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from typing import Any
 from jobs.errors import UserError
 from jobs.metrics import MetricsWriter
 from jobs.spec import TrainSpec, expand_vars
-from jobs.stage.cache import FAILED, READY, job_dir, set_name, shared_cache
+from jobs.stage.cache import FAILED, READY, job_dir, node_dir, set_name, shared_cache
+from jobs.stage.copy import Cancelled
 from jobs.stage.stager import Item, Stager, Tally
 from jobs.train.order import rank_shards, share_nodes, split_workers, val_shares
 from jobs.train.shardset import Shard, read_shardset
@@ -31,8 +33,12 @@ from jobs.world import World
 POLL_S = 0.05
 
 
-class StageFailed(Exception):
+class StageFailed(UserError):
     """Staging on this node failed; the message says why."""
+
+
+class StageInterrupted(Exception):
+    """USR2 (the time limit is near) came while staging before training: the job should requeue."""
 
 
 def resolve_to(text: str, field: str = "train.stage.to") -> Path:
@@ -66,7 +72,8 @@ def read_order(cfg: TrainSpec, train: list[Shard], val: list[Shard], world: Worl
         queues.extend(mine[w::n] for w in range(n))
     order = [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
     if cfg.stage.scope == "all":
-        order += [s for s in train if s not in order]
+        first = {s.name for s in order}
+        order += [s for s in train if s.name not in first]
         order += val
     else:
         order += [
@@ -79,14 +86,27 @@ class Staging:
     """This node's staged copies of the train and val shards, and the stager that makes them."""
 
     def __init__(
-        self, cfg: TrainSpec, train: list[Shard], val: list[Shard], world: World, attempt: int, metrics: MetricsWriter
+        self,
+        cfg: TrainSpec,
+        train: list[Shard],
+        val: list[Shard],
+        world: World,
+        attempt: int,
+        metrics: MetricsWriter,
+        interrupted: Callable[[], bool] = lambda: False,
     ) -> None:
         stage = cfg.stage
-        self.cfg, self.world = cfg, world
+        if world.world % world.nodes or world.rank // world.tasks_per_node != world.node:
+            raise UserError(
+                f"train.stage: rank {world.rank} of {world.world} runs on node {world.node} of {world.nodes}; staging "
+                "needs the same number of tasks on every node, numbered node by node (srun's block distribution)"
+            )
+        self.cfg, self.world, self.metrics, self.interrupted = cfg, world, metrics, interrupted
         to = resolve_to(stage.to)
         self.job_dir = job_dir(to, world.job_id)
-        self.view = self.job_dir / f"view-{attempt}-{world.restarts}"
-        self.cache = cache = shared_cache(to) if stage.keep else self.job_dir / "cache"
+        self.node_dir = node_dir(to, world.job_id, world.node)
+        self.view = self.node_dir / f"view-{attempt}-{world.restarts}"
+        self.cache = cache = shared_cache(to) if stage.keep else self.node_dir / "cache"
         names = {root: set_name(root, "train.train_shards") for root in {s.path.parent for s in train + val}}
         waits = self.view if stage.mode == "ahead" else None
 
@@ -96,9 +116,9 @@ class Staging:
         self.train, self.val = [local(s) for s in train], [local(s) for s in val]
         order = read_order(cfg, train, val, world)
         self.items = [Item(s, cache / names[s.path.parent] / s.path.name) for s in order]
-        self.metrics = metrics
         self.thread: threading.Thread | None = None
         self.stager: Stager | None = None
+        self.failed = False
 
     @property
     def stager_here(self) -> bool:
@@ -108,67 +128,99 @@ class Staging:
         """Stages ('before'), starts staging in the background ('ahead'), or waits for this node's stager."""
         if not self.stager_here:
             if self.cfg.stage.mode == "before":
-                wait_marker(self.view, READY)
+                wait_marker(self.view, READY, self.interrupted)
             return
-        for old in self.job_dir.glob("view-*"):  # an earlier start of this job on this node
+        try:
+            self._start()
+        except StageInterrupted:
+            raise
+        except BaseException as exc:
+            self._failed(exc)
+            raise
+
+    def _start(self) -> None:
+        for old in self.node_dir.glob("view-*"):  # an earlier start of this job on this node
             shutil.rmtree(old, ignore_errors=True)
-        self.view.mkdir(parents=True)
-        stager = Stager(
+        self.view.mkdir(parents=True, exist_ok=True)
+        before = self.cfg.stage.mode == "before"
+        self.stager = stager = Stager(
             self.items,
             streams=self.cfg.stage.streams,
             max_mb_s=self.cfg.stage.max_mb_s,
             on_ready=self._link,
             on_progress=lambda record: self.metrics.write("stage", **record),
+            interrupted=self.interrupted if before else lambda: False,
         )
-        self.stager = stager
         gb = stager.tally.bytes_total / 1e9
         print(f"stage ({self.cfg.stage.mode}): {len(self.items)} shards, {gb:.2f} GB to {self.cache}", flush=True)
-        try:
-            stager.check_space()
-        except UserError as exc:
-            self._failed(str(exc))
-            raise
-        if self.cfg.stage.mode == "before":
-            self._run(stager)
-        else:
-            self.thread = threading.Thread(target=self._run, args=(stager,), name="stager", daemon=True)
+        stager.check_space()  # before the first byte, in both modes
+        if not before:
+            self.thread = threading.Thread(target=self._background, args=(stager,), name="stager", daemon=True)
             self.thread.start()
-
-    def _run(self, stager: Stager) -> None:
+            return
         try:
             tally = stager.run()
-        except BaseException as exc:
-            self._failed(str(exc) if isinstance(exc, UserError) else f"staging failed: {exc!r}")
-            if self.thread is None:
-                raise
+        except Cancelled:
+            raise StageInterrupted("SIGUSR2 while staging: requeue") from None
+        self._ready(tally)
+
+    def _background(self, stager: Stager) -> None:
+        try:
+            tally = stager.run()
+        except Cancelled:  # finish() stopped it: training ended first
+            return
+        except BaseException as exc:  # the readers waiting for shards get it through FAILED
+            self._failed(exc)
             print(f"stage: {exc}", file=sys.stderr, flush=True)
             return
+        self._ready(tally)
+
+    def _ready(self, tally: Tally) -> None:
         (self.view / READY).touch()
         print(summary(tally), flush=True)
 
     def _link(self, item: Item) -> None:
         link = self.view / item.dest.parent.name / item.dest.name
         link.parent.mkdir(exist_ok=True)
-        link.hardlink_to(item.dest)  # called under the shard's lock: the inode this stager verified
+        link.unlink(missing_ok=True)
+        try:
+            link.hardlink_to(item.dest)  # called under the shard's lock: the inode this stager verified
+        except OSError:  # another filesystem, or one without hard links
+            link.symlink_to(item.dest)
 
-    def _failed(self, message: str) -> None:
+    def _failed(self, exc: BaseException) -> None:
+        self.failed = True
+        message = str(exc) if isinstance(exc, UserError) else f"staging failed: {exc!r}"
         self.view.mkdir(parents=True, exist_ok=True)
         (self.view / FAILED).write_text(message)
 
     def finish(self) -> None:
-        """Stops a stager still running and removes this job's copies (keeping the shared cache)."""
+        """Stops a stager still running and removes this node's copies (the shared cache stays).
+
+        After a failure the view's FAILED marker stays, for the node's other ranks to read.
+        """
         if not self.stager_here:
             return
         if self.stager is not None:
             self.stager.stop.set()
         if self.thread is not None:
             self.thread.join()
-        shutil.rmtree(self.job_dir, ignore_errors=True)
+        if self.failed:
+            shutil.rmtree(self.node_dir / "cache", ignore_errors=True)
+            for entry in self.view.iterdir():
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+            return
+        shutil.rmtree(self.node_dir, ignore_errors=True)
+        with suppress(OSError):
+            self.job_dir.rmdir()  # the last node out removes the job's directory
 
 
-def wait_marker(view: Path, marker: str) -> None:
+def wait_marker(view: Path, marker: str, interrupted: Callable[[], bool]) -> None:
     while not (view / marker).exists():
         _raise_if_failed(view)
+        if interrupted():
+            raise StageInterrupted("SIGUSR2 while waiting for this node's stager: requeue")
         time.sleep(POLL_S)
 
 
@@ -176,6 +228,11 @@ def wait_staged(path: Path, view: Path) -> None:
     """Waits until the stager has verified ``path`` ('ahead' mode); raises StageFailed if it gave up."""
     while not path.exists():
         _raise_if_failed(view)
+        if (view / READY).exists() and not path.exists():
+            raise StageFailed(
+                f"staging on {socket.gethostname()} ended without {path.name}: this rank reads a shard "
+                "its node did not stage"
+            )
         time.sleep(POLL_S)
 
 
@@ -207,7 +264,7 @@ def warm_cache(
 ) -> tuple[Path, Tally]:
     """``clusterdeck stage``: the persistent cache a job with ``keep = true`` and this ``to`` reuses."""
     index = read_shardset(shard_set, "SHARDS")
-    wanted = splits or sorted(index.splits)
+    wanted = list(dict.fromkeys(splits or sorted(index.splits)))
     shards = [s for split in wanted for s in index.split(split, "--split")]
     cache = shared_cache(resolve_to(str(to.absolute()), "--to")) / set_name(shard_set, "SHARDS")
     stager = Stager(

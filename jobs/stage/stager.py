@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import threading
 import time
 from collections import deque
@@ -20,7 +21,7 @@ from typing import Any
 
 from jobs.errors import UserError
 from jobs.stage.cache import locked
-from jobs.stage.copy import Cancelled, Mismatch, Throttle, copy_verified, file_digest, temp_name
+from jobs.stage.copy import Cancelled, Mismatch, Throttle, copy_verified, file_digest
 from jobs.train.shardset import Shard
 
 
@@ -42,15 +43,20 @@ class Tally:
     repaired: int = 0
     started: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _last: tuple[float, int] | None = field(default=None, repr=False)
 
     def add(self, n: int) -> None:
         with self.lock:
             self.bytes_done += n
 
-    def record(self) -> dict[str, Any]:
+    def record(self, final: bool = False) -> dict[str, Any]:
+        """Progress now; MB/s over the time since the last record (since the start for the final one)."""
         with self.lock:
-            seconds = max(time.monotonic() - self.started, 1e-9)
-            rate = self.bytes_done / seconds
+            now = time.monotonic()
+            seconds = max(now - self.started, 1e-9)
+            since, before = (self.started, 0) if final or self._last is None else self._last
+            rate = max(self.bytes_done - before, 0) / max(now - since, 1e-9)
+            self._last = (now, self.bytes_done)
             left = self.bytes_total - self.bytes_done
             return {
                 "bytes_done": self.bytes_done,
@@ -86,6 +92,7 @@ class Stager:
         field: str = "train.stage.to",
         on_ready: Callable[[Item], None] = lambda item: None,
         on_progress: Callable[[dict[str, Any]], None] = lambda record: None,
+        interrupted: Callable[[], bool] = lambda: False,
         interval: float = 1.0,
     ) -> None:
         self.items = items
@@ -94,6 +101,7 @@ class Stager:
         self.field = field
         self.on_ready = on_ready
         self.on_progress = on_progress
+        self.interrupted = interrupted
         self.interval = interval
         self.stop = threading.Event()
         self.tally = Tally(len(items), sum(item.shard.bytes for item in items))
@@ -124,21 +132,30 @@ class Stager:
             )
 
     def run(self) -> Tally:
-        """Stages every item; raises the first error (after the other streams stopped)."""
+        """Stages every item; raises the first error, or ``Cancelled`` when stopped before the end."""
         self.check_space()
         threads = [
             threading.Thread(target=self._worker, daemon=True) for _ in range(min(self.streams, len(self.items)))
         ]
         self._running = len(threads)
-        for t in threads:
-            t.start()
-        while threads and not self._finished.wait(self.interval):
-            self.on_progress(self.tally.record())
-        for t in threads:
-            t.join()
+        try:
+            for t in threads:
+                t.start()
+            while threads and not self._finished.wait(self.interval):
+                if self.interrupted():
+                    self.stop.set()
+                else:
+                    self.on_progress(self.tally.record())
+        finally:
+            if not self._finished.is_set():  # an error here (in on_progress, say): stop the streams too
+                self.stop.set()
+            for t in threads:
+                t.join()
         if self._errors:
             raise self._errors[0]
-        self.on_progress(self.tally.record())
+        self.on_progress(self.tally.record(final=True))  # where it stopped, or the end
+        if self.tally.files_done < self.tally.files_total:
+            raise Cancelled
         return self.tally
 
     def _next(self) -> tuple[Item, bool] | None:
@@ -149,7 +166,7 @@ class Stager:
         try:
             while not self.stop.is_set() and (entry := self._next()) is not None:
                 item, deferred = entry
-                with locked(item.dest, wait=deferred) as mine:
+                with locked(item.dest, wait=deferred, stop=self.stop) as mine:
                     if not mine:  # another stager has it: come back to it last, then wait for it
                         with self._queue_lock:
                             self._queue.append((item, True))
@@ -188,38 +205,36 @@ class Stager:
                 self.tally.add(-counted[0])
             dest.unlink()
             repaired = True
-        counted = [0]
-
-        def progress(n: int) -> None:
-            counted[0] += n
-            self.tally.add(n)
-
         try:
             copy_verified(
                 shard.path,
                 dest,
                 size=shard.bytes,
                 sha256=shard.sha256,
-                progress=progress,
+                progress=self.tally.add,
                 stop=self.stop,
                 throttle=self.throttle,
             )
         except Mismatch as exc:
             raise UserError(str(exc)) from None
-        except FileNotFoundError:
-            if not shard.path.exists():
-                raise UserError(f"cannot stage shard {shard.path}: it is gone from the shard set") from None
-            raise UserError(f"{self.field}: {dest.parent} vanished while staging into it") from None
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise UserError(
-                    f"{self.field}: {dest.parent} ran out of space while staging {shard.name} "
-                    f"({_gb(free_bytes(dest.parent))} free): another process filled it; free space and resume"
-                ) from None
-            if exc.filename and Path(exc.filename) in (dest, temp_name(dest)):
-                raise UserError(f"{self.field}: cannot write {dest}: {exc.strerror}") from None
-            raise
         return "repaired" if repaired else "copied"
+
+    def _explained(self, exc: OSError) -> BaseException:
+        """An OSError as a UserError naming the file, host and cause; what it cannot place is kept as is."""
+        host = socket.gethostname()
+        name = Path(exc.filename) if exc.filename else None
+        sources = {item.shard.path for item in self.items}
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) and name not in sources:
+            where = name.parent if name else self.items[0].dest.parent
+            return UserError(
+                f"{self.field}: {where} on {host} ran out of space while staging ({_gb(free_bytes(where))} free): "
+                "another process filled it; free space and resume"
+            )
+        if name in sources:
+            return UserError(f"cannot read shard {name} on {host}: {exc.strerror}")
+        if name is not None:
+            return UserError(f"{self.field}: {name} on {host}: {exc.strerror}")
+        return exc
 
 
 def _has_size(path: Path, size: int) -> bool:

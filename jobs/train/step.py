@@ -23,7 +23,7 @@ from jobs.metrics import MetricsWriter
 from jobs.rundir import RunPaths
 from jobs.signals import Signals, signal_flags
 from jobs.spec import RunSpec
-from jobs.stage.job import Staging
+from jobs.stage.job import StageInterrupted, Staging
 from jobs.train import checkpoint
 from jobs.train.data import ShardReadError
 from jobs.train.distributed import Dist, setup
@@ -46,12 +46,15 @@ def run_train(spec: RunSpec, paths: RunPaths, attempt: int, report: Report, sign
     staging = None
     if cfg.stage.mode != "none":
         place = job_world()
-        staging = Staging(
-            cfg, train, val, place, attempt, MetricsWriter(paths.metrics, rank=place.rank, attempt=attempt)
-        )
+        # stage records from the first node's stager only: appends from several NFS clients can overwrite each other
+        metrics = MetricsWriter(paths.metrics, rank=place.rank, attempt=attempt, enabled=place.node == 0)
+        staging = Staging(cfg, train, val, place, attempt, metrics, interrupted=lambda: bool(signals.stop))
     try:
         if staging is not None:
-            staging.start()
+            try:
+                staging.start()
+            except StageInterrupted as stop:
+                raise RequeueJob(str(stop), _requeue(signals.previous_usr2, main=place.rank == 0)) from None
             train, val = staging.train, staging.val
         _train(spec, paths, attempt, report, signals, classes, train, val)
     finally:
@@ -96,17 +99,17 @@ def _train(
             try:
                 Trainer(job).fit()
             except StopRequested as stop:
-                raise RequeueJob(str(stop), _requeue(signals.previous_usr2, dist)) from None
+                raise RequeueJob(str(stop), _requeue(signals.previous_usr2, main=dist.main)) from None
     finally:
         dist.close()
 
 
-def _requeue(previous: Any, dist: Dist) -> Callable[[], None]:
+def _requeue(previous: Any, *, main: bool) -> Callable[[], None]:
     def requeue() -> None:
         if not callable(previous):
             raise RuntimeError("no scheduler to requeue with here; continue with: clusterdeck resume RUN")
         previous(signal.SIGUSR2, None)  # submitit: on rank 0, checkpoint the call, `scontrol requeue`, exit
-        if not dist.main:
+        if not main:
             time.sleep(120)  # the requeue on rank 0 ends this task; leave if it never comes
             sys.exit(1)
 
