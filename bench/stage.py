@@ -13,7 +13,7 @@ rotating order, best of --repeat:
 Each copy is timed to the end of a ``sync``, so what was written is on disk, and the page
 cache is dropped before each one (as root; otherwise the source is warm and it says so).
 
-    python bench/stage.py [--gb 2.2] [--shard-mb 100] [--repeat 3] [--streams 4]
+    python bench/stage.py [--gb 2.2] [--shard-mb 100] [--repeat 5] [--streams 4]
 
 Prints MB/s of each and the ratios stage/cp (target >= 0.8) and stage/tree.
 """
@@ -92,7 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gb", type=float, default=2.2)
     parser.add_argument("--shard-mb", type=float, default=100.0)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--streams", type=int, default=4)
     args = parser.parse_args()
     from jobs.stage.job import warm_cache
