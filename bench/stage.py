@@ -22,7 +22,6 @@ Prints each copy's time, the best MB/s, and the ratios stage/cp (target >= 0.8) 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import os
 import shutil
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from shard import ours as shard  # bench/shard.py: the shard step, quietly
 
 
 def jpeg(rng: np.random.Generator) -> bytes:
@@ -60,17 +60,6 @@ def make_tree(root: Path, gb: float, classes: int = 100, distinct: int = 300) ->
         files += 1
         size += len(data)
     return files, size
-
-
-def shard(tree: Path, out: Path, shard_mb: float) -> None:
-    from jobs.shard.step import run_shard_part
-    from jobs.spec import validate
-
-    table = {"name": "bench", "shard": {"output": str(out), "shard_size_mb": shard_mb, "train": {"input": str(tree)}}}
-    spec = validate(table).shard
-    assert spec is not None
-    with contextlib.redirect_stdout(io.StringIO()):
-        run_shard_part(spec, "main", lambda _: None)
 
 
 def drop_caches() -> bool:
@@ -102,7 +91,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-stage-", dir=os.environ.get("BENCH_DIR")) as tmp:
         root = Path(tmp)
         files, size = make_tree(root / "tree", args.gb)
-        shard(root / "tree", root / "shards", args.shard_mb)
+        shard(root / "tree", root / "shards", args.shard_mb, workers=2)
         shard_bytes = sum(p.stat().st_size for p in (root / "shards").glob("*.tar"))
         shards = len(list((root / "shards").glob("*.tar")))
         print(

@@ -9,7 +9,6 @@ its time limit saves its state and is requeued instead of failing.
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 import traceback
@@ -25,18 +24,11 @@ from jobs.signals import signal_flags
 from jobs.world import job_world
 
 
-def _job_id() -> str:
-    if "SLURM_JOB_ID" in os.environ:
-        array = os.environ.get("SLURM_ARRAY_JOB_ID")
-        task = os.environ.get("SLURM_ARRAY_TASK_ID")
-        return f"{array}_{task}" if array and task else os.environ["SLURM_JOB_ID"]
-    return os.environ.get("SUBMITIT_LOCAL_JOB_ID", str(os.getpid()))
-
-
 def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
     """Runs one part of a step and records how it ended; a failure is re-raised for the scheduler."""
     paths = RunPaths(Path(run_root))
-    rank = job_world().rank
+    world = job_world()
+    rank = world.rank
     earlier = load_status(paths, step, attempt, part)
     status = PartStatus(
         step=step,
@@ -44,7 +36,7 @@ def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
         part=part,
         state="RUNNING",
         node=socket.gethostname(),
-        job_id=_job_id(),
+        job_id=world.job_id,
         started_at=now(),
         history=[*earlier.history, earlier.as_start()] if earlier is not None else [],
     )

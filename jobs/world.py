@@ -31,4 +31,4 @@ def job_world() -> World:
         restarts = int(os.environ.get("SLURM_RESTART_COUNT", 0))
         return World(env.global_rank, env.num_tasks, env.local_rank, env.num_nodes, env.node, env.job_id, restarts)
     except RuntimeError:
-        return World(job_id=f"pid{os.getpid()}")
+        return World(job_id=str(os.getpid()))

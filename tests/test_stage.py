@@ -30,7 +30,7 @@ def index_of(shards: Path) -> dict[str, Shard]:
 
 
 def cache_of(shards: Path, to: Path) -> Path:
-    return shared_cache(to) / set_name(shards, "t")
+    return shared_cache(to) / set_name(read_shardset(shards, "t"))
 
 
 def sha256(path: Path) -> str:

@@ -11,14 +11,13 @@ from typing import Any
 
 from jobs import atomic
 from jobs.errors import UserError
+from jobs.shard.index import INDEX, INDEX_FORMAT
 from jobs.shard.plan import ShardJob, plan_split, samples_per_shard, task_slice
 from jobs.shard.sources import Listing, imagefolder_classes, list_ilsvrc_val, list_imagefolder, read_synsets
 from jobs.shard.write import completed_part, write_or_reuse
 from jobs.signals import worker_signals
 from jobs.spec import ShardInput, ShardSpec
 
-INDEX = "index.json"
-INDEX_FORMAT = "clusterdeck-shards/1"
 Report = Callable[[dict[str, float]], None]
 
 

@@ -24,7 +24,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from jobs.stage.copy import Cancelled
-from jobs.train.shardset import read_shardset
+from jobs.train.shardset import ShardSet
 
 ROOT = "clusterdeck"
 LOCK_POLL_S = 0.1
@@ -44,14 +44,13 @@ def node_dir(to: Path, job_id: str, node: int) -> Path:
     return job_dir(to, job_id) / f"node-{node}"
 
 
-def set_name(shard_set: Path, field: str) -> str:
-    """The cache directory name of the shard set at ``shard_set``."""
-    index = read_shardset(shard_set, field)
+def set_name(shard_set: ShardSet) -> str:
+    """The cache directory name of a shard set."""
     digest = hashlib.sha256()
-    for split in sorted(index.splits):
-        for shard in index.splits[split]:
+    for split in sorted(shard_set.splits):
+        for shard in shard_set.splits[split]:
             digest.update(f"{split}/{shard.name}/{shard.sha256}\n".encode())
-    return f"{shard_set.name}-{digest.hexdigest()[:12]}"
+    return f"{shard_set.root.name}-{digest.hexdigest()[:12]}"
 
 
 _held: set[int] = set()

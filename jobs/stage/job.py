@@ -107,7 +107,8 @@ class Staging:
         self.node_dir = node_dir(to, world.job_id, world.node)
         self.view = self.node_dir / f"view-{attempt}-{world.restarts}"
         self.cache = cache = shared_cache(to) if stage.keep else self.node_dir / "cache"
-        names = {root: set_name(root, "train.train_shards") for root in {s.path.parent for s in train + val}}
+        roots = {s.path.parent for s in train + val}
+        names = {root: set_name(read_shardset(root, "train.train_shards")) for root in roots}
         waits = self.view if stage.mode == "ahead" else None
 
         def local(shard: Shard) -> Shard:
@@ -266,7 +267,7 @@ def warm_cache(
     index = read_shardset(shard_set, "SHARDS")
     wanted = list(dict.fromkeys(splits or sorted(index.splits)))
     shards = [s for split in wanted for s in index.split(split, "--split")]
-    cache = shared_cache(resolve_to(str(to.absolute()), "--to")) / set_name(shard_set, "SHARDS")
+    cache = shared_cache(resolve_to(str(to.absolute()), "--to")) / set_name(index)
     stager = Stager(
         [Item(s, cache / s.path.name) for s in shards],
         streams=streams,

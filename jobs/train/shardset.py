@@ -10,7 +10,7 @@ from pathlib import Path
 
 from jobs import atomic
 from jobs.errors import UserError
-from jobs.shard.step import INDEX, INDEX_FORMAT
+from jobs.shard.index import INDEX, INDEX_FORMAT
 from jobs.spec import RunSpec
 
 
