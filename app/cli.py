@@ -1,4 +1,4 @@
-"""The headless CLI: ``clusterdeck submit|ls|show|logs|cancel|resume|stage|sample-data|demo``.
+"""The headless CLI: ``clusterdeck submit|ls|show|logs|metrics|watch|cancel|resume|stage|sample-data|demo``.
 
 Exit codes: 0 done, 1 the run failed, 2 a usage or spec error (printed without a traceback).
 Only light modules are imported at start; torch and friends load inside payloads.
@@ -59,10 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="run id, unique id prefix, or unique name")
     s.add_argument("--json", action="store_true")
 
-    s = sub.add_parser("logs", help="print a run's job logs")
+    s = sub.add_parser("logs", help="print a run's job logs (every job, attempt and rank)")
     s.add_argument("run")
     s.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
+    s.add_argument("--rank", type=_natural, help="only this rank's logs")
     s.add_argument("--err", action="store_true", help="stderr instead of stdout")
+
+    s = sub.add_parser("metrics", help="print a run's metrics and telemetry records")
+    s.add_argument("run")
+    s.add_argument("--kind", action="append", default=[], metavar="K", help="only records of kind K (repeatable)")
+    s.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
+    s.add_argument("--json", action="store_true", help="one JSON object per line, as written")
+
+    s = sub.add_parser("watch", help="a live view of a run until it ends; exits with the run's code")
+    s.add_argument("run")
 
     for name, text in (("cancel", "cancel a run's jobs"), ("resume", "re-run what failed or was cancelled")):
         s = sub.add_parser(name, help=text)
@@ -88,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _natural(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -108,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `clusterdeck logs RUN | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def _root(args: argparse.Namespace) -> Path:
@@ -263,19 +283,21 @@ def _print_attempts(step: Any) -> None:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from jobs.follow import LogFollower
-    from jobs.status import view_run
+    from app.follow import cmd_logs as logs
 
-    paths = _resolve(args)
-    follower = LogFollower(paths, err=args.err)
-    while True:
-        view = view_run(paths) if args.follow else None
-        ended = view is None or view.ended
-        for _, line in follower.poll(final=ended):
-            print(line, flush=True)
-        if ended:
-            return _exit_for(view.state) if view else EXIT_OK
-        time.sleep(0.5)
+    return logs(args, _resolve(args))
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from app.follow import cmd_metrics as metrics
+
+    return metrics(args, _resolve(args))
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from app.follow import cmd_watch as watch
+
+    return watch(args, _resolve(args))
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -353,6 +375,8 @@ COMMANDS = {
     "ls": cmd_ls,
     "show": cmd_show,
     "logs": cmd_logs,
+    "metrics": cmd_metrics,
+    "watch": cmd_watch,
     "cancel": cmd_cancel,
     "resume": cmd_resume,
     "stage": cmd_stage,

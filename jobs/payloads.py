@@ -18,10 +18,14 @@ from typing import Any
 import submitit
 
 from jobs.errors import RequeueJob, UserError
+from jobs.metrics import MetricsWriter
 from jobs.records import PartStatus, load_run_spec, load_status, now, save_status
 from jobs.rundir import RunPaths
 from jobs.signals import signal_flags
-from jobs.world import job_world
+from jobs.spec import RunSpec
+from jobs.telemetry.pipeline import Pipeline
+from jobs.telemetry.sampler import Sampler
+from jobs.world import World, job_world
 
 
 def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
@@ -54,7 +58,9 @@ def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
         flush=True,
     )
     try:
-        _dispatch(paths, step, attempt, part, lambda progress: save({"progress": progress}))
+        spec = load_run_spec(paths, check_paths=False)
+        with _sampler(paths, spec, world, attempt) as sampler:
+            _dispatch(paths, spec, step, attempt, part, lambda progress: save({"progress": progress}), sampler)
     except RequeueJob as rq:
         print(f"[clusterdeck] {step} {part}: {rq}; requeueing", flush=True)
         save({"state": "REQUEUED", "ended_at": now(), "error": str(rq)})
@@ -75,8 +81,8 @@ def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
             traceback.print_exc()
         _failed(save, step, part, message)
         raise
+    print(f"[clusterdeck] {step} {part} completed", flush=True)  # before the status: a follower stops on it
     save({"state": "COMPLETED", "ended_at": now(), "exit_code": 0})
-    print(f"[clusterdeck] {step} {part} completed", flush=True)
 
 
 def _failed(save: Any, step: str, part: str, message: str) -> None:
@@ -84,22 +90,30 @@ def _failed(save: Any, step: str, part: str, message: str) -> None:
     save({"state": "FAILED", "ended_at": now(), "exit_code": 1, "error": message})
 
 
-def _dispatch(paths: RunPaths, step: str, attempt: int, part: str, report: Any) -> None:
-    spec = load_run_spec(paths, check_paths=False)
+def _sampler(paths: RunPaths, spec: RunSpec, world: World, attempt: int) -> Sampler:
+    """This task's telemetry thread, writing to its own file (see ``jobs.rundir``)."""
+    paths.telemetry_dir.mkdir(exist_ok=True)
+    writer = MetricsWriter(paths.telemetry(world.job_id, world.rank), rank=world.rank, attempt=attempt)
+    return Sampler(writer, Pipeline(), interval=spec.telemetry.interval_s, node_wide=world.local_rank == 0)
+
+
+def _dispatch(
+    paths: RunPaths, spec: RunSpec, step: str, attempt: int, part: str, report: Any, sampler: Sampler
+) -> None:
     if step == "shard":
         from jobs.shard.step import run_shard_part
 
         assert spec.shard is not None
-        run_shard_part(spec.shard, part, report)
+        run_shard_part(spec.shard, part, report, sampler.pipeline)
     elif step == "train":
         with signal_flags() as signals:  # before torch loads: a USR2 while starting is kept for the loop
             from jobs.train.step import run_train
 
-            run_train(spec, paths, attempt, report, signals)
+            run_train(spec, paths, attempt, report, signals, sampler)
     elif step == "evaluate":
         from jobs.train.step import run_evaluate
 
-        run_evaluate(spec, paths, attempt, report)
+        run_evaluate(spec, paths, attempt, report, sampler)
     else:
         raise ValueError(f"unknown step {step!r}")
 

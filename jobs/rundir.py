@@ -10,7 +10,11 @@ Every path of a run is named here and nowhere else::
                                     one file per job part (``task-3``, ``merge``, ``main``), written only by
                                     that part, by atomic rename: state, node, times, exit code, error
         submitit/                   submitit's folder: pickled calls, ``<jobid>_<task>_log.out|err``
-        metrics.jsonl               appended JSON lines (one object per line: time, kind, node, rank, values)
+        metrics.jsonl               appended JSON lines (one object per line: time, kind, node, rank, attempt,
+                                    values), from the first node only: what the step did (train, epoch, stage, …)
+        telemetry/<jobid>_<rank>.jsonl
+                                    the same kind of lines, ``system`` and ``gpu`` samples, one file per task:
+                                    appends from several NFS clients to one file can overwrite each other
         checkpoints/last.pt         the train step's latest state (model, optimizer, scheduler, scaler, epoch,
         checkpoints/best.pt         step, RNG states, spec); best.pt is the one with the best val top-1
         tensorboard/                TensorBoard event files of the train step (when tensorboard is installed)
@@ -57,6 +61,13 @@ class RunPaths:
         return self.root / "metrics.jsonl"
 
     @property
+    def telemetry_dir(self) -> Path:
+        return self.root / "telemetry"
+
+    def telemetry(self, job_id: str, rank: int) -> Path:
+        return self.telemetry_dir / f"{job_id}_{rank}.jsonl"
+
+    @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
 
@@ -64,10 +75,7 @@ class RunPaths:
     def tensorboard(self) -> Path:
         return self.root / "tensorboard"
 
-    def log_files(self, job_ids: list[str], err: bool = False) -> list[Path]:
-        """The log files of these jobs, in the order given (the record's order: oldest first)."""
-        suffix = "err" if err else "out"
-        found: list[Path] = []
-        for job_id in job_ids:
-            found += sorted(self.submitit.glob(f"{job_id}_*_log.{suffix}"))
-        return found
+    @staticmethod
+    def log_glob(job_id: str, stream: str) -> str:
+        """Names, in ``submitit``, of a job's logs: ``<jobid>_<rank>_log.<out|err>`` (array tasks: ``123_4``)."""
+        return f"{job_id}_*_log.{stream}"

@@ -313,6 +313,11 @@ class ClusterSpec(Section):
     """Python interpreter on the compute nodes; empty uses the one running clusterdeck."""
 
 
+class TelemetrySpec(Section):
+    interval_s: float = Field(1.0, ge=0, le=3600)
+    """Seconds between the samples every job writes (CPU, memory, I/O, data pipeline, GPU); 0 turns them off."""
+
+
 class RunSpec(Section):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[^\n\r/\x00]+$")
     """A name for humans; need not be unique."""
@@ -324,6 +329,8 @@ class RunSpec(Section):
     """Train a torchvision classifier on a shard set."""
     evaluate: EvaluateSpec | None = None
     """Top-1/top-5 of a checkpoint on a val split."""
+    telemetry: TelemetrySpec = TelemetrySpec()
+    """What every job samples about itself while it runs."""
 
     @property
     def steps(self) -> list[str]:

@@ -17,6 +17,7 @@ from jobs.shard.sources import Listing, imagefolder_classes, list_ilsvrc_val, li
 from jobs.shard.write import completed_part, write_or_reuse
 from jobs.signals import worker_signals
 from jobs.spec import ShardInput, ShardSpec
+from jobs.telemetry.pipeline import Pipeline
 
 Report = Callable[[dict[str, float]], None]
 
@@ -95,14 +96,18 @@ def build_plan(spec: ShardSpec) -> ShardPlan:
     return ShardPlan(classes, listings, jobs)
 
 
-def write_task(spec: ShardSpec, plan: ShardPlan, task: int, tasks: int, report: Report) -> None:
+def write_task(
+    spec: ShardSpec, plan: ShardPlan, task: int, tasks: int, report: Report, pipeline: Pipeline | None = None
+) -> None:
     """Writes (or verifies and keeps) this task's contiguous range of shards."""
     mine = [plan.jobs[i] for i in task_slice(len(plan.jobs), task, tasks)]
     spec.output.mkdir(parents=True, exist_ok=True)
     samples = size = 0
     started = time.monotonic()
     print(f"task {task}/{tasks}: {len(mine)} of {len(plan.jobs)} shards, {spec.workers} workers", flush=True)
-    for done, (record, reused) in enumerate(_run_pool(mine, spec.output, plan.classes, spec.workers), start=1):
+    for done, (record, reused) in enumerate(
+        _run_pool(mine, spec.output, plan.classes, spec.workers, pipeline), start=1
+    ):
         samples += record["samples"]
         size += record["bytes"]
         how = "verified, kept" if reused else "written"
@@ -120,22 +125,32 @@ def write_task(spec: ShardSpec, plan: ShardPlan, task: int, tasks: int, report: 
 
 
 def _run_pool(
-    jobs: list[ShardJob], out: Path, classes: list[str], workers: int
+    jobs: list[ShardJob], out: Path, classes: list[str], workers: int, pipeline: Pipeline | None
 ) -> Iterator[tuple[dict[str, Any], bool]]:
     workers = max(1, min(workers, len(jobs)))
     if workers == 1:
         for job in jobs:
-            yield write_or_reuse(job, out, classes)
+            yield write_or_reuse(job, out, classes, pipeline)
         return
-    # fork: the payload holds no threads or CUDA state here, and fork starts workers in milliseconds.
-    with multiprocessing.get_context("fork").Pool(workers, initializer=worker_signals) as pool:
+    # fork: no CUDA state here, fork starts workers in milliseconds, and the pipeline counters are inherited.
+    # (The telemetry thread holds no lock a child could need: it only reads counters.)
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(pipeline,)) as pool:
         yield from pool.imap_unordered(_write_one, [(job, out, classes) for job in jobs])
         pool.close()  # all done: let the workers exit on their own rather than be terminated
         pool.join()
 
 
+_worker_pipeline: Pipeline | None = None  # set in each pool worker by _init_worker
+
+
+def _init_worker(pipeline: Pipeline | None) -> None:
+    global _worker_pipeline
+    _worker_pipeline = pipeline
+    worker_signals()
+
+
 def _write_one(args: tuple[ShardJob, Path, list[str]]) -> tuple[dict[str, Any], bool]:
-    return write_or_reuse(*args)
+    return write_or_reuse(*args, _worker_pipeline)
 
 
 def merge_index(spec: ShardSpec, plan: ShardPlan) -> dict[str, Any]:
@@ -186,14 +201,14 @@ def _check_skipped(spec: ShardSpec, splits: dict[str, Any]) -> None:
             )
 
 
-def run_shard_part(spec: ShardSpec, part: str, report: Report) -> None:
+def run_shard_part(spec: ShardSpec, part: str, report: Report, pipeline: Pipeline | None = None) -> None:
     """``main``: the whole step in one job; ``task-k``: one array task; ``merge``: the index."""
     plan = build_plan(spec)
     if part in ("main", "merge"):
         if part == "main":
-            write_task(spec, plan, 0, 1, report)
+            write_task(spec, plan, 0, 1, report, pipeline)
         merge_index(spec, plan)
     elif part.startswith("task-"):
-        write_task(spec, plan, int(part.removeprefix("task-")), spec.resources.array_tasks, report)
+        write_task(spec, plan, int(part.removeprefix("task-")), spec.resources.array_tasks, report, pipeline)
     else:
         raise ValueError(f"unknown shard part {part!r}")

@@ -10,6 +10,7 @@ from typing import Any
 from jobs import atomic
 from jobs.shard.plan import ShardJob
 from jobs.shard.tarwrite import ShardTarWriter, sha256_file
+from jobs.telemetry.pipeline import Pipeline
 
 PARTS_DIR = ".parts"
 _MAGIC = (
@@ -37,8 +38,8 @@ def part_path(out_dir: Path, name: str) -> Path:
     return out_dir / PARTS_DIR / f"{name}.json"
 
 
-def write_shard(job: ShardJob, out_dir: Path, classes: list[str]) -> dict[str, Any]:
-    """Writes ``<name>.tar`` under a temporary name, then renames it and records it."""
+def write_shard(job: ShardJob, out_dir: Path, classes: list[str], pipeline: Pipeline | None = None) -> dict[str, Any]:
+    """Writes ``<name>.tar`` under a temporary name, then renames it and records it; ``pipeline`` counts inputs."""
     root = Path(job.root)
     final = out_dir / f"{job.name}.tar"
     tmp = out_dir / f".{job.name}.tar.tmp-{os.getpid()}"
@@ -49,6 +50,8 @@ def write_shard(job: ShardJob, out_dir: Path, classes: list[str]) -> dict[str, A
                 try:
                     with open(root / rel, "rb") as f:
                         data = f.read()
+                    if pipeline is not None:
+                        pipeline.add(len(data))
                 except OSError as exc:
                     skipped.append({"path": rel, "reason": f"unreadable: {exc.strerror or exc}"})
                     continue
@@ -96,9 +99,11 @@ def completed_part(job: ShardJob, out_dir: Path, verify: bool = True) -> dict[st
     return record
 
 
-def write_or_reuse(job: ShardJob, out_dir: Path, classes: list[str]) -> tuple[dict[str, Any], bool]:
+def write_or_reuse(
+    job: ShardJob, out_dir: Path, classes: list[str], pipeline: Pipeline | None = None
+) -> tuple[dict[str, Any], bool]:
     """(record, reused): a complete, verified shard is kept; anything else is written again."""
     record = completed_part(job, out_dir)
     if record is not None:
         return record, True
-    return write_shard(job, out_dir, classes), False
+    return write_shard(job, out_dir, classes, pipeline), False

@@ -22,6 +22,7 @@ from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from jobs.signals import worker_signals
 from jobs.stage.job import StageFailed, wait_staged
+from jobs.telemetry.pipeline import Pipeline
 from jobs.train.order import WorkerShare
 from jobs.train.shardset import Shard
 
@@ -47,8 +48,8 @@ def val_transform(image_size: int) -> v2.Compose:
     return v2.Compose([v2.Resize(image_size * 256 // 224, antialias=True), v2.CenterCrop(image_size), v2.PILToTensor()])
 
 
-def read_shard(shard: Shard) -> Iterator[dict[str, Any]]:
-    """The samples of one shard, in file order, as ``{"__key__", "jpg", "cls"}``."""
+def read_shard(shard: Shard, pipeline: Pipeline | None = None) -> Iterator[dict[str, Any]]:
+    """The samples of one shard, in file order, as ``{"__key__", "jpg", "cls"}``; ``pipeline`` counts them."""
     if shard.staging is not None:
         try:
             wait_staged(shard.path, shard.staging)
@@ -57,7 +58,13 @@ def read_shard(shard: Shard) -> Iterator[dict[str, Any]]:
     try:
         with open(shard.path, "rb") as f:
             files = ({**s, "__url__": str(shard.path)} for s in tar_file_iterator(f, select_files=_wanted))
-            yield from group_by_keys(files)
+            read = 0
+            for sample in group_by_keys(files):
+                if pipeline is not None:
+                    position = f.tell()
+                    pipeline.add(position - read)
+                    read = position
+                yield sample
     except (OSError, EOFError, ValueError, tarfile.TarError) as exc:
         raise ShardReadError(f"shard {shard.path} is unreadable or corrupt: {exc}") from exc
 
@@ -97,8 +104,10 @@ class TrainStream(IterableDataset[Batch]):
         seed: int,
         epoch: int,
         shuffle_buffer: int,
+        pipeline: Pipeline | None = None,
     ) -> None:
         self.shares = shares
+        self.pipeline = pipeline
         self.batch_size = batch_size
         self.transform = train_transform(image_size, auto_augment)
         self.seed, self.epoch, self.buffer = seed, epoch, shuffle_buffer
@@ -126,7 +135,7 @@ class TrainStream(IterableDataset[Batch]):
                     skip -= shard.samples
                     continue
                 rng = random.Random(f"{self.seed}:{self.epoch}:{shard.name}:{rnd}")
-                for sample in shuffled(read_shard(shard), self.buffer, rng):
+                for sample in shuffled(read_shard(shard, self.pipeline), self.buffer, rng):
                     if skip:
                         skip -= 1
                         continue
@@ -137,8 +146,11 @@ class TrainStream(IterableDataset[Batch]):
 class ValStream(IterableDataset[Batch]):
     """One rank's val batches: every sample of the worker's shards once, the last batch possibly short."""
 
-    def __init__(self, shares: list[list[Shard]], *, batch_size: int, image_size: int) -> None:
+    def __init__(
+        self, shares: list[list[Shard]], *, batch_size: int, image_size: int, pipeline: Pipeline | None = None
+    ) -> None:
         self.shares = shares
+        self.pipeline = pipeline
         self.batch_size = batch_size
         self.transform = val_transform(image_size)
 
@@ -147,7 +159,7 @@ class ValStream(IterableDataset[Batch]):
         shards = self.shares[info.id if info else 0] if self.shares else []
         batch: list[tuple[torch.Tensor, int]] = []
         for shard in shards:
-            for sample in read_shard(shard):
+            for sample in read_shard(shard, self.pipeline):
                 batch.append((self.transform(decode(sample["jpg"], sample["__key__"])), int(sample["cls"])))
                 if len(batch) == self.batch_size:
                     yield collate(batch)

@@ -27,6 +27,7 @@ from torchvision.transforms import v2
 from jobs.metrics import MetricsWriter
 from jobs.signals import Signals
 from jobs.spec import TrainSpec
+from jobs.telemetry.pipeline import Pipeline
 from jobs.train import checkpoint
 from jobs.train.data import IMAGENET_MEAN, IMAGENET_STD, TrainStream, ValStream, make_loader, sample_seed
 from jobs.train.distributed import Dist
@@ -67,6 +68,8 @@ class Job:
     spec: dict[str, Any] = field(default_factory=dict)
     tensorboard_dir: Path | None = None
     """Where TensorBoard event files go, when the tensorboard package is installed."""
+    pipeline: Pipeline | None = None
+    """Counts the bytes and samples the loaders read, for the job's telemetry."""
 
 
 @dataclass
@@ -305,6 +308,7 @@ class Trainer:
             seed=cfg.seed,
             epoch=p.epoch,
             shuffle_buffer=cfg.shuffle_buffer,
+            pipeline=self.job.pipeline,
         )
         workers = min(cfg.workers, len(shares))
         if workers < cfg.workers and p.step_in_epoch == 0 and p.epoch == 0 and d.main:
@@ -373,7 +377,6 @@ class Trainer:
             )
         elapsed = max(time.monotonic() - window.started, 1e-9)
         images = window.batches * self.cfg.batch_size * d.world
-        memory = self.dist.gather(_gpu_memory(self.device))
         if not d.main:
             return
         self.job.metrics.write(
@@ -390,9 +393,6 @@ class Trainer:
         self._scalars(
             "train", {"loss": loss, "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": images / elapsed}
         )
-        for rank, mem in enumerate(memory):
-            if mem:
-                self.job.metrics.write("gpu_memory", step=p.global_step, of_rank=rank, **mem)
         print(
             f"step {p.global_step} (epoch {p.epoch + 1}, {p.step_in_epoch}/{self.steps}): loss {loss:.4f} "
             f"{images / elapsed:.1f} img/s, data wait {window.wait / elapsed:.0%}",
@@ -428,6 +428,7 @@ class Trainer:
             workers=self.cfg.workers,
             precision=self.precision,
             channels_last=self.cfg.channels_last,
+            pipeline=self.job.pipeline,
         )
 
 
@@ -448,16 +449,6 @@ def _tensorboard(directory: Path | None) -> Any:
     return SummaryWriter(str(directory))
 
 
-def _gpu_memory(device: torch.device) -> dict[str, float]:
-    if device.type != "cuda":
-        return {}
-    return {
-        "allocated_mb": torch.cuda.memory_allocated(device) / 2**20,
-        "reserved_mb": torch.cuda.memory_reserved(device) / 2**20,
-        "peak_mb": torch.cuda.max_memory_allocated(device) / 2**20,
-    }
-
-
 @torch.inference_mode()
 def evaluate(
     model: torch.nn.Module,
@@ -469,6 +460,7 @@ def evaluate(
     workers: int,
     precision: Precision,
     channels_last: bool,
+    pipeline: Pipeline | None = None,
 ) -> dict[str, float]:
     """Top-1, top-5 and loss over every val sample, each counted once across all ranks."""
     model.eval()
@@ -476,7 +468,7 @@ def evaluate(
     totals = torch.zeros(4, dtype=torch.float64, device=dist.device)  # loss sum, top-1, top-5, samples
     if shares:
         loader = make_loader(
-            ValStream(shares, batch_size=batch_size, image_size=image_size),
+            ValStream(shares, batch_size=batch_size, image_size=image_size, pipeline=pipeline),
             min(workers, len(shares)),
             dist.device.type == "cuda",
             seed=0,

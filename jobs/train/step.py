@@ -24,6 +24,7 @@ from jobs.rundir import RunPaths
 from jobs.signals import Signals, signal_flags
 from jobs.spec import RunSpec
 from jobs.stage.job import StageInterrupted, Staging
+from jobs.telemetry.sampler import Sampler
 from jobs.train import checkpoint
 from jobs.train.data import ShardReadError
 from jobs.train.distributed import Dist, setup
@@ -35,11 +36,19 @@ from jobs.world import job_world
 Report = Callable[[dict[str, float]], None]
 
 
-def run_train(spec: RunSpec, paths: RunPaths, attempt: int, report: Report, signals: Signals | None = None) -> None:
-    """``signals``: flags set by the job's handlers (``jobs.signals``); installed here when not given."""
+def run_train(
+    spec: RunSpec,
+    paths: RunPaths,
+    attempt: int,
+    report: Report,
+    signals: Signals | None = None,
+    sampler: Sampler | None = None,
+) -> None:
+    """``signals``: flags set by the job's handlers (``jobs.signals``), installed here when not given;
+    ``sampler``: the job's telemetry, told which GPU this rank uses and given the loaders' counts."""
     if signals is None:
         with signal_flags() as flags:
-            return run_train(spec, paths, attempt, report, flags)
+            return run_train(spec, paths, attempt, report, flags, sampler)
     assert spec.train is not None
     cfg = spec.train
     classes, train, val = train_inputs(spec)
@@ -56,7 +65,7 @@ def run_train(spec: RunSpec, paths: RunPaths, attempt: int, report: Report, sign
             except StageInterrupted as stop:
                 raise RequeueJob(str(stop), _requeue(signals.previous_usr2, main=place.rank == 0)) from None
             train, val = staging.train, staging.val
-        _train(spec, paths, attempt, report, signals, classes, train, val)
+        _train(spec, paths, attempt, report, signals, classes, train, val, sampler)
     finally:
         if staging is not None:
             staging.finish()
@@ -71,10 +80,12 @@ def _train(
     classes: list[str],
     train: list[Shard],
     val: list[Shard],
+    sampler: Sampler | None,
 ) -> None:
     assert spec.train is not None
     cfg = spec.train
     dist = setup()
+    _watch_gpu(sampler, dist)
     try:
         if dist.main:
             print(
@@ -94,6 +105,7 @@ def _train(
             signals=signals,
             spec=spec.model_dump(mode="json"),
             tensorboard_dir=paths.tensorboard,
+            pipeline=sampler.pipeline if sampler else None,
         )
         with _errors_explained(dist):
             try:
@@ -102,6 +114,11 @@ def _train(
                 raise RequeueJob(str(stop), _requeue(signals.previous_usr2, main=dist.main)) from None
     finally:
         dist.close()
+
+
+def _watch_gpu(sampler: Sampler | None, dist: Dist) -> None:
+    if sampler is not None and dist.device.type == "cuda":
+        sampler.watch_gpu(dist.device.index if dist.device.index is not None else torch.cuda.current_device())
 
 
 def _requeue(previous: Any, *, main: bool) -> Callable[[], None]:
@@ -149,7 +166,9 @@ def checkpoint_to_evaluate(spec: RunSpec, paths: RunPaths) -> Path:
     raise UserError(f"evaluate.checkpoint: the train step left no checkpoint in {paths.checkpoints}")
 
 
-def run_evaluate(spec: RunSpec, paths: RunPaths, attempt: int, report: Report) -> dict[str, float]:
+def run_evaluate(
+    spec: RunSpec, paths: RunPaths, attempt: int, report: Report, sampler: Sampler | None = None
+) -> dict[str, float]:
     cfg = spec.evaluate
     assert cfg is not None
     path = checkpoint_to_evaluate(spec, paths)
@@ -169,6 +188,7 @@ def run_evaluate(spec: RunSpec, paths: RunPaths, attempt: int, report: Report) -
             f"{shard_set.root} has {len(shard_set.classes)}"
         )
     dist = setup()
+    _watch_gpu(sampler, dist)
     model = build_model(model_name, len(shard_set.classes))
     load_weights(model, weights, path, "evaluate.checkpoint")
     model.to(dist.device)
@@ -185,6 +205,7 @@ def run_evaluate(spec: RunSpec, paths: RunPaths, attempt: int, report: Report) -
             workers=cfg.workers,
             precision=Precision(cfg.amp, dist.device),
             channels_last=cfg.channels_last,
+            pipeline=sampler.pipeline if sampler else None,
         )
     MetricsWriter(paths.metrics, attempt=attempt).write("evaluate", checkpoint=str(path), **result)
     print(f"val top-1 {result['top1']:.2%}  top-5 {result['top5']:.2%}  loss {result['val_loss']:.4f}", flush=True)

@@ -1,0 +1,202 @@
+"""How ``clusterdeck watch`` shows a run: a live screen on a terminal, plain lines otherwise (logs, CI, pipes)."""
+
+from __future__ import annotations
+
+import time
+from typing import IO, Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from jobs.status import RunView
+from jobs.tail.live import LiveRun
+
+REDRAW_S = 0.25
+GB = 1e9
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def _part_progress(view: RunView, step: str) -> dict[str, float]:
+    for s in view.steps:
+        if s.name == step and s.parts:
+            return s.parts[0].progress
+    return {}
+
+
+def train_progress(view: RunView, live: LiveRun) -> tuple[float, float, float, float]:
+    """(step, steps_total, epoch, epochs): the status's figures, or the last train record's if newer."""
+    p = _part_progress(view, "train")
+    step = max(p.get("step", 0.0), float(live.train.get("step", 0)))
+    epoch = max(p.get("epoch", 0.0), float(live.train.get("epoch", 0.0)))
+    return step, p.get("steps_total", 0.0), epoch, p.get("epochs", 0.0)
+
+
+def render(view: RunView, live: LiveRun) -> RenderableType:
+    elapsed = (view.ended_at or time.time()) - view.created_at
+    header = Text.assemble(
+        (f"run {view.run_id}", "bold"),
+        f"  {view.name}  ",
+        (view.state, _state_style(view.state)),
+        f"  elapsed {duration(elapsed)}  ",
+        " ".join(f"{s.name}:{s.state}" for s in view.steps),
+    )
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for run_step in view.steps:
+        for part in run_step.parts:
+            p = part.progress
+            if run_step.name == "shard" and p.get("shards_total"):
+                grid.add_row(
+                    f"shard {part.part}",
+                    _bar(p["shards_done"], p["shards_total"]),
+                    f"{int(p['shards_done'])}/{int(p['shards_total'])} shards  {p.get('mb_per_s', 0):.0f} MB/s",
+                )
+    for node, s in sorted(live.stage.items()):
+        grid.add_row(
+            f"stage {node}",
+            _bar(s["bytes_done"], s["bytes_total"]),
+            f"{s['bytes_done'] / GB:.2f}/{s['bytes_total'] / GB:.2f} GB  {s['files_done']}/{s['files_total']} "
+            f"shards  {s['mb_s']:.0f} MB/s  ETA {duration(s.get('eta_s'))}",
+        )
+    step, steps_total, epoch, epochs = train_progress(view, live)
+    if steps_total:
+        grid.add_row(
+            "train steps",
+            _bar(step, steps_total),
+            f"{int(step)}/{int(steps_total)}  ETA {duration(live.eta_s(step, steps_total))}",
+        )
+        grid.add_row("epochs", _bar(epoch, epochs), f"{epoch:.2f}/{int(epochs)}")
+    if live.train:
+        t = live.train
+        grid.add_row(
+            "",
+            "",
+            f"loss {t['loss']:.4f}  {t['images_per_s']:.0f} img/s  "
+            f"data wait {t['data_wait_fraction']:.0%}  lr {t['lr']:.3g}",
+        )
+    if live.epoch:
+        e = live.epoch
+        grid.add_row(
+            "",
+            "",
+            f"top-1 {e.get('top1', 0):.2%}  top-5 {e.get('top5', 0):.2%}  "
+            f"val loss {e.get('val_loss', 0):.4f}  (epoch {e.get('epoch', '-')})",
+        )
+    for (node, rank), s in sorted(live.system.items()):
+        text = (
+            f"CPU {s['cpu_pct']:.0f}%  RSS {s['rss_mb'] / 1e3:.1f} GB  read {s['read_mb_s']:.0f} MB/s  "
+            f"data {s['data_mb_s']:.1f} MB/s {s['data_samples_s']:.0f} samples/s"
+        )
+        if "disk_read_mb_s" in s:
+            text += (
+                f"  | node disk r {s['disk_read_mb_s']:.0f} w {s['disk_write_mb_s']:.0f} MB/s  "
+                f"net rx {s['net_rx_mb_s']:.1f} tx {s['net_tx_mb_s']:.1f} MB/s"
+            )
+        grid.add_row(f"{node} rank {rank}", "", text)
+    for (node, rank, gpu), g in sorted(live.gpus.items()):
+        if "total_mb" in g:
+            bar: RenderableType = _bar(g["used_mb"], g["total_mb"])
+            text = f"{g['used_mb'] / 1e3:.1f}/{g['total_mb'] / 1e3:.1f} GB  util {g['util_pct']:.0f}%  "
+        else:
+            bar, text = Text(""), ""
+        text += (
+            f"allocated {g['allocated_mb'] / 1e3:.1f}  reserved {g['reserved_mb'] / 1e3:.1f}  "
+            f"peak {g['peak_mb'] / 1e3:.1f} GB"
+        )
+        grid.add_row(f"GPU {node}:{gpu} (rank {rank})", bar, text)
+    return Group(header, grid)
+
+
+def _bar(done: float, total: float) -> ProgressBar:
+    return ProgressBar(total=max(total, 1e-9), completed=min(done, total), width=28)
+
+
+def _state_style(state: str) -> str:
+    return {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "REQUEUED": "yellow"}.get(state, "red")
+
+
+class Screen:
+    """A live screen, redrawn at most every ``REDRAW_S``; the last frame stays on the terminal."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console()
+        self.live = Live(console=self.console, auto_refresh=False, transient=False)
+        self.drawn = 0.0
+        self.last: tuple[RunView, LiveRun] | None = None
+
+    def __enter__(self) -> Screen:
+        self.live.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.last is not None:
+            self.live.update(render(*self.last), refresh=True)
+        self.live.stop()
+
+    def record(self, record: dict[str, Any], view: RunView) -> None:
+        pass
+
+    def show(self, view: RunView, live: LiveRun) -> None:
+        self.last = (view, live)
+        if time.monotonic() - self.drawn >= REDRAW_S:
+            self.live.update(render(view, live), refresh=True)
+            self.drawn = time.monotonic()
+
+
+class LineReporter:
+    """One line per train, epoch, evaluate and stage record, and per change of a step's state."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.states: dict[str, str] = {}
+        self.view: RunView | None = None
+
+    def __enter__(self) -> LineReporter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.view is not None:
+            self._print(f"run {self.view.run_id} {self.view.state}")
+
+    def record(self, record: dict[str, Any], view: RunView) -> None:
+        kind = record.get("kind")
+        if kind == "train":
+            live = LiveRun(train=record)
+            step, total, _, epochs = train_progress(view, live)
+            self._print(
+                f"train step {int(record['step'])}/{int(total)} (epoch {record['epoch']:.2f}/{int(epochs)})  "
+                f"loss {record['loss']:.4f}  {record['images_per_s']:.0f} img/s  "
+                f"data wait {record['data_wait_fraction']:.0%}  ETA {duration(live.eta_s(step, total))}"
+            )
+        elif kind in ("epoch", "evaluate"):
+            where = f"epoch {record['epoch']}" if kind == "epoch" else "evaluate"
+            self._print(
+                f"{where}: top-1 {record.get('top1', 0):.2%}  top-5 {record.get('top5', 0):.2%}  "
+                f"val loss {record.get('val_loss', 0):.4f}"
+            )
+        elif kind == "stage":
+            self._print(
+                f"stage {record.get('node')}: {record['bytes_done'] / GB:.2f}/{record['bytes_total'] / GB:.2f} "
+                f"GB  {record['files_done']}/{record['files_total']} shards  {record['mb_s']:.0f} MB/s"
+            )
+
+    def show(self, view: RunView, live: LiveRun) -> None:
+        self.view = view
+        for step in view.steps:
+            if self.states.get(step.name) != step.state:
+                self.states[step.name] = step.state
+                self._print(f"{step.name}: {step.state}")
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.out, flush=True)

@@ -1,0 +1,1 @@
+"""What every job measures about itself while it runs, written as ``system`` and ``gpu`` records."""
