@@ -118,7 +118,8 @@ class FileTail:
     def _split(self, data: bytes, lines: list[str]) -> None:
         parts = (self._pending + data).split(b"\n")
         self._pending = parts.pop()
-        lines.extend(_text(p) for p in parts)
+        for part in parts:
+            lines += [_text(part[i : i + MAX_LINE]) for i in range(0, max(len(part), 1), MAX_LINE)]
         while len(self._pending) > MAX_LINE:
             lines.append(_text(self._pending[:MAX_LINE]))
             self._pending = self._pending[MAX_LINE:]

@@ -1,16 +1,19 @@
 """The sampler thread: every ``interval`` seconds, one ``system`` record, and one ``gpu`` record on a CUDA rank.
 
-``system`` (every rank): ``cpu_pct`` (100 is one core), ``rss_mb``, ``read_mb_s`` and ``write_mb_s``
-of this rank's process and its children (loader or pool workers; storage bytes, as
-``/proc/PID/io`` counts them), and ``data_mb_s`` and ``data_samples_s`` the data pipeline read.
-Node-wide figures come from local rank 0 only, so a node is not counted once per GPU:
-``node_cpu_pct`` (100 is every core), ``node_mem_used_mb``, ``disk_read_mb_s`` and
+``system`` (every rank): ``interval_s`` (the seconds the rates are over); ``cpu_pct`` (100 is
+one core), ``rss_mb``, ``read_mb_s`` and ``write_mb_s`` of this rank's process and its children
+(loader or pool workers; storage bytes, as ``/proc/PID/io`` counts them; RSS summed, so pages
+shared with workers count more than once); ``data_mb_s`` and ``data_samples_s`` the data
+pipeline read. Node-wide figures come from local rank 0 only, so a node is not counted once
+per GPU: ``node_cpu_pct`` (100 is every core), ``node_mem_used_mb``, ``disk_read_mb_s`` and
 ``disk_write_mb_s`` (block devices: local SSD, not NFS or Lustre, which show as network),
 ``net_rx_mb_s`` and ``net_tx_mb_s``.
 
 ``gpu`` (see ``jobs.telemetry.gpu``): the device's memory and utilisation, and this rank's
 allocator. The thread only reads counters; it never blocks the job, and a failure to
-read one stops it with one line in the job's stderr, never the job.
+read one stops it with one line in the job's stderr, never the job. The last record, written
+as the job ends, covers the part-interval since the one before, so rates × ``interval_s``
+add up to what the job did.
 """
 
 from __future__ import annotations
@@ -80,7 +83,9 @@ class Sampler:
         if self.node_wide:
             psutil.cpu_percent()  # the first call starts psutil's own interval
         previous = self.read()
-        while not self._stop.wait(self.interval):
+        stopped = False
+        while not stopped:  # the last record covers the part-interval up to the end of the job
+            stopped = self._stop.wait(self.interval)
             started = time.thread_time()
             try:
                 current = self.read()
@@ -127,6 +132,7 @@ class Sampler:
             return max(getattr(b, name) - getattr(a, name), 0) / scale / dt
 
         record: dict[str, Any] = {
+            "interval_s": round(dt, 4),
             "cpu_pct": 100 * rate("cpu_s", 1),
             "rss_mb": b.rss / MB,
             "read_mb_s": rate("read_bytes"),
