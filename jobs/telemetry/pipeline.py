@@ -20,7 +20,7 @@ class Pipeline:
     def __init__(self) -> None:
         self._counts = multiprocessing.RawArray(ctypes.c_int64, 2 * self.SLOTS)
         self._claimed = multiprocessing.RawValue(ctypes.c_int64, 1)  # slot 0 is the process that made it
-        self._lock = multiprocessing.Lock()
+        self._lock = multiprocessing.get_context("spawn").Lock()  # a spawn-context lock also passes to spawned workers
         self._pid = os.getpid()
         self._slot = 0
 

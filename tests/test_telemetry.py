@@ -1,0 +1,250 @@
+"""What jobs measure about themselves, and following a real run with ``logs``, ``metrics`` and ``watch``."""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import json
+import multiprocessing
+import os
+import re
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from jobs.metrics import MetricsWriter
+from jobs.rundir import RunPaths
+from jobs.telemetry.pipeline import Pipeline
+from jobs.telemetry.sampler import Sampler
+from tests.conftest import REPO, run_cli, train_section
+
+HEADER = re.compile(r"^==> job (\S+) rank (\d+) \((out|err)\) <==$")
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "app.cli", *args]
+
+
+def run_in_pty(args: list[str], result: dict[str, Any]) -> None:
+    """Runs ``args`` on a real terminal of 140×40, as a person would; keeps everything it drew."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 140, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "140", "LINES": "40"}
+    proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=REPO, close_fds=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the terminal's other side closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    result["code"] = proc.wait()
+    result["screen"] = b"".join(chunks).decode(errors="replace")
+
+
+def jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_real_training_run_followed_by_logs_metrics_and_watch(sample_shards: Path, tmp_path: Path, home: Path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('name = "followed"\n[telemetry]\ninterval_s = 0.2\n' + train_section(sample_shards))
+    submitted = run_cli("submit", str(spec), "--json")
+    assert submitted.code == 0, submitted.err
+    run_id = json.loads(submitted.out)["run_id"]
+    pipe = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    logs = subprocess.Popen(cli("logs", run_id, "--follow"), **pipe)  # type: ignore[call-overload]
+    metrics = subprocess.Popen(cli("metrics", run_id, "--follow", "--json"), **pipe)  # type: ignore[call-overload]
+    lines = subprocess.Popen(cli("watch", run_id), **pipe)  # type: ignore[call-overload]
+    screen: dict[str, Any] = {}
+    terminal = threading.Thread(target=run_in_pty, args=(cli("watch", run_id), screen))
+    terminal.start()
+    outputs = {name: p.communicate(timeout=240) for name, p in (("logs", logs), ("metrics", metrics), ("watch", lines))}
+    terminal.join(timeout=240)
+    for name, p in (("logs", logs), ("metrics", metrics), ("watch", lines)):
+        assert p.returncode == 0, (name, outputs[name][1])
+    assert screen["code"] == 0, screen["screen"][-2000:]
+    paths = RunPaths(home / "runs" / run_id)
+
+    # logs --follow: every line of every log file once, in the file's order
+    followed: dict[tuple[str, str], list[str]] = {}
+    current: list[str] = []
+    for line in outputs["logs"][0].splitlines():
+        m = HEADER.match(line)
+        if m:
+            current = followed.setdefault((m[1], m[2]), [])
+        else:
+            current.append(line)
+    files = sorted(paths.submitit.glob("*_log.out"))
+    assert files and len(followed) == len(files)
+    for file in files:
+        job_id, rank = file.name.removesuffix("_log.out").rsplit("_", 1)
+        assert followed[(job_id, rank)] == file.read_text().splitlines()
+    assert any(line.startswith("step ") for lines_ in followed.values() for line in lines_)
+
+    # metrics --follow --json: every record of every file once, each file's records in its order
+    records = [json.loads(line) for line in outputs["metrics"][0].splitlines()]
+    telemetry = sorted(paths.telemetry_dir.glob("*.jsonl"))
+    assert len(telemetry) == 1
+    assert [r for r in records if r["kind"] not in ("system", "gpu")] == jsonl(paths.metrics)
+    assert [r for r in records if r["kind"] in ("system", "gpu")] == jsonl(telemetry[0])
+    assert records == sorted(records, key=lambda r: r["time"])
+
+    # the samples: every 0.2 s, each with time, kind, node and rank; no GPU here, so no gpu record at all
+    system = [r for r in records if r["kind"] == "system"]
+    assert len(system) >= 5 and not [r for r in records if r["kind"] == "gpu"]
+    for r in system:
+        assert {"time", "node", "rank", "cpu_pct", "rss_mb", "read_mb_s", "data_mb_s", "disk_read_mb_s"} <= r.keys()
+    gaps = [b["time"] - a["time"] for a, b in itertools.pairwise(system)]
+    assert 0.15 < sorted(gaps)[len(gaps) // 2] < 0.6
+    assert max(r["cpu_pct"] for r in system) > 20  # it trains: CPU shows
+    # the pipeline's counts, summed over the samples, are what the loader workers read (not per process, not zero)
+    splits = json.loads((sample_shards / "index.json").read_text())["splits"]
+    read_samples = sum(r["data_samples_s"] * r["interval_s"] for r in system)
+    read_bytes = sum(r["data_mb_s"] * r["interval_s"] * 1e6 for r in system)
+    consumed = 2 * (splits["train"]["samples"] + splits["val"]["samples"])  # two epochs
+    assert consumed <= round(read_samples) <= 2 * consumed
+    per_sample = splits["train"]["bytes"] / splits["train"]["samples"]
+    assert 0.8 * per_sample < read_bytes / read_samples < 1.25 * per_sample
+
+    # watch, plain lines: one per train and epoch record, in order, then the run's end
+    watched = outputs["watch"][0].splitlines()
+    steps = [int(re.match(r"train step (\d+)/", line)[1]) for line in watched if line.startswith("train step")]  # type: ignore[index]
+    assert steps == [r["step"] for r in records if r["kind"] == "train"]
+    epochs = [line for line in watched if line.startswith("epoch ")]
+    assert [int(line.split(":")[0].split()[1]) for line in epochs] == [1, 2]
+    assert watched[-1] == f"run {run_id} COMPLETED"
+
+    # watch on a terminal: the live screen, its last frame at the end
+    drawn = screen["screen"]
+    assert "\x1b[" in drawn and "train steps" in drawn and "COMPLETED" in drawn
+    assert f"{steps[-1]}/{steps[-1]}" in drawn
+
+
+def test_watch_exits_with_the_runs_code_when_it_fails(sample_shards: Path, tmp_path: Path, home: Path) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text('name = "diverges"\n' + train_section(sample_shards, lr=1e12, epochs=1))
+    run_id = json.loads(run_cli("submit", str(spec), "--json").out)["run_id"]
+    watched = run_cli("watch", run_id, timeout=240)
+    assert watched.code == 1, watched.err
+    assert watched.out.splitlines()[-1] == f"run {run_id} FAILED"
+    assert run_cli("logs", run_id, "--follow", "--err").code == 1
+    shown = run_cli("metrics", run_id, "--kind", "system", "--kind", "train")
+    assert shown.code == 0 and shown.out
+    assert {line.split()[1] for line in shown.out.splitlines()} <= {"system", "train"}
+
+
+def test_bad_input_to_the_following_commands_is_named(home: Path) -> None:
+    for args in (("logs", "nope"), ("metrics", "nope"), ("watch", "nope")):
+        result = run_cli(*args)
+        assert result.code == 2 and "nope" in result.err and "Traceback" not in result.err
+    result = run_cli("logs", "x", "--rank", "-1")
+    assert result.code == 2 and "--rank" in result.err
+
+
+def _add(pipeline: Pipeline, n: int) -> None:
+    for _ in range(n):
+        pipeline.add(3)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_pipeline_counts_add_up_over_worker_processes(method: str) -> None:
+    pipeline = Pipeline()
+    pipeline.add(10, samples=2)
+    ctx = multiprocessing.get_context(method)
+    procs = [ctx.Process(target=_add, args=(pipeline, 5000)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert pipeline.totals() == (10 + 4 * 5000 * 3, 2 + 4 * 5000)
+
+
+def sample_for(tmp_path: Path, seconds: float, *, node_wide: bool = True, gpu: int | None = None) -> list[dict]:
+    out = tmp_path / "t.jsonl"
+    with Sampler(MetricsWriter(out, rank=3), Pipeline(), interval=0.05, node_wide=node_wide) as sampler:
+        if gpu is not None:
+            sampler.watch_gpu(gpu)
+        time.sleep(seconds)
+    return jsonl(out) if out.exists() else []
+
+
+def test_without_a_gpu_there_are_no_gpu_records_and_node_figures_come_from_local_rank_0(tmp_path: Path) -> None:
+    assert not torch.cuda.is_available()
+    records = sample_for(tmp_path, 0.4, gpu=0)
+    assert {r["kind"] for r in records} == {"system"} and len(records) >= 4
+    assert all(r["rank"] == 3 and "disk_read_mb_s" in r and "net_rx_mb_s" in r for r in records)
+    other = sample_for(tmp_path / "other", 0.2, node_wide=False) if (tmp_path / "other").mkdir() is None else []
+    assert other and not any("disk_read_mb_s" in r for r in other)
+
+
+class FakeNvml(types.ModuleType):
+    """NVML as nvidia-ml-py exposes it, for one 80 GB GPU; the only part of the GPU path that is faked."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self) -> None:
+        super().__init__("pynvml")
+        self.asked: list[str] = []
+
+    def nvmlInit(self) -> None:
+        pass
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> str:
+        self.asked.append(uuid)
+        return "handle-0"
+
+    def nvmlDeviceGetMemoryInfo(self, handle: str) -> Any:
+        assert handle == "handle-0"
+        return types.SimpleNamespace(used=30 * 2**30, total=80 * 2**30, free=50 * 2**30)
+
+    def nvmlDeviceGetUtilizationRates(self, handle: str) -> Any:
+        return types.SimpleNamespace(gpu=87, memory=40)
+
+
+def test_gpu_records_from_nvml_and_the_allocator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nvml = FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    # the CUDA runtime is absent here: torch's side of the boundary answers as it would on device 1
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid="a1b2-c3"))
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda i: 20 * 2**20 * (i + 1))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda i: 24 * 2**20 * (i + 1))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda i: 22 * 2**20 * (i + 1))
+    records = sample_for(tmp_path, 0.3, gpu=1)
+    gpus = [r for r in records if r["kind"] == "gpu"]
+    assert nvml.asked == ["GPU-a1b2-c3"]
+    assert len(gpus) >= 3 and len(gpus) == len([r for r in records if r["kind"] == "system"])
+    g = gpus[-1]
+    assert (g["gpu"], g["rank"], g["used_mb"], g["total_mb"], g["util_pct"]) == (1, 3, 30 * 1024, 80 * 1024, 87)
+    assert (g["allocated_mb"], g["reserved_mb"], g["peak_mb"]) == (40, 48, 44)
+
+
+def test_nvml_missing_leaves_the_allocators_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = FakeNvml()
+
+    def no_driver() -> None:
+        raise FakeNvml.NVMLError("NVML Shared Library Not Found")
+
+    broken.nvmlInit = no_driver  # type: ignore[method-assign]
+    monkeypatch.setitem(sys.modules, "pynvml", broken)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid="x"))
+    for name in ("memory_allocated", "memory_reserved", "max_memory_allocated"):
+        monkeypatch.setattr(torch.cuda, name, lambda i: 2**20)
+    gpus = [r for r in sample_for(tmp_path, 0.2, gpu=0) if r["kind"] == "gpu"]
+    assert gpus and all("used_mb" not in g and g["allocated_mb"] == 1 for g in gpus)
