@@ -183,6 +183,16 @@ def test_two_tasks_train_as_one_ddp_job(sample_shards: Path, tmp_path: Path, hom
     n = staged[-1]["files_total"]
     assert f"stage: {n}/{n} shards ready" in logs[0].read_text() and "stage" not in logs[1].read_text()
     assert not list((ssd / "clusterdeck").iterdir())  # keep = false: the job removed its copies
+    # telemetry: one file per task, node-wide figures from local rank 0 only; logs of one rank
+    for rank in (0, 1):
+        samples = [json.loads(x) for x in (Path(view["path"]) / "telemetry" / f"{job_id}_{rank}.jsonl").open()]
+        assert samples and {r["kind"] for r in samples} == {"system"} and {r["rank"] for r in samples} == {rank}
+        assert all(("disk_read_mb_s" in r) == (rank == 0) for r in samples)
+    rank1 = run_cli("logs", view["run_id"], "--rank", "1")
+    assert rank1.code == 0 and rank1.out.splitlines() == [
+        f"==> job {job_id} rank 1 (out) <==",
+        *logs[1].read_text().splitlines(),
+    ]
 
 
 def test_a_train_job_at_its_time_limit_requeues_and_resumes(sample_shards: Path, tmp_path: Path, home: Path) -> None:
