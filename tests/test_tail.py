@@ -12,7 +12,7 @@ from jobs.records import Attempt, JobRef, RunRecord, StepRecord, save_record
 from jobs.rundir import RunPaths
 from jobs.tail.access import LocalFiles
 from jobs.tail.filetail import CHUNK, MAX_LINE, FileTail
-from jobs.tail.run import RunLogs, RunMetrics
+from jobs.tail.run import MAX_OPEN, RunLogs, RunMetrics
 
 
 def follow_until(tail: FileTail, done: threading.Event) -> list[str]:
@@ -75,8 +75,8 @@ def test_a_replaced_file_is_read_to_its_end_before_the_new_one(tmp_path: Path) -
     fresh = tmp_path / "fresh"
     fresh.write_text("new 1\nnew 2\n")
     os.replace(fresh, log)
-    assert tail.poll() == ["old 2", "old 3 without newline", "new 1", "new 2"]
-    assert tail.restarts == 1
+    assert tail.poll() + tail.poll() == ["old 2", "old 3 without newline", "new 1", "new 2"]
+    assert tail.restarts == 1 and tail.poll() == []
     log.unlink()  # removed: nothing more, and no error
     assert tail.poll() == []
 
@@ -184,3 +184,27 @@ def test_run_metrics_merge_files_by_time_keeping_each_files_order_and_filter_kin
     assert metrics.poll() == [{"time": 5, "kind": "gpu"}]
     only = RunMetrics(paths, kinds={"train"})
     assert [r["step"] for r in only.poll()] == [1, 2]
+
+
+def test_many_files_share_one_budget_and_few_stay_open(tmp_path: Path) -> None:
+    paths = _run_with_jobs(tmp_path, [(str(1000 + k), ["main"]) for k in range(150)])
+    for k in range(150):
+        (paths.submitit / f"{1000 + k}_0_log.out").write_text("".join(f"job {k} line {i}\n" for i in range(2000)))
+    logs = RunLogs(paths, budget=CHUNK)
+    got: list[str] = []
+    polls = 0
+    while True:
+        lines = logs.poll()
+        polls += 1
+        got += [line for _, line in lines]
+        assert sum(t.is_open for t in logs.files.tails.values()) <= MAX_OPEN
+        if not logs.more:
+            break
+    assert got == [f"job {k} line {i}" for k in range(150) for i in range(2000)]
+    assert polls > 4  # 5 MB in budgets of 1 MiB
+    first = logs.files.tails[str(paths.submitit / "1000_0_log.out")]
+    assert not first.is_open  # closed as idle, its place kept
+    with open(paths.submitit / "1000_0_log.out", "a") as f:
+        f.write("job 0 more\n")
+    (paths.submitit / "1149_0_log.out").write_text("job 149 anew\n")  # rewritten while closed: from the start
+    assert sorted(line for _, line in logs.poll()) == ["job 0 more", "job 149 anew"]

@@ -1,7 +1,8 @@
 """The only way the readers touch files: open, stat and list, so the same readers can run over SFTP.
 
 ``LocalFiles`` is the local filesystem. A remote implementation (paramiko's SFTP client has
-the same operations) gives the readers a run directory on a login node.
+the same operations: ``open``, ``stat`` on the open file, ``listdir``) gives the readers a run
+directory on a login node.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Protocol
 class FileStat:
     size: int
     identity: object = None
-    """Same value while the path names the same file (inode and device); None where it cannot be known."""
+    """Same value while the path names the same file (device and inode); None where it cannot be known."""
 
 
 class Handle(Protocol):
@@ -26,12 +27,8 @@ class Handle(Protocol):
 
 
 class FileAccess(Protocol):
-    def open(self, path: str) -> Handle:
-        """An open file for reading; FileNotFoundError when there is none."""
-        ...
-
-    def stat(self, path: str) -> FileStat:
-        """FileNotFoundError when there is no such file."""
+    def open(self, path: str) -> tuple[Handle, FileStat]:
+        """The file open for reading, with its size and identity then; FileNotFoundError when there is none."""
         ...
 
     def list(self, directory: str, pattern: str) -> list[str]:
@@ -40,12 +37,10 @@ class FileAccess(Protocol):
 
 
 class LocalFiles:
-    def open(self, path: str) -> Handle:
-        return open(path, "rb", buffering=0)
-
-    def stat(self, path: str) -> FileStat:
-        st = os.stat(path)
-        return FileStat(st.st_size, (st.st_dev, st.st_ino))
+    def open(self, path: str) -> tuple[Handle, FileStat]:
+        f = open(path, "rb", buffering=0)  # noqa: SIM115 -- the caller keeps it open across polls
+        st = os.fstat(f.fileno())
+        return f, FileStat(st.st_size, (st.st_dev, st.st_ino))
 
     def list(self, directory: str, pattern: str) -> list[str]:
         try:
@@ -53,3 +48,15 @@ class LocalFiles:
         except FileNotFoundError:
             return []
         return sorted(os.path.join(directory, n) for n in fnmatch.filter(names, pattern))
+
+
+def read_all(access: FileAccess, path: str, chunk: int = 1 << 16) -> bytes:
+    """A small file (a run record) whole."""
+    handle, _ = access.open(path)
+    try:
+        parts = []
+        while data := handle.read(chunk):
+            parts.append(data)
+        return b"".join(parts)
+    finally:
+        handle.close()

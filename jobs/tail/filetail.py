@@ -3,17 +3,23 @@
 A poll reads at most ``budget`` bytes and returns the lines they complete; ``more`` says the
 file has more already (call again). A partial last line waits for its newline, unless the
 poll is ``final`` (the writer is done). A line longer than ``MAX_LINE`` is cut, never held
-whole. When the path comes to name another file (log rotation, a job requeued without
-append mode) the old file is read to its end first, then the new one from its start; when
-the file is cut short or rewritten in place (its first bytes changed), reading starts again
-from the start. Either way ``restarts`` counts it.
+whole.
+
+The file stays open between polls, so when the path comes to name another file (log
+rotation, a job requeued without append mode) the old one is read to its end first. When a
+poll finds nothing new, the path is opened afresh: that shows a replacement, and on NFS it
+makes the client fetch the file's current size (close-to-open consistency). A file cut
+short or rewritten in place (its first bytes changed) is read again from its start.
+``restarts`` counts both. ``close`` gives the handle back and keeps the place: the next
+poll opens the path again and goes on, or starts over if it is another file now.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 
-from jobs.tail.access import FileAccess, Handle
+from jobs.tail.access import FileAccess, FileStat, Handle
 
 CHUNK = 1 << 20
 MAX_LINE = 1 << 20
@@ -22,25 +28,45 @@ HEAD = 256
 
 
 class FileTail:
-    def __init__(self, access: FileAccess, path: str, offset: int = 0) -> None:
+    def __init__(self, access: FileAccess, path: str) -> None:
         self.access = access
         self.path = path
-        self.offset = offset
+        self.offset = 0
         self.restarts = 0
         self.more = False
+        self.active = 0.0
+        """When a poll last found something (monotonic), so a reader of many files can close idle ones."""
         self._handle: Handle | None = None
         self._identity: object = None
         self._head = b""
         self._pending = b""
+        self.error = ""
+        """Why the last poll could not read the file, or empty."""
+
+    @property
+    def is_open(self) -> bool:
+        return self._handle is not None
 
     def poll(self, final: bool = False, budget: int = 4 * CHUNK) -> list[str]:
         lines: list[str] = []
-        if self._handle is None and not self._open():
-            return lines
-        budget = self._follow_path(lines, budget)
-        self.more = self._read(lines, budget)
+        self.more = False
+        try:
+            if self._handle is None:
+                self._reopen(lines)
+            if self._handle is not None:
+                if not self._same_head():
+                    self._start_over(lines)
+                self.more = self._read(lines, budget)
+                if not lines and not self.more and self._reopen(lines):  # nothing new: still the same file?
+                    self.more = self._read(lines, budget)
+            self.error = ""
+        except OSError as exc:  # unreadable now (permissions, a stale NFS handle): say so, try again next poll
+            self.close()
+            self.error = f"{self.path}: {exc.strerror or exc}"
         if final and not self.more:
             self._flush(lines)
+        if lines:
+            self.active = time.monotonic()
         return lines
 
     def close(self) -> None:
@@ -49,49 +75,41 @@ class FileTail:
                 self._handle.close()
             self._handle = None
 
-    def _open(self) -> bool:
+    def _reopen(self, lines: list[str]) -> bool:
+        """Opens the path again; True if it is another file than the one being read (now being read instead)."""
         try:
-            identity = self.access.stat(self.path).identity
-            self._handle = self.access.open(self.path)
+            handle, stat = self.access.open(self.path)
         except FileNotFoundError:
+            return False  # removed: what is left of the open file can still be read
+        old = self._handle
+        if self._identity is None and old is None and not self._head:  # the first open
+            self._handle, self._identity = handle, stat.identity
             return False
-        self._identity = identity
-        self._head = self._read_head(self._handle, min(self.offset, HEAD))
+        if self._same_file(handle, stat):
+            self.close()
+            self._handle = handle  # the fresh handle: on NFS, it sees the file's current size
+            if stat.size < self.offset:
+                self._start_over(lines)  # cut short in place
+                return True
+            return False
+        self._flush(lines)  # another file: the old one was read to its end (or is gone)
+        self.close()
+        self._handle, self._identity = handle, stat.identity
+        self.offset, self._head, self.restarts = 0, b"", self.restarts + 1
         return True
 
-    def _follow_path(self, lines: list[str], budget: int) -> int:
-        """Notices a replaced, truncated or rewritten file; returns the budget left."""
-        try:
-            now = self.access.stat(self.path)
-        except FileNotFoundError:
-            return budget  # removed: what is left of it can still be read through the open handle
-        replaced = now.identity is not None and self._identity is not None and now.identity != self._identity
-        if replaced:
-            more = self._read(lines, budget)  # the old file's last lines, written before it was replaced
-            if more:
-                return 0  # the rest next poll, still before switching
-        elif now.size >= self.offset and self._same_head(now.identity is not None):
-            return budget
-        self._flush(lines)
-        self.close()
-        self.offset, self._head, self.restarts = 0, b"", self.restarts + 1
-        self._open()
-        return budget
+    def _same_file(self, handle: Handle, stat: FileStat) -> bool:
+        if stat.identity is not None and self._identity is not None:
+            return bool(stat.identity == self._identity)
+        return self._read_head(handle, len(self._head)) == self._head  # no identity (SFTP): its first bytes
 
-    def _same_head(self, same_file: bool) -> bool:
-        if not self._head:
-            return True
-        if same_file:
-            assert self._handle is not None
-            return self._read_head(self._handle, len(self._head)) == self._head
-        try:  # no identity (SFTP): the path's own first bytes tell whether it is still the file being read
-            handle = self.access.open(self.path)
-        except FileNotFoundError:
-            return True
-        try:
-            return self._read_head(handle, len(self._head)) == self._head
-        finally:
-            handle.close()
+    def _same_head(self) -> bool:
+        assert self._handle is not None
+        return not self._head or self._read_head(self._handle, len(self._head)) == self._head
+
+    def _start_over(self, lines: list[str]) -> None:
+        self._flush(lines)
+        self.offset, self._head, self.restarts = 0, b"", self.restarts + 1
 
     @staticmethod
     def _read_head(handle: Handle, size: int) -> bytes:

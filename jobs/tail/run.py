@@ -1,8 +1,11 @@
 """Following a whole run: every job's log files (attempts, requeues, array tasks, ranks) and every metrics file.
 
 Files are found afresh on each poll (a requeue or resume adds jobs), through the run record
-and a listing of the submitit folder, and each is followed by its own ``FileTail``. Lines
-come in file order; metrics records of several files are merged by time, each file's own
+and a listing of the submitit folder, and each is followed by its own ``FileTail``. One poll
+reads at most ``budget`` bytes over all files, going on next time from the file where it
+stopped, and at most ``MAX_OPEN`` files stay open (the least recently active are closed and
+reopened when read again), so a 1,000-task array costs neither memory nor file descriptors.
+Lines come file by file; metrics records of one poll are merged by time, each file's own
 order kept.
 """
 
@@ -16,9 +19,10 @@ from typing import Any
 
 from jobs.records import RunRecord
 from jobs.rundir import RunPaths
-from jobs.tail.access import FileAccess, LocalFiles
-from jobs.tail.filetail import FileTail
+from jobs.tail.access import FileAccess, LocalFiles, read_all
+from jobs.tail.filetail import CHUNK, FileTail
 
+MAX_OPEN = 64
 _LOG_NAME = re.compile(r"^(?P<job>.+)_(?P<rank>\d+)_log\.(?P<stream>out|err)$")
 
 
@@ -32,30 +36,12 @@ class LogFile:
     """``out`` or ``err``."""
 
 
-def read_small(access: FileAccess, path: str, limit: int = 16 << 20) -> bytes:
-    handle = access.open(path)
-    try:
-        return handle.read(limit)
-    finally:
-        handle.close()
-
-
-def job_ids(access: FileAccess, paths: RunPaths) -> list[str]:
-    """Every job of the run, in submission order (all attempts of every step)."""
-    record = RunRecord.model_validate_json(read_small(access, str(paths.record)))
-    ordered: list[str] = []
-    for step in record.steps:
-        for attempt in step.attempts:
-            for job in attempt.jobs:
-                if job.job_id not in ordered:
-                    ordered.append(job.job_id)
-    return ordered
-
-
 def log_files(access: FileAccess, paths: RunPaths, *, err: bool = False, rank: int | None = None) -> list[LogFile]:
+    """Every log file of the run: jobs in submission order (all attempts of every step), then tasks and ranks."""
+    record = RunRecord.model_validate_json(read_all(access, str(paths.record)))
     stream = "err" if err else "out"
     found: list[LogFile] = []
-    for job_id in job_ids(access, paths):
+    for job_id in dict.fromkeys(record.job_ids()):
         mine = []
         for path in access.list(str(paths.submitit), paths.log_glob(job_id, stream)):
             m = _LOG_NAME.match(path.rsplit("/", 1)[-1])
@@ -65,59 +51,104 @@ def log_files(access: FileAccess, paths: RunPaths, *, err: bool = False, rank: i
     return found
 
 
-class RunLogs:
-    """New lines of every log file of a run, file by file."""
+class _Files:
+    """The tails of a changing list of files, read in turn within one budget per poll."""
 
-    def __init__(
-        self, paths: RunPaths, access: FileAccess | None = None, *, err: bool = False, rank: int | None = None
-    ) -> None:
-        self.paths = paths
-        self.access = access or LocalFiles()
-        self.err = err
-        self.rank = rank
+    def __init__(self, access: FileAccess, budget: int) -> None:
+        self.access = access
+        self.budget = budget
         self.tails: dict[str, FileTail] = {}
         self.more = False
+        self._start = 0
 
-    def poll(self, final: bool = False) -> list[tuple[LogFile, str]]:
-        out: list[tuple[LogFile, str]] = []
-        self.more = False
-        for file in log_files(self.access, self.paths, err=self.err, rank=self.rank):
-            tail = self.tails.get(file.path)
+    def poll(self, paths: list[str], final: bool) -> list[tuple[int, list[str]]]:
+        """(index in ``paths``, new lines) for each file with something new, in the order read."""
+        out: list[tuple[int, list[str]]] = []
+        left, self.more = self.budget, False
+        n = len(paths)
+        for k in range(n):
+            i = (self._start + k) % n
+            tail = self.tails.get(paths[i])
             if tail is None:
-                tail = self.tails[file.path] = FileTail(self.access, file.path)
-            out += [(file, line) for line in tail.poll(final)]
+                tail = self.tails[paths[i]] = FileTail(self.access, paths[i])
+            before = tail.offset
+            lines = tail.poll(final, budget=min(left, 4 * CHUNK))
+            left -= max(tail.offset - before, 0)
             self.more |= tail.more
+            if lines:
+                out.append((i, lines))
+            if left <= 0 and k < n - 1:  # the rest next poll, from this file on if it has more
+                self._start, self.more = (i if tail.more else (i + 1) % n), True
+                break
+        self._close_idle()
         return out
+
+    def _close_idle(self) -> None:
+        opened = [t for t in self.tails.values() if t.is_open]
+        for tail in sorted(opened, key=lambda t: t.active)[: max(len(opened) - MAX_OPEN, 0)]:
+            tail.close()
 
     def close(self) -> None:
         for tail in self.tails.values():
             tail.close()
 
 
-class RunMetrics:
-    """New records of ``metrics.jsonl`` and every telemetry file, merged by time; ``kinds`` filters them."""
+class RunLogs:
+    """New lines of every log file of a run, file by file."""
 
-    def __init__(self, paths: RunPaths, access: FileAccess | None = None, *, kinds: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        paths: RunPaths,
+        access: FileAccess | None = None,
+        *,
+        err: bool = False,
+        rank: int | None = None,
+        budget: int = 8 * CHUNK,
+    ) -> None:
+        self.paths = paths
+        self.access = access or LocalFiles()
+        self.err = err
+        self.rank = rank
+        self.files = _Files(self.access, budget)
+
+    @property
+    def more(self) -> bool:
+        return self.files.more
+
+    def poll(self, final: bool = False) -> list[tuple[LogFile, str]]:
+        files = log_files(self.access, self.paths, err=self.err, rank=self.rank)
+        found = self.files.poll([f.path for f in files], final)
+        return [(files[i], line) for i, lines in found for line in lines]
+
+    def close(self) -> None:
+        self.files.close()
+
+
+class RunMetrics:
+    """New records of ``metrics.jsonl`` and every telemetry file; ``kinds`` filters them."""
+
+    def __init__(
+        self,
+        paths: RunPaths,
+        access: FileAccess | None = None,
+        *,
+        kinds: set[str] | None = None,
+        budget: int = 8 * CHUNK,
+    ) -> None:
         self.paths = paths
         self.access = access or LocalFiles()
         self.kinds = kinds
-        self.tails: dict[str, FileTail] = {}
+        self.files = _Files(self.access, budget)
         self.skipped = 0
         """Lines that were not JSON objects (none, unless something else wrote to the files)."""
-        self.more = False
 
-    def files(self) -> list[str]:
-        return [str(self.paths.metrics), *self.access.list(str(self.paths.telemetry_dir), "*.jsonl")]
+    @property
+    def more(self) -> bool:
+        return self.files.more
 
     def poll(self, final: bool = False) -> list[dict[str, Any]]:
-        batches: list[list[dict[str, Any]]] = []
-        self.more = False
-        for path in self.files():
-            tail = self.tails.get(path)
-            if tail is None:
-                tail = self.tails[path] = FileTail(self.access, path)
-            batches.append(self._parse(tail.poll(final)))
-            self.more |= tail.more
+        paths = [str(self.paths.metrics), *self.access.list(str(self.paths.telemetry_dir), "*.jsonl")]
+        batches = [self._parse(lines) for _, lines in self.files.poll(paths, final)]
         return list(heapq.merge(*batches, key=lambda r: r.get("time", 0.0)))
 
     def _parse(self, lines: list[str]) -> list[dict[str, Any]]:
@@ -137,5 +168,4 @@ class RunMetrics:
         return records
 
     def close(self) -> None:
-        for tail in self.tails.values():
-            tail.close()
+        self.files.close()
