@@ -146,7 +146,7 @@ def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
-def _exit_for(state: str) -> int:
+def exit_for(state: str) -> int:
     return EXIT_OK if state == "COMPLETED" else EXIT_FAILED
 
 
@@ -170,7 +170,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     else:
         print(f"run {view.run_id} {view.state}")
         _print_failures(view)
-    return _exit_for(view.state)
+    return exit_for(view.state)
 
 
 def _progress_printer() -> Callable[[RunView], None]:
@@ -264,7 +264,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     for name, where in view.outputs.items():
         for key, value in where.items():
             print(f"output   {name}.{key}: {value}")
-    return _exit_for(view.state) if view.ended else EXIT_OK
+    return exit_for(view.state) if view.ended else EXIT_OK
 
 
 def _print_attempts(step: Any) -> None:

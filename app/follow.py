@@ -14,17 +14,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from app.cli import EXIT_OK, exit_for
+
 if TYPE_CHECKING:
     from jobs.rundir import RunPaths
     from jobs.status import RunView
 
 FILES_S, STATE_S = 0.5, 2.0
-SETTLE_POLLS, SETTLE_MAX_S = 2, 10.0
-EXIT_OK, EXIT_FAILED = 0, 1
-
-
-def exit_for(state: str) -> int:
-    return EXIT_OK if state == "COMPLETED" else EXIT_FAILED
+SETTLE_POLLS, JOBS_MAX_S, FINAL_MAX_S = 4, 60.0, 30.0
 
 
 def follow(
@@ -37,31 +34,39 @@ def follow(
     """Calls ``poll(final)`` (True when it found something) until the run ends; returns the last view.
 
     ``on_view`` gets each fresh view of the run. Without ``keep_going``, reads what is there now
-    and returns None.
+    and returns None. After the run has ended: until the scheduler no longer has its jobs (they
+    print after their status says done), then until the files are quiet for ``SETTLE_POLLS``.
     """
     from jobs.status import view_run
 
     if not keep_going:
-        while poll(True):
-            pass
+        _drain(poll)
         return None
-    checked, view = 0.0, None
+    checked, view, ended_at = 0.0, None, 0.0
     while True:
         if time.monotonic() - checked >= STATE_S:
             view, checked = view_run(paths), time.monotonic()
             if on_view is not None:
                 on_view(view)
             if view.ended:
-                break
+                ended_at = ended_at or time.monotonic()
+                if not view.jobs_alive or time.monotonic() - ended_at > JOBS_MAX_S:
+                    break
         if not poll(False):
             time.sleep(FILES_S)
-    quiet, deadline = 0, time.monotonic() + SETTLE_MAX_S
-    while quiet < SETTLE_POLLS and time.monotonic() < deadline:
+    quiet = 0
+    while quiet < SETTLE_POLLS:
         quiet = 0 if poll(False) else quiet + 1
         time.sleep(FILES_S)
-    while poll(True):
-        pass
+    _drain(poll)
     return view
+
+
+def _drain(poll: Callable[[bool], bool]) -> None:
+    """Reads to the end, partial last lines included; a writer that never stops is left after FINAL_MAX_S."""
+    deadline = time.monotonic() + FINAL_MAX_S
+    while poll(True) and time.monotonic() < deadline:
+        pass
 
 
 def cmd_logs(args: argparse.Namespace, paths: RunPaths) -> int:
@@ -116,27 +121,26 @@ def _short(value: Any) -> str:
 
 def cmd_watch(args: argparse.Namespace, paths: RunPaths) -> int:
     from app.watch import LineReporter, Screen
-    from jobs.status import view_run
     from jobs.tail.live import LiveRun
     from jobs.tail.run import RunMetrics
 
     metrics, live = RunMetrics(paths), LiveRun()
-    current = [view_run(paths)]
+    current: list[RunView] = []  # follow() gives the first view before the first poll
     out: LineReporter | Screen = Screen() if sys.stdout.isatty() else LineReporter(sys.stdout)
 
     def poll(final: bool) -> bool:
         records = metrics.poll(final)
         for record in records:
             live.add(record)
-            out.record(record, current[0])
-        out.show(current[0], live)
+            out.record(record, current[-1])
+        out.show(current[-1], live)
         return bool(records) or metrics.more
 
     def on_view(view: RunView) -> None:
-        current[0] = view
+        current[:] = [view]
         out.show(view, live)
 
     with out:
         follow(paths, poll, keep_going=True, on_view=on_view)
     metrics.close()
-    return exit_for(current[0].state)
+    return exit_for(current[-1].state)

@@ -93,7 +93,7 @@ def render(view: RunView, live: LiveRun) -> RenderableType:
             f"top-1 {e.get('top1', 0):.2%}  top-5 {e.get('top5', 0):.2%}  "
             f"val loss {e.get('val_loss', 0):.4f}  (epoch {e.get('epoch', '-')})",
         )
-    for (node, rank), s in sorted(live.system.items()):
+    for (node, rank), s in live.current(live.system):
         text = (
             f"CPU {s['cpu_pct']:.0f}%  RSS {s['rss_mb'] / 1e3:.1f} GB  read {s['read_mb_s']:.0f} MB/s  "
             f"data {s['data_mb_s']:.1f} MB/s {s['data_samples_s']:.0f} samples/s"
@@ -104,7 +104,7 @@ def render(view: RunView, live: LiveRun) -> RenderableType:
                 f"net rx {s['net_rx_mb_s']:.1f} tx {s['net_tx_mb_s']:.1f} MB/s"
             )
         grid.add_row(f"{node} rank {rank}", "", text)
-    for (node, rank, gpu), g in sorted(live.gpus.items()):
+    for (node, rank, gpu), g in live.current(live.gpus):
         if "total_mb" in g:
             bar: RenderableType = _bar(g["used_mb"], g["total_mb"])
             text = f"{g['used_mb'] / 1e3:.1f}/{g['total_mb'] / 1e3:.1f} GB  util {g['util_pct']:.0f}%  "

@@ -91,10 +91,17 @@ def _failed(save: Any, step: str, part: str, message: str) -> None:
 
 
 def _sampler(paths: RunPaths, spec: RunSpec, world: World, attempt: int) -> Sampler:
-    """This task's telemetry thread, writing to its own file (see ``jobs.rundir``)."""
-    paths.telemetry_dir.mkdir(exist_ok=True)
+    """This task's telemetry thread, writing to its own file (see ``jobs.rundir``); never a reason to fail."""
+    interval, pipeline = spec.telemetry.interval_s, None
+    if interval > 0:
+        try:
+            paths.telemetry_dir.mkdir(exist_ok=True)
+            pipeline = Pipeline()  # shared memory and a semaphore: a container may have neither
+        except OSError as exc:
+            print(f"[clusterdeck] telemetry off: {exc}", file=sys.stderr, flush=True)
+            interval = 0
     writer = MetricsWriter(paths.telemetry(world.job_id, world.rank), rank=world.rank, attempt=attempt)
-    return Sampler(writer, Pipeline(), interval=spec.telemetry.interval_s, node_wide=world.local_rank == 0)
+    return Sampler(writer, pipeline, interval=interval, node_wide=world.local_rank == 0)
 
 
 def _dispatch(

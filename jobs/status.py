@@ -48,6 +48,8 @@ class PartView:
     progress: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     """Earlier starts of this part in the same attempt (requeues): job_id, node, state, resumed_from_step, times."""
+    job_alive: bool = False
+    """The scheduler still has the part's job (a part can be done while its job is still finishing)."""
 
 
 @dataclass
@@ -88,6 +90,10 @@ class RunView:
     @property
     def ended(self) -> bool:
         return all(s.ended for s in self.steps)
+
+    @property
+    def jobs_alive(self) -> bool:
+        return any(p.job_alive for s in self.steps for p in s.parts)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -153,6 +159,7 @@ def _attempt_view(
                     else (str(status.exit_code) if status and status.exit_code is not None else ""),
                     progress=dict(status.progress) if status else {},
                     history=[h.model_dump() for h in status.history] if status else [],
+                    job_alive=js is not None and not js.terminal and js.state != "EXITED",
                 )
             )
     state = min((p.state for p in parts), key=PRECEDENCE.index, default="PENDING")

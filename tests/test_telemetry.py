@@ -101,11 +101,11 @@ def test_a_real_training_run_followed_by_logs_metrics_and_watch(sample_shards: P
     assert len(telemetry) == 1
     assert [r for r in records if r["kind"] not in ("system", "gpu")] == jsonl(paths.metrics)
     assert [r for r in records if r["kind"] in ("system", "gpu")] == jsonl(telemetry[0])
-    assert records == sorted(records, key=lambda r: r["time"])
 
-    # the samples: every 0.2 s, each with time, kind, node and rank; no GPU here, so no gpu record at all
+    # the samples: every 0.2 s, each with time, kind, node and rank; without a GPU, no gpu record at all
     system = [r for r in records if r["kind"] == "system"]
-    assert len(system) >= 5 and not [r for r in records if r["kind"] == "gpu"]
+    assert len(system) >= 5
+    assert bool([r for r in records if r["kind"] == "gpu"]) == torch.cuda.is_available()
     for r in system:
         assert {"time", "node", "rank", "cpu_pct", "rss_mb", "read_mb_s", "data_mb_s", "disk_read_mb_s"} <= r.keys()
     gaps = [b["time"] - a["time"] for a, b in itertools.pairwise(system)]
@@ -132,6 +132,18 @@ def test_a_real_training_run_followed_by_logs_metrics_and_watch(sample_shards: P
     drawn = screen["screen"]
     assert "\x1b[" in drawn and "train steps" in drawn and "COMPLETED" in drawn
     assert f"{steps[-1]}/{steps[-1]}" in drawn
+
+    # none of the three loads torch (or numpy, webdataset, textual): they start fast on a login node
+    probe = (
+        "import sys, io, contextlib; from app.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    codes = [main([c, '{run_id}']) for c in ('logs', 'metrics', 'watch')]\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'webdataset', "
+        "'numpy', 'textual'))\n"
+        "print(codes, heavy)"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert proc.stdout.strip() == "[0, 0, 0] []", proc.stderr
 
 
 def test_watch_exits_with_the_runs_code_when_it_fails(sample_shards: Path, tmp_path: Path, home: Path) -> None:
@@ -160,7 +172,7 @@ def _add(pipeline: Pipeline, n: int) -> None:
         pipeline.add(3)
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_pipeline_counts_add_up_over_worker_processes(method: str) -> None:
     pipeline = Pipeline()
     pipeline.add(10, samples=2)
@@ -175,15 +187,16 @@ def test_pipeline_counts_add_up_over_worker_processes(method: str) -> None:
 
 def sample_for(tmp_path: Path, seconds: float, *, node_wide: bool = True, gpu: int | None = None) -> list[dict]:
     out = tmp_path / "t.jsonl"
-    with Sampler(MetricsWriter(out, rank=3), Pipeline(), interval=0.05, node_wide=node_wide) as sampler:
-        if gpu is not None:
-            sampler.watch_gpu(gpu)
+    sampler = Sampler(MetricsWriter(out, rank=3), Pipeline(), interval=0.05, node_wide=node_wide)
+    if gpu is not None:
+        sampler.watch_gpu(gpu)
+    with sampler:
         time.sleep(seconds)
     return jsonl(out) if out.exists() else []
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="what a CPU-only node writes")
 def test_without_a_gpu_there_are_no_gpu_records_and_node_figures_come_from_local_rank_0(tmp_path: Path) -> None:
-    assert not torch.cuda.is_available()
     records = sample_for(tmp_path, 0.4, gpu=0)
     assert {r["kind"] for r in records} == {"system"} and len(records) >= 4
     assert all(r["rank"] == 3 and "disk_read_mb_s" in r and "net_rx_mb_s" in r for r in records)
@@ -230,8 +243,14 @@ def test_gpu_records_from_nvml_and_the_allocator(tmp_path: Path, monkeypatch: py
     assert nvml.asked == ["GPU-a1b2-c3"]
     assert len(gpus) >= 3 and len(gpus) == len([r for r in records if r["kind"] == "system"])
     g = gpus[-1]
-    assert (g["gpu"], g["rank"], g["used_mb"], g["total_mb"], g["util_pct"]) == (1, 3, 30 * 1024, 80 * 1024, 87)
-    assert (g["allocated_mb"], g["reserved_mb"], g["peak_mb"]) == (40, 48, 44)
+    assert (g["gpu"], g["rank"], g["used_mb"], g["total_mb"], g["util_pct"]) == (
+        1,
+        3,
+        30 * 2**30 / 1e6,
+        80 * 2**30 / 1e6,
+        87,
+    )
+    assert (g["allocated_mb"], g["reserved_mb"], g["peak_mb"]) == (40 * 2**20 / 1e6, 48 * 2**20 / 1e6, 44 * 2**20 / 1e6)
 
 
 def test_nvml_missing_leaves_the_allocators_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -247,4 +266,4 @@ def test_nvml_missing_leaves_the_allocators_figures(tmp_path: Path, monkeypatch:
     for name in ("memory_allocated", "memory_reserved", "max_memory_allocated"):
         monkeypatch.setattr(torch.cuda, name, lambda i: 2**20)
     gpus = [r for r in sample_for(tmp_path, 0.2, gpu=0) if r["kind"] == "gpu"]
-    assert gpus and all("used_mb" not in g and g["allocated_mb"] == 1 for g in gpus)
+    assert gpus and all("used_mb" not in g and g["allocated_mb"] == 2**20 / 1e6 for g in gpus)

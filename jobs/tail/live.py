@@ -7,7 +7,11 @@ state come from the run's status (``jobs.status``), the figures from the records
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+K = TypeVar("K")
+STALE_S = 30.0
+"""A task whose last sample is this much older than the newest is gone (ended, or requeued elsewhere)."""
 
 
 @dataclass
@@ -23,6 +27,12 @@ class LiveRun:
     """The last ``gpu`` record of each (node, rank, gpu)."""
     stage: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The last ``stage`` record of each node."""
+    newest: float = 0.0
+    """Time of the newest ``system`` record."""
+
+    def current(self, rows: dict[K, dict[str, Any]]) -> list[tuple[K, dict[str, Any]]]:
+        """``system`` or ``gpu`` rows of the tasks still sampling, in key order."""
+        return sorted((k, r) for k, r in rows.items() if float(r.get("time", 0.0)) >= self.newest - STALE_S)
 
     def add(self, record: dict[str, Any]) -> None:
         self.records += 1
@@ -34,6 +44,7 @@ class LiveRun:
             self.epoch = record
         elif kind == "system":
             self.system[(node, rank)] = record
+            self.newest = max(self.newest, float(record.get("time", 0.0)))
         elif kind == "gpu":
             self.gpus[(node, rank, int(record.get("gpu", 0)))] = record
         elif kind == "stage":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-MB = 2**20
+MB = 1e6
 
 
 class GpuProbe:

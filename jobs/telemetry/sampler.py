@@ -18,7 +18,6 @@ add up to what the job did.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import threading
 import time
@@ -52,7 +51,7 @@ class Reading:
 
 
 class Sampler:
-    def __init__(self, writer: MetricsWriter, pipeline: Pipeline, *, interval: float, node_wide: bool) -> None:
+    def __init__(self, writer: MetricsWriter, pipeline: Pipeline | None, *, interval: float, node_wide: bool) -> None:
         self.writer = writer
         self.pipeline = pipeline
         self.interval = interval
@@ -62,12 +61,14 @@ class Sampler:
         """CPU seconds the sampler spent (bench/telemetry.py)."""
         self.samples = 0
         self._process = psutil.Process()
+        self._debt: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="clusterdeck-telemetry", daemon=True)
 
     def watch_gpu(self, index: int) -> None:
         """From now on, also sample CUDA device ``index`` (called once the rank has chosen its device)."""
-        self.gpu = GpuProbe.open(index)
+        if self.interval > 0:
+            self.gpu = GpuProbe.open(index)
 
     def __enter__(self) -> Sampler:
         if self.interval > 0:
@@ -80,41 +81,42 @@ class Sampler:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        if self.node_wide:
-            psutil.cpu_percent()  # the first call starts psutil's own interval
-        previous = self.read()
-        stopped = False
-        while not stopped:  # the last record covers the part-interval up to the end of the job
-            stopped = self._stop.wait(self.interval)
-            started = time.thread_time()
-            try:
+        try:
+            if self.node_wide:
+                psutil.cpu_percent()  # the first call starts psutil's own interval
+            previous = self.read()
+            stopped = False
+            while not stopped:  # the last record covers the part-interval up to the end of the job
+                stopped = self._stop.wait(self.interval)
+                started = time.thread_time()
                 current = self.read()
                 self.writer.write("system", **self.rates(previous, current))
                 if self.gpu is not None:
                     self.writer.write("gpu", **self.gpu.sample())
-            except Exception as exc:
-                print(f"[clusterdeck] telemetry stopped: {exc}", file=sys.stderr, flush=True)
-                return
-            previous = current
-            self.samples += 1
-            self.cost_s += time.thread_time() - started
+                previous = current
+                self.samples += 1
+                self.cost_s += time.thread_time() - started
+        except Exception as exc:
+            print(f"[clusterdeck] telemetry stopped: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
     def read(self) -> Reading:
         r = Reading(time.monotonic())
-        r.data_bytes, r.data_samples = self.pipeline.totals()
-        me = self._process
-        with me.oneshot():
-            times = me.cpu_times()
-            r.cpu_s = times.user + times.system + times.children_user + times.children_system  # reaped children
-            r.rss = me.memory_info().rss
-            io = me.io_counters()  # reaped children's I/O is in here too (Linux adds it on wait)
-            r.read_bytes, r.write_bytes = io.read_bytes, io.write_bytes
-        for child in me.children(recursive=True):
-            with contextlib.suppress(psutil.Error), child.oneshot():
-                times = child.cpu_times()
-                r.cpu_s += times.user + times.system
-                r.rss += child.memory_info().rss
-                io = child.io_counters()
+        if self.pipeline is not None:
+            r.data_bytes, r.data_samples = self.pipeline.totals()
+        for process in [self._process, *self._process.children(recursive=True)]:
+            try:
+                with process.oneshot():
+                    times = process.cpu_times()
+                    cpu = times.user + times.system
+                    if process is self._process:  # reaped children's CPU; their I/O is in io_counters (Linux)
+                        cpu += times.children_user + times.children_system
+                    rss = process.memory_info().rss
+                    io = process.io_counters() if hasattr(process, "io_counters") else None  # none on macOS
+            except psutil.Error:  # a worker that just exited: the next reading has it in its parent's figures
+                continue
+            r.cpu_s += cpu
+            r.rss += rss
+            if io is not None:
                 r.read_bytes += io.read_bytes
                 r.write_bytes += io.write_bytes
         if self.node_wide:
@@ -122,14 +124,19 @@ class Sampler:
             if disk is not None:
                 r.disk_read, r.disk_write = disk.read_bytes, disk.write_bytes
             net = psutil.net_io_counters()
-            r.net_rx, r.net_tx = net.bytes_recv, net.bytes_sent
+            if net is not None:
+                r.net_rx, r.net_tx = net.bytes_recv, net.bytes_sent
         return r
 
     def rates(self, a: Reading, b: Reading) -> dict[str, Any]:
         dt = max(b.time - a.time, 1e-6)
 
-        def rate(name: str, scale: float = MB) -> float:  # counters of exited, unreaped children can dip: never < 0
-            return max(getattr(b, name) - getattr(a, name), 0) / scale / dt
+        def rate(name: str, scale: float = MB) -> float:
+            # A worker exiting between two readings can make a sum dip, then jump when it is reaped: a dip is
+            # carried as a debt against the next intervals, so rates are never negative and still add up.
+            delta = getattr(b, name) - getattr(a, name) - self._debt.get(name, 0)
+            self._debt[name] = max(-delta, 0)
+            return max(delta, 0) / scale / dt
 
         record: dict[str, Any] = {
             "interval_s": round(dt, 4),
