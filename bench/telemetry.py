@@ -4,12 +4,16 @@ Real training on CPU: a ResNet-18 over a small shard set through the real loader
 process, so the sampler walks a child as it does in a job), one intra-op thread, so the two
 cores are the trainer's and the worker's and the sampler has to take its time from them.
 Rounds of one epoch alternate, sampler on and off, in pairs ordered on/off then off/on so a
-drift of the machine cancels; the ratio printed is the median of the pairs' on/off ratios.
-Two ratios: images per wall second, and images per CPU second of the trainer and its worker
-(what the sampler takes shows there whatever else the VM does; wall time on a shared 2-core
-VM swings by 10 % between rounds). The sampler's own CPU time per sample is printed too.
+drift of the machine cancels; a ratio is the median of the pairs' on/off ratios.
 
-    python bench/telemetry.py [--rounds 6] [--interval 1.0] [--per-class 60] [--batch 32] [--image-size 64]
+At the default interval (1 s) the sampler's cost is far below how much one epoch's speed
+varies on a shared 2-core VM (±10 %), so the same pairs are also run at shorter intervals,
+where the cost is large enough to measure. One sample costs (1 - ratio) × the seconds of the
+epochs with the sampler / the samples taken (its wait plus its work makes the real interval
+longer than asked); at 1 s, its share of training time is that cost divided by 1 s.
+The sampler's own CPU time per sample is printed too.
+
+    python bench/telemetry.py [--pairs 5] [--intervals 1,0.05,0.01] [--per-class 60] [--batch 32]
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
 import statistics
 import tempfile
 import time
@@ -37,32 +40,27 @@ from jobs.train.shardset import train_inputs
 
 
 def one_epoch(job: Job, sampler: Sampler | None) -> tuple[float, float]:
-    """(images per wall second, images per CPU second of the trainer and its loader worker)."""
+    """(images per second, seconds) of one epoch, the sampler running throughout when given."""
     trainer = Trainer(job)
     with contextlib.redirect_stdout(io.StringIO()):
-        cpu, started = _cpu_s(), time.perf_counter()
+        started = time.perf_counter()
         with sampler or contextlib.nullcontext():
             trainer.train_one_epoch()
-        seconds, cpu = time.perf_counter() - started, _cpu_s() - cpu
-    images = trainer.steps * job.cfg.batch_size
-    return images / seconds, images / cpu
-
-
-def _cpu_s() -> float:
-    t = os.times()  # the worker has been joined and reaped at the epoch's end: its time is in children_*
-    return t.user + t.system + t.children_user + t.children_system
+        seconds = time.perf_counter() - started
+    return trainer.steps * job.cfg.batch_size / seconds, seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=6, help="pairs of epochs (one with, one without)")
-    parser.add_argument("--interval", type=float, default=1.0)
+    parser.add_argument("--pairs", type=int, default=5, help="pairs of epochs (one with, one without) per interval")
+    parser.add_argument("--intervals", default="1,0.05,0.01", help="sampler intervals in seconds, the first as used")
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--per-class", type=int, default=60)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=64)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    intervals = [float(x) for x in args.intervals.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         data = make_sample_data(root / "data", args.classes, args.per_class, 1, seed=0)
@@ -104,37 +102,42 @@ def main() -> None:
             pipeline=pipeline,
         )
 
-        def sampler() -> Sampler:
+        def sampler(interval: float) -> Sampler:
             writer = MetricsWriter(root / "telemetry.jsonl")
-            return Sampler(writer, pipeline, interval=args.interval, node_wide=True)
+            return Sampler(writer, pipeline, interval=interval, node_wide=True)
 
         print(
             f"resnet18, {args.image_size} px, batch {args.batch}, {sum(s.samples for s in train)} images an epoch, "
-            f"1 loader worker, 1 thread; sampler every {args.interval:g} s"
+            "1 loader worker, 1 thread"
         )
         one_epoch(job, None)  # warm-up: allocator, kernels, page cache
-        wall, cpu, cost_s, samples = [], [], 0.0, 0
-        for r in range(args.rounds):
-            order = (True, False) if r % 2 == 0 else (False, True)
-            rates = {}
-            for on in order:
-                s = sampler() if on else None
-                rates[on] = one_epoch(job, s)
-                if s is not None:
-                    cost_s, samples = cost_s + s.cost_s, samples + s.samples
-            wall.append(rates[True][0] / rates[False][0])
-            cpu.append(rates[True][1] / rates[False][1])
+        per_sample: list[float] = []
+        measured: list[float] = []
+        for interval in intervals:
+            ratios, cost_s, samples, on_s = [], 0.0, 0, 0.0
+            for r in range(args.pairs):
+                rates = {}
+                for on in (True, False) if r % 2 == 0 else (False, True):
+                    s = sampler(interval) if on else None
+                    rates[on], seconds = one_epoch(job, s)
+                    if s is not None:
+                        cost_s, samples, on_s = cost_s + s.cost_s, samples + s.samples, on_s + seconds
+                ratios.append(rates[True] / rates[False])
+            ratio = statistics.median(ratios)
+            lost = (1 - ratio) * on_s / max(samples, 1)  # training seconds each sample cost
+            per_sample.append(lost)
+            measured.append(ratio)
             print(
-                f"pair {r + 1}: with {rates[True][0]:.1f} img/s ({rates[True][1]:.2f} img/CPU-s), "
-                f"without {rates[False][0]:.1f} img/s ({rates[False][1]:.2f} img/CPU-s); "
-                f"ratios {wall[-1]:.4f} wall, {cpu[-1]:.4f} CPU"
+                f"every {interval:g} s: images/s with / without the sampler {ratio:.4f} (median of {args.pairs} "
+                f"pairs; pairs {min(ratios):.3f}-{max(ratios):.3f}); {samples} samples, "
+                f"{cost_s / max(samples, 1) * 1e3:.2f} ms CPU each; "
+                f"{lost * 1e3:.2f} ms of training each"
             )
-    per_sample = cost_s / max(samples, 1)
+    cost, first = per_sample[-1], measured[0]
     print(
-        f"sampler: {samples} samples, {per_sample * 1e3:.2f} ms CPU each = {per_sample / args.interval:.3%} of a core"
+        f"sampler overhead at {intervals[0]:g} s: measured ratio {first:.4f} (inside this machine's noise); "
+        f"from the shortest interval, {cost * 1e3:.2f} ms a sample = {cost / intervals[0]:.3%} of training time"
     )
-    print(f"images per CPU-s with / without the sampler: {statistics.median(cpu):.4f} (median of {args.rounds} pairs)")
-    print(f"images/s with / without the sampler: {statistics.median(wall):.4f} (median of {args.rounds} pairs)")
 
 
 if __name__ == "__main__":
