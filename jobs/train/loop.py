@@ -170,6 +170,7 @@ class Trainer:
         self.progress = Progress()
         self.last_checkpoint = time.monotonic()
         self.last_epoch: dict[str, Any] = {}
+        self.images_per_s: float | None = None
         self.tensorboard = _tensorboard(job.tensorboard_dir) if d.main else None
 
     # --- checkpoints -------------------------------------------------------------------------------
@@ -285,6 +286,8 @@ class Trainer:
                 out[key] = float(self.last_epoch[key])
         if p.best_top1 >= 0:
             out["best_top1"] = p.best_top1
+        if self.images_per_s is not None:
+            out["images_per_s"] = self.images_per_s
         return out
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -398,6 +401,7 @@ class Trainer:
             f"{images / elapsed:.1f} img/s, data wait {window.wait / elapsed:.0%}",
             flush=True,
         )
+        self.images_per_s = images / elapsed
         self.job.report(self._progress())
 
     def _scalars(self, group: str, values: dict[str, Any]) -> None:

@@ -1,0 +1,96 @@
+"""One line per run, as the runs list shows it: state, progress, size, speed and best accuracy.
+
+Everything comes from the run records and the jobs' status files (``jobs.status``, one
+scheduler query for all runs) and the specs (read once per run: a spec never changes).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jobs import atomic
+from jobs.rundir import RunPaths
+from jobs.runs import list_runs
+from jobs.status import RunView, view_runs
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run_id: str
+    name: str
+    state: str
+    steps: str
+    """``shard:COMPLETED train:RUNNING``."""
+    progress: float | None
+    """0..1 of the step now running (train steps, shard files), None when nothing tells."""
+    created_at: float
+    ended_at: float | None
+    nodes: int
+    gpus: int
+    images_per_s: float | None
+    best_top1: float | None
+    path: str
+
+    @property
+    def elapsed_s(self) -> float:
+        return (self.ended_at or time.time()) - self.created_at
+
+
+class Overview:
+    """Rows of every run under a runs root; keeps each run's spec once read."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._sizes: dict[str, tuple[int, int]] = {}
+
+    def rows(self) -> list[RunRow]:
+        return [self.row(view) for view in view_runs(list_runs(self.root))]
+
+    def row(self, view: RunView) -> RunRow:
+        nodes, gpus = self._size(view)
+        progress: float | None = None
+        images_per_s = best = None
+        for step in view.steps:
+            for part in step.parts:
+                p = part.progress
+                if p.get("steps_total"):
+                    progress = p.get("step", 0.0) / p["steps_total"]
+                    images_per_s = p.get("images_per_s", images_per_s)
+                    best = p.get("best_top1", best)
+                elif p.get("shards_total") and step.state == "RUNNING":
+                    progress = p.get("shards_done", 0.0) / p["shards_total"]
+        if view.state == "COMPLETED":
+            progress = 1.0
+        return RunRow(
+            run_id=view.run_id,
+            name=view.name,
+            state=view.state,
+            steps=" ".join(f"{s.name}:{s.state}" for s in view.steps),
+            progress=progress,
+            created_at=view.created_at,
+            ended_at=view.ended_at,
+            nodes=nodes,
+            gpus=gpus,
+            images_per_s=images_per_s,
+            best_top1=best,
+            path=view.path,
+        )
+
+    def _size(self, view: RunView) -> tuple[int, int]:
+        """(nodes, GPUs) of the biggest step, as the spec asks for them."""
+        if view.run_id not in self._sizes:
+            try:
+                spec: dict[str, Any] = atomic.read_json(RunPaths(Path(view.path)).spec)
+            except (OSError, ValueError):
+                return 0, 0
+            size = (1, 0)
+            if spec.get("cluster", {}).get("executor") == "slurm":
+                for step in ("shard", "train", "evaluate"):
+                    r = (spec.get(step) or {}).get("resources") or {}
+                    nodes = int(r.get("nodes", 1))
+                    size = max(size, (nodes, nodes * int(r.get("gpus_per_node", 0))), key=lambda s: (s[1], s[0]))
+            self._sizes[view.run_id] = size
+        return self._sizes[view.run_id]
