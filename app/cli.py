@@ -115,7 +115,9 @@ def _positive(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command is None:
-        build_parser().print_help()
+        from app.tui.app import make_app
+
+        make_app(_root(args)).run()
         return EXIT_OK
     try:
         return COMMANDS[args.command](args)

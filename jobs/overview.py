@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs import atomic
+from jobs.records import load_statuses
 from jobs.rundir import RunPaths
 from jobs.runs import list_runs
 from jobs.status import RunView, view_runs
@@ -45,25 +46,14 @@ class Overview:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._sizes: dict[str, tuple[int, int]] = {}
+        self._final: dict[str, tuple[float | None, float | None, float | None]] = {}
 
     def rows(self) -> list[RunRow]:
         return [self.row(view) for view in view_runs(list_runs(self.root))]
 
     def row(self, view: RunView) -> RunRow:
         nodes, gpus = self._size(view)
-        progress: float | None = None
-        images_per_s = best = None
-        for step in view.steps:
-            for part in step.parts:
-                p = part.progress
-                if p.get("steps_total"):
-                    progress = p.get("step", 0.0) / p["steps_total"]
-                    images_per_s = p.get("images_per_s", images_per_s)
-                    best = p.get("best_top1", best)
-                elif p.get("shards_total") and step.state == "RUNNING":
-                    progress = p.get("shards_done", 0.0) / p["shards_total"]
-        if view.state == "COMPLETED":
-            progress = 1.0
+        progress, images_per_s, best = self._figures(view)
         return RunRow(
             run_id=view.run_id,
             name=view.name,
@@ -78,6 +68,32 @@ class Overview:
             best_top1=best,
             path=view.path,
         )
+
+    def _figures(self, view: RunView) -> tuple[float | None, float | None, float | None]:
+        """(progress, images/s, best top-1) from the parts' last reports; a finished run's are read once."""
+        if view.run_id in self._final:
+            return self._final[view.run_id]
+        progresses = [(s.name, s.state, p.progress) for s in view.steps for p in s.parts]
+        if view.ended and not progresses:  # the record's cached final state has no parts: their status files
+            last = {}
+            for (step, _, _), status in sorted(load_statuses(RunPaths(Path(view.path))).items()):
+                last[step] = (step, status.state, status.progress)
+            progresses = list(last.values())
+        progress: float | None = None
+        images_per_s = best = None
+        for _, state, p in progresses:
+            if p.get("steps_total"):
+                progress = p.get("step", 0.0) / p["steps_total"]
+                images_per_s = p.get("images_per_s", images_per_s)
+                best = p.get("best_top1", best)
+            elif p.get("shards_total") and state == "RUNNING":
+                progress = p.get("shards_done", 0.0) / p["shards_total"]
+        if view.state == "COMPLETED":
+            progress = 1.0
+        figures = (progress, images_per_s, best)
+        if view.ended:
+            self._final[view.run_id] = figures
+        return figures
 
     def _size(self, view: RunView) -> tuple[int, int]:
         """(nodes, GPUs) of the biggest step, as the spec asks for them."""

@@ -1,0 +1,129 @@
+"""The run detail's panels: a log tail, and curves of throughput, GPU memory, loss and accuracy.
+
+Panels hold bounded histories (``HISTORY`` points, ``LOG_LINES`` lines) and are fed by their
+screen; they never read files themselves.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Label, RichLog, Static
+
+from jobs.tail.run import LogFile
+
+HISTORY = 600
+LOG_LINES = 5000
+BLOCKS = " ▁▂▃▄▅▆▇█"
+HIGHLIGHTS = (
+    (re.compile(r"Traceback|Error\b|error:|FAILED|Killed"), "bold red"),
+    (re.compile(r"out of memory|OOM|OutOfMemory", re.I), "bold magenta"),
+    (re.compile(r"NCCL"), "yellow"),
+    (re.compile(r"\bnan\b|\binf\b", re.I), "bold red"),
+)
+
+
+class Curve(Static):
+    """One series as a line of blocks, newest on the right; ``ceiling`` fixes the top (a GPU's memory)."""
+
+    DEFAULT_CSS = "Curve { height: 2; }"
+
+    def __init__(self, title: str, unit: str = "", ceiling: float | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.title, self.unit, self.ceiling = title, unit, ceiling
+        self.values: deque[float] = deque(maxlen=HISTORY)
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+        self.refresh()
+
+    def render(self) -> Text:
+        width = max(self.size.width, 10)
+        shown = list(self.values)[-width:]
+        top = self.ceiling or max(shown, default=0.0) or 1.0
+        bars = "".join(BLOCKS[min(int(v / top * (len(BLOCKS) - 1) + 0.5), len(BLOCKS) - 1)] for v in shown)
+        last = f"{shown[-1]:.4g}" if shown else "-"
+        ceiling = f" of {self.ceiling:.4g}" if self.ceiling else f" (max {max(shown):.4g})" if shown else ""
+        return Text.assemble((f"{self.title}: {last}{self.unit}{ceiling}\n", "bold"), (bars, "green"))
+
+
+class LogPanel(Vertical):
+    """The jobs' log lines: follow or pause, a search, one rank or all, alarming lines highlighted."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lines: deque[tuple[LogFile, str]] = deque(maxlen=LOG_LINES)
+        self.search = ""
+        self.rank: int | None = None
+        self.following = True
+
+    def compose(self) -> ComposeResult:
+        yield Label(self.status(), id="log-status")
+        yield RichLog(id="log", max_lines=LOG_LINES, wrap=False, auto_scroll=True)
+
+    def status(self) -> str:
+        ranks = "all ranks" if self.rank is None else f"rank {self.rank}"
+        mode = "following" if self.following else "paused"
+        search = f" · search: {self.search}" if self.search else ""
+        return f"{mode} · {ranks}{search}"
+
+    def wanted(self, file: LogFile, line: str) -> bool:
+        return (self.rank is None or file.rank == self.rank) and (not self.search or self.search in line.lower())
+
+    def add(self, lines: Iterable[tuple[LogFile, str]]) -> None:
+        log = self.query_one(RichLog)
+        for file, line in lines:
+            self.lines.append((file, line))
+            if self.wanted(file, line):
+                log.write(highlight(line))
+
+    def redraw(self) -> None:
+        log = self.query_one(RichLog)
+        log.clear()
+        for file, line in self.lines:
+            if self.wanted(file, line):
+                log.write(highlight(line))
+        self.query_one("#log-status", Label).update(self.status())
+
+    def toggle_follow(self) -> None:
+        self.following = not self.following
+        self.query_one(RichLog).auto_scroll = self.following
+        self.query_one("#log-status", Label).update(self.status())
+
+    def next_rank(self) -> None:
+        ranks = sorted({f.rank for f, _ in self.lines})
+        order: list[int | None] = [None, *ranks]
+        self.rank = order[(order.index(self.rank) + 1) % len(order)] if self.rank in order else None
+        self.redraw()
+
+    def set_search(self, text: str) -> None:
+        self.search = text.strip().lower()
+        self.redraw()
+
+
+def highlight(line: str) -> Text:
+    for pattern, style in HIGHLIGHTS:
+        if pattern.search(line):
+            return Text(line, style=style)
+    return Text(line)
+
+
+class CurvesPanel(VerticalScroll):
+    """Curves that appear as their first value arrives, one per key, in arrival order."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.curves: dict[str, Curve] = {}
+
+    def add(self, key: str, value: float, *, title: str = "", unit: str = "", ceiling: float | None = None) -> None:
+        curve = self.curves.get(key)
+        if curve is None:
+            curve = self.curves[key] = Curve(title or key, unit, ceiling)
+            self.mount(curve)
+        curve.add(value)

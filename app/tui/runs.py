@@ -1,0 +1,161 @@
+"""The runs screen: a live table of every run, filtered as you type, sorted by any column."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input
+from textual.worker import Worker, WorkerState
+
+from app.tui.messages import RunsLoaded
+from jobs.overview import RunRow
+
+if TYPE_CHECKING:
+    from app.tui.app import ClusterdeckApp
+
+REFRESH_S = 2.0
+COLUMNS = ("name", "id", "steps", "state", "progress", "elapsed", "nodes", "GPUs", "img/s", "best top-1")
+SORT_KEYS: dict[str, Any] = {
+    "name": lambda r: r.name,
+    "id": lambda r: r.run_id,
+    "steps": lambda r: r.steps,
+    "state": lambda r: r.state,
+    "progress": lambda r: r.progress or 0.0,
+    "elapsed": lambda r: r.elapsed_s,
+    "nodes": lambda r: r.nodes,
+    "GPUs": lambda r: r.gpus,
+    "img/s": lambda r: r.images_per_s or 0.0,
+    "best top-1": lambda r: r.best_top1 if r.best_top1 is not None else -1.0,
+}
+
+
+def duration(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def cells(row: RunRow) -> tuple[str, ...]:
+    return (
+        row.name,
+        row.run_id,
+        row.steps,
+        row.state,
+        f"{row.progress:.0%}" if row.progress is not None else "-",
+        duration(row.elapsed_s),
+        str(row.nodes or "-"),
+        str(row.gpus or "-"),
+        f"{row.images_per_s:.0f}" if row.images_per_s else "-",
+        f"{row.best_top1:.1%}" if row.best_top1 is not None else "-",
+    )
+
+
+class RunsScreen(Screen[None]):
+    BINDINGS = [
+        Binding("enter", "open", "Open"),
+        Binding("slash", "focus_filter", "Filter"),
+        Binding("s", "sort", "Sort"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[RunRow] = []
+        self.sort_by, self.reverse = "id", True  # newest first
+
+    @property
+    def cd(self) -> ClusterdeckApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="filter: name, id or state", id="filter")
+        yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for name in COLUMNS:
+            table.add_column(name, key=name)
+        table.focus()
+        self.load()
+        self.set_interval(REFRESH_S, self.load)
+
+    def load(self) -> None:
+        self.run_worker(self._load, thread=True, exclusive=True, group="runs", exit_on_error=False)
+
+    def _load(self) -> None:
+        self.post_message(RunsLoaded(self.cd.overview.rows()))
+
+    def on_runs_loaded(self, message: RunsLoaded) -> None:
+        self.rows = message.rows
+        self.show_rows()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:
+            self.notify(f"{event.worker.name}: {event.worker.error}", severity="error", timeout=10)
+
+    def shown(self) -> list[RunRow]:
+        words = self.query_one("#filter", Input).value.lower().split()
+        rows = [r for r in self.rows if all(w in f"{r.name} {r.run_id} {r.state}".lower() for w in words)]
+        return sorted(rows, key=SORT_KEYS[self.sort_by], reverse=self.reverse)
+
+    def show_rows(self) -> None:
+        table = self.query_one(DataTable)
+        selected = self.selected()
+        table.clear()
+        for row in self.shown():
+            table.add_row(*cells(row), key=row.run_id)
+        if selected is not None and selected in {r.run_id for r in self.shown()}:
+            table.move_cursor(row=table.get_row_index(selected))
+        self.sub_title = (
+            f"{len(table.rows)} of {len(self.rows)} runs · sorted by {self.sort_by} · {time.strftime('%H:%M:%S')}"
+        )
+
+    def selected(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def on_input_changed(self, _: Input.Changed) -> None:
+        self.show_rows()
+
+    def on_input_submitted(self, _: Input.Submitted) -> None:
+        self.query_one(DataTable).focus()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        key = str(event.column_key.value)
+        self.reverse = not self.reverse if key == self.sort_by else False
+        self.sort_by = key
+        self.show_rows()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.open(str(event.row_key.value))
+
+    def action_open(self) -> None:
+        run_id = self.selected()
+        if run_id is not None:
+            self.open(run_id)
+
+    def open(self, run_id: str) -> None:
+        from app.tui.detail import RunDetailScreen
+
+        row = next(r for r in self.rows if r.run_id == run_id)
+        self.app.push_screen(RunDetailScreen(row.path))
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_clear_filter(self) -> None:
+        self.query_one("#filter", Input).value = ""
+        self.query_one(DataTable).focus()
+
+    def action_sort(self) -> None:
+        keys = list(SORT_KEYS)
+        self.sort_by = keys[(keys.index(self.sort_by) + 1) % len(keys)]
+        self.reverse = self.sort_by in ("id", "progress", "img/s", "best top-1", "elapsed")
+        self.show_rows()
