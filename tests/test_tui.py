@@ -1,0 +1,114 @@
+"""The app driven by Textual's pilot against real runs on the local executor."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Static
+
+from app.tui.app import make_app
+from app.tui.detail import RunDetailScreen
+from app.tui.panels import CurvesPanel, LogPanel
+from app.tui.runs import RunsScreen
+from tests.conftest import REPO, run_cli, train_section
+
+
+async def until(pilot: Pilot[Any], condition: Callable[[], object], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await pilot.pause(0.2)
+
+
+def submit(tmp_path: Path, shards: Path, name: str, *extra: str, **train: Any) -> str:
+    spec = tmp_path / f"{name}.toml"
+    spec.write_text(f'name = "{name}"\n' + train_section(shards, **train))
+    result = run_cli("submit", str(spec), "--json", *extra, timeout=240)
+    assert result.code == 0, result.err
+    return str(json.loads(result.out)["run_id"])
+
+
+async def test_the_runs_list_and_a_finished_runs_panels(sample_shards: Path, tmp_path: Path, home: Path) -> None:
+    run_id = submit(tmp_path, sample_shards, "finished", "--wait")
+    shown = json.loads(run_cli("show", run_id, "--json").out)
+    best = shown["steps"][0]["parts"][0]["progress"]["best_top1"]
+    app = make_app(home / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:  # the smallest terminal it is made for
+        table = app.screen.query_one(DataTable)
+        await until(pilot, lambda: table.row_count == 1)
+        row = table.get_row(run_id)
+        assert row[:2] == ["finished", run_id] and row[3] == "COMPLETED" and row[4] == "100%"
+        assert row[9] == f"{best:.1%}" and row[8] != "-"  # best top-1 and images/s from the run's own reports
+        await pilot.press("slash", *"nomatch")
+        assert table.row_count == 0
+        await pilot.press("escape")
+        assert table.row_count == 1
+        await pilot.press("enter")
+        assert isinstance(app.screen, RunDetailScreen)
+        logs = app.screen.query_one(LogPanel)
+        await until(pilot, lambda: any("train main completed" in line for _, line in logs.lines))
+        curves = app.screen.query_one("#curves", CurvesPanel)
+        await until(pilot, lambda: {"loss", "top1", "top5"} <= curves.curves.keys())
+        steps = [json.loads(x) for x in (home / "runs" / run_id / "metrics.jsonl").open()]
+        assert len(curves.curves["loss"].values) == len([r for r in steps if r["kind"] == "train"])
+        summary = app.screen.query_one("#summary", Static)
+        assert run_id in str(summary.content) and "COMPLETED" in str(summary.content)
+        assert summary.region.y == 1  # right under the header: nothing overflows the screen
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+
+
+async def test_watch_a_live_run_then_cancel_it(sample_shards: Path, tmp_path: Path, home: Path) -> None:
+    run_id = submit(tmp_path, sample_shards, "live", epochs=40)
+    app = make_app(home / "runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one(DataTable)
+        await until(pilot, lambda: table.row_count == 1)
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, RunDetailScreen)
+        logs = screen.query_one(LogPanel)
+        await until(pilot, lambda: sum(line.startswith("step ") for _, line in logs.lines) >= 3)
+        seen = len(logs.lines)
+        await until(pilot, lambda: len(logs.lines) > seen)  # it keeps arriving
+        assert screen.view is not None and screen.view.state == "RUNNING"
+        await pilot.press("c")
+        await until(pilot, lambda: screen.view is not None and screen.view.state == "CANCELLED")
+    assert json.loads(run_cli("show", run_id, "--json").out)["state"] == "CANCELLED"
+
+
+def test_the_app_in_a_real_terminal(sample_shards: Path, tmp_path: Path, home: Path) -> None:
+    """tmux runs the app; keys are typed and the screen read back, as a person would."""
+    run_id = submit(tmp_path, sample_shards, "in-tmux", "--wait", epochs=1)
+    session = f"cd-{run_id}"
+    command = f"CLUSTERDECK_HOME={home} {sys.executable} -m app.cli; echo exited $?; sleep 60"
+
+    def screen() -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+
+    def wait_for(text: str) -> str:
+        deadline = time.monotonic() + 30
+        while text not in (shown := screen()):
+            assert time.monotonic() < deadline, f"{text!r} never appeared:\n{shown}"
+            time.sleep(0.2)
+        return shown
+
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", command], check=True, cwd=REPO)
+    try:
+        wait_for(run_id)
+        subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
+        shown = wait_for("train main completed")
+        assert "train: COMPLETED" in shown and "Follow/pause" in shown
+        subprocess.run(["tmux", "send-keys", "-t", session, "Escape"], check=True)
+        wait_for("Sort")  # the runs screen's bindings (Escape then q at once would read as alt+q)
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+        wait_for("exited 0")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
