@@ -112,3 +112,12 @@ def test_the_app_in_a_real_terminal(sample_shards: Path, tmp_path: Path, home: P
         wait_for("exited 0")
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_the_app_never_imports_torch() -> None:
+    probe = (
+        "import sys, app.tui.app, app.tui.detail, app.tui.runs, app.tui.panels; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'webdataset', 'numpy')))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert proc.stdout.strip() == "[]", proc.stderr
