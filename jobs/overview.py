@@ -71,7 +71,7 @@ class Overview:
 
     def _figures(self, view: RunView) -> tuple[float | None, float | None, float | None]:
         """(progress, images/s, best top-1) from the parts' last reports; a finished run's are read once."""
-        if view.run_id in self._final:
+        if view.ended and view.run_id in self._final:  # a resumed run is live again: read afresh
             return self._final[view.run_id]
         progresses = [(s.name, s.state, p.progress) for s in view.steps for p in s.parts]
         if view.ended and not progresses:  # the record's cached final state has no parts: their status files

@@ -68,19 +68,25 @@ async def test_the_runs_list_and_a_finished_runs_panels(sample_shards: Path, tmp
 async def test_watch_a_live_run_then_cancel_it(sample_shards: Path, tmp_path: Path, home: Path) -> None:
     run_id = submit(tmp_path, sample_shards, "live", epochs=40)
     app = make_app(home / "runs")
-    async with app.run_test(size=(100, 30)) as pilot:
-        table = app.screen.query_one(DataTable)
-        await until(pilot, lambda: table.row_count == 1)
-        await pilot.press("enter")
-        screen = app.screen
-        assert isinstance(screen, RunDetailScreen)
-        logs = screen.query_one(LogPanel)
-        await until(pilot, lambda: sum(line.startswith("step ") for _, line in logs.lines) >= 3)
-        seen = len(logs.lines)
-        await until(pilot, lambda: len(logs.lines) > seen)  # it keeps arriving
-        assert screen.view is not None and screen.view.state == "RUNNING"
-        await pilot.press("c")
-        await until(pilot, lambda: screen.view is not None and screen.view.state == "CANCELLED")
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            table = app.screen.query_one(DataTable)
+            await until(pilot, lambda: table.row_count == 1)
+            await pilot.press("enter")
+            screen = app.screen
+            assert isinstance(screen, RunDetailScreen)
+            logs = screen.query_one(LogPanel)
+            await until(pilot, lambda: sum(line.startswith("step ") for _, line in logs.lines) >= 3)
+            seen = len(logs.lines)
+            await until(pilot, lambda: len(logs.lines) > seen)  # it keeps arriving
+            assert screen.view is not None and screen.view.state == "RUNNING"
+            await pilot.press("c")  # once: asks
+            await pilot.pause(2.5)
+            assert screen.view.state == "RUNNING"
+            await pilot.press("c")  # twice: cancels
+            await until(pilot, lambda: screen.view is not None and screen.view.state == "CANCELLED")
+    finally:
+        run_cli("cancel", run_id)  # whatever failed above, no run is left training
     assert json.loads(run_cli("show", run_id, "--json").out)["state"] == "CANCELLED"
 
 

@@ -6,8 +6,11 @@ One worker per screen follows the run (``jobs.tail``): files every ``POLL_S``, t
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -16,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from app.tui.messages import LogLines, NewRecords, RunUpdated
+from app.tui.messages import RunData, RunUpdated, Trouble
 from app.tui.panels import CurvesPanel, LogPanel
 from app.tui.runs import duration
 from jobs.rundir import RunPaths
@@ -42,6 +45,7 @@ class RunDetailScreen(Screen[None]):
         self.paths = RunPaths(Path(path))
         self.view: RunView | None = None
         self.live = LiveRun()
+        self.skipped = 0
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -62,25 +66,54 @@ class RunDetailScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#search", Input).display = False
-        self.run_worker(self._follow, thread=True, exclusive=True, group="follow", exit_on_error=False)
+        self.ended = False
+        self.trouble = ""
+        self.cancel_asked = 0.0
+        self.consumed = threading.Event()  # one batch of data in flight: the worker waits for the UI
+        self.consumed.set()
+        self.run_worker(
+            self._follow_files, name="follow files", thread=True, group="files", exclusive=True, exit_on_error=False
+        )
+        self.run_worker(
+            self._follow_state, name="follow state", thread=True, group="state", exclusive=True, exit_on_error=False
+        )
 
-    def _follow(self) -> None:
+    def _follow_state(self) -> None:
+        """The run's state every STATE_S, apart from the files: a slow sacct never holds up the log."""
         from jobs.status import view_run
+
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            try:
+                view = view_run(self.paths)
+                self.ended = view.ended
+                self.post_message(RunUpdated(view))
+            except Exception as exc:
+                self.post_message(Trouble(f"state of {self.paths.run_id}: {exc}"))
+            for _ in range(int(STATE_S / 0.1)):
+                if worker.is_cancelled:
+                    return
+                time.sleep(0.1)
+
+    def _follow_files(self) -> None:
         from jobs.tail.run import RunLogs, RunMetrics
 
         worker = get_current_worker()
         logs, metrics = RunLogs(self.paths), RunMetrics(self.paths)
-        checked = 0.0
         try:
             while not worker.is_cancelled:
-                if time.monotonic() - checked >= STATE_S:
-                    self.post_message(RunUpdated(view_run(self.paths)))
-                    checked = time.monotonic()
-                lines, records = logs.poll(), metrics.poll()
-                if lines:
-                    self.post_message(LogLines(lines))
-                if records:
-                    self.post_message(NewRecords(records))
+                if not self.consumed.wait(0.5):
+                    continue
+                try:
+                    final = self.ended  # a run that ended: its partial last lines too
+                    lines, records = logs.poll(final), metrics.poll(final)
+                except Exception as exc:
+                    self.post_message(Trouble(f"files of {self.paths.run_id}: {exc}"))
+                    time.sleep(POLL_S)
+                    continue
+                if lines or records:
+                    self.consumed.clear()
+                    self.post_message(RunData(lines, records))
                 if not (logs.more or metrics.more):
                     time.sleep(POLL_S)
         finally:
@@ -89,42 +122,55 @@ class RunDetailScreen(Screen[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:
-            self.notify(f"{event.worker.name}: {event.worker.error}", severity="error", timeout=10)
+            self.on_trouble(Trouble(f"{event.worker.name}: {event.worker.error}"))
+
+    def on_trouble(self, message: Trouble) -> None:
+        if message.text != self.trouble:
+            self.trouble = message.text
+            self.notify(message.text, severity="error", timeout=10, markup=False)
 
     def on_run_updated(self, message: RunUpdated) -> None:
         self.view = message.view
         self.query_one("#summary", Static).update(self.summary())
 
-    def on_log_lines(self, message: LogLines) -> None:
-        self.query_one(LogPanel).add(message.lines)
+    def on_run_data(self, message: RunData) -> None:
+        try:
+            self.query_one(LogPanel).add(message.lines)
+            self.add_records(message.records)
+        finally:
+            self.consumed.set()
 
-    def on_new_records(self, message: NewRecords) -> None:
+    def add_records(self, records: list[dict[str, Any]]) -> None:
         io, gpu, curves = (self.query_one(f"#{name}", CurvesPanel) for name in ("io", "gpu", "curves"))
-        for r in message.records:
+        for r in records:
             self.live.add(r)
-            kind, where = r.get("kind"), f"{r.get('node', '')}/{r.get('rank', 0)}"
-            if kind == "train":
-                curves.add("loss", r["loss"])
-                io.add("img/s", r["images_per_s"], title="images/s")
-                io.add("wait", 100 * r["data_wait_fraction"], title="data wait", unit=" %", ceiling=100)
-            elif kind in ("epoch", "evaluate") and "top1" in r:
-                curves.add("top1", 100 * r["top1"], title="val top-1", unit=" %", ceiling=100)
-                curves.add("top5", 100 * r["top5"], title="val top-5", unit=" %", ceiling=100)
-            elif kind == "system":
-                io.add(f"data {where}", r["data_mb_s"], title=f"data read {where}", unit=" MB/s")
-                io.add(f"samples {where}", r["data_samples_s"], title=f"samples {where}", unit="/s")
-                if "disk_read_mb_s" in r:
-                    io.add(f"disk {r['node']}", r["disk_read_mb_s"], title=f"disk read {r['node']}", unit=" MB/s")
-            elif kind == "gpu":
-                name = f"GPU {r['node']}:{r['gpu']}"
-                if "used_mb" in r:
-                    gpu.add(name, r["used_mb"] / 1e3, title=f"{name} used", unit=" GB", ceiling=r["total_mb"] / 1e3)
-                gpu.add(
-                    f"{name} alloc", r["allocated_mb"] / 1e3, title=f"{name} allocated (rank {r['rank']})", unit=" GB"
-                )
+            try:
+                self.plot(r, io, gpu, curves)
+            except (KeyError, TypeError, ValueError):
+                self.skipped += 1  # a record of another version or writer: not drawn, never fatal
         if self.live.stage:
             self.query_one("#staging", Static).update(self.staging())
         self.query_one("#summary", Static).update(self.summary())
+
+    def plot(self, r: dict[str, Any], io: CurvesPanel, gpu: CurvesPanel, curves: CurvesPanel) -> None:
+        kind, where = r.get("kind"), f"{r.get('node', '')}/{r.get('rank', 0)}"
+        if kind == "train":
+            curves.add("loss", r["loss"])
+            io.add("img/s", r["images_per_s"], title="images/s")
+            io.add("wait", 100 * r["data_wait_fraction"], title="data wait", unit=" %", ceiling=100)
+        elif kind in ("epoch", "evaluate") and "top1" in r:
+            curves.add("top1", 100 * r["top1"], title="val top-1", unit=" %", ceiling=100)
+            curves.add("top5", 100 * r["top5"], title="val top-5", unit=" %", ceiling=100)
+        elif kind == "system":
+            io.add(f"data {where}", r["data_mb_s"], title=f"data read {where}", unit=" MB/s")
+            io.add(f"samples {where}", r["data_samples_s"], title=f"samples {where}", unit="/s")
+            if "disk_read_mb_s" in r:
+                io.add(f"disk {r['node']}", r["disk_read_mb_s"], title=f"disk read {r['node']}", unit=" MB/s")
+        elif kind == "gpu":
+            name = f"GPU {r['node']}:{r['gpu']}"
+            if "used_mb" in r:
+                gpu.add(name, r["used_mb"] / 1e3, title=f"{name} used", unit=" GB", ceiling=r["total_mb"] / 1e3)
+            gpu.add(f"{name} alloc", r["allocated_mb"] / 1e3, title=f"{name} allocated (rank {r['rank']})", unit=" GB")
 
     def summary(self) -> Text:
         v = self.view
@@ -178,29 +224,50 @@ class RunDetailScreen(Screen[None]):
         self.query_one(LogPanel).set_search(event.value)
         event.input.display = False
 
+    def _action(self, what: str, work: Callable[[], str]) -> None:
+        """Runs ``work`` off the UI thread, one action at a time; it finishes even if the screen is left."""
+        app = self.app
+        if any(w.group == "actions" and w.is_running for w in app.workers):
+            self.notify("busy with the last action", severity="warning")
+            return
+
+        def run() -> None:
+            try:
+                app.notify(work(), markup=False)
+            except Exception as exc:
+                app.notify(f"{what}: {exc}", severity="error", markup=False, timeout=10)
+
+        app.run_worker(run, name=what, thread=True, group="actions", exit_on_error=False)
+
     def action_cancel(self) -> None:
         from jobs.submit import cancel_run
 
-        def cancel() -> None:
-            view = cancel_run(self.paths)
-            self.app.call_from_thread(self.notify, f"run {view.run_id}: cancel requested")
-
-        self.run_worker(cancel, thread=True, group="actions", exit_on_error=False)
+        if time.monotonic() - self.cancel_asked > 5:  # a multi-day run is not cancelled by one stray key
+            self.cancel_asked = time.monotonic()
+            self.notify(f"press c again to cancel run {self.paths.run_id}", severity="warning")
+            return
+        self.cancel_asked = 0.0
+        self._action("cancel", lambda: f"run {cancel_run(self.paths).run_id}: cancel requested")
 
     def action_resume(self) -> None:
         from jobs.submit import resume_run
 
-        def resume() -> None:
+        def resume() -> str:
             resumed = resume_run(self.paths)
-            text = "resubmitted" if resumed is not None else "every step completed; nothing to resume"
-            self.app.call_from_thread(self.notify, f"run {self.paths.run_id}: {text}")
+            return f"run {self.paths.run_id}: " + (
+                "resubmitted" if resumed else "every step completed; nothing to resume"
+            )
 
-        self.run_worker(resume, thread=True, group="actions", exit_on_error=False)
+        self._action("resume", resume)
 
     def action_checkpoints(self) -> None:
-        found = sorted(self.paths.checkpoints.glob("*.pt")) if self.paths.checkpoints.is_dir() else []
-        text = "\n".join(
-            f"{p.name}: {p.stat().st_size / 1e6:.1f} MB, {time.strftime('%H:%M:%S', time.localtime(p.stat().st_mtime))}"
-            for p in found
-        )
-        self.notify(text or "no checkpoints yet", title=str(self.paths.checkpoints), timeout=10)
+        folder = self.paths.checkpoints
+
+        def listing() -> str:
+            found = sorted(folder.glob("*.pt")) if folder.is_dir() else []
+            stats = [(p.name, p.stat()) for p in found]
+            when = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))  # noqa: E731
+            lines = [f"{name}: {st.st_size / 1e6:.1f} MB, {when(st.st_mtime)}" for name, st in stats]
+            return f"{folder}\n" + ("\n".join(lines) or "no checkpoints yet")
+
+        self._action("checkpoints", listing)

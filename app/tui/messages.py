@@ -23,10 +23,15 @@ class RunUpdated(Message):
 
 
 @dataclass
-class LogLines(Message):
+class RunData(Message):
+    """What the follow worker read in one poll; it reads no more until this is handled."""
+
     lines: list[tuple[LogFile, str]]
+    records: list[dict[str, Any]]
 
 
 @dataclass
-class NewRecords(Message):
-    records: list[dict[str, Any]]
+class Trouble(Message):
+    """A worker could not do its part this time (it goes on); said once until it changes."""
+
+    text: str

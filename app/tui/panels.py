@@ -6,6 +6,7 @@ screen; they never read files themselves.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import deque
 from collections.abc import Iterable
@@ -20,6 +21,8 @@ from jobs.tail.run import LogFile
 
 HISTORY = 600
 LOG_LINES = 5000
+SHOWN = 2000
+"""Characters of a line drawn; the rest (tqdm bars, dumped tensors) is kept, not shown."""
 BLOCKS = " ▁▂▃▄▅▆▇█"
 HIGHLIGHTS = (
     (re.compile(r"Traceback|Error\b|error:|FAILED|Killed"), "bold red"),
@@ -40,8 +43,9 @@ class Curve(Static):
         self.values: deque[float] = deque(maxlen=HISTORY)
 
     def add(self, value: float) -> None:
-        self.values.append(value)
-        self.refresh()
+        if math.isfinite(value):  # a NaN loss shows in the log, highlighted; the curve keeps its scale
+            self.values.append(max(value, 0.0))
+            self.refresh()
 
     def render(self) -> Text:
         width = max(self.size.width, 10)
@@ -77,23 +81,27 @@ class LogPanel(Vertical):
         return (self.rank is None or file.rank == self.rank) and (not self.search or self.search in line.lower())
 
     def add(self, lines: Iterable[tuple[LogFile, str]]) -> None:
-        log = self.query_one(RichLog)
-        for file, line in lines:
-            self.lines.append((file, line))
-            if self.wanted(file, line):
-                log.write(highlight(line))
+        """Keeps the lines; shows them unless paused (a paused view does not move under the reader)."""
+        batch = list(lines)
+        self.lines.extend(batch)
+        if self.following:
+            self.show([(f, line) for f, line in batch if self.wanted(f, line)])
+
+    def show(self, lines: list[tuple[LogFile, str]]) -> None:
+        shown = lines[-LOG_LINES:]  # a burst larger than the panel: only what it can hold is drawn
+        if shown:
+            self.query_one(RichLog).write(Text("\n").join(highlight(line) for _, line in shown))
 
     def redraw(self) -> None:
-        log = self.query_one(RichLog)
-        log.clear()
-        for file, line in self.lines:
-            if self.wanted(file, line):
-                log.write(highlight(line))
+        self.query_one(RichLog).clear()
+        self.show([(f, line) for f, line in self.lines if self.wanted(f, line)])
         self.query_one("#log-status", Label).update(self.status())
 
     def toggle_follow(self) -> None:
         self.following = not self.following
         self.query_one(RichLog).auto_scroll = self.following
+        if self.following:
+            self.redraw()  # what came while paused
         self.query_one("#log-status", Label).update(self.status())
 
     def next_rank(self) -> None:
@@ -108,6 +116,8 @@ class LogPanel(Vertical):
 
 
 def highlight(line: str) -> Text:
+    """The line as a terminal shows it (after its last carriage return), cut to ``SHOWN``, alarms coloured."""
+    line = line.rsplit("\r", 1)[-1][:SHOWN]
     for pattern, style in HIGHLIGHTS:
         if pattern.search(line):
             return Text(line, style=style)

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from app.tui.messages import RunsLoaded
 from jobs.overview import RunRow
@@ -65,6 +65,8 @@ class RunsScreen(Screen[None]):
         super().__init__()
         self.rows: list[RunRow] = []
         self.sort_by, self.reverse = "id", True  # newest first
+        self.loading = False
+        self.trouble = ""
 
     @property
     def cd(self) -> ClusterdeckApp:
@@ -82,21 +84,40 @@ class RunsScreen(Screen[None]):
             table.add_column(name, key=name)
         table.focus()
         self.load()
-        self.set_interval(REFRESH_S, self.load)
+        self.timer = self.set_interval(REFRESH_S, self.load)
+
+    def on_screen_suspend(self) -> None:
+        self.timer.pause()  # a run's detail is on top: its worker polls, this one rests
+
+    def on_screen_resume(self) -> None:
+        self.timer.resume()
+        self.load()
 
     def load(self) -> None:
-        self.run_worker(self._load, thread=True, exclusive=True, group="runs", exit_on_error=False)
+        if self.loading:  # one query at a time: sacct can be slower than the refresh
+            return
+        self.loading = True
+        self.run_worker(self._load, name="list runs", thread=True, group="runs", exit_on_error=False)
 
     def _load(self) -> None:
-        self.post_message(RunsLoaded(self.cd.overview.rows()))
+        rows = self.cd.overview.rows()
+        if not get_current_worker().is_cancelled:
+            self.post_message(RunsLoaded(rows))
 
     def on_runs_loaded(self, message: RunsLoaded) -> None:
         self.rows = message.rows
         self.show_rows()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.state == WorkerState.ERROR:
-            self.notify(f"{event.worker.name}: {event.worker.error}", severity="error", timeout=10)
+        if event.worker.group == "runs" and event.state in (
+            WorkerState.SUCCESS,
+            WorkerState.ERROR,
+            WorkerState.CANCELLED,
+        ):
+            self.loading = False
+        if event.state == WorkerState.ERROR and str(event.worker.error) != self.trouble:
+            self.trouble = str(event.worker.error)
+            self.notify(f"{event.worker.name}: {event.worker.error}", severity="error", timeout=10, markup=False)
 
     def shown(self) -> list[RunRow]:
         words = self.query_one("#filter", Input).value.lower().split()
@@ -144,8 +165,9 @@ class RunsScreen(Screen[None]):
     def open(self, run_id: str) -> None:
         from app.tui.detail import RunDetailScreen
 
-        row = next(r for r in self.rows if r.run_id == run_id)
-        self.app.push_screen(RunDetailScreen(row.path))
+        row = next((r for r in self.rows if r.run_id == run_id), None)
+        if row is not None:  # None: gone since the table was drawn
+            self.app.push_screen(RunDetailScreen(row.path))
 
     def action_focus_filter(self) -> None:
         self.query_one("#filter", Input).focus()
