@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.formats import duration
 from jobs import __version__
 from jobs.errors import UserError
 
@@ -237,8 +238,7 @@ def _when(ts: float) -> str:
 
 
 def _elapsed(start: float, end: float | None) -> str:
-    seconds = int((end or time.time()) - start)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    return duration((end or time.time()) - start)
 
 
 def cmd_show(args: argparse.Namespace) -> int:

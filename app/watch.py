@@ -11,18 +11,12 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from app.formats import duration
 from jobs.status import RunView
 from jobs.tail.live import LiveRun
 
 REDRAW_S = 0.25
 GB = 1e9
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def _part_progress(view: RunView, step: str) -> dict[str, float]:
@@ -66,8 +60,7 @@ def render(view: RunView, live: LiveRun) -> RenderableType:
         grid.add_row(
             f"stage {node}",
             _bar(s["bytes_done"], s["bytes_total"]),
-            f"{s['bytes_done'] / GB:.2f}/{s['bytes_total'] / GB:.2f} GB  {s['files_done']}/{s['files_total']} "
-            f"shards  {s['mb_s']:.0f} MB/s  ETA {duration(s.get('eta_s'))}",
+            f"{stage_text(s)}  ETA {duration(s.get('eta_s'))}",
         )
     step, steps_total, epoch, epochs = train_progress(view, live)
     if steps_total:
@@ -116,6 +109,14 @@ def render(view: RunView, live: LiveRun) -> RenderableType:
         )
         grid.add_row(f"GPU {node}:{gpu} (rank {rank})", bar, text)
     return Group(header, grid)
+
+
+def stage_text(s: dict[str, Any]) -> str:
+    """A ``stage`` record's progress: ``1.20/2.25 GB  12/23 shards  950 MB/s``."""
+    return (
+        f"{s['bytes_done'] / GB:.2f}/{s['bytes_total'] / GB:.2f} GB  {s['files_done']}/{s['files_total']} shards  "
+        f"{s['mb_s']:.0f} MB/s"
+    )
 
 
 def _bar(done: float, total: float) -> ProgressBar:
@@ -186,10 +187,7 @@ class LineReporter:
                 f"val loss {record.get('val_loss', 0):.4f}"
             )
         elif kind == "stage":
-            self._print(
-                f"stage {record.get('node')}: {record['bytes_done'] / GB:.2f}/{record['bytes_total'] / GB:.2f} "
-                f"GB  {record['files_done']}/{record['files_total']} shards  {record['mb_s']:.0f} MB/s"
-            )
+            self._print(f"stage {record.get('node')}: {stage_text(record)}")
 
     def show(self, view: RunView, live: LiveRun) -> None:
         self.view = view

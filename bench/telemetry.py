@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 
 import torch
+from shard import ours as shard  # bench/shard.py: the shard step, quietly
 
 from jobs.metrics import MetricsWriter
 from jobs.sample_data import make_sample_data
-from jobs.shard.step import run_shard_part
 from jobs.spec import validate
 from jobs.telemetry.pipeline import Pipeline
 from jobs.telemetry.sampler import Sampler
@@ -64,19 +64,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         data = make_sample_data(root / "data", args.classes, args.per_class, 1, seed=0)
-        table = {
-            "name": "bench-telemetry",
-            "shard": {
-                "output": str(root / "shards"),
-                "shard_size_mb": 1,
-                "workers": 2,
-                "train": {"input": str(data.train), "format": "imagefolder"},
-            },
-        }
-        spec = validate(table)
-        assert spec.shard is not None
-        run_shard_part(spec.shard, "main", lambda progress: None)
-        table["train"] = {
+        shard(data.train, root / "shards", 1.0, workers=2)
+        train_table = {
             "train_shards": str(root / "shards"),
             "model": "resnet18",
             "image_size": args.image_size,
@@ -87,7 +76,7 @@ def main() -> None:
             "log_every_steps": 5,
             "checkpoint_every_min": 60,
         }
-        spec = validate(table)
+        spec = validate({"name": "bench-telemetry", "train": train_table})
         assert spec.train is not None
         classes, train, _ = train_inputs(spec)
         pipeline = Pipeline()

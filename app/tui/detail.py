@@ -19,9 +19,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from app.formats import duration
 from app.tui.messages import RunData, RunUpdated, Trouble
 from app.tui.panels import CurvesPanel, LogPanel
-from app.tui.runs import duration
+from app.watch import stage_text, train_progress
 from jobs.rundir import RunPaths
 from jobs.status import RunView
 from jobs.tail.live import LiveRun
@@ -177,12 +178,9 @@ class RunDetailScreen(Screen[None]):
         if v is None:
             return Text("loading…")
         elapsed = duration((v.ended_at or time.time()) - v.created_at)
-        train = next((s for s in v.steps if s.name == "train" and s.parts), None)
-        eta = ""
-        if train is not None:
-            p = train.parts[0].progress
-            left = self.live.eta_s(p.get("step", 0.0), p.get("steps_total", 0.0))
-            eta = f" · ETA {duration(left)}" if left is not None else ""
+        at, total, _, _ = train_progress(v, self.live)
+        left = self.live.eta_s(at, total)
+        eta = f" · ETA {duration(left)}" if left is not None else ""
         lines = [Text.assemble((f"{v.name}  {v.run_id}", "bold"), f" · {v.state} · elapsed {elapsed}{eta}")]
         for step in v.steps:
             nodes = sorted({p.node for p in step.parts if p.node})
@@ -201,8 +199,8 @@ class RunDetailScreen(Screen[None]):
             bar = "█" * int(30 * done) + "░" * (30 - int(30 * done))
             eta = f"ETA {duration(s['eta_s'])}" if s.get("eta_s") else ""
             rows.append(
-                f"{node:<12} {bar} {done:6.1%}  {s['files_done']}/{s['files_total']} shards  "
-                f"{s['mb_s']:.0f} MB/s  {eta}  (copied {s['copied']}, reused {s['reused']}, repaired {s['repaired']})"
+                f"{node:<12} {bar} {done:6.1%}  {stage_text(s)}  {eta}  "
+                f"(copied {s['copied']}, reused {s['reused']}, repaired {s['repaired']})"
             )
         return Text("\n".join(rows))
 

@@ -11,6 +11,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from app.formats import duration
 from app.tui.messages import RunsLoaded
 from jobs.overview import RunRow
 
@@ -31,11 +32,6 @@ SORT_KEYS: dict[str, Any] = {
     "img/s": lambda r: r.images_per_s or 0.0,
     "best top-1": lambda r: r.best_top1 if r.best_top1 is not None else -1.0,
 }
-
-
-def duration(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def cells(row: RunRow) -> tuple[str, ...]:

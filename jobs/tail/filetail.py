@@ -92,10 +92,9 @@ class FileTail:
                 self._start_over(lines)  # cut short in place
                 return True
             return False
-        self._flush(lines)  # another file: the old one was read to its end (or is gone)
-        self.close()
+        self.close()  # another file: the old one was read to its end (or is gone)
         self._handle, self._identity = handle, stat.identity
-        self.offset, self._head, self.restarts = 0, b"", self.restarts + 1
+        self._start_over(lines)
         return True
 
     def _same_file(self, handle: Handle, stat: FileStat) -> bool:
