@@ -425,22 +425,28 @@ def load_spec(path: Path, overrides: Sequence[str] = (), *, check_paths: bool = 
 
 
 def describe_errors(exc: ValidationError) -> list[str]:
-    lines = []
+    return [f"{key}: {text}" if key else text for key, text in error_items(exc)]
+
+
+def error_items(exc: ValidationError) -> list[tuple[str, str]]:
+    """(key path, problem) per error; a check across sections gives the key it names, or ``""``."""
+    items = []
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
-        key = ".".join(loc) or "(top level)"
+        key = ".".join(loc)
         if err["type"] == "extra_forbidden":
             hint = _closest_key(loc)
-            lines.append(f"{key}: unknown key" + (f" (did you mean '{hint}'?)" if hint else ""))
+            items.append((key, "unknown key" + (f" (did you mean '{hint}'?)" if hint else "")))
         elif err["type"] == "missing":
-            lines.append(f"{key}: required key is missing")
+            items.append((key, "required key is missing"))
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            if not loc:  # a check across sections names its own keys
-                lines.append(msg)
+            if not loc:  # a check across sections names its own keys: "train.train_shards: required when …"
+                named, sep, rest = msg.partition(": ")
+                items.append((named, rest) if sep and re.fullmatch(r"[a-z_]+(\.[a-z_]+)+", named) else ("", msg))
                 continue
-            lines.append(f"{key}: {msg} (got {err['input']!r})" if _show_input(err) else f"{key}: {msg}")
-    return lines
+            items.append((key, f"{msg} (got {err['input']!r})" if _show_input(err) else msg))
+    return items
 
 
 def _show_input(err: Any) -> bool:

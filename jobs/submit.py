@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from jobs import atomic
-from jobs.dispatch import PartPlan, backend_for
+from jobs.dispatch import PartPlan, backend_class, backend_for
 from jobs.errors import UserError
 from jobs.records import Attempt, JobRef, RunRecord, StepRecord, load_record, load_run_spec, now, save_record
 from jobs.rundir import RunPaths
@@ -84,7 +84,7 @@ def submit_run(spec: RunSpec, runs_root: Path | None = None) -> RunPaths:
         steps=[StepRecord(name=s) for s in spec.steps],
         outputs=outputs_of(spec, paths),
     )
-    plans = [PartPlan(step, 1, parts_of(spec, step)) for step in spec.steps]
+    plans = first_plans(spec)
     try:
         jobs = backend.submit(paths, spec, plans)
     except Exception as exc:
@@ -92,6 +92,16 @@ def submit_run(spec: RunSpec, runs_root: Path | None = None) -> RunPaths:
         raise UserError(f"submission to {backend.name} failed: {_first_line(exc)}") from None
     save_record(paths, _with_attempts(record, plans, jobs))
     return paths
+
+
+def first_plans(spec: RunSpec) -> list[PartPlan]:
+    return [PartPlan(step, 1, parts_of(spec, step)) for step in spec.steps]
+
+
+def preview_run(spec: RunSpec, runs_root: Path | None = None) -> dict[str, str]:
+    """What ``submit_run`` would hand the scheduler for ``spec``, by job (sbatch scripts for SLURM)."""
+    paths = RunPaths(runs_root_for(spec, runs_root) / "RUN_ID")
+    return backend_class(spec.cluster.executor).preview(paths, spec, first_plans(spec))
 
 
 def resume_run(paths: RunPaths) -> RunPaths | None:

@@ -39,6 +39,7 @@ class RunDetailScreen(Screen[None]):
         Binding("c", "cancel", "Cancel run"),
         Binding("r", "resume", "Resume"),
         Binding("k", "checkpoints", "Checkpoints"),
+        Binding("l", "clone", "Clone"),
     ]
 
     def __init__(self, path: str) -> None:
@@ -257,6 +258,18 @@ class RunDetailScreen(Screen[None]):
             )
 
         self._action("resume", resume)
+
+    def action_clone(self) -> None:
+        """The run's recorded spec in the new-run form, to change and submit as a new run."""
+        from app.tui.newrun import NewRunScreen
+        from jobs import atomic
+
+        try:
+            table = atomic.read_json(self.paths.spec)
+        except (OSError, ValueError) as exc:
+            self.notify(f"{self.paths.spec}: cannot read the run's spec ({exc})", severity="error", markup=False)
+            return
+        self.app.push_screen(NewRunScreen(table, origin=f"clone of {self.paths.run_id}"))
 
     def action_checkpoints(self) -> None:
         folder = self.paths.checkpoints

@@ -54,6 +54,7 @@ class RunsScreen(Screen[None]):
         Binding("enter", "open", "Open"),
         Binding("slash", "focus_filter", "Filter"),
         Binding("s", "sort", "Sort"),
+        Binding("n", "new_run", "New run"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
@@ -164,6 +165,11 @@ class RunsScreen(Screen[None]):
         row = next((r for r in self.rows if r.run_id == run_id), None)
         if row is not None:  # None: gone since the table was drawn
             self.app.push_screen(RunDetailScreen(row.path))
+
+    def action_new_run(self) -> None:
+        from app.tui.newrun import NewRunScreen
+
+        self.app.push_screen(NewRunScreen())
 
     def action_focus_filter(self) -> None:
         self.query_one("#filter", Input).focus()

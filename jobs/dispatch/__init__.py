@@ -10,14 +10,18 @@ from jobs.dispatch.base import Backend, JobState, PartPlan
 from jobs.records import Executor
 
 
-def backend_for(executor: Executor) -> Backend:
+def backend_class(executor: Executor) -> type[Backend]:
     if executor == "slurm":
         from jobs.dispatch.slurm import SlurmBackend
 
-        return SlurmBackend()
+        return SlurmBackend
     from jobs.dispatch.local import LocalBackend
 
-    return LocalBackend()
+    return LocalBackend
 
 
-__all__ = ["Backend", "JobState", "PartPlan", "backend_for"]
+def backend_for(executor: Executor) -> Backend:
+    return backend_class(executor)()
+
+
+__all__ = ["Backend", "JobState", "PartPlan", "backend_class", "backend_for"]

@@ -54,6 +54,11 @@ class Backend(abc.ABC):
     def submit(self, paths: RunPaths, spec: RunSpec, plans: list[PartPlan]) -> dict[str, list[JobRef]]:
         """Submits the steps in order, each after the previous succeeded; returns the jobs of each step."""
 
+    @classmethod
+    @abc.abstractmethod
+    def preview(cls, paths: RunPaths, spec: RunSpec, plans: list[PartPlan]) -> dict[str, str]:
+        """What ``submit`` would hand the scheduler (scripts or commands), by job; submits nothing."""
+
     @abc.abstractmethod
     def states(self, jobs: list[JobRef]) -> dict[str, JobState]:
         """Scheduler state by task id (``123``, ``123_4``), for all jobs in one query."""

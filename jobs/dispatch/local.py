@@ -15,6 +15,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -45,12 +47,8 @@ class _DetachedLocalExecutor(submitit.LocalExecutor):
             SUBMITIT_EXECUTOR="local",
             SUBMITIT_LOCAL_WITH_SHELL="",
         )
-        setup = list(self.parameters.get("setup", ()))
-        controller = shlex.join([sys.executable, "-m", "submitit.local._local", str(self.folder)])
-        # With setup lines the controller runs under `sh -c … && exec`, so its pid is still the job id.
-        argv = ["/bin/sh", "-c", " && ".join([*setup, f"exec {controller}"])]
         process = subprocess.Popen(
-            argv,
+            controller_argv(self.folder, self.parameters.get("setup", ())),
             env=env,
             start_new_session=True,
             stdin=subprocess.DEVNULL,
@@ -60,15 +58,17 @@ class _DetachedLocalExecutor(submitit.LocalExecutor):
         return LocalJob(folder=self.folder, job_id=str(process.pid), process=process, tasks=[0])
 
 
+def controller_argv(folder: Path, setup: Sequence[str]) -> list[str]:
+    controller = shlex.join([sys.executable, "-m", "submitit.local._local", str(folder)])
+    # With setup lines the controller runs under `sh -c … && exec`, so its pid is still the job id.
+    return ["/bin/sh", "-c", " && ".join([*setup, f"exec {controller}"])]
+
+
 class LocalBackend(Backend):
     name = "local"
 
     def submit(self, paths: RunPaths, spec: RunSpec, plans: list[PartPlan]) -> dict[str, list[JobRef]]:
-        executor = _DetachedLocalExecutor(folder=paths.submitit, python=spec.cluster.python or None)
-        resources = [getattr(spec, p.step).resources for p in plans]
-        params = local_parameters(resources[0])
-        params["timeout_min"] = sum(r.time_min for r in resources)
-        executor.update_parameters(**params)
+        executor = self._executor(paths, spec, plans)
         job = executor.submit(run_chain, str(paths.root), [(p.step, p.attempt, p.parts) for p in plans])
         started = _create_time(int(job.job_id))
         submitted = now()
@@ -77,6 +77,22 @@ class LocalBackend(Backend):
                 JobRef(job_id=job.job_id, role="main", submitted_at=submitted, parts=p.parts, pid_started_at=started)
             ]
             for p in plans
+        }
+
+    @staticmethod
+    def _executor(paths: RunPaths, spec: RunSpec, plans: list[PartPlan]) -> _DetachedLocalExecutor:
+        executor = _DetachedLocalExecutor(folder=paths.submitit, python=spec.cluster.python or None)
+        executor.update_parameters(**_parameters(spec, plans))
+        return executor
+
+    @classmethod
+    def preview(cls, paths: RunPaths, spec: RunSpec, plans: list[PartPlan]) -> dict[str, str]:
+        params = _parameters(spec, plans)  # no executor: making one creates its folder
+        steps = ", ".join(p.step for p in plans)
+        return {
+            "local": f"# One process on this machine runs {steps} in order, detached from the terminal;\n"
+            f"# time limit {params['timeout_min']} min (the steps' time_min added up).\n"
+            f"{shlex.join(controller_argv(paths.submitit, params['setup']))}\n"
         }
 
     def states(self, jobs: list[JobRef]) -> dict[str, JobState]:
@@ -106,6 +122,13 @@ class LocalBackend(Backend):
         for group in groups:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(group, signal.SIGKILL)
+
+
+def _parameters(spec: RunSpec, plans: list[PartPlan]) -> dict[str, Any]:
+    resources = [getattr(spec, p.step).resources for p in plans]
+    params = local_parameters(resources[0])
+    params["timeout_min"] = sum(r.time_min for r in resources)
+    return params
 
 
 def _group_alive(pgid: int) -> bool:

@@ -26,32 +26,13 @@ class SlurmBackend(Backend):
         if shutil.which("sbatch") is None:
             raise UserError("cluster.executor: 'slurm' needs sbatch on PATH; none found on this machine")
 
-    def _executor(
-        self, paths: RunPaths, spec: RunSpec, params: dict[str, Any], max_requeues: int
-    ) -> submitit.SlurmExecutor:
-        executor = submitit.SlurmExecutor(
-            folder=paths.submitit, python=spec.cluster.python or None, max_num_timeout=max_requeues
-        )
-        executor.update_parameters(**params)
-        return executor
-
     def submit(self, paths: RunPaths, spec: RunSpec, plans: list[PartPlan]) -> dict[str, list[JobRef]]:
         submitted: dict[str, list[JobRef]] = {}
         after: str | None = None
         for plan in plans:
-            resources = getattr(spec, plan.step).resources
-            base = slurm_parameters(resources, plan.step + ".resources")
-            base["job_name"] = f"cd-{paths.run_id}-{plan.step}"
             refs = []
             for group in _groups(plan.parts):
-                params = dict(base)
-                if after:
-                    params["dependency"] = f"afterok:{after}"
-                    params["additional_parameters"] = {**base["additional_parameters"], "kill_on_invalid_dep": "yes"}
-                max_requeues = spec.train.max_requeues if plan.step == "train" and spec.train else 0
-                if plan.step in ("train", "evaluate"):
-                    params["srun_args"] = ["--kill-on-bad-exit=1"]  # one failed rank ends them all, no NCCL hang
-                executor = self._executor(paths, spec, params, max_requeues)
+                executor = self._executor(paths, spec, step_parameters(paths, spec, plan.step, after), plan.step)
                 root = str(paths.root)
                 if len(group) > 1:
                     executor.update_parameters(array_parallelism=len(group))
@@ -70,12 +51,50 @@ class SlurmBackend(Backend):
             submitted[plan.step] = refs
         return submitted
 
+    @staticmethod
+    def _executor(paths: RunPaths, spec: RunSpec, params: dict[str, Any], step: str) -> submitit.SlurmExecutor:
+        max_requeues = spec.train.max_requeues if step == "train" and spec.train else 0
+        executor = submitit.SlurmExecutor(
+            folder=paths.submitit, python=spec.cluster.python or None, max_num_timeout=max_requeues
+        )
+        executor.update_parameters(**params)
+        return executor
+
+    @classmethod
+    def preview(cls, paths: RunPaths, spec: RunSpec, plans: list[PartPlan]) -> dict[str, str]:
+        """The sbatch script of each job, as submitit will write it; nothing is submitted (no sbatch needed)."""
+        scripts: dict[str, str] = {}
+        after: str | None = None
+        for plan in plans:
+            for group in _groups(plan.parts):
+                executor = cls._executor(paths, spec, step_parameters(paths, spec, plan.step, after), plan.step)
+                if len(group) > 1:
+                    executor.parameters["map_count"] = len(group)  # what map_array sets for an array
+                    executor.update_parameters(array_parallelism=len(group))
+                name = plan.step if group == ["main"] else f"{plan.step} {group[0] if len(group) == 1 else 'array'}"
+                scripts[name] = executor._make_submission_file_text(executor._submitit_command_str, "preview")
+                after = f"<{name} job id>"
+        return scripts
+
     def states(self, jobs: list[JobRef]) -> dict[str, JobState]:
         return sacct_states([j.job_id for j in jobs])
 
     def cancel(self, jobs: list[JobRef]) -> None:
         if jobs:
             subprocess.run(["scancel", *[j.job_id for j in jobs]], check=False, capture_output=True)
+
+
+def step_parameters(paths: RunPaths, spec: RunSpec, step: str, after: str | None) -> dict[str, Any]:
+    """submitit's parameters for one job of ``step``, started after job ``after`` succeeded."""
+    resources = getattr(spec, step).resources
+    params = slurm_parameters(resources, step + ".resources")
+    params["job_name"] = f"cd-{paths.run_id}-{step}"
+    if after:
+        params["dependency"] = f"afterok:{after}"
+        params["additional_parameters"] = {**params["additional_parameters"], "kill_on_invalid_dep": "yes"}
+    if step in ("train", "evaluate"):
+        params["srun_args"] = ["--kill-on-bad-exit=1"]  # one failed rank ends them all, no NCCL hang
+    return params
 
 
 def _groups(parts: list[str]) -> list[list[str]]:

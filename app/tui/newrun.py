@@ -1,0 +1,412 @@
+"""The new-run screen: a template or a cloned run in a form drawn from the spec's schema; submit.
+
+Every edit rebuilds the spec's table from the form and checks it off the UI thread with
+``jobs.spec_form.check_table`` (the validation ``clusterdeck submit`` runs), then shows each
+problem under the field it names, the resolved spec, and the scripts the scheduler will get.
+Submitting calls ``jobs.submit.submit_run``, the same call as the CLI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widget import Widget
+from textual.widgets import (
+    Checkbox,
+    Collapsible,
+    Footer,
+    Header,
+    Input,
+    Label,
+    OptionList,
+    Select,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+from textual.widgets.option_list import Option
+from textual.worker import get_current_worker
+
+from jobs.spec_form import (
+    Checked,
+    FormField,
+    FormSection,
+    form_sections,
+    get_key,
+    parse_value,
+    set_key,
+    show_value,
+    table_toml,
+    without_nones,
+)
+from jobs.templates import Template, list_templates
+
+if TYPE_CHECKING:
+    from app.tui.app import ClusterdeckApp
+
+CHECK_DELAY_S = 0.2
+"""Typing settles this long before the form is checked again."""
+OPEN = ("", "cluster", "shard", "shard.train", "shard.val", "train", "evaluate")
+"""Sections shown open; resources, staging and telemetry start folded."""
+
+
+def widget_id(key: str) -> str:
+    return "f-" + key.replace(".", "--")
+
+
+def section_id(key: str) -> str:
+    return "s-" + (key.replace(".", "--") or "run")
+
+
+@dataclass
+class FormChecked(Message):
+    version: int
+    table: dict[str, Any]
+    checked: Checked
+    resolved: str
+    scripts: dict[str, str]
+
+
+class TemplateName(ModalScreen[str | None]):
+    """Asks for the name to save the form under as one of the user's templates."""
+
+    BINDINGS = [Binding("escape", "dismiss", "Cancel")]
+
+    def __init__(self, suggested: str) -> None:
+        super().__init__()
+        self.suggested = suggested
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="template-name"):
+            yield Label("Save as template (enter to save, escape to cancel):")
+            yield Input(value=self.suggested, id="template-name-input")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+
+class NewRunScreen(Screen[None]):
+    BINDINGS = [
+        Binding("ctrl+s", "submit", "Submit"),
+        Binding("ctrl+t", "save_template", "Save template"),
+        Binding("ctrl+o", "preview", "Spec/sbatch"),
+        Binding("escape", "back", "Runs"),
+    ]
+
+    def __init__(self, table: dict[str, Any] | None = None, origin: str = "") -> None:
+        super().__init__()
+        self.sections = form_sections()
+        self.fields = {f.key: f for s in self.sections for f in s.fields}
+        self.start = without_nones(table) if table is not None else None
+        self.origin = origin
+        self.templates: list[Template] = []
+        self.version = 0
+        self.checked: FormChecked | None = None
+        self.pending: Any = None
+        self.submitting = False
+
+    @property
+    def cd(self) -> ClusterdeckApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            yield OptionList(id="templates")
+            with TabbedContent(initial="form-tab", id="newrun-tabs"):
+                with TabPane("Form", id="form-tab"), VerticalScroll(id="form"):
+                    for section in self.sections:
+                        yield self.section(section)
+                with TabPane("Spec", id="spec-tab"), VerticalScroll():
+                    yield Static("", id="resolved")
+                with TabPane("sbatch", id="sbatch-tab"), VerticalScroll():
+                    yield Static("", id="scripts")
+        yield Static("", id="help")
+        yield Static("", id="problems")
+        yield Footer()
+
+    def section(self, section: FormSection) -> Collapsible:
+        title = f"{section.key or 'run'} · {section.doc.splitlines()[0] if section.doc else ''}"
+        children: list[Widget] = []
+        if section.optional:
+            children.append(Checkbox(f"include {section.key}", id=section_id(section.key) + "-on", compact=True))
+        children.append(Static("", classes="section-error", id=section_id(section.key) + "-error"))
+        for field in section.fields:
+            children += [Horizontal(Label(field.name, classes="field-name"), self.editor(field), classes="field")]
+            children.append(Static("", classes="field-error", id=widget_id(field.key) + "-error"))
+        return Collapsible(
+            *children, title=title, collapsed=section.key not in OPEN, id=section_id(section.key), classes="section"
+        )
+
+    def editor(self, field: FormField) -> Widget:
+        default = "required" if field.required else f"default: {show_value(field.default) or '(empty)'}"
+        if field.kind == "choice":
+            options = [(c or "(none)", c) for c in field.choices]
+            return Select(options, prompt=default, id=widget_id(field.key), compact=True)
+        if field.kind == "bool":
+            return Select([("true", "true"), ("false", "false")], prompt=default, id=widget_id(field.key), compact=True)
+        return Input(placeholder=default, id=widget_id(field.key), compact=True)
+
+    def on_mount(self) -> None:
+        self.sub_title = f"new run · {self.origin}" if self.origin else "new run"
+        self.run_worker(self._load_templates, thread=True, name="list templates", exit_on_error=False)
+        self.fill(self.start or {"name": "", "cluster": {"executor": "local"}})
+
+    # -- templates and filling -------------------------------------------------------------------
+
+    def _load_templates(self) -> None:
+        found = list_templates()
+        self.app.call_from_thread(self.show_templates, found)
+
+    def show_templates(self, found: list[Template]) -> None:
+        self.templates = found
+        options = self.query_one("#templates", OptionList)
+        options.clear_options()
+        options.add_options(
+            [Option(("★ " if t.source == "yours" else "") + t.name, id=str(i)) for i, t in enumerate(found)]
+        )
+        options.highlighted = 0 if found else None
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        template = self.templates[int(event.option.id or 0)]
+        try:
+            table = template.table()
+        except Exception as exc:  # a user's template with bad TOML: say which file, keep the form
+            self.notify(str(exc), severity="error", markup=False, timeout=10)
+            return
+        self.origin = f"template {template.name}"
+        self.sub_title = f"new run · {self.origin}"
+        self.fill(table)
+        note = template.comment()
+        self.query_one("#help", Static).update(Text(note.splitlines()[0] if note else template.name, "italic"))
+
+    def fill(self, table: dict[str, Any]) -> None:
+        """Shows ``table`` in the form: keys it does not set are left empty (their defaults apply)."""
+        for section in self.sections:
+            if section.optional:
+                on = isinstance(get_key(table, section.key), dict)
+                self.query_one(f"#{section_id(section.key)}-on", Checkbox).value = on
+        for key in self.fields:
+            value = get_key(table, key)
+            editor = self.query_one(f"#{widget_id(key)}")
+            if isinstance(editor, Select):
+                editor.value = show_value(value) if value is not None else Select.NULL
+            elif isinstance(editor, Input):
+                editor.value = show_value(value)
+        self.changed()
+
+    # -- the form as a table, checked off the UI thread --------------------------------------------
+
+    def included(self, key: str) -> bool:
+        """A section counts unless it, or a section it sits in, is optional and not included."""
+        for section in self.sections:
+            inside = key == section.key or key.startswith(section.key + ".")
+            on = f"#{section_id(section.key)}-on"
+            if section.optional and section.key and inside and not self.query_one(on, Checkbox).value:
+                return False
+        return True
+
+    def table(self) -> dict[str, Any]:
+        table: dict[str, Any] = {}
+        for section in self.sections:
+            if not self.included(section.key):
+                continue
+            if section.optional:
+                set_key(table, section.key, get_key(table, section.key) or {})
+            for field in section.fields:
+                set_key(table, field.key, parse_value(field, self.text_of(field)))
+        return table
+
+    def text_of(self, field: FormField) -> str:
+        editor = self.query_one(f"#{widget_id(field.key)}")
+        if isinstance(editor, Select):
+            return "" if editor.value is Select.NULL else str(editor.value)
+        return str(editor.value) if isinstance(editor, Input) else ""
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    @on(Checkbox.Changed)
+    def changed(self, event: Message | None = None) -> None:
+        if isinstance(event, Input.Changed) and event.input.id == "template-name-input":
+            return
+        for section in self.sections:
+            if section.optional:
+                self.query_one(f"#{section_id(section.key)}", Collapsible).query(".field").set(
+                    disabled=not self.included(section.key)
+                )
+        if self.pending is not None:
+            self.pending.stop()
+        self.pending = self.set_timer(CHECK_DELAY_S, self.check)
+
+    def check(self) -> None:
+        self.pending = None
+        self.version += 1
+        version, table, root = self.version, self.table(), self.cd.runs_root
+        self.run_worker(
+            lambda: self._check(version, table, root), thread=True, group="check", exclusive=True, exit_on_error=False
+        )
+
+    def _check(self, version: int, table: dict[str, Any], root: Any) -> None:
+        from jobs.errors import UserError
+        from jobs.spec_form import check_table, spec_toml
+        from jobs.submit import preview_run
+
+        checked = check_table(table)  # stats the paths it names: never on the UI thread
+        resolved, scripts = "", {}
+        if checked.spec is not None:
+            resolved = spec_toml(checked.spec)
+            try:
+                scripts = preview_run(checked.spec, root)
+            except UserError as exc:
+                checked = Checked(checked.spec, [(p.partition(": ")[0], p.partition(": ")[2]) for p in exc.problems])
+        if not get_current_worker().is_cancelled:
+            self.post_message(FormChecked(version, table, checked, resolved, scripts))
+
+    def on_form_checked(self, message: FormChecked) -> None:
+        if message.version != self.version:
+            return  # the form changed since: a newer check is on its way
+        self.checked = message
+        self.show_problems(message.checked.problems)
+        self.query_one("#resolved", Static).update(
+            Syntax(message.resolved, "toml", theme="ansi_dark") if message.resolved else "(fix the problems first)"
+        )
+        scripts = "\n".join(f"# ---- {name} ----\n{text}" for name, text in message.scripts.items())
+        self.query_one("#scripts", Static).update(
+            Syntax(scripts, "bash", theme="ansi_dark") if scripts else "(fix the problems first)"
+        )
+
+    def show_problems(self, problems: list[tuple[str, str]]) -> None:
+        by_key: dict[str, list[str]] = {}  # a problem no field or section owns shows in the status line only
+        for key, text in problems:
+            owner = self.owner_of(key)
+            if owner is not None:
+                by_key.setdefault(owner, []).append(text if owner == key else f"{key}: {text}")
+        for key in self.fields:
+            self.show_error(f"#{widget_id(key)}-error", by_key.get(key))
+        for section in self.sections:
+            self.show_error(f"#{section_id(section.key)}-error", by_key.get("[" + section.key + "]"))
+        status = self.query_one("#problems", Static)
+        if problems:
+            listed = "; ".join(f"{k}: {t}" if k else t for k, t in problems[:3])
+            more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+            status.update(Text(f"{len(problems)} problem(s): {listed}{more}", "bold red"))
+            status.add_class("bad")
+        else:
+            spec = self.checked.checked.spec if self.checked else None
+            steps = " → ".join(spec.steps) if spec else ""
+            status.update(Text(f"ready: {steps} on {spec.cluster.executor if spec else ''} · ctrl+s submits", "green"))
+            status.remove_class("bad")
+
+    def owner_of(self, key: str) -> str | None:
+        """The field a problem belongs to, else its section (as ``[key]``), else None."""
+        if key in self.fields:
+            return key
+        sections = [s.key for s in self.sections if s.key and (key == s.key or key.startswith(s.key + "."))]
+        return f"[{max(sections, key=len)}]" if sections else None
+
+    def show_error(self, selector: str, texts: list[str] | None) -> None:
+        label = self.query_one(selector, Static)
+        label.update(Text("↳ " + "; ".join(texts), "red") if texts else "")
+        label.display = bool(texts)
+
+    def on_descendant_focus(self, event: Any) -> None:
+        widget_id_ = getattr(event.widget, "id", "") or ""
+        if widget_id_.startswith("f-"):
+            key = widget_id_[2:].replace("--", ".")
+            field = self.fields.get(key)
+            if field is not None:
+                self.query_one("#help", Static).update(Text.assemble((f"{key}: ", "bold"), field.doc))
+
+    # -- actions ----------------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_preview(self) -> None:
+        tabs = self.query_one("#newrun-tabs", TabbedContent)
+        order = ["form-tab", "spec-tab", "sbatch-tab"]
+        tabs.active = order[(order.index(tabs.active) + 1) % len(order)] if tabs.active in order else "form-tab"
+
+    def ready(self) -> Checked | None:
+        if self.pending is not None or self.checked is None or self.checked.version != self.version:
+            self.notify("checking the form; try again in a moment", severity="warning")
+            return None
+        checked = self.checked.checked
+        if checked.problems or checked.spec is None:
+            self.notify(f"{len(checked.problems)} problem(s) to fix first", severity="error")
+            first = next((self.owner_of(k) for k, _ in checked.problems if self.owner_of(k) in self.fields), None)
+            if first is not None:
+                self.reveal(first)
+            return None
+        return checked
+
+    def reveal(self, key: str) -> None:
+        self.query_one("#newrun-tabs", TabbedContent).active = "form-tab"
+        for section in self.sections:
+            if section.key and key.startswith(section.key + "."):
+                self.query_one(f"#{section_id(section.key)}", Collapsible).collapsed = False
+        self.query_one(f"#{widget_id(key)}").focus()
+
+    def action_submit(self) -> None:
+        checked = self.ready()
+        if checked is None or checked.spec is None or self.submitting:
+            return
+        spec, root, app = checked.spec, self.cd.runs_root, self.app
+        self.submitting = True
+
+        def submit() -> None:
+            from jobs.submit import submit_run
+
+            try:
+                paths = submit_run(spec, root)  # the CLI's call: the run is the same as `clusterdeck submit`
+            except Exception as exc:
+                problems = getattr(exc, "problems", [str(exc)])
+                app.call_from_thread(self.submit_failed, problems)
+                return
+            app.call_from_thread(self.submitted, str(paths.root), paths.run_id)
+
+        self.run_worker(submit, thread=True, name="submit", exit_on_error=False)
+
+    def submit_failed(self, problems: list[str]) -> None:
+        self.submitting = False
+        self.show_problems([(p.partition(": ")[0], p.partition(": ")[2]) if ": " in p else ("", p) for p in problems])
+        self.notify("submit failed: " + "; ".join(problems), severity="error", markup=False, timeout=15)
+
+    def submitted(self, path: str, run_id: str) -> None:
+        from app.tui.detail import RunDetailScreen
+
+        self.notify(f"submitted run {run_id}", markup=False)
+        self.app.switch_screen(RunDetailScreen(path))
+
+    def action_save_template(self) -> None:
+        checked = self.ready()
+        if checked is None or self.checked is None:
+            return
+        text = f"# {self.origin or 'made in the app'}\n" + table_toml(self.checked.table)
+
+        def save(name: str | None) -> None:
+            from jobs.errors import UserError
+            from jobs.templates import save_template
+
+            if not name:
+                return
+            try:
+                path = save_template(text, name)
+            except UserError as exc:
+                self.notify(str(exc), severity="error", markup=False, timeout=10)
+                return
+            self.notify(f"saved {path}", markup=False)
+            self.run_worker(self._load_templates, thread=True, name="list templates", exit_on_error=False)
+
+        name = checked.spec.name if checked.spec else "template"
+        suggested = "".join(c if c.isalnum() or c in "._-" else "-" for c in name)
+        self.app.push_screen(TemplateName(suggested), save)

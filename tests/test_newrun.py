@@ -1,0 +1,181 @@
+"""The new-run form: drawn from the schema, checked as the CLI checks, submitting through the CLI's call."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.widgets import Input, OptionList, Select, Static
+
+from app.tui.app import make_app
+from app.tui.detail import RunDetailScreen
+from app.tui.newrun import NewRunScreen, widget_id
+from jobs import atomic
+from jobs.errors import UserError
+from jobs.spec import RunSpec, load_spec
+from jobs.spec_form import check_table, form_sections, get_key, parse_value, show_value, without_nones
+from tests.conftest import run_cli, train_section
+from tests.test_tui import submit, until
+
+
+def leaf_keys(table: dict[str, Any], prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in table.items():
+        path = f"{prefix}{key}"
+        keys |= leaf_keys(value, path + ".") if isinstance(value, dict) else {path}
+    return keys
+
+
+def test_the_form_has_a_field_for_every_key_of_a_spec(sample_shards: Path) -> None:
+    full = RunSpec.model_validate(
+        {"name": "x", "shard": {"output": "/tmp/o", "train": {"input": "/"}, "val": {"input": "/"}}, "train": {}},
+        context={"check_paths": False},
+    ).model_dump(mode="json")
+    full["evaluate"] = RunSpec.model_validate(
+        {"name": "y", "evaluate": {"checkpoint": "/", "val_shards": "/"}}, context={"check_paths": False}
+    ).model_dump(mode="json")["evaluate"]
+    fields = {f.key: f for s in form_sections() for f in s.fields}
+    assert set(fields) == leaf_keys(full)
+    assert {s.key for s in form_sections() if s.optional} == {"shard", "shard.train", "shard.val", "train", "evaluate"}
+    # a section's defaults come from where it sits: the shard step's resources are not the class's
+    assert fields["shard.resources.cpus_per_task"].default == 8 and fields["train.resources.partition"].default == "gpu"
+    assert fields["train.optimizer"].choices == ("sgd", "adamw") and fields["train.nesterov"].kind == "bool"
+    assert fields["cluster.runs_root"].kind == "path" and fields["shard.resources.setup"].kind == "list"
+    for key, text, value in (
+        ("train.epochs", "12", 12),
+        ("train.lr", "3e-4", 3e-4),
+        ("train.epochs", "twelve", "twelve"),  # left as typed, for validation to name
+        (
+            "shard.resources.setup",
+            '["module load cuda", "source venv/bin/activate"]',
+            ["module load cuda", "source venv/bin/activate"],
+        ),
+        ("train.epochs", "  ", None),
+    ):
+        assert parse_value(fields[key], text) == value
+        assert parse_value(fields[key], show_value(value)) == value  # what the form shows reads back the same
+
+
+def test_problems_name_their_keys(sample_shards: Path) -> None:
+    checked = check_table({"name": "x", "train": {"batch_size": "abc", "lr": -1, "train_shards": str(sample_shards)}})
+    assert dict(checked.problems) == {
+        "train.batch_size": "Input should be a valid integer, unable to parse string as an integer (got 'abc')",
+        "train.lr": "Input should be greater than 0 (got -1)",
+    }
+    # a check across sections is filed under the key it names
+    assert check_table({"name": "x", "train": {}}).problems == [
+        ("train.train_shards", "required when the spec has no [shard] section")
+    ]
+
+
+async def test_fill_a_template_see_the_problem_submit_and_clone(
+    sample_shards: Path, tmp_path: Path, home: Path
+) -> None:
+    (home / "templates").mkdir(parents=True)
+    (home / "templates" / "tiny.toml").write_text(
+        '# my tiny run\nname = "from-the-form"\n' + train_section(sample_shards)
+    )
+    app = make_app(home / "runs")
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("n")
+        screen = app.screen
+        assert isinstance(screen, NewRunScreen)
+        templates = screen.query_one("#templates", OptionList)
+        await until(pilot, lambda: templates.option_count > 0)
+        assert templates.get_option_at_index(0).prompt == "★ tiny"  # the user's own come first
+        templates.focus()
+        await pilot.press("enter")
+        epochs = screen.query_one(f"#{widget_id('train.epochs')}", Input)
+        await until(pilot, lambda: epochs.value == "2")
+        assert screen.query_one(f"#{widget_id('train.amp')}", Select).value == "off"
+
+        epochs.value = "two"  # a bad value: the message sits under the field and names the problem
+        error = screen.query_one(f"#{widget_id('train.epochs')}-error", Static)
+        await until(pilot, lambda: "valid integer" in str(error.content) and error.display)
+        assert "train.epochs" in str(screen.query_one("#problems", Static).content)
+        await pilot.press("ctrl+s")  # refused: nothing is submitted
+        await pilot.pause(0.5)
+        assert not (home / "runs").exists() or not any((home / "runs").iterdir())
+
+        epochs.value = "1"
+        await until(
+            pilot, lambda: not error.display and screen.checked is not None and not screen.checked.checked.problems
+        )
+        assert screen.checked is not None and "\nepochs = 1\n" in screen.checked.resolved
+        executor = screen.query_one(f"#{widget_id('cluster.executor')}", Select)
+        executor.value = "slurm"  # the preview shows what sbatch would get, without submitting
+        await until(pilot, lambda: "train" in (screen.checked.scripts if screen.checked else {}))
+        assert "#SBATCH --job-name=cd-RUN_ID-train" in screen.checked.scripts["train"]  # type: ignore[union-attr]
+        executor.value = "local"
+        await until(pilot, lambda: "local" in (screen.checked.scripts if screen.checked else {}))
+
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: isinstance(app.screen, RunDetailScreen), timeout=60)
+        detail = app.screen
+        assert isinstance(detail, RunDetailScreen)
+        await until(pilot, lambda: detail.view is not None and detail.view.ended, timeout=180)
+        assert detail.view is not None and detail.view.state == "COMPLETED"
+
+        # the same template and edit, headless: the recorded specs are the same
+        cli_run = submit(tmp_path, sample_shards, "from-the-form", epochs=1)
+        runs = home / "runs"
+        app_spec = atomic.read_json(detail.paths.spec)
+        assert app_spec == atomic.read_json(runs / cli_run / "spec.json")
+        run_cli("cancel", cli_run)
+
+        await pilot.press("l")  # clone: the run's recorded spec in the form
+        clone = app.screen
+        assert isinstance(clone, NewRunScreen)
+        await until(pilot, lambda: clone.checked is not None)
+        assert clone.checked is not None and clone.checked.checked.spec is not None
+        assert clone.checked.checked.spec.model_dump(mode="json") == app_spec
+        assert get_key(clone.table(), "train.epochs") == 1
+
+
+async def test_a_section_problem_shows_on_the_section(home: Path) -> None:
+    app = make_app(home / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n")
+        screen = app.screen
+        assert isinstance(screen, NewRunScreen)
+        screen.fill({"name": "no splits", "shard": {"output": str(home / "out")}})
+        error = screen.query_one("#s-shard-error", Static)
+        await until(pilot, lambda: error.display)
+        assert "needs [shard.train] or [shard.val]" in str(error.content)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, NewRunScreen)
+
+
+def test_a_template_saved_from_the_form_loads_as_the_same_spec(sample_shards: Path, home: Path) -> None:
+    from jobs.spec_form import table_toml
+    from jobs.templates import list_templates, save_template
+
+    table = {"name": "saved", "train": {"train_shards": str(sample_shards), "epochs": 3, "amp": "off"}}
+    path = save_template(table_toml(table), "saved")
+    assert [t.name for t in list_templates() if t.source == "yours"] == ["saved"]
+    assert load_spec(path) == check_table(without_nones(table)).spec
+    before = path.read_text()
+    with pytest.raises(UserError, match="exists"):
+        save_template("name = 'other'\n", "saved")
+    assert path.read_text() == before  # never overwritten
+    with pytest.raises(UserError, match="template name"):
+        save_template("name = 'x'\n", "../escape")
+    assert json.loads(json.dumps(without_nones({"a": None, "b": {"c": None}, "d": 1}))) == {"b": {}, "d": 1}
+
+
+def test_the_preview_is_what_submit_hands_the_scheduler_and_writes_nothing(sample_shards: Path, tmp_path: Path) -> None:
+    from jobs.submit import preview_run
+
+    table = {"name": "p", "train": {"train_shards": str(sample_shards), "resources": {"setup": ["module load x"]}}}
+    spec = check_table({**table, "cluster": {"executor": "slurm"}}).spec
+    assert spec is not None
+    scripts = preview_run(spec, tmp_path / "runs")
+    assert list(scripts) == ["train"]
+    for line in ("#SBATCH --gpus-per-node=8", "#SBATCH --partition=gpu", "#SBATCH --signal=USR2@120", "module load x"):
+        assert line in scripts["train"]
+    local = check_table(table).spec
+    assert local is not None
+    assert "module load x && exec " in preview_run(local, tmp_path / "runs")["local"]
+    assert not (tmp_path / "runs").exists()
