@@ -1,4 +1,4 @@
-"""The headless CLI: ``clusterdeck submit|ls|show|logs|metrics|watch|cancel|resume|stage|sample-data|demo``.
+"""The headless CLI: ``clusterdeck submit|ls|show|diff|logs|metrics|watch|cancel|resume|stage|sample-data|demo``.
 
 Exit codes: 0 done, 1 the run failed, 2 a usage or spec error (printed without a traceback).
 Only light modules are imported at start; torch and friends load inside payloads.
@@ -20,6 +20,7 @@ from jobs import __version__
 from jobs.errors import UserError
 
 if TYPE_CHECKING:
+    from jobs.compare import Comparison
     from jobs.rundir import RunPaths
     from jobs.status import RunView
 
@@ -58,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("show", help="a run's state, steps, jobs and outputs")
     s.add_argument("run", help="run id, unique id prefix, or unique name")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("diff", help="compare runs: how their specs differ, their per-epoch curves side by side")
+    s.add_argument("runs", nargs="+", metavar="RUN", help="two or more runs: id, unique id prefix, or unique name")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("logs", help="print a run's job logs (every job, attempt and rank)")
@@ -284,6 +289,69 @@ def _print_attempts(step: Any) -> None:
                 )
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    from jobs.compare import compare_runs
+    from jobs.runs import resolve_run
+
+    found, problems = [], []
+    for address in args.runs:
+        try:
+            found.append(resolve_run(_root(args), address))
+        except UserError as exc:
+            problems += exc.problems
+    if problems:
+        raise UserError(*problems)
+    comparison = compare_runs(found)
+    if args.json:
+        _print_json(comparison.to_json())
+    else:
+        _print_comparison(comparison)
+    return EXIT_OK
+
+
+def _print_comparison(c: Comparison) -> None:
+    """Who is who, the spec keys that differ, then per-epoch loss, top-1 and top-5 of every run side by side."""
+    from jobs.compare import format_value, letter
+
+    columns = [letter(i) for i in range(len(c.run_ids))]
+    _print_table([[col, c.run_ids[i], c.names[i], c.states[i]] for i, col in enumerate(columns)])
+    print()
+    if c.differences:
+        print("spec differences")
+        _print_table([["KEY", *columns], *([key, *map(format_value, values)] for key, values in c.differences)])
+    else:
+        print("the specs are the same")
+    print()
+    if not c.epochs:
+        print("no training records yet in any of these runs")
+        return
+    series = (("train_loss", "loss", "{:.4f}"), ("top1", "top-1", "{:.1%}"), ("top5", "top-5", "{:.1%}"))
+    rows = [["EPOCH", *(f"{col} {title}" for col in columns for _, title, _ in series)]]
+    for epoch in c.epochs:
+        cells = [str(epoch)]
+        for run in range(len(columns)):
+            for key, _, fmt in series:
+                value = c.value(run, key, epoch)
+                cells.append(fmt.format(value) if value is not None else "-")
+        rows.append(cells)
+    _print_table(rows, right=True)
+    print()
+    print("best top-1")
+    for run, col in enumerate(columns):
+        top = c.best_top1(run)
+        print(f"  {col}  {f'{top[1]:.1%} at epoch {top[0]}' if top else '-'}")
+
+
+def _print_table(rows: list[list[str]], *, right: bool = False) -> None:
+    """Columns padded to their widest cell; ``right`` aligns every column but the first to the right (numbers)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        cells = [
+            c.ljust(w) if i == 0 or not right else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     from app.follow import cmd_logs as logs
 
@@ -376,6 +444,7 @@ COMMANDS = {
     "submit": cmd_submit,
     "ls": cmd_ls,
     "show": cmd_show,
+    "diff": cmd_diff,
     "logs": cmd_logs,
     "metrics": cmd_metrics,
     "watch": cmd_watch,

@@ -7,6 +7,7 @@ from typing import Any
 
 from textual.message import Message
 
+from jobs.cluster import ClusterView
 from jobs.overview import RunRow
 from jobs.status import RunView
 from jobs.tail.run import LogFile
@@ -35,3 +36,10 @@ class Trouble(Message):
     """A worker could not do its part this time (it goes on); said once until it changes."""
 
     text: str
+
+
+@dataclass
+class ClusterLoaded(Message):
+    """One answer from sinfo and squeue (or why there was none)."""
+
+    view: ClusterView

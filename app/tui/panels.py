@@ -12,10 +12,11 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from rich.highlighter import Highlighter
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import Label, RichLog, Static
+from textual.widgets import Label, Log, Static
 
 from jobs.tail.run import LogFile
 
@@ -69,7 +70,9 @@ class LogPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Label(self.status(), id="log-status")
-        yield RichLog(id="log", max_lines=LOG_LINES, wrap=False, auto_scroll=True)
+        log = Log(id="log", max_lines=LOG_LINES, highlight=True, auto_scroll=True)
+        log.highlighter = AlarmHighlighter()
+        yield log
 
     def status(self) -> str:
         ranks = "all ranks" if self.rank is None else f"rank {self.rank}"
@@ -88,18 +91,20 @@ class LogPanel(Vertical):
             self.show([(f, line) for f, line in batch if self.wanted(f, line)])
 
     def show(self, lines: list[tuple[LogFile, str]]) -> None:
-        shown = lines[-LOG_LINES:]  # a burst larger than the panel: only what it can hold is drawn
+        """Hands the lines to a ``Log``, which keeps strings and styles only the lines on screen: a burst
+        of thousands costs a list append, not thousands of rendered lines."""
+        shown = lines[-LOG_LINES:]  # a burst larger than the panel: only what it can hold is kept
         if shown:
-            self.query_one(RichLog).write(Text("\n").join(highlight(line) for _, line in shown))
+            self.query_one(Log).write_lines(as_shown(line) for _, line in shown)
 
     def redraw(self) -> None:
-        self.query_one(RichLog).clear()
+        self.query_one(Log).clear()
         self.show([(f, line) for f, line in self.lines if self.wanted(f, line)])
         self.query_one("#log-status", Label).update(self.status())
 
     def toggle_follow(self) -> None:
         self.following = not self.following
-        self.query_one(RichLog).auto_scroll = self.following
+        self.query_one(Log).auto_scroll = self.following
         if self.following:
             self.redraw()  # what came while paused
         self.query_one("#log-status", Label).update(self.status())
@@ -115,13 +120,19 @@ class LogPanel(Vertical):
         self.redraw()
 
 
-def highlight(line: str) -> Text:
-    """The line as a terminal shows it (after its last carriage return), cut to ``SHOWN``, alarms coloured."""
-    line = line.rsplit("\r", 1)[-1][:SHOWN]
-    for pattern, style in HIGHLIGHTS:
-        if pattern.search(line):
-            return Text(line, style=style)
-    return Text(line)
+def as_shown(line: str) -> str:
+    """The line as a terminal shows it: after its last carriage return (tqdm), cut to ``SHOWN``."""
+    return line.rsplit("\r", 1)[-1][:SHOWN]
+
+
+class AlarmHighlighter(Highlighter):
+    """Tracebacks, OOM, NCCL and NaN lines coloured; applied by the log to the lines on screen only."""
+
+    def highlight(self, text: Text) -> None:
+        for pattern, style in HIGHLIGHTS:
+            if pattern.search(text.plain):
+                text.stylize(style)
+                return
 
 
 class CurvesPanel(VerticalScroll):

@@ -34,9 +34,9 @@ SORT_KEYS: dict[str, Any] = {
 }
 
 
-def cells(row: RunRow) -> tuple[str, ...]:
+def cells(row: RunRow, marked: bool = False) -> tuple[str, ...]:
     return (
-        row.name,
+        ("● " if marked else "") + row.name,
         row.run_id,
         row.steps,
         row.state,
@@ -55,6 +55,9 @@ class RunsScreen(Screen[None]):
         Binding("slash", "focus_filter", "Filter"),
         Binding("s", "sort", "Sort"),
         Binding("n", "new_run", "New run"),
+        Binding("space", "mark", "Mark"),
+        Binding("d", "compare", "Compare"),
+        Binding("u", "cluster", "Cluster"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
@@ -64,6 +67,8 @@ class RunsScreen(Screen[None]):
         self.sort_by, self.reverse = "id", True  # newest first
         self.loading = False
         self.trouble = ""
+        self.marked: list[str] = []
+        """Run ids marked for comparison, in the order they were marked."""
 
     @property
     def cd(self) -> ClusterdeckApp:
@@ -126,7 +131,7 @@ class RunsScreen(Screen[None]):
         selected = self.selected()
         table.clear()
         for row in self.shown():
-            table.add_row(*cells(row), key=row.run_id)
+            table.add_row(*cells(row, row.run_id in self.marked), key=row.run_id)
         if selected is not None and selected in {r.run_id for r in self.shown()}:
             table.move_cursor(row=table.get_row_index(selected))
         self.sub_title = (
@@ -165,6 +170,30 @@ class RunsScreen(Screen[None]):
         row = next((r for r in self.rows if r.run_id == run_id), None)
         if row is not None:  # None: gone since the table was drawn
             self.app.push_screen(RunDetailScreen(row.path))
+
+    def action_mark(self) -> None:
+        run_id = self.selected()
+        if run_id is None:
+            return
+        if run_id in self.marked:
+            self.marked.remove(run_id)
+        else:
+            self.marked.append(run_id)
+        self.show_rows()
+
+    def action_compare(self) -> None:
+        from app.tui.compare import CompareScreen
+
+        paths = [r.path for run_id in self.marked for r in self.rows if r.run_id == run_id]
+        if len(paths) < 2:
+            self.notify("mark two or more runs with space, then press d", severity="warning")
+            return
+        self.app.push_screen(CompareScreen(paths))
+
+    def action_cluster(self) -> None:
+        from app.tui.cluster import ClusterScreen
+
+        self.app.push_screen(ClusterScreen())
 
     def action_new_run(self) -> None:
         from app.tui.newrun import NewRunScreen
