@@ -96,7 +96,9 @@ class CompareScreen(Screen[None]):
     def on_comparison_loaded(self, message: ComparisonLoaded) -> None:
         c, before = message.comparison, self.comparison
         self.comparison = c
-        self.query_one("#compare-runs", Static).update(self.runs_text(c))
+        runs = self.query_one("#compare-runs", Static)
+        runs.update(self.runs_text(c))
+        runs.styles.height = len(c.run_ids)  # set, not auto: the legend's height never lags its lines
         if before is None or before.differences != c.differences or before.names != c.names:
             self.show_differences(c)
         self.plot(c)

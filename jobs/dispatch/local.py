@@ -99,8 +99,11 @@ class LocalBackend(Backend):
         found = {}
         for job in jobs:
             # A finished process leaves no exit state behind: EXITED defers to the payload's status files.
-            state = "RUNNING" if _is_ours(job) else "EXITED"
-            found[job.job_id] = JobState(state, node=os.uname().nodename)
+            running = _is_ours(job)
+            # an exited job's node is the one its parts reported, not wherever this runs now
+            found[job.job_id] = JobState(
+                "RUNNING" if running else "EXITED", node=os.uname().nodename if running else ""
+            )
         return found
 
     def cancel(self, jobs: list[JobRef]) -> None:
