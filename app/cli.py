@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         from app.tui.app import make_app
 
-        make_app(_root(args)).run()
+        make_app(_root(args), root_given=args.runs_root is not None).run()
         return EXIT_OK
     try:
         return COMMANDS[args.command](args)
@@ -219,9 +219,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for v in views:
         steps = " ".join(f"{s.name}:{s.state}" for s in v.steps)
         rows.append((v.run_id, v.name, v.state, steps, _when(v.created_at), _elapsed(v.created_at, v.ended_at)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    _print_table([list(r) for r in rows])
     return EXIT_OK
 
 

@@ -120,6 +120,8 @@ def epoch_curves(paths: RunPaths, access: FileAccess | None = None) -> Curves:
             elif r.get("kind") == "train":
                 # a train record's epoch is fractional, 0-based: epoch 1 runs over (0, 1]
                 epoch, loss = max(math.ceil(float(r["epoch"])), 1), float(r["loss"])
+                if not math.isfinite(loss):
+                    continue  # a NaN step shows in the log; the curve keeps its scale
                 seen, values = losses.get(epoch, (0, []))
                 if attempt > seen:
                     values = []

@@ -30,6 +30,8 @@ from pydantic import (
 from jobs.errors import UserError
 from jobs.model_names import MODEL_NAMES, unknown_model_message
 
+KEY = re.compile(r"[a-z_]+(\.[a-z_0-9]+)*")
+"""A spec key path, as problems name them: ``train.resources.gpus_per_node``."""
 _UNSET_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 
 
@@ -45,7 +47,13 @@ def expand_vars(value: Any) -> Any:
 
 
 def _must_exist(path: Path, info: ValidationInfo) -> Path:
-    if (info.context or {}).get("check_paths", True) and not path.exists():
+    if not (info.context or {}).get("check_paths", True):
+        return path
+    try:
+        found = path.exists()
+    except OSError as exc:  # a name too long, a hung mount answering with an error
+        raise ValueError(f"cannot check {path}: {exc.strerror}") from None
+    if not found:
         raise ValueError(f"path does not exist: {path}")
     return path
 
@@ -443,7 +451,7 @@ def error_items(exc: ValidationError) -> list[tuple[str, str]]:
             msg = err["msg"].removeprefix("Value error, ")
             if not loc:  # a check across sections names its own keys: "train.train_shards: required when …"
                 named, sep, rest = msg.partition(": ")
-                items.append((named, rest) if sep and re.fullmatch(r"[a-z_]+(\.[a-z_]+)+", named) else ("", msg))
+                items.append((named, rest) if sep and KEY.fullmatch(named) else ("", msg))
                 continue
             items.append((key, f"{msg} (got {err['input']!r})" if _show_input(err) else msg))
     return items

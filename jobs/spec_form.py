@@ -19,7 +19,7 @@ import tomli_w
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
-from jobs.spec import RunSpec, Section, error_items
+from jobs.spec import KEY, RunSpec, Section, error_items
 
 Kind = Literal["text", "path", "int", "float", "bool", "choice", "list"]
 
@@ -170,6 +170,15 @@ def get_key(table: dict[str, Any], key: str) -> Any:
     return node
 
 
+def leaf_keys(table: dict[str, Any], prefix: str = "") -> set[str]:
+    """Every key path of a nested table that holds a value, not a table."""
+    keys: set[str] = set()
+    for key, value in table.items():
+        path = f"{prefix}{key}"
+        keys |= leaf_keys(value, path + ".") if isinstance(value, dict) else {path}
+    return keys
+
+
 def set_key(table: dict[str, Any], key: str, value: Any) -> None:
     """Sets ``a.b.c`` in a nested table; ``None`` removes it (the default applies)."""
     *parents, last = key.split(".")
@@ -212,6 +221,12 @@ def check_table(table: dict[str, Any], *, check_paths: bool = True) -> Checked:
         return Checked(RunSpec.model_validate(table, context={"check_paths": check_paths}), [])
     except ValidationError as exc:
         return Checked(None, error_items(exc))
+
+
+def split_problem(text: str) -> tuple[str, str]:
+    """``"train.lr: must be > 0"`` → ``("train.lr", "must be > 0")``; a problem naming no key → ``("", text)``."""
+    key, sep, rest = text.partition(": ")
+    return (key, rest) if sep and KEY.fullmatch(key) else ("", text)
 
 
 def spec_toml(spec: RunSpec) -> str:

@@ -56,11 +56,13 @@ def save_template(text: str, name: str) -> Path:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):
         raise UserError(f"template name {name!r}: use letters, digits, '.', '_' and '-' (at most 100)")
     folder = user_templates_dir()
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.toml"
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         with path.open("x") as f:
             f.write(text)
     except FileExistsError:
         raise UserError(f"{path}: a template of that name exists; choose another name") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write the template ({exc.strerror})") from None
     return path

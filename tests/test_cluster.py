@@ -7,18 +7,18 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
 from app.tui.app import make_app
 from app.tui.cluster import ClusterScreen
 from app.tui.runs import RunsScreen
 from jobs.cluster import ClusterView, Partition, QueuedJob, cluster_view, gpu_count, parse_sinfo, parse_squeue
+from tests.conftest import until
 
 # What SINFO prints on a GPU cluster: a node in two partitions (a01), a typed gres with sockets, one
 # with IDX lists holding commas, untyped GPUs, and nodes that are mixed, full, drained, down, powered off.
@@ -150,13 +150,6 @@ def test_errors_from_a_real_sinfo(slurm: None, monkeypatch: pytest.MonkeyPatch, 
     started = time.monotonic()
     assert cluster_view(timeout_s=1).error == "sinfo did not answer in 1 s"
     assert time.monotonic() - started < 5
-
-
-async def until(pilot: Pilot[Any], condition: Callable[[], object], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await pilot.pause(0.2)
 
 
 def texts(row: list[Any]) -> list[str]:

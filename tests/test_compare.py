@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.text import Text
-from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
 from app.tui.app import make_app
@@ -21,7 +18,7 @@ from app.tui.compare import CompareScreen
 from app.tui.runs import RunsScreen
 from jobs.compare import ABSENT, epoch_curves, format_value, spec_differences
 from jobs.rundir import RunPaths
-from tests.conftest import run_cli, train_section
+from tests.conftest import run_cli, train_section, until
 
 # --- spec differences --------------------------------------------------------------------------
 
@@ -261,13 +258,6 @@ def test_diff_refuses_one_run_unknown_runs_and_runs_without_a_spec(two_runs: Two
     assert f"clusterdeck: error: run {broken}: it has no spec" in result.err
 
 
-async def until(pilot: Pilot[Any], condition: Callable[[], object], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await pilot.pause(0.1)
-
-
 async def test_the_compare_screen_shows_differences_and_curves_at_80x24(two_runs: TwoRuns) -> None:
     a, b = two_runs.a, two_runs.b
     app = make_app(two_runs.home / "runs")
@@ -278,8 +268,8 @@ async def test_the_compare_screen_shows_differences_and_curves_at_80x24(two_runs
         assert isinstance(screen, CompareScreen)
         table = screen.query_one("#differences", DataTable)
         await until(pilot, lambda: any(str(k.value) == "train.lr" for k in table.rows))
-        assert table.get_row("train.lr") == ["train.lr", "0.05", "0.1"]
-        assert table.get_row("train.epochs") == ["train.epochs", "2", "3"]
+        assert [str(c) for c in table.get_row("train.lr")] == ["train.lr", "0.05", "0.1"]
+        assert [str(c) for c in table.get_row("train.epochs")] == ["train.epochs", "2", "3"]
         assert len(table.columns) == 3
         runs = str(screen.query_one("#compare-runs", Static).content)
         assert f"A lr-small  {a}  COMPLETED" in runs and f"B lr-big  {b}  COMPLETED" in runs
@@ -299,3 +289,10 @@ async def test_the_compare_screen_shows_differences_and_curves_at_80x24(two_runs
         runs_static = app.screen.query_one("#compare-runs", Static)
         await until(pilot, lambda: "two or more" in str(runs_static.content))
         assert str(runs_static.content).startswith("cannot compare:")
+
+
+def test_a_nan_point_is_not_drawn() -> None:
+    from app.tui.chart import Series, render_chart
+
+    text = render_chart("loss", [Series("A", [(1.0, 2.0), (2.0, float("nan")), (3.0, 1.0)], "red")], 40, 8)
+    assert "nan" not in text.plain and "2" in text.plain

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from textual.widgets import Input, OptionList, Select, Static
@@ -15,17 +14,17 @@ from app.tui.newrun import NewRunScreen, widget_id
 from jobs import atomic
 from jobs.errors import UserError
 from jobs.spec import RunSpec, load_spec
-from jobs.spec_form import check_table, form_sections, get_key, parse_value, show_value, without_nones
-from tests.conftest import run_cli, train_section
-from tests.test_tui import submit, until
-
-
-def leaf_keys(table: dict[str, Any], prefix: str = "") -> set[str]:
-    keys = set()
-    for key, value in table.items():
-        path = f"{prefix}{key}"
-        keys |= leaf_keys(value, path + ".") if isinstance(value, dict) else {path}
-    return keys
+from jobs.spec_form import (
+    check_table,
+    form_sections,
+    get_key,
+    leaf_keys,
+    parse_value,
+    show_value,
+    without_nones,
+)
+from tests.conftest import run_cli, train_section, until
+from tests.test_tui import submit
 
 
 def test_the_form_has_a_field_for_every_key_of_a_spec(sample_shards: Path) -> None:
@@ -165,8 +164,12 @@ def test_a_template_saved_from_the_form_loads_as_the_same_spec(sample_shards: Pa
     assert json.loads(json.dumps(without_nones({"a": None, "b": {"c": None}, "d": 1}))) == {"b": {}, "d": 1}
 
 
-def test_the_preview_is_what_submit_hands_the_scheduler_and_writes_nothing(sample_shards: Path, tmp_path: Path) -> None:
+def test_the_preview_is_what_submit_hands_the_scheduler_and_writes_nothing(
+    sample_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from jobs.submit import preview_run
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # a laptop: no sbatch, no srun
 
     table = {"name": "p", "train": {"train_shards": str(sample_shards), "resources": {"setup": ["module load x"]}}}
     spec = check_table({**table, "cluster": {"executor": "slurm"}}).spec
@@ -179,3 +182,18 @@ def test_the_preview_is_what_submit_hands_the_scheduler_and_writes_nothing(sampl
     assert local is not None
     assert "module load x && exec " in preview_run(local, tmp_path / "runs")["local"]
     assert not (tmp_path / "runs").exists()
+
+
+async def test_what_the_form_cannot_hold_is_named_and_left_out(home: Path) -> None:
+    app = make_app(home / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n")
+        screen = app.screen
+        assert isinstance(screen, NewRunScreen)
+        screen.fill({"name": "odd", "cluster": {"executor": "SLURM"}, "train": {"learning_rate": 0.5}}, source="t.toml")
+        await until(pilot, lambda: screen.checked is not None and screen.checked.table.get("name") == "odd")
+        warning = next(n for n in app._notifications if "left out" in n.message)
+        assert "train.learning_rate (not a key of a spec)" in warning.message and "t.toml" in warning.message
+        assert "cluster.executor = 'SLURM' (not one of local, slurm)" in warning.message
+        assert screen.query_one(f"#{widget_id('cluster.executor')}", Select).value == Select.NULL
+        assert get_key(screen.table(), "train.learning_rate") is None

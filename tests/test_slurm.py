@@ -227,3 +227,25 @@ def test_a_train_job_at_its_time_limit_requeues_and_resumes(sample_shards: Path,
     assert part["progress"]["resumed_from_step"] in saved
     log = (Path(view["path"]) / "submitit" / f"{job_id}_0_log.out").read_text()
     assert f"resuming from {view['path']}/checkpoints/last.pt" in log
+
+
+def test_the_apps_preview_is_the_script_sbatch_gets(sample_shards: Path, tmp_path: Path, home: Path) -> None:
+    from jobs.submit import preview_run
+
+    resources = {"partition": "cpu", "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 1, "time_min": 5}
+    spec_file = tmp_path / "held.toml"
+    spec_file.write_text(
+        'name = "held"\n[cluster]\nexecutor = "slurm"\n'
+        + train_section(sample_shards, resources={**resources, "extra_sbatch": ["--hold"]})
+    )
+    preview = preview_run(load_spec(spec_file))
+    result = run_cli("submit", str(spec_file), "--json")
+    assert result.code == 0, result.err
+    run_id = json.loads(result.out)["run_id"]
+    try:
+        job_id = show(run_id)["steps"][0]["job_ids"][0]
+        written = (home / "runs" / run_id / "submitit" / f"{job_id}_submission.sh").read_text()
+        assert "#SBATCH --hold" in written
+        assert written == preview["train"].replace("RUN_ID", run_id)
+    finally:
+        run_cli("cancel", run_id)

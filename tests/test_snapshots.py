@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import TabbedContent
+from textual.widgets import DataTable, OptionList, TabbedContent
 
 from app.tui.app import make_app
 from app.tui.cluster import ClusterScreen
@@ -30,7 +30,7 @@ from jobs.cluster import ClusterView, parse_sinfo, parse_squeue
 from jobs.records import Attempt, FinalState, JobRef, PartStatus, RunRecord, StepRecord, save_record, save_status
 from jobs.rundir import RunPaths
 from jobs.spec import validate
-from tests.test_tui import until
+from tests.conftest import until
 
 ROOT = Path("/tmp/clusterdeck-snapshots")  # a fixed path: it shows in the frames
 T0 = 1_795_000_000.0
@@ -168,7 +168,7 @@ def settle(condition: Callable[[Any], object]) -> Callable[[Pilot[Any]], Awaitab
 
 def test_runs_list(runs: list[RunPaths], snap_compare: Snap) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
-        await until(pilot, lambda: pilot.app.screen.query_one("DataTable").row_count == 2)
+        await until(pilot, lambda: pilot.app.screen.query_one(DataTable).row_count == 2)
         await pilot.press("space")  # one run marked for comparison
 
     assert snap_compare(make_app(ROOT / "runs"), terminal_size=(100, 24), run_before=run_before)
@@ -195,7 +195,7 @@ def test_new_run_form_with_a_problem(runs: list[RunPaths], snap_compare: Snap) -
         app = pilot.app
         app.push_screen(NewRunScreen({"name": "bad", "train": {"train_shards": "/data/shards", "epochs": "ninety"}}))
         await until(pilot, lambda: isinstance(app.screen, NewRunScreen) and app.screen.checked is not None)
-        await until(pilot, lambda: app.screen.query_one("#templates").option_count > 0)
+        await until(pilot, lambda: app.screen.query_one("#templates", OptionList).option_count > 0)
         await pilot.pause(0.3)
 
     assert snap_compare(make_app(ROOT / "runs"), terminal_size=(100, 30), run_before=run_before)
@@ -221,7 +221,10 @@ def test_cluster(runs: list[RunPaths], snap_compare: Snap, monkeypatch: pytest.M
         app.push_screen(ClusterScreen())
         await until(
             pilot,
-            lambda: isinstance(app.screen, ClusterScreen) and any(t.row_count for t in app.screen.query("#my-jobs")),
+            lambda: (
+                isinstance(app.screen, ClusterScreen)
+                and any(t.row_count for t in app.screen.query("#my-jobs").results(DataTable))
+            ),
         )
         await pilot.pause(0.3)
 

@@ -6,25 +6,16 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
 from app.tui.app import make_app
 from app.tui.detail import RunDetailScreen
 from app.tui.panels import CurvesPanel, LogPanel
 from app.tui.runs import RunsScreen
-from tests.conftest import REPO, run_cli, train_section
-
-
-async def until(pilot: Pilot[Any], condition: Callable[[], object], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await pilot.pause(0.2)
+from tests.conftest import REPO, run_cli, train_section, until
 
 
 def submit(tmp_path: Path, shards: Path, name: str, *extra: str, **train: Any) -> str:
@@ -44,7 +35,7 @@ async def test_the_runs_list_and_a_finished_runs_panels(sample_shards: Path, tmp
         table = app.screen.query_one(DataTable)
         await until(pilot, lambda: table.row_count == 1)
         row = table.get_row(run_id)
-        assert row[:2] == ["finished", run_id] and row[3] == "COMPLETED" and row[4] == "100%"
+        assert [str(c) for c in row[:2]] == ["finished", run_id] and row[3] == "COMPLETED" and row[4] == "100%"
         assert row[9] == f"{best:.1%}" and row[8] != "-"  # best top-1 and images/s from the run's own reports
         await pilot.press("slash", *"nomatch")
         assert table.row_count == 0

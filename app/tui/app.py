@@ -16,9 +16,11 @@ class ClusterdeckApp(App[None]):
     CSS_PATH = "clusterdeck.tcss"
     BINDINGS = [Binding("q", "quit", "Quit"), Binding("ctrl+c", "quit", "Quit", show=False)]
 
-    def __init__(self, runs_root: Path) -> None:
+    def __init__(self, runs_root: Path, *, root_given: bool = False) -> None:
         super().__init__()
         self.runs_root = runs_root
+        self.root_given = root_given
+        """``--runs-root`` was given: runs submitted here go there, whatever a spec's ``cluster.runs_root`` says."""
         self.overview = Overview(runs_root)
 
     def on_mount(self) -> None:
@@ -26,5 +28,5 @@ class ClusterdeckApp(App[None]):
         self.push_screen(RunsScreen())
 
 
-def make_app(runs_root: Path) -> ClusterdeckApp:
-    return ClusterdeckApp(runs_root)
+def make_app(runs_root: Path, *, root_given: bool = False) -> ClusterdeckApp:
+    return ClusterdeckApp(runs_root, root_given=root_given)

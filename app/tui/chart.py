@@ -7,6 +7,7 @@ cross, the cell shows the one drawn last.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -64,6 +65,8 @@ def render_chart(
         head.append("  ")
         head.append("━━", style=s.colour)
         head.append(f" {s.label}")
+    series = [Series(s.label, [(x, y) for x, y in s.points if math.isfinite(x) and math.isfinite(y)], s.colour)
+              for s in series]  # fmt: skip
     points = [p for s in series for p in s.points]
     rows = height - CHROME_ROWS
     if not points or rows < 2:

@@ -129,7 +129,7 @@ class CompareScreen(Screen[None]):
         for i, run_id in enumerate(c.run_ids):
             table.add_column(Text(f"{letter(i)} {c.names[i]}", style=f"bold {colour(i)}"), key=run_id)
         for key, values in c.differences:
-            table.add_row(key, *map(format_value, values), key=key)
+            table.add_row(key, *(Text(format_value(v)) for v in values), key=key)  # a name's [x] is not markup
         title = "spec differences" if c.differences else "spec differences: none, the specs are the same"
         self.query_one("#differences-title", Label).update(title)
 

@@ -264,12 +264,19 @@ class RunDetailScreen(Screen[None]):
         from app.tui.newrun import NewRunScreen
         from jobs import atomic
 
-        try:
-            table = atomic.read_json(self.paths.spec)
-        except (OSError, ValueError) as exc:
-            self.notify(f"{self.paths.spec}: cannot read the run's spec ({exc})", severity="error", markup=False)
-            return
-        self.app.push_screen(NewRunScreen(table, origin=f"clone of {self.paths.run_id}"))
+        app, spec, run_id = self.app, self.paths.spec, self.paths.run_id
+
+        def read() -> None:
+            try:
+                table = atomic.read_json(spec)
+            except (OSError, ValueError) as exc:
+                app.call_from_thread(
+                    app.notify, f"{spec}: cannot read the run's spec ({exc})", severity="error", markup=False
+                )
+                return
+            app.call_from_thread(app.push_screen, NewRunScreen(table, origin=f"clone of {run_id}"))
+
+        self.run_worker(read, thread=True, name="clone", exit_on_error=False)
 
     def action_checkpoints(self) -> None:
         folder = self.paths.checkpoints

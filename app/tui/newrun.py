@@ -9,6 +9,7 @@ Submitting calls ``jobs.submit.submit_run``, the same call as the CLI.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.syntax import Syntax
@@ -36,15 +37,18 @@ from textual.widgets import (
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
+from jobs.errors import UserError
 from jobs.spec_form import (
     Checked,
     FormField,
     FormSection,
     form_sections,
     get_key,
+    leaf_keys,
     parse_value,
     set_key,
     show_value,
+    split_problem,
     table_toml,
     without_nones,
 )
@@ -121,7 +125,7 @@ class NewRunScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal():
-            yield OptionList(id="templates")
+            yield OptionList(id="templates", markup=False)
             with TabbedContent(initial="form-tab", id="newrun-tabs"):
                 with TabPane("Form", id="form-tab"), VerticalScroll(id="form"):
                     for section in self.sections:
@@ -178,30 +182,50 @@ class NewRunScreen(Screen[None]):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         template = self.templates[int(event.option.id or 0)]
-        try:
-            table = template.table()
-        except Exception as exc:  # a user's template with bad TOML: say which file, keep the form
-            self.notify(str(exc), severity="error", markup=False, timeout=10)
-            return
+
+        def read() -> None:  # the user's templates may sit on a network home: off the UI thread
+            try:
+                table, note = template.table(), template.comment()
+            except UserError as exc:  # bad TOML in a user's template: say which file, keep the form
+                self.app.call_from_thread(self.notify, str(exc), severity="error", markup=False, timeout=10)
+                return
+            self.app.call_from_thread(self.use_template, template, table, note)
+
+        self.run_worker(read, thread=True, name="read template", exit_on_error=False)
+
+    def use_template(self, template: Template, table: dict[str, Any], note: str) -> None:
         self.origin = f"template {template.name}"
         self.sub_title = f"new run · {self.origin}"
-        self.fill(table)
-        note = template.comment()
+        self.fill(table, source=str(template.path))
         self.query_one("#help", Static).update(Text(note.splitlines()[0] if note else template.name, "italic"))
 
-    def fill(self, table: dict[str, Any]) -> None:
-        """Shows ``table`` in the form: keys it does not set are left empty (their defaults apply)."""
+    def fill(self, table: dict[str, Any], source: str = "") -> None:
+        """Shows ``table`` in the form: keys it does not set are left empty (their defaults apply). What
+        the form cannot hold (a key the spec does not have, a value that is not a choice) is named in a
+        warning and left out; the file it came from is not touched."""
+        dropped = [f"{key} (not a key of a spec)" for key in sorted(leaf_keys(table) - set(self.fields))]
         for section in self.sections:
             if section.optional:
                 on = isinstance(get_key(table, section.key), dict)
                 self.query_one(f"#{section_id(section.key)}-on", Checkbox).value = on
-        for key in self.fields:
+        for key, field in self.fields.items():
             value = get_key(table, key)
             editor = self.query_one(f"#{widget_id(key)}")
             if isinstance(editor, Select):
-                editor.value = show_value(value) if value is not None else Select.NULL
+                shown = show_value(value)
+                if value is not None and shown not in (field.choices or ("true", "false")):
+                    dropped.append(f"{key} = {shown!r} (not one of {', '.join(field.choices or ('true', 'false'))})")
+                    value = None
+                editor.value = shown if value is not None else Select.NULL
             elif isinstance(editor, Input):
                 editor.value = show_value(value)
+        if dropped:
+            self.notify(
+                f"{source or 'the spec'}: left out {'; '.join(dropped)}",
+                severity="warning",
+                markup=False,
+                timeout=15,
+            )
         self.changed()
 
     # -- the form as a table, checked off the UI thread --------------------------------------------
@@ -235,14 +259,10 @@ class NewRunScreen(Screen[None]):
     @on(Input.Changed)
     @on(Select.Changed)
     @on(Checkbox.Changed)
-    def changed(self, event: Message | None = None) -> None:
-        if isinstance(event, Input.Changed) and event.input.id == "template-name-input":
-            return
-        for section in self.sections:
-            if section.optional:
-                self.query_one(f"#{section_id(section.key)}", Collapsible).query(".field").set(
-                    disabled=not self.included(section.key)
-                )
+    def changed(self) -> None:
+        for section in self.sections:  # a section left out, or inside one left out, cannot be edited
+            fields = self.query_one(f"#{section_id(section.key)}", Collapsible).query(".field")
+            fields.set(disabled=not self.included(section.key))
         if self.pending is not None:
             self.pending.stop()
         self.pending = self.set_timer(CHECK_DELAY_S, self.check)
@@ -250,24 +270,25 @@ class NewRunScreen(Screen[None]):
     def check(self) -> None:
         self.pending = None
         self.version += 1
-        version, table, root = self.version, self.table(), self.cd.runs_root
+        version, table, root = self.version, self.table(), self.submit_root()
         self.run_worker(
             lambda: self._check(version, table, root), thread=True, group="check", exclusive=True, exit_on_error=False
         )
 
     def _check(self, version: int, table: dict[str, Any], root: Any) -> None:
-        from jobs.errors import UserError
         from jobs.spec_form import check_table, spec_toml
         from jobs.submit import preview_run
 
-        checked = check_table(table)  # stats the paths it names: never on the UI thread
         resolved, scripts = "", {}
-        if checked.spec is not None:
-            resolved = spec_toml(checked.spec)
-            try:
+        try:
+            checked = check_table(table)  # stats the paths it names: never on the UI thread
+            if checked.spec is not None:
+                resolved = spec_toml(checked.spec)
                 scripts = preview_run(checked.spec, root)
-            except UserError as exc:
-                checked = Checked(checked.spec, [(p.partition(": ")[0], p.partition(": ")[2]) for p in exc.problems])
+        except UserError as exc:
+            checked = Checked(None, [split_problem(p) for p in exc.problems])
+        except Exception as exc:  # never leave the form unchecked and silent
+            checked = Checked(None, [("", f"cannot check the form: {type(exc).__name__}: {exc}")])
         if not get_current_worker().is_cancelled:
             self.post_message(FormChecked(version, table, checked, resolved, scripts))
 
@@ -329,6 +350,9 @@ class NewRunScreen(Screen[None]):
     # -- actions ----------------------------------------------------------------------------------
 
     def action_back(self) -> None:
+        if self.submitting:
+            self.notify("submitting; the run opens when the scheduler answers", severity="warning")
+            return
         self.app.pop_screen()
 
     def action_preview(self) -> None:
@@ -360,7 +384,7 @@ class NewRunScreen(Screen[None]):
         checked = self.ready()
         if checked is None or checked.spec is None or self.submitting:
             return
-        spec, root, app = checked.spec, self.cd.runs_root, self.app
+        spec, root, app = checked.spec, self.submit_root(), self.app
         self.submitting = True
 
         def submit() -> None:
@@ -376,16 +400,25 @@ class NewRunScreen(Screen[None]):
 
         self.run_worker(submit, thread=True, name="submit", exit_on_error=False)
 
+    def submit_root(self) -> Path | None:
+        """As ``clusterdeck submit``: ``--runs-root`` if the app was given one, else the spec's, else the default."""
+        return self.cd.runs_root if self.cd.root_given else None
+
     def submit_failed(self, problems: list[str]) -> None:
         self.submitting = False
-        self.show_problems([(p.partition(": ")[0], p.partition(": ")[2]) if ": " in p else ("", p) for p in problems])
-        self.notify("submit failed: " + "; ".join(problems), severity="error", markup=False, timeout=15)
+        self.app.notify("submit failed: " + "; ".join(problems), severity="error", markup=False, timeout=15)
+        if self.app.screen is self:
+            self.show_problems([split_problem(p) for p in problems])
 
     def submitted(self, path: str, run_id: str) -> None:
         from app.tui.detail import RunDetailScreen
 
-        self.notify(f"submitted run {run_id}", markup=False)
-        self.app.switch_screen(RunDetailScreen(path))
+        self.submitting = False
+        elsewhere = Path(path).parent.resolve() != self.cd.runs_root.resolve()
+        where = f" under {Path(path).parent} (its cluster.runs_root), not listed here" if elsewhere else ""
+        self.app.notify(f"submitted run {run_id}{where}", markup=False, timeout=10 if elsewhere else 5)
+        if self.app.screen is self:  # left while sbatch answered: the run is listed, nothing jumps
+            self.app.switch_screen(RunDetailScreen(path))
 
     def action_save_template(self) -> None:
         checked = self.ready()
@@ -394,7 +427,6 @@ class NewRunScreen(Screen[None]):
         text = f"# {self.origin or 'made in the app'}\n" + table_toml(self.checked.table)
 
         def save(name: str | None) -> None:
-            from jobs.errors import UserError
             from jobs.templates import save_template
 
             if not name:

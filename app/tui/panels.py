@@ -95,7 +95,7 @@ class LogPanel(Vertical):
         of thousands costs a list append, not thousands of rendered lines."""
         shown = lines[-LOG_LINES:]  # a burst larger than the panel: only what it can hold is kept
         if shown:
-            self.query_one(Log).write_lines(as_shown(line) for _, line in shown)
+            self.query_one(Log).write_lines(as_shown(line) or " " for _, line in shown)  # "" would be dropped
 
     def redraw(self) -> None:
         self.query_one(Log).clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -18,7 +19,7 @@ from jobs.overview import RunRow
 if TYPE_CHECKING:
     from app.tui.app import ClusterdeckApp
 
-REFRESH_S = 2.0
+REFRESH_S = 5.0  # one sacct for every live run shown; the open run polls on its own, faster
 COLUMNS = ("name", "id", "steps", "state", "progress", "elapsed", "nodes", "GPUs", "img/s", "best top-1")
 SORT_KEYS: dict[str, Any] = {
     "name": lambda r: r.name,
@@ -34,9 +35,9 @@ SORT_KEYS: dict[str, Any] = {
 }
 
 
-def cells(row: RunRow, marked: bool = False) -> tuple[str, ...]:
+def cells(row: RunRow, marked: bool = False) -> tuple[str | Text, ...]:
     return (
-        ("● " if marked else "") + row.name,
+        Text(("● " if marked else "") + row.name),  # Text: a name's [brackets] are not markup
         row.run_id,
         row.steps,
         row.state,

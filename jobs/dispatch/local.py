@@ -87,6 +87,8 @@ class LocalBackend(Backend):
 
     @classmethod
     def preview(cls, paths: RunPaths, spec: RunSpec, plans: list[PartPlan]) -> dict[str, str]:
+        if not plans:
+            return {}
         params = _parameters(spec, plans)  # no executor: making one creates its folder
         steps = ", ".join(p.step for p in plans)
         return {

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
+import sys
 from typing import Any
 
 import submitit
+from submitit.slurm.slurm import _make_sbatch_string
 
 from jobs.dispatch.base import Backend, JobState, PartPlan
 from jobs.dispatch.resources import slurm_parameters
@@ -62,17 +65,19 @@ class SlurmBackend(Backend):
 
     @classmethod
     def preview(cls, paths: RunPaths, spec: RunSpec, plans: list[PartPlan]) -> dict[str, str]:
-        """The sbatch script of each job, as submitit will write it; nothing is submitted (no sbatch needed)."""
+        """The sbatch script of each job, as submitit writes it; nothing is submitted, and neither sbatch nor
+        srun is needed (an executor would look for srun), so a laptop can preview a cluster's scripts."""
+        python = spec.cluster.python or shlex.quote(sys.executable)  # as submitit quotes its default
+        command = " ".join([python, "-u -m submitit.core._submit", shlex.quote(str(paths.submitit))])
         scripts: dict[str, str] = {}
         after: str | None = None
         for plan in plans:
             for group in _groups(plan.parts):
-                executor = cls._executor(paths, spec, step_parameters(paths, spec, plan.step, after), plan.step)
+                params = step_parameters(paths, spec, plan.step, after)
                 if len(group) > 1:
-                    executor.parameters["map_count"] = len(group)  # what map_array sets for an array
-                    executor.update_parameters(array_parallelism=len(group))
+                    params.update(map_count=len(group), array_parallelism=len(group))  # as map_array sets them
                 name = plan.step if group == ["main"] else f"{plan.step} {group[0] if len(group) == 1 else 'array'}"
-                scripts[name] = executor._make_submission_file_text(executor._submitit_command_str, "preview")
+                scripts[name] = _make_sbatch_string(command=command, folder=paths.submitit, **params)
                 after = f"<{name} job id>"
         return scripts
 
