@@ -143,6 +143,12 @@ async def test_a_section_problem_shows_on_the_section(home: Path) -> None:
         error = screen.query_one("#s-shard-error", Static)
         await until(pilot, lambda: error.display)
         assert "needs [shard.train] or [shard.val]" in str(error.content)
+        screen.fill({"name": "only a name"})  # valid as a table; submit's own check refuses it, here too
+        await until(pilot, lambda: screen.checked is not None and screen.checked.table == {"name": "only a name"})
+        assert screen.checked is not None
+        assert screen.checked.checked.problems == [
+            ("spec", "nothing to run; add a [shard], [train] or [evaluate] section")
+        ]
         await pilot.press("escape")
         assert not isinstance(app.screen, NewRunScreen)
 

@@ -277,13 +277,14 @@ class NewRunScreen(Screen[None]):
 
     def _check(self, version: int, table: dict[str, Any], root: Any) -> None:
         from jobs.spec_form import check_table, spec_toml
-        from jobs.submit import preview_run
+        from jobs.submit import preflight, preview_run
 
         resolved, scripts = "", {}
         try:
             checked = check_table(table)  # stats the paths it names: never on the UI thread
             if checked.spec is not None:
                 resolved = spec_toml(checked.spec)
+                preflight(checked.spec)  # submit's own checks of inputs and outputs (shard sets, free names)
                 scripts = preview_run(checked.spec, root)
         except UserError as exc:
             checked = Checked(None, [split_problem(p) for p in exc.problems])
