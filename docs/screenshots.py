@@ -1,7 +1,7 @@
 """README's screenshots: the app on real runs of this machine, saved as SVG by Textual.
 
 Writes the sample dataset, shards it, submits two small ResNet-18 runs on the local executor
-(lr 0.05 and 0.1), and while the second one trains saves the runs list and its detail
+(AdamW, lr 0.002 and 0.0005), and while the second one trains saves the runs list and its detail
 (log, I/O and curves tabs), then, once both ended, the compare screen.
 
     python docs/screenshots.py [--out docs]
@@ -48,14 +48,17 @@ def train_spec(name: str, shards: Path, lr: float) -> Any:
             "train": {
                 "train_shards": str(shards),
                 "model": "resnet18",
-                "image_size": 64,
-                "epochs": 8,
+                "image_size": 32,
+                "epochs": 6,
                 "batch_size": 32,
+                "optimizer": "adamw",
                 "lr": lr,
+                "weight_decay": 5e-4,
                 "schedule": "cosine",
+                "warmup_epochs": 1,
                 "amp": "off",
                 "workers": 1,
-                "log_every_steps": 5,
+                "log_every_steps": 2,
                 "resources": {"gpus_per_node": 0, "cpus_per_task": 2},
             },
             "telemetry": {"interval_s": 0.5},
@@ -68,12 +71,14 @@ async def shoot(out: Path, root: Path, runs: list[Path]) -> None:
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one(DataTable)
         await until(pilot, lambda: table.row_count == 2)
+        await until(pilot, lambda: all(str(table.get_row_at(i)[4]) not in ("-", "0%") for i in range(2)))
         await pilot.pause(1)
         app.save_screenshot(str(out / "runs.svg"))
         app.push_screen(RunDetailScreen(str(runs[1])))
+        await until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.query("#curves"))
         screen = app.screen
         curves = screen.query_one("#curves", CurvesPanel)
-        await until(pilot, lambda: "top1" in curves.curves and len(curves.curves["loss"].values) > 40)
+        await until(pilot, lambda: "top1" in curves.curves and len(curves.curves["top1"].values) >= 4)
         for tab in ("log-tab", "io-tab", "curves-tab"):
             screen.query_one(TabbedContent).active = tab
             await pilot.pause(1)
@@ -118,7 +123,7 @@ def main() -> None:
     assert shard.shard is not None
     run_shard_part(shard.shard, "main", lambda progress: None)
     root = work / "home" / "runs"
-    runs = [submit_run(train_spec(f"resnet18-lr{lr}", work / "shards", lr), root).root for lr in (0.05, 0.1)]
+    runs = [submit_run(train_spec(f"resnet18-lr{lr}", work / "shards", lr), root).root for lr in (0.002, 0.0005)]
     asyncio.run(shoot(args.out, root, runs))
     print(f"wrote {', '.join(sorted(p.name for p in args.out.glob('*.svg')))} to {args.out}")
 

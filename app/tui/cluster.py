@@ -11,12 +11,11 @@ import time
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
-from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Static
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.worker import get_current_worker
 
 from app.tui.messages import ClusterLoaded
+from app.tui.polled import PolledScreen
 from jobs.cluster import ClusterView, Partition, QueuedJob, cluster_view
 
 REFRESH_S = 10.0
@@ -35,18 +34,18 @@ def job_cells(j: QueuedJob) -> tuple[str, ...]:
     return (j.job_id, name, j.state, j.partition, j.elapsed, j.time_limit, str(j.nodes), j.reason_or_nodelist)
 
 
-class ClusterScreen(Screen[None]):
+class ClusterScreen(PolledScreen):
     BINDINGS = [
         Binding("escape", "back", "Runs"),
         Binding("r", "reload", "Refresh"),
     ]
 
+    REFRESH_S = REFRESH_S
+    GROUP = "cluster view"
+
     def __init__(self) -> None:
         super().__init__()
         self.view: ClusterView | None = None
-        self.loading = False
-        self.trouble = ""
-        self.timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -65,25 +64,9 @@ class ClusterScreen(Screen[None]):
         for name in JOB_COLUMNS:
             queue.add_column(name, key=name)
         queue.focus()
-        self.load()
-        self.timer = self.set_interval(REFRESH_S, self.load)
+        self.start_polling()
 
-    def on_screen_suspend(self) -> None:
-        if self.timer is not None:
-            self.timer.pause()  # another screen is on top: nobody looks at these tables
-
-    def on_screen_resume(self) -> None:
-        if self.timer is not None:
-            self.timer.resume()
-            self.load()
-
-    def load(self) -> None:
-        if self.loading:  # one query at a time: a slow controller can take longer than the refresh
-            return
-        self.loading = True
-        self.run_worker(self._load, name="cluster view", thread=True, group="cluster", exit_on_error=False)
-
-    def _load(self) -> None:
+    def read(self) -> None:
         view = cluster_view()
         if not get_current_worker().is_cancelled:
             self.post_message(ClusterLoaded(view))
@@ -115,17 +98,6 @@ class ClusterScreen(Screen[None]):
             table.add_row(*(Text(c) for c in cells), key=key)  # Text: a job's name is not markup
         if selected is not None and selected in {key for key, _ in rows}:
             table.move_cursor(row=table.get_row_index(selected))
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group == "cluster" and event.state in (
-            WorkerState.SUCCESS,
-            WorkerState.ERROR,
-            WorkerState.CANCELLED,
-        ):
-            self.loading = False
-        if event.state == WorkerState.ERROR and str(event.worker.error) != self.trouble:
-            self.trouble = str(event.worker.error)
-            self.notify(f"{event.worker.name}: {event.worker.error}", severity="error", timeout=10, markup=False)
 
     def action_reload(self) -> None:
         self.load()

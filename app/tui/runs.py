@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.worker import get_current_worker
 
 from app.formats import duration
 from app.tui.messages import RunsLoaded
+from app.tui.polled import PolledScreen
 from jobs.overview import RunRow
 
 if TYPE_CHECKING:
@@ -50,7 +50,9 @@ def cells(row: RunRow, marked: bool = False) -> tuple[str | Text, ...]:
     )
 
 
-class RunsScreen(Screen[None]):
+class RunsScreen(PolledScreen):
+    REFRESH_S = REFRESH_S
+    GROUP = "list runs"
     BINDINGS = [
         Binding("enter", "open", "Open"),
         Binding("slash", "focus_filter", "Filter"),
@@ -66,8 +68,6 @@ class RunsScreen(Screen[None]):
         super().__init__()
         self.rows: list[RunRow] = []
         self.sort_by, self.reverse = "id", True  # newest first
-        self.loading = False
-        self.trouble = ""
         self.marked: list[str] = []
         """Run ids marked for comparison, in the order they were marked."""
 
@@ -86,23 +86,9 @@ class RunsScreen(Screen[None]):
         for name in COLUMNS:
             table.add_column(name, key=name)
         table.focus()
-        self.load()
-        self.timer = self.set_interval(REFRESH_S, self.load)
+        self.start_polling()
 
-    def on_screen_suspend(self) -> None:
-        self.timer.pause()  # a run's detail is on top: its worker polls, this one rests
-
-    def on_screen_resume(self) -> None:
-        self.timer.resume()
-        self.load()
-
-    def load(self) -> None:
-        if self.loading:  # one query at a time: sacct can be slower than the refresh
-            return
-        self.loading = True
-        self.run_worker(self._load, name="list runs", thread=True, group="runs", exit_on_error=False)
-
-    def _load(self) -> None:
+    def read(self) -> None:
         rows = self.cd.overview.rows()
         if not get_current_worker().is_cancelled:
             self.post_message(RunsLoaded(rows))
@@ -110,17 +96,6 @@ class RunsScreen(Screen[None]):
     def on_runs_loaded(self, message: RunsLoaded) -> None:
         self.rows = message.rows
         self.show_rows()
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group == "runs" and event.state in (
-            WorkerState.SUCCESS,
-            WorkerState.ERROR,
-            WorkerState.CANCELLED,
-        ):
-            self.loading = False
-        if event.state == WorkerState.ERROR and str(event.worker.error) != self.trouble:
-            self.trouble = str(event.worker.error)
-            self.notify(f"{event.worker.name}: {event.worker.error}", severity="error", timeout=10, markup=False)
 
     def shown(self) -> list[RunRow]:
         words = self.query_one("#filter", Input).value.lower().split()
