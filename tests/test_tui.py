@@ -113,7 +113,8 @@ def test_the_app_in_a_real_terminal(sample_shards: Path, tmp_path: Path, home: P
 
 def test_the_app_never_imports_torch() -> None:
     probe = (
-        "import sys, app.tui.app, app.tui.detail, app.tui.runs, app.tui.panels; "
+        "import sys, app.tui.app, app.tui.detail, app.tui.runs, app.tui.panels, app.tui.newrun, app.tui.compare, "
+        "app.tui.cluster, jobs.spec_form, jobs.submit, jobs.dispatch.slurm; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'webdataset', 'numpy')))"
     )
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=60)
