@@ -106,18 +106,7 @@ def main() -> None:
     shard = validate(
         {
             "name": "shards",
-            "shard": {
-                "output": str(work / "shards"),
-                "shard_size_mb": 2,
-                "workers": 2,
-                "train": {"input": str(data.train)},
-                "val": {
-                    "input": str(data.val),
-                    "format": "ilsvrc-val",
-                    "ground_truth": str(data.ground_truth),
-                    "synsets": str(data.synsets),
-                },
-            },
+            "shard": {"output": str(work / "shards"), "shard_size_mb": 2, "workers": 2, **data.shard_inputs()},
         }
     )
     assert shard.shard is not None

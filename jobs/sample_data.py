@@ -54,6 +54,18 @@ class SampleData:
     def meta_mat(self) -> Path:
         return self.root / META_MAT
 
+    def shard_inputs(self) -> dict[str, dict[str, str]]:
+        """The ``[shard.train]`` and ``[shard.val]`` tables that read this sample set."""
+        return {
+            "train": {"input": str(self.train), "format": "imagefolder"},
+            "val": {
+                "input": str(self.val),
+                "format": "ilsvrc-val",
+                "ground_truth": str(self.ground_truth),
+                "synsets": str(self.synsets),
+            },
+        }
+
 
 def make_sample_data(
     root: Path, classes: int = 10, train_per_class: int = 40, val_per_class: int = 10, seed: int = 0

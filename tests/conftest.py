@@ -137,6 +137,15 @@ def _toml(value: object) -> str:
     return str(value)
 
 
+def require_slurm() -> None:
+    """Skips the calling tests unless the cluster of tests/cluster/slurm-up.sh is up."""
+    if shutil.which("sbatch") is None:
+        pytest.skip("SLURM is not installed here; run tests/cluster/slurm-up.sh as root")
+    state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.split()
+    if not any(s.startswith(("idle", "mixed", "alloc")) for s in state):
+        pytest.skip(f"no SLURM node is up (sinfo: {state}); run tests/cluster/slurm-up.sh as root")
+
+
 async def until(pilot: Pilot[Any], condition: Callable[[], object], timeout: float = 60) -> None:
     """Lets the app run until ``condition()`` holds; fails the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from app.tui.app import make_app
 from app.tui.cluster import ClusterScreen
 from app.tui.runs import RunsScreen
 from jobs.cluster import ClusterView, Partition, QueuedJob, cluster_view, gpu_count, parse_sinfo, parse_squeue
-from tests.conftest import until
+from tests.conftest import require_slurm, until
 
 # What SINFO prints on a GPU cluster: a node in two partitions (a01), a typed gres with sockets, one
 # with IDX lists holding commas, untyped GPUs, and nodes that are mixed, full, drained, down, powered off.
@@ -90,11 +89,7 @@ def test_no_slurm_is_an_error_text_not_an_exception(tmp_path: Path, monkeypatch:
 
 @pytest.fixture(scope="module")
 def slurm() -> None:
-    if shutil.which("sbatch") is None:
-        pytest.skip("SLURM is not installed here; run tests/cluster/slurm-up.sh as root")
-    state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.split()
-    if not any(s.startswith(("idle", "mixed", "alloc")) for s in state):
-        pytest.skip(f"no SLURM node is up (sinfo: {state}); run tests/cluster/slurm-up.sh as root")
+    require_slurm()
 
 
 def sbatch(*args: str) -> str:

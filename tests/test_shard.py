@@ -22,13 +22,7 @@ def make_spec(data: SampleData, out: Path, **shard: object) -> ShardSpec:
         "shard_size_mb": 0.3,
         "seed": 0,
         "workers": 2,
-        "train": {"input": str(data.train)},
-        "val": {
-            "input": str(data.val),
-            "format": "ilsvrc-val",
-            "ground_truth": str(data.ground_truth),
-            "synsets": str(data.synsets),
-        },
+        **data.shard_inputs(),
         **shard,
     }
     spec = validate({"name": "t", "shard": table}).shard

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from jobs.sample_data import SampleData
 from jobs.shard.step import run_shard_part
 from jobs.spec import load_spec
-from tests.conftest import copy_with_stuck_file, run_cli, shard_spec, train_section
+from tests.conftest import copy_with_stuck_file, require_slurm, run_cli, shard_spec, train_section
 
 pytestmark = pytest.mark.slurm
 RESOURCES = """
@@ -29,11 +28,7 @@ time_min = 10
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster() -> None:
-    if shutil.which("sbatch") is None:
-        pytest.skip("SLURM is not installed here; run tests/cluster/slurm-up.sh as root")
-    state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.split()
-    if not any(s.startswith(("idle", "mixed", "alloc")) for s in state):
-        pytest.skip(f"no SLURM node is up (sinfo: {state}); run tests/cluster/slurm-up.sh as root")
+    require_slurm()
 
 
 def write_spec(tmp_path: Path, data: SampleData, out: Path, extra: str = "") -> Path:

@@ -18,7 +18,6 @@ from app.tui.messages import ClusterLoaded
 from app.tui.polled import PolledScreen
 from jobs.cluster import ClusterView, Partition, QueuedJob, cluster_view
 
-REFRESH_S = 10.0
 PARTITION_COLUMNS = ("partition", "state", "nodes idle/total", "GPUs idle/total")
 NAME_WIDTH = 24  # so that at 80 columns the state and partition stay in view
 JOB_COLUMNS = ("id", "name", "state", "partition", "elapsed", "limit", "nodes", "reason/nodelist")
@@ -40,7 +39,7 @@ class ClusterScreen(PolledScreen):
         Binding("r", "reload", "Refresh"),
     ]
 
-    REFRESH_S = REFRESH_S
+    REFRESH_S = 10.0
     GROUP = "cluster view"
 
     def __init__(self) -> None:
@@ -85,7 +84,7 @@ class ClusterScreen(PolledScreen):
             jobs = len(message.view.jobs)
             status.update(
                 f"{time.strftime('%H:%M:%S')} · {len(message.view.partitions)} partitions · "
-                f"{jobs} job{'s' * (jobs != 1)} · every {REFRESH_S:g} s, r now"
+                f"{jobs} job{'s' * (jobs != 1)} · every {self.REFRESH_S:g} s, r now"
             )
 
     def fill(self, table: DataTable[Text], rows: list[tuple[str, tuple[str, ...]]]) -> None:

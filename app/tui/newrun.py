@@ -42,12 +42,14 @@ from jobs.spec_form import (
     Checked,
     FormField,
     FormSection,
+    check_table,
     form_sections,
     get_key,
     leaf_keys,
     parse_value,
     set_key,
     show_value,
+    spec_toml,
     split_problem,
     table_toml,
     without_nones,
@@ -276,7 +278,6 @@ class NewRunScreen(Screen[None]):
         )
 
     def _check(self, version: int, table: dict[str, Any], root: Any) -> None:
-        from jobs.spec_form import check_table, spec_toml
         from jobs.submit import preflight, preview_run
 
         resolved, scripts = "", {}

@@ -19,7 +19,6 @@ from jobs.overview import RunRow
 if TYPE_CHECKING:
     from app.tui.app import ClusterdeckApp
 
-REFRESH_S = 5.0  # one sacct for every live run shown; the open run polls on its own, faster
 COLUMNS = ("name", "id", "steps", "state", "progress", "elapsed", "nodes", "GPUs", "img/s", "best top-1")
 SORT_KEYS: dict[str, Any] = {
     "name": lambda r: r.name,
@@ -51,7 +50,7 @@ def cells(row: RunRow, marked: bool = False) -> tuple[str | Text, ...]:
 
 
 class RunsScreen(PolledScreen):
-    REFRESH_S = REFRESH_S
+    REFRESH_S = 5.0  # one sacct for every live run shown; the open run polls on its own, faster
     GROUP = "list runs"
     BINDINGS = [
         Binding("enter", "open", "Open"),
