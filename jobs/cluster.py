@@ -12,6 +12,7 @@ import getpass
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 
 SEP = "|"
@@ -25,6 +26,10 @@ SQUEUE = ["squeue", "-h", "-O", ",".join(f"{f}:{SEP}" for f in SQUEUE_FIELDS)]
 READY_FLAGS = "~"
 OPEN_STATES = ("idle", "mixed")
 """States in which a node takes a new job, so its free GPUs count as idle."""
+
+
+Runner = Callable[[list[str], float], tuple[str | None, str]]
+"""Runs a command with a timeout: (stdout, "") when it answered, (None, why) when not."""
 
 
 @dataclass(frozen=True)
@@ -62,12 +67,16 @@ class ClusterView:
     """Empty when both calls answered; else why not (what was read is still there)."""
 
 
-def cluster_view(user: str | None = None, timeout_s: float = 10) -> ClusterView:
-    """The partitions and ``user``'s jobs (the current user by default); never raises for a missing SLURM."""
-    sinfo, error = _run(SINFO, timeout_s)
+def cluster_view(user: str | None = None, timeout_s: float = 10, run: Runner | None = None) -> ClusterView:
+    """The partitions and ``user``'s jobs (the current user by default); never raises for a missing SLURM.
+
+    ``run`` runs a command where the scheduler is (this machine by default, a login node over SSH).
+    """
+    run = run or run_here
+    sinfo, error = run(SINFO, timeout_s)
     if sinfo is None:  # no SLURM, or no controller: squeue would only say it again
         return ClusterView([], [], error)
-    squeue, error = _run([*SQUEUE, "-u", user or _current_user()], timeout_s)
+    squeue, error = run([*SQUEUE, "-u", user or _current_user()], timeout_s)
     return ClusterView(parse_sinfo(sinfo), parse_squeue(squeue or ""), error)
 
 
@@ -136,7 +145,7 @@ def _state(state: str) -> tuple[str, str]:
     return name, state[len(name) :]
 
 
-def _run(command: list[str], timeout_s: float) -> tuple[str | None, str]:
+def run_here(command: list[str], timeout_s: float) -> tuple[str | None, str]:
     """(stdout, "") when the command answered; (None, why) when not."""
     try:
         proc = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=timeout_s, check=False)

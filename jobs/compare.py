@@ -205,6 +205,24 @@ class Comparison:
         }
         return {"runs": runs, "differences": differences, "curves": curves}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Comparison:
+        """The comparison ``to_json`` wrote (a remote ``clusterdeck diff --json``)."""
+        run_ids = [r["run_id"] for r in data["runs"]]
+        return cls(
+            run_ids=run_ids,
+            names=[r["name"] for r in data["runs"]],
+            states=[r["state"] for r in data["runs"]],
+            paths=[r["path"] for r in data["runs"]],
+            differences=[
+                (key, [values.get(rid, ABSENT) for rid in run_ids]) for key, values in data["differences"].items()
+            ],
+            curves=[
+                {key: [(int(e), float(v)) for e, v in points] for key, points in data["curves"][rid].items()}
+                for rid in run_ids
+            ],
+        )
+
 
 def read_spec(paths: RunPaths, access: FileAccess | None = None) -> dict[str, Any]:
     """The run's ``spec.json``; a UserError naming the run when it is missing or unreadable."""

@@ -39,6 +39,24 @@ class RunRow:
     def elapsed_s(self) -> float:
         return (self.ended_at or time.time()) - self.created_at
 
+    @classmethod
+    def from_entry(cls, entry: dict[str, Any]) -> RunRow:
+        """The row of one ``Overview.listing`` entry (a remote ``clusterdeck ls --json``)."""
+        return cls(
+            run_id=entry["run_id"],
+            name=entry["name"],
+            state=entry["state"],
+            steps=" ".join(f"{step}:{state}" for step, state in entry["steps"].items()),
+            progress=entry.get("progress"),
+            created_at=entry["created_at"],
+            ended_at=entry.get("ended_at"),
+            nodes=entry.get("nodes", 0),
+            gpus=entry.get("gpus", 0),
+            images_per_s=entry.get("images_per_s"),
+            best_top1=entry.get("best_top1"),
+            path=entry["path"],
+        )
+
 
 class Overview:
     """Rows of every run under a runs root; keeps each run's spec once read."""
@@ -50,6 +68,30 @@ class Overview:
 
     def rows(self) -> list[RunRow]:
         return [self.row(view) for view in view_runs(list_runs(self.root))]
+
+    def listing(self) -> list[dict[str, Any]]:
+        """``clusterdeck ls --json``: each run's summary and its row's figures, which ``RunRow.from_entry`` reads."""
+        entries = []
+        for view in view_runs(list_runs(self.root)):
+            row = self.row(view)
+            entries.append(
+                {
+                    "run_id": view.run_id,
+                    "name": view.name,
+                    "state": view.state,
+                    "executor": view.executor,
+                    "created_at": view.created_at,
+                    "ended_at": view.ended_at,
+                    "path": view.path,
+                    "steps": {s.name: s.state for s in view.steps},
+                    "progress": row.progress,
+                    "nodes": row.nodes,
+                    "gpus": row.gpus,
+                    "images_per_s": row.images_per_s,
+                    "best_top1": row.best_top1,
+                }
+            )
+        return entries
 
     def row(self, view: RunView) -> RunRow:
         nodes, gpus = self._size(view)

@@ -98,6 +98,23 @@ class RunView:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunView:
+        """The view ``to_json`` wrote (a remote ``clusterdeck show --json``)."""
+
+        def parts(items: list[dict[str, Any]]) -> list[PartView]:
+            return [PartView(**p) for p in items]
+
+        steps = [
+            StepView(
+                **{k: v for k, v in s.items() if k not in ("parts", "attempts")},
+                parts=parts(s["parts"]),
+                attempts=[AttemptView(**{**a, "parts": parts(a["parts"])}) for a in s.get("attempts", [])],
+            )
+            for s in data["steps"]
+        ]
+        return cls(**{**data, "steps": steps})
+
 
 def part_state(status: PartStatus | None, sched: JobState | None, cancelled: bool) -> str:
     if status is not None and status.state == "COMPLETED":

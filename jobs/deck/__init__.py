@@ -1,0 +1,1 @@
+"""Where the runs are and what can be done to them: this machine (``LocalDeck``) or a login node (``SshDeck``)."""

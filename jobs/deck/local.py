@@ -1,0 +1,81 @@
+"""The runs root on this machine: the engine's own calls, as ``clusterdeck`` runs them on a login node."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jobs.deck.base import Deck
+from jobs.tail.access import LocalFiles
+
+if TYPE_CHECKING:
+    from jobs.cluster import ClusterView
+    from jobs.compare import Comparison
+    from jobs.overview import Overview
+    from jobs.rundir import RunPaths
+    from jobs.status import RunView
+
+
+class LocalDeck(Deck):
+    def __init__(self, root: Path, *, root_given: bool = False) -> None:
+        self.root = root
+        self.root_given = root_given
+        """``--runs-root`` was given: runs submitted go there, whatever a spec's ``cluster.runs_root`` says."""
+        self.files = LocalFiles()
+        self._overview: Overview | None = None
+
+    @property
+    def where(self) -> str:
+        return str(self.root)
+
+    def listing(self) -> list[dict[str, Any]]:
+        from jobs.overview import Overview
+
+        if self._overview is None:  # kept: it remembers each run's spec and each finished run's figures
+            self._overview = Overview(self.root)
+        return self._overview.listing()
+
+    def resolve(self, address: str) -> RunPaths:
+        from jobs.runs import resolve_run
+
+        return resolve_run(self.root, address)
+
+    def view(self, paths: RunPaths) -> RunView:
+        from jobs.status import view_run
+
+        return view_run(paths)
+
+    def submit(self, table: dict[str, Any], source: str) -> RunPaths:
+        from jobs.spec import validate
+        from jobs.submit import submit_run
+
+        return submit_run(validate(table, source=source), self.root if self.root_given else None)
+
+    def cancel(self, paths: RunPaths) -> RunView:
+        from jobs.submit import cancel_run
+
+        return cancel_run(paths)
+
+    def resume(self, paths: RunPaths) -> bool:
+        from jobs.submit import resume_run
+
+        return resume_run(paths) is not None
+
+    def compare(self, addresses: list[str]) -> Comparison:
+        from jobs.compare import compare_runs
+        from jobs.errors import UserError
+
+        found, problems = [], []
+        for address in addresses:
+            try:
+                found.append(self.resolve(address))
+            except UserError as exc:
+                problems += exc.problems
+        if problems:
+            raise UserError(*problems)
+        return compare_runs(found)
+
+    def cluster(self) -> ClusterView:
+        from jobs.cluster import cluster_view
+
+        return cluster_view()
