@@ -1,5 +1,8 @@
 """The headless CLI: ``clusterdeck submit|ls|show|diff|logs|metrics|watch|cancel|resume|stage|sample-data|demo``.
 
+``--host NAME`` does the same on a cluster's login node over SSH (``app.remote``): every
+command that works on runs goes through a ``Deck``, this machine's or the login node's.
+
 Exit codes: 0 done, 1 the run failed, 2 a usage or spec error (printed without a traceback).
 Only light modules are imported at start; torch and friends load inside payloads.
 """
@@ -21,7 +24,7 @@ from jobs.errors import UserError
 
 if TYPE_CHECKING:
     from jobs.compare import Comparison
-    from jobs.rundir import RunPaths
+    from jobs.deck.base import Deck
     from jobs.status import RunView
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -38,10 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="clusterdeck", description="Shard, stage and train image models on SLURM clusters.")
     p.add_argument("--version", action="version", version=f"clusterdeck {__version__}")
     p.add_argument("--runs-root", type=Path, help="runs root (default $CLUSTERDECK_HOME/runs or ~/.clusterdeck/runs)")
+    p.add_argument(
+        "--host",
+        metavar="NAME",
+        help="work on a cluster's login node over SSH: a profile of ~/.config/clusterdeck/config.toml, "
+        "an ~/.ssh/config alias or a hostname (--runs-root is then a path there)",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     s = sub.add_parser("submit", help="submit a run from a spec")
-    s.add_argument("spec", type=Path)
+    s.add_argument("spec", type=Path, help="spec file (TOML); - reads it from standard input")
+    s.add_argument("--spec-source", help=argparse.SUPPRESS)  # what problems call a spec sent on stdin
     s.add_argument(
         "--set",
         dest="overrides",
@@ -101,7 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
 
     sub.add_parser("demo", help="make sample data and shard it on this machine")
+
+    s = sub.add_parser("trust", help="with --host: trust the login node's host key, given its fingerprint")
+    s.add_argument(
+        "fingerprint", metavar="SHA256:…", help="the fingerprint the refusal showed, checked with the admins"
+    )
     return p
+
+
+LOCAL_ONLY = ("stage", "sample-data", "demo")
+"""Commands on this machine's files: with --host, run them on the cluster itself."""
 
 
 def _natural(text: str) -> int:
@@ -120,12 +139,11 @@ def _positive(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command is None:
-        from app.tui.app import make_app
-
-        make_app(_root(args), root_given=args.runs_root is not None).run()
-        return EXIT_OK
     try:
+        if args.host and args.command in LOCAL_ONLY:
+            raise UserError(f"--host: `{args.command}` works on this machine's files; run it on the cluster itself")
+        if args.command is None:
+            return run_app(args)
         return COMMANDS[args.command](args)
     except UserError as exc:
         for problem in exc.problems:
@@ -138,16 +156,29 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
 
 
+def run_app(args: argparse.Namespace) -> int:
+    from app.tui.app import make_app
+
+    with open_deck(args) as deck:
+        make_app(deck=deck).run()
+    return EXIT_OK
+
+
+def open_deck(args: argparse.Namespace) -> Deck:
+    """This machine's runs root, or (``--host``) the login node's, connected."""
+    if args.host:
+        from app.remote import connect
+
+        return connect(args.host, str(args.runs_root) if args.runs_root else None)
+    from jobs.deck.local import LocalDeck
+
+    return LocalDeck(_root(args), root_given=args.runs_root is not None)
+
+
 def _root(args: argparse.Namespace) -> Path:
     from jobs.runs import default_runs_root
 
     return args.runs_root or default_runs_root()
-
-
-def _resolve(args: argparse.Namespace) -> RunPaths:
-    from jobs.runs import resolve_run
-
-    return resolve_run(_root(args), args.run)
 
 
 def _print_json(obj: Any) -> None:
@@ -159,20 +190,22 @@ def exit_for(state: str) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from jobs.spec import load_spec
-    from jobs.status import view_run
-    from jobs.submit import submit_run, wait_run
+    from jobs.spec import apply_overrides, read_table
+    from jobs.submit import wait_run
 
     overrides = list(args.overrides) + ([f'cluster.executor="{args.executor}"'] if args.executor else [])
-    spec = load_spec(args.spec, overrides)
-    paths = submit_run(spec, args.runs_root)
-    if not args.json:
-        print(f"submitted run {paths.run_id} ({spec.name}) to {spec.cluster.executor}: {paths.root}")
-    if not args.wait:
-        if args.json:
-            _print_json(view_run(paths).to_json())
-        return EXIT_OK
-    view = wait_run(paths, on_update=None if args.json else _progress_printer())
+    source = args.spec_source or ("<stdin>" if str(args.spec) == "-" else str(args.spec))
+    table = apply_overrides(read_table(args.spec), overrides)
+    with open_deck(args) as deck:
+        paths = deck.submit(table, source)
+        view = deck.view(paths)
+        if not args.json:
+            print(f"submitted run {paths.run_id} ({view.name}) to {view.executor}: {paths.root}", flush=True)
+        if not args.wait:
+            if args.json:
+                _print_json(view.to_json())
+            return EXIT_OK
+        view = wait_run(paths, on_update=None if args.json else _progress_printer(), view_of=deck.view)
     if args.json:
         _print_json(view.to_json())
     else:
@@ -205,35 +238,21 @@ def _print_failures(view: RunView) -> None:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from jobs.runs import list_runs
-    from jobs.status import view_runs
-
-    views = view_runs(list_runs(_root(args)))
+    with open_deck(args) as deck:
+        entries, where = deck.listing(), deck.where
     if args.json:
-        _print_json([_summary(v) for v in views])
+        _print_json(entries)
         return EXIT_OK
-    if not views:
-        print(f"no runs under {_root(args)}")
+    if not entries:
+        print(f"no runs under {where}")
         return EXIT_OK
-    rows = [("ID", "NAME", "STATE", "STEPS", "CREATED", "ELAPSED")]
-    for v in views:
-        steps = " ".join(f"{s.name}:{s.state}" for s in v.steps)
-        rows.append((v.run_id, v.name, v.state, steps, _when(v.created_at), _elapsed(v.created_at, v.ended_at)))
-    _print_table([list(r) for r in rows])
+    rows = [["ID", "NAME", "STATE", "STEPS", "CREATED", "ELAPSED"]]
+    for e in entries:
+        steps = " ".join(f"{step}:{state}" for step, state in e["steps"].items())
+        created = e["created_at"]
+        rows.append([e["run_id"], e["name"], e["state"], steps, _when(created), _elapsed(created, e["ended_at"])])
+    _print_table(rows)
     return EXIT_OK
-
-
-def _summary(v: RunView) -> dict[str, Any]:
-    return {
-        "run_id": v.run_id,
-        "name": v.name,
-        "state": v.state,
-        "executor": v.executor,
-        "created_at": v.created_at,
-        "ended_at": v.ended_at,
-        "path": v.path,
-        "steps": {s.name: s.state for s in v.steps},
-    }
 
 
 def _when(ts: float) -> str:
@@ -245,9 +264,8 @@ def _elapsed(start: float, end: float | None) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from jobs.status import view_run
-
-    view = view_run(_resolve(args))
+    with open_deck(args) as deck:
+        view = deck.view(deck.resolve(args.run))
     if args.json:
         _print_json(view.to_json())
         return EXIT_OK
@@ -288,18 +306,8 @@ def _print_attempts(step: Any) -> None:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from jobs.compare import compare_runs
-    from jobs.runs import resolve_run
-
-    found, problems = [], []
-    for address in args.runs:
-        try:
-            found.append(resolve_run(_root(args), address))
-        except UserError as exc:
-            problems += exc.problems
-    if problems:
-        raise UserError(*problems)
-    comparison = compare_runs(found)
+    with open_deck(args) as deck:
+        comparison = deck.compare(args.runs)
     if args.json:
         _print_json(comparison.to_json())
     else:
@@ -353,25 +361,27 @@ def _print_table(rows: list[list[str]], *, right: bool = False) -> None:
 def cmd_logs(args: argparse.Namespace) -> int:
     from app.follow import cmd_logs as logs
 
-    return logs(args, _resolve(args))
+    with open_deck(args) as deck:
+        return logs(args, deck, deck.resolve(args.run))
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
     from app.follow import cmd_metrics as metrics
 
-    return metrics(args, _resolve(args))
+    with open_deck(args) as deck:
+        return metrics(args, deck, deck.resolve(args.run))
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from app.follow import cmd_watch as watch
 
-    return watch(args, _resolve(args))
+    with open_deck(args) as deck:
+        return watch(args, deck, deck.resolve(args.run))
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from jobs.submit import cancel_run
-
-    view = cancel_run(_resolve(args))
+    with open_deck(args) as deck:
+        view = deck.cancel(deck.resolve(args.run))
     if args.json:
         _print_json(view.to_json())
     else:
@@ -380,14 +390,13 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from jobs.status import view_run
-    from jobs.submit import resume_run
-
-    paths = _resolve(args)
-    resumed = resume_run(paths)
-    if args.json:
-        _print_json(view_run(paths).to_json())
-    elif resumed is None:
+    with open_deck(args) as deck:
+        paths = deck.resolve(args.run)
+        resumed = deck.resume(paths)
+        if args.json:
+            _print_json({**deck.view(paths).to_json(), "resumed": resumed})
+            return EXIT_OK
+    if not resumed:
         print(f"run {paths.run_id}: every step completed; nothing to resume")
     else:
         print(f"run {paths.run_id}: resubmitted")
@@ -438,6 +447,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.runs_root)
 
 
+def cmd_trust(args: argparse.Namespace) -> int:
+    if not args.host:
+        raise UserError("trust: name the login node with --host NAME (clusterdeck --host NAME trust SHA256:…)")
+    from app.remote import trust
+
+    print(trust(args.host, args.fingerprint))
+    return EXIT_OK
+
+
 COMMANDS = {
     "submit": cmd_submit,
     "ls": cmd_ls,
@@ -451,6 +469,7 @@ COMMANDS = {
     "stage": cmd_stage,
     "sample-data": cmd_sample_data,
     "demo": cmd_demo,
+    "trust": cmd_trust,
 }
 
 if __name__ == "__main__":

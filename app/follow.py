@@ -3,6 +3,8 @@
 Files are read every ``FILES_S``, the run's state every ``STATE_S`` (one ``sacct`` on SLURM).
 When the run has ended, reading goes on until the files stop growing (a job's last lines
 can land after its status says it is done), then a partial last line is printed too.
+On a remote deck a dropped connection is waited out: the deck reconnects, and the tails go
+on from their offsets.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from app.cli import EXIT_OK, exit_for
 
 if TYPE_CHECKING:
+    from jobs.deck.base import Deck
     from jobs.rundir import RunPaths
     from jobs.status import RunView
 
@@ -25,6 +28,7 @@ SETTLE_POLLS, JOBS_MAX_S, FINAL_MAX_S = 4, 60.0, 30.0
 
 
 def follow(
+    deck: Deck,
     paths: RunPaths,
     poll: Callable[[bool], bool],
     *,
@@ -37,15 +41,14 @@ def follow(
     and returns None. After the run has ended: until the scheduler no longer has its jobs (they
     print after their status says done), then until the files are quiet for ``SETTLE_POLLS``.
     """
-    from jobs.status import view_run
-
+    poll = _riding_out_drops(poll)
     if not keep_going:
         _drain(poll)
         return None
     checked, view, ended_at = 0.0, None, 0.0
     while True:
         if time.monotonic() - checked >= STATE_S:
-            view, checked = view_run(paths), time.monotonic()
+            view, checked = deck.view(paths), time.monotonic()
             if on_view is not None:
                 on_view(view)
             if view.ended:
@@ -62,6 +65,19 @@ def follow(
     return view
 
 
+def _riding_out_drops(poll: Callable[[bool], bool]) -> Callable[[bool], bool]:
+    """``poll``, but a dropped connection counts as "more to read": the next call reconnects and goes on."""
+
+    def ride(final: bool) -> bool:
+        try:
+            return poll(final)
+        except ConnectionError:
+            time.sleep(FILES_S)
+            return True
+
+    return ride
+
+
 def _drain(poll: Callable[[bool], bool]) -> None:
     """Reads to the end, partial last lines included; a writer that never stops is left after FINAL_MAX_S."""
     deadline = time.monotonic() + FINAL_MAX_S
@@ -69,10 +85,10 @@ def _drain(poll: Callable[[bool], bool]) -> None:
         pass
 
 
-def cmd_logs(args: argparse.Namespace, paths: RunPaths) -> int:
+def cmd_logs(args: argparse.Namespace, deck: Deck, paths: RunPaths) -> int:
     from jobs.tail.run import LogFile, RunLogs
 
-    logs = RunLogs(paths, err=args.err, rank=args.rank)
+    logs = RunLogs(paths, deck.files, err=args.err, rank=args.rank)
     shown: list[LogFile | None] = [None]
 
     def poll(final: bool) -> bool:
@@ -85,16 +101,16 @@ def cmd_logs(args: argparse.Namespace, paths: RunPaths) -> int:
         sys.stdout.flush()
         return bool(lines) or logs.more
 
-    view = follow(paths, poll, keep_going=args.follow)
+    view = follow(deck, paths, poll, keep_going=args.follow)
     logs.close()
     return exit_for(view.state) if view else EXIT_OK
 
 
-def cmd_metrics(args: argparse.Namespace, paths: RunPaths) -> int:
+def cmd_metrics(args: argparse.Namespace, deck: Deck, paths: RunPaths) -> int:
     from jobs.tail.run import RunMetrics
 
     kinds = {k for spec in args.kind for k in spec.split(",") if k} or None
-    metrics = RunMetrics(paths, kinds=kinds)
+    metrics = RunMetrics(paths, deck.files, kinds=kinds)
 
     def poll(final: bool) -> bool:
         records = metrics.poll(final)
@@ -103,7 +119,7 @@ def cmd_metrics(args: argparse.Namespace, paths: RunPaths) -> int:
         sys.stdout.flush()
         return bool(records) or metrics.more
 
-    view = follow(paths, poll, keep_going=args.follow)
+    view = follow(deck, paths, poll, keep_going=args.follow)
     metrics.close()
     return exit_for(view.state) if view else EXIT_OK
 
@@ -119,12 +135,12 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else json.dumps(value) if isinstance(value, list) else str(value)
 
 
-def cmd_watch(args: argparse.Namespace, paths: RunPaths) -> int:
+def cmd_watch(args: argparse.Namespace, deck: Deck, paths: RunPaths) -> int:
     from app.watch import LineReporter, Screen
     from jobs.tail.live import LiveRun
     from jobs.tail.run import RunMetrics
 
-    metrics, live = RunMetrics(paths), LiveRun()
+    metrics, live = RunMetrics(paths, deck.files), LiveRun()
     current: list[RunView] = []  # follow() gives the first view before the first poll
     out: LineReporter | Screen = Screen() if sys.stdout.isatty() else LineReporter(sys.stdout)
 
@@ -141,6 +157,6 @@ def cmd_watch(args: argparse.Namespace, paths: RunPaths) -> int:
         out.show(view, live)
 
     with out:
-        follow(paths, poll, keep_going=True, on_view=on_view)
+        follow(deck, paths, poll, keep_going=True, on_view=on_view)
     metrics.close()
     return exit_for(current[-1].state)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -407,8 +408,9 @@ def apply_overrides(table: dict[str, Any], overrides: list[str]) -> dict[str, An
 
 
 def read_table(path: Path) -> dict[str, Any]:
+    """The TOML table of a spec file; ``-`` reads standard input (a spec sent by a remote ``--host`` submit)."""
     try:
-        text = path.read_text()
+        text = sys.stdin.read() if str(path) == "-" else path.read_text()
     except FileNotFoundError:
         raise UserError(f"{path}: spec file not found") from None
     except OSError as exc:

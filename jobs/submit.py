@@ -139,9 +139,15 @@ def cancel_run(paths: RunPaths) -> RunView:
     return view_run(paths)
 
 
-def wait_run(paths: RunPaths, poll_s: float = 1.0, on_update: Callable[[RunView], None] | None = None) -> RunView:
+def wait_run(
+    paths: RunPaths,
+    poll_s: float = 1.0,
+    on_update: Callable[[RunView], None] | None = None,
+    view_of: Callable[[RunPaths], RunView] = view_run,
+) -> RunView:
+    """Polls ``view_of`` (this machine's ``view_run``, or a deck's) until the run has ended."""
     while True:
-        view = view_run(paths)
+        view = view_of(paths)
         if on_update is not None:
             on_update(view)
         if view.ended:

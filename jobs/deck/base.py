@@ -75,3 +75,9 @@ class Deck(ABC):
 
     def close(self) -> None:  # noqa: B027 -- a local deck holds nothing
         """Gives back what the deck holds (a connection)."""
+
+    def __enter__(self) -> Deck:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -93,7 +93,7 @@ install_if_changed() {
 # --------------------------------------------------------------------------
 # 1. Packages (skipped entirely when already installed, keeps re-runs fast)
 # --------------------------------------------------------------------------
-PKGS=(munge mariadb-server mariadb-client slurm-wlm slurmctld slurmd slurmdbd slurm-client tmux)  # tmux: the app test
+PKGS=(munge mariadb-server mariadb-client slurm-wlm slurmctld slurmd slurmdbd slurm-client tmux openssh-server)  # tmux: the app test; sshd: the remote tests
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

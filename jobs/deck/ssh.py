@@ -1,0 +1,175 @@
+"""The runs root on a login node: clusterdeck runs there for every operation, the run files come over SFTP.
+
+Each operation is one remote ``clusterdeck … --json`` (a listing of a thousand runs is one
+round trip, and the scheduler is asked there, by the engine that knows its runs). Logs and
+metrics are followed through ``files`` from byte offsets, as on the login node itself.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jobs.deck.base import Deck
+from jobs.errors import UserError
+from jobs.remote.sftp import SftpFiles
+
+if TYPE_CHECKING:
+    from jobs.cluster import ClusterView
+    from jobs.compare import Comparison
+    from jobs.remote.ssh import SshConnection
+    from jobs.rundir import RunPaths
+    from jobs.status import RunView
+
+STEPS_WITH_RESOURCES = ("shard", "train", "evaluate")
+_ERROR = re.compile(r"^clusterdeck: error: (?P<text>.*)$")
+
+
+class RemoteFailed(UserError):
+    """The remote clusterdeck failed for a reason other than the user's input."""
+
+    exit_code = 1
+
+
+class SshDeck(Deck):
+    remote = True
+
+    def __init__(self, conn: SshConnection, runs_root: str | None = None) -> None:
+        self.conn = conn
+        self.target = conn.target
+        self.runs_root = runs_root or self.target.profile.runs_root or None
+        self.files = SftpFiles(conn)
+
+    @property
+    def events(self) -> Any:  # type: ignore[override]
+        return self.conn.events
+
+    @events.setter
+    def events(self, value: Any) -> None:
+        self.conn.events = value
+
+    @property
+    def prompter(self) -> Any:  # type: ignore[override]
+        return self.conn.prompter
+
+    @prompter.setter
+    def prompter(self, value: Any) -> None:
+        self.conn.prompter = value
+
+    @property
+    def where(self) -> str:
+        return f"{self.target.name}:{self.runs_root or '~/.clusterdeck/runs'}"
+
+    def clusterdeck(self, *args: str, stdin: bytes | None = None, retry: bool = True) -> Any:
+        """Runs ``clusterdeck [--runs-root R] ARGS`` there and returns its JSON output."""
+        argv = [self.target.profile.command, *(["--runs-root", self.runs_root] if self.runs_root else []), *args]
+        done = self.conn.run(argv, stdin=stdin, retry=retry)
+        if done.returncode != 0:
+            raise self._failure(args[0], done.returncode, done.stderr)
+        try:
+            return json.loads(done.stdout[_json_start(done.stdout) :])
+        except ValueError:
+            raise RemoteFailed(
+                f"{self.target.name}: `clusterdeck {args[0]}` printed no JSON: {done.stdout.strip()[:200]!r} "
+                "(does the login shell print on startup?)"
+            ) from None
+
+    def _failure(self, command: str, code: int, stderr: str) -> UserError:
+        lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+        problems = [m["text"] for line in lines if (m := _ERROR.match(line))]
+        if problems:
+            error = UserError(*(f"{self.target.name}: {p}" for p in problems))
+            error.exit_code = code
+            return error
+        if code == 127:
+            return RemoteFailed(
+                f"{self.target.name}: `{self.target.profile.command}` was not found on the login node "
+                f"({lines[-1] if lines else 'exit 127'}); set `setup` (a venv to activate or a module to load) "
+                f"or `command` in the [hosts.{self.target.name}] profile"
+            )
+        return RemoteFailed(
+            f"{self.target.name}: `clusterdeck {command}` failed (exit {code})" + (f": {lines[-1]}" if lines else "")
+        )
+
+    def listing(self) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = self.clusterdeck("ls", "--json")
+        return entries
+
+    def resolve(self, address: str) -> RunPaths:
+        from jobs.rundir import RunPaths
+
+        view = self.clusterdeck("show", address, "--json")
+        return RunPaths(Path(view["path"]))
+
+    def view(self, paths: RunPaths) -> RunView:
+        from jobs.status import RunView
+
+        return RunView.from_json(self.clusterdeck("show", paths.run_id, "--json"))
+
+    def submit(self, table: dict[str, Any], source: str) -> RunPaths:
+        import tomli_w
+
+        from jobs.rundir import RunPaths
+
+        table = self.with_defaults(table)
+        text = tomli_w.dumps(table).encode()
+        view = self.clusterdeck("submit", "-", "--spec-source", source, "--json", stdin=text, retry=False)
+        return RunPaths(Path(view["path"]))
+
+    def with_defaults(self, table: dict[str, Any]) -> dict[str, Any]:
+        """The profile's partition and account in every step that names none (SLURM runs only)."""
+        profile = self.target.profile
+        if (table.get("cluster") or {}).get("executor") != "slurm":
+            return table
+        table = json.loads(json.dumps(table))
+        for step in STEPS_WITH_RESOURCES:
+            if isinstance(table.get(step), dict):
+                resources = table[step].setdefault("resources", {})
+                for key in ("partition", "account"):
+                    if getattr(profile, key) and not resources.get(key):
+                        resources[key] = getattr(profile, key)
+        return table
+
+    def cancel(self, paths: RunPaths) -> RunView:
+        from jobs.status import RunView
+
+        return RunView.from_json(self.clusterdeck("cancel", paths.run_id, "--json"))
+
+    def resume(self, paths: RunPaths) -> bool:
+        return bool(self.clusterdeck("resume", paths.run_id, "--json", retry=False)["resumed"])
+
+    def compare(self, addresses: list[str]) -> Comparison:
+        from jobs.compare import Comparison
+
+        return Comparison.from_json(self.clusterdeck("diff", *addresses, "--json"))
+
+    def cluster(self) -> ClusterView:
+        from jobs.cluster import ClusterView, cluster_view
+
+        def run(command: list[str], timeout_s: float) -> tuple[str | None, str]:
+            try:
+                done = self.conn.run(command, timeout_s=timeout_s)
+            except TimeoutError:
+                return None, f"{command[0]} did not answer in {timeout_s:g} s"
+            if done.returncode == 127:
+                return None, f"no SLURM on {self.target.name} ({command[0]} not found on PATH)"
+            if done.returncode != 0:
+                first = next((line.strip() for line in done.stderr.splitlines() if line.strip()), "")
+                return None, first or f"{command[0]} exited with {done.returncode}"
+            return done.stdout, ""
+
+        try:
+            return cluster_view(user=self.target.user, run=run)
+        except OSError as exc:
+            return ClusterView([], [], str(exc))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _json_start(text: str) -> int:
+    """Where the JSON starts: a login shell's greeting before it is skipped."""
+    match = re.search(r"^[\[{]", text, re.MULTILINE)
+    return match.start() if match else 0

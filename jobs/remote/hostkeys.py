@@ -1,0 +1,98 @@
+"""Host keys, checked against known_hosts before anything is sent: an unknown host or a changed key is refused.
+
+Nothing is ever accepted silently. An unknown host's refusal shows its key's fingerprint and
+the command that trusts exactly that key (``clusterdeck --host NAME trust SHA256:…``), which
+connects again and writes the key only if the host still offers the one the user checked.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from jobs.errors import UserError
+
+if TYPE_CHECKING:
+    from paramiko import HostKeys, PKey
+
+    from jobs.remote.profiles import Target
+
+SYSTEM_KNOWN_HOSTS = Path("/etc/ssh/ssh_known_hosts")
+
+
+class HostKeyError(UserError):
+    """The host's key is unknown or has changed: refused, with what to do about it."""
+
+
+def fingerprint(key: PKey) -> str:
+    """OpenSSH's form: ``SHA256:`` and the unpadded base64 of the key's SHA-256."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+
+
+def known_keys(target: Target) -> HostKeys:
+    from paramiko import HostKeys
+
+    keys = HostKeys()
+    for path in (SYSTEM_KNOWN_HOSTS, target.known_hosts):
+        if path.is_file():
+            try:
+                keys.load(str(path))
+            except OSError as exc:
+                raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    return keys
+
+
+def known_types(target: Target) -> list[str]:
+    """Key types known for the host, to ask the server for one of those first (as OpenSSH does)."""
+    entry = known_keys(target).lookup(target.host_key_name)
+    return list(entry.keys()) if entry else []
+
+
+def check_host_key(target: Target, key: PKey) -> None:
+    entry = known_keys(target).lookup(target.host_key_name)
+    offered = f"{key.get_name()} {fingerprint(key)}"
+    if not entry:
+        raise HostKeyError(
+            f"{target.host_key_name} ({target.name}) is not a known host: it is in no known_hosts file "
+            f"({target.known_hosts}); refusing to connect.",
+            f"it offers the {offered} key. If that is the cluster's key (ask its admins), trust it with:",
+            f"    clusterdeck --host {target.name} trust {fingerprint(key)}",
+        )
+    if entry.get(key.get_name()) == key:
+        return
+    known = ", ".join(f"{name} {fingerprint(k)}" for name, k in entry.items())
+    raise HostKeyError(
+        f"WARNING: THE HOST KEY OF {target.host_key_name} ({target.name}) HAS CHANGED; refusing to connect.",
+        f"known: {known}; offered now: {offered}.",
+        "Someone may be intercepting the connection, or the host was reinstalled. If its admins confirm the "
+        f"new key, remove the old one with: ssh-keygen -f {target.known_hosts} -R '{target.host_key_name}'",
+    )
+
+
+def trust_host_key(target: Target, key: PKey, expected: str) -> Path:
+    """Appends ``key`` to the user's known_hosts if its fingerprint is ``expected`` and the host has no other key."""
+    got = fingerprint(key)
+    if got != expected.strip():
+        raise HostKeyError(
+            f"{target.host_key_name} ({target.name}) offers {key.get_name()} {got}, not {expected}; nothing was written"
+        )
+    entry = known_keys(target).lookup(target.host_key_name)
+    if entry and entry.get(key.get_name()) == key:
+        return target.known_hosts
+    if entry:
+        check_host_key(target, key)  # a changed key is never overwritten from here: raises loudly
+    path = target.known_hosts
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    line = f"{target.host_key_name} {key.get_name()} {key.get_base64()}\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        with open(fd, "a", closefd=False) as f:
+            if f.tell() > 0 and not path.read_bytes().endswith(b"\n"):
+                f.write("\n")
+            f.write(line)
+    finally:
+        os.close(fd)
+    return path

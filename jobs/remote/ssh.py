@@ -1,0 +1,382 @@
+"""One SSH connection to a login node (paramiko), shared by every remote command and the SFTP reads.
+
+The first connection fails fast with a message naming the host. A connection that drops
+later is made again with backoff (1, 2, 4 … 30 s), telling ``events`` so the user sees it;
+the threads using it wait meanwhile and then carry on. Host keys are checked
+(``jobs.remote.hostkeys``) before any authentication; keys are tried from the SSH agent,
+then the identity files (a passphrase is asked through the prompter, never stored), then
+keyboard-interactive (two-factor) prompts, also answered through the prompter.
+
+Remote commands are strings only because SSH carries strings: every argument goes through
+``shlex.quote``, so names and paths with spaces, quotes or ``$`` reach the command as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from jobs.errors import UserError
+from jobs.remote.hostkeys import check_host_key, known_types
+from jobs.remote.profiles import Target, hop_target
+
+if TYPE_CHECKING:
+    from paramiko import PKey, SFTPClient, Transport
+
+    from jobs.deck.base import Prompter
+
+BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
+
+
+class ConnectionLost(ConnectionError):
+    """The network failed us (refused, unreachable, dropped): worth trying again, unlike a refused key."""
+
+
+class AuthFailed(UserError):
+    """The login node refused every way we had to log in."""
+
+
+@dataclass(frozen=True)
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def remote_command(argv: list[str], setup: str = "") -> str:
+    """The shell line that runs ``argv`` on the login node, each argument quoted, after the profile's setup."""
+    command = shlex.join(argv)
+    return f"{setup} && exec {command}" if setup.strip() else f"exec {command}"
+
+
+class SshConnection:
+    def __init__(
+        self,
+        target: Target,
+        *,
+        prompter: Prompter | None = None,
+        events: Callable[[str], None] | None = None,
+        keepalive_s: float = 15.0,
+        timeout_s: float = 15.0,
+    ) -> None:
+        self.target = target
+        self.prompter = prompter
+        self.events = events
+        self.keepalive_s = keepalive_s
+        self.timeout_s = timeout_s
+        self.generation = 0
+        """How many times a connection was made; a change tells the SFTP session to start afresh."""
+        self.lock = threading.RLock()
+        """Held while connecting; readers of the shared SFTP session hold ``sftp_lock``."""
+        self.sftp_lock = threading.RLock()
+        self._transports: list[Transport] = []  # the jump hosts', then the login node's
+        self._sftp: SFTPClient | None = None
+        self._sftp_generation = -1
+        self._closed = False
+
+    # -- connecting ---------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """The first connection: any failure is raised at once (ConnectionLost, HostKeyError, AuthFailed)."""
+        with self.lock:
+            if not self._alive():
+                self._open()
+
+    def transport(self) -> Transport:
+        """The live transport, connecting again (with backoff, telling ``events``) if the connection dropped."""
+        with self.lock:
+            if self._closed:
+                raise ConnectionLost(f"connection to {self.target.name} was closed")
+            if self._alive():
+                return self._transports[-1]
+            if not self._transports and self.generation == 0:
+                self._open()
+            else:
+                self._reconnect(self._why_down())
+            return self._transports[-1]
+
+    def close(self) -> None:
+        with self.lock:
+            self._closed = True
+            self._drop()
+
+    def is_up(self) -> bool:
+        """Connected now (no reconnecting)."""
+        return self._alive()
+
+    def _alive(self) -> bool:
+        return bool(self._transports) and all(t.is_active() for t in self._transports)
+
+    def _why_down(self) -> str:
+        for t in reversed(self._transports):
+            exc = t.get_exception()
+            if exc is not None:
+                return str(exc) or type(exc).__name__
+        return "the connection closed"
+
+    def _reconnect(self, why: str) -> None:
+        self._drop()
+        for attempt in range(10**9):
+            delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+            self._tell(f"connection to {self.target.name} lost ({why}); reconnecting in {delay:g} s")
+            time.sleep(delay)
+            if self._closed:
+                raise ConnectionLost(f"connection to {self.target.name} was closed")
+            try:
+                self._open()
+            except ConnectionLost as exc:
+                why = str(exc)
+                continue
+            self._tell(f"reconnected to {self.target.name}")
+            return
+
+    def _tell(self, text: str) -> None:
+        if self.events is not None:
+            with contextlib.suppress(Exception):  # a broken listener must not break the connection
+                self.events(text)
+
+    def _drop(self) -> None:
+        for t in reversed(self._transports):
+            with contextlib.suppress(Exception):
+                t.close()
+        self._transports = []
+        self._sftp = None
+
+    def _open(self) -> None:
+        """Connects through the jump hosts (if any) to the login node; every hop's key is checked."""
+        hops = [hop_target(h) for h in self.target.proxy_jump] + [self.target]
+        transports: list[Transport] = []
+        try:
+            for i, hop in enumerate(hops):
+                sock = self.socket_to(hop, transports[-1] if transports else None, first=i == 0)
+                transports.append(self._handshake(hop, sock))
+                self._authenticate(transports[-1], hop)
+        except BaseException:
+            for t in transports:
+                with contextlib.suppress(Exception):
+                    t.close()
+            raise
+        self._transports = transports
+        self.generation += 1
+
+    def socket_to(self, hop: Target, via: Transport | None, *, first: bool) -> Any:
+        import paramiko
+
+        where = f"{hop.hostname} port {hop.port}"
+        if via is not None:
+            try:
+                return via.open_channel("direct-tcpip", (hop.hostname, hop.port), ("127.0.0.1", 0))
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise ConnectionLost(f"cannot reach {where} through the jump host: {exc}") from None
+        if first and self.target.proxy_command and hop is self.target:
+            try:
+                return paramiko.ProxyCommand(self.target.proxy_command)
+            except (paramiko.SSHException, OSError) as exc:
+                raise ConnectionLost(f"ProxyCommand {self.target.proxy_command!r} failed: {exc}") from None
+        try:
+            return socket.create_connection((hop.hostname, hop.port), timeout=self.timeout_s)
+        except socket.gaierror as exc:
+            raise ConnectionLost(f"cannot resolve {hop.hostname} ({exc.strerror})") from None
+        except OSError as exc:
+            raise ConnectionLost(f"cannot connect to {where}: {exc.strerror or exc}") from None
+
+    def _handshake(self, hop: Target, sock: Any) -> Transport:
+        import paramiko
+
+        t = paramiko.Transport(sock)
+        t.set_keepalive(int(self.keepalive_s))
+        known = known_types(hop)
+        if known:  # ask for a key type we know first, as OpenSSH does, so a known host is recognised
+            options = t.get_security_options()
+            options.key_types = [
+                *(k for k in options.key_types if k in known),
+                *(k for k in options.key_types if k not in known),
+            ]
+        try:
+            t.start_client(timeout=self.timeout_s)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            t.close()
+            raise ConnectionLost(
+                f"{hop.hostname} port {hop.port}: SSH handshake failed ({exc or type(exc).__name__})"
+            ) from None
+        try:
+            check_host_key(hop, t.get_remote_server_key())
+        except BaseException:
+            t.close()
+            raise
+        return t
+
+    def _authenticate(self, t: Transport, hop: Target) -> None:
+        """Agent keys, then identity files, then keyboard-interactive; partial success goes on to the next method."""
+        import paramiko
+
+        tried: list[str] = []
+        allowed: list[str] | None = None
+        for label, key in self._keys(hop):
+            if allowed is not None and "publickey" not in allowed:
+                break
+            try:
+                allowed = t.auth_publickey(hop.user, key)
+            except paramiko.BadAuthenticationType as exc:
+                allowed = list(exc.allowed_types)
+                break
+            except paramiko.AuthenticationException:
+                tried.append(label)
+                continue
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                raise ConnectionLost(f"{hop.address}: connection lost while logging in ({exc})") from None
+            if t.is_authenticated():
+                return
+            tried.append(f"{label} (accepted; more is asked)")
+            break
+        if not t.is_authenticated() and (allowed is None or "keyboard-interactive" in allowed):
+            if self.prompter is None and allowed is not None:
+                raise AuthFailed(
+                    f"{hop.address}: the host asks for keyboard-interactive (two-factor) answers, "
+                    "and there is no terminal to ask them on"
+                )
+            if self.prompter is not None:
+                try:
+                    t.auth_interactive(hop.user, self._answer)
+                except paramiko.AuthenticationException:
+                    tried.append("keyboard-interactive")
+                except (paramiko.SSHException, EOFError, OSError) as exc:
+                    raise ConnectionLost(f"{hop.address}: connection lost while logging in ({exc})") from None
+        if t.is_authenticated():
+            return
+        raise AuthFailed(
+            f"{hop.address}: authentication failed; tried {', '.join(tried) or 'no key at all'}.",
+            f"Check identity_file in {self.target.name}'s profile or ~/.ssh/config, and that the key is in "
+            f"{hop.user}'s ~/.ssh/authorized_keys on {hop.hostname}.",
+        )
+
+    def _answer(self, title: str, instructions: str, prompts: list[tuple[str, bool]]) -> list[str]:
+        if not prompts:
+            return []
+        assert self.prompter is not None
+        return self.prompter(title or f"{self.target.name}: login", instructions, list(prompts))
+
+    def _keys(self, hop: Target) -> list[tuple[str, PKey]]:
+        """(label, key) in the order tried: the agent's, then the identity files (the defaults if none named)."""
+        import paramiko
+
+        keys: list[tuple[str, PKey]] = []
+        with contextlib.suppress(paramiko.SSHException, OSError):
+            keys += [(f"agent key {k.get_name()}", k) for k in paramiko.Agent().get_keys()]
+        files = hop.identity_files or [
+            str(p) for name in DEFAULT_KEYS if (p := hop.known_hosts.parent / name).is_file()
+        ]
+        for path in files:
+            keys += [(f"key {path}", k) for k in self._load_key(path)]
+        return keys
+
+    def _load_key(self, path: str) -> list[PKey]:
+        import paramiko
+
+        try:
+            return [paramiko.PKey.from_path(path)]
+        except FileNotFoundError:
+            raise UserError(f"{path}: identity file not found (profile {self.target.name})") from None
+        except paramiko.PasswordRequiredException:
+            if self.prompter is None:
+                raise UserError(f"{path}: the key has a passphrase and there is no terminal to ask it on") from None
+            (passphrase,) = self.prompter("key passphrase", "", [(f"Passphrase for {path}: ", False)])
+            try:
+                return [paramiko.PKey.from_path(path, passphrase=passphrase)]
+            except paramiko.SSHException:
+                raise UserError(f"{path}: wrong passphrase") from None
+        except (paramiko.SSHException, OSError, ValueError) as exc:
+            raise UserError(f"{path}: not a private key paramiko can read ({exc})") from None
+
+    # -- using it -----------------------------------------------------------------------------
+
+    def sftp(self) -> SFTPClient:
+        """The shared SFTP session (hold ``sftp_lock`` while using it), opened afresh after a reconnect."""
+        import paramiko
+
+        with self.lock:
+            t = self.transport()
+            if self._sftp is None or self._sftp_generation != self.generation:
+                try:
+                    self._sftp = paramiko.SFTPClient.from_transport(t)
+                except (paramiko.SSHException, EOFError, OSError) as exc:
+                    self._kill(t)
+                    raise ConnectionLost(f"{self.target.name}: cannot start SFTP ({exc})") from None
+                if self._sftp is None:
+                    raise ConnectionLost(f"{self.target.name}: cannot start SFTP")
+                self._sftp_generation = self.generation
+            return self._sftp
+
+    def lost(self, exc: BaseException) -> ConnectionLost:
+        """What a failed read or command becomes: the connection is closed, so the next use reconnects."""
+        with self.lock:
+            if self._transports:
+                self._kill(self._transports[-1])
+        return ConnectionLost(f"connection to {self.target.name} lost ({exc or type(exc).__name__})")
+
+    @staticmethod
+    def _kill(t: Transport) -> None:
+        with contextlib.suppress(Exception):
+            t.close()
+
+    def run(
+        self, argv: list[str], *, stdin: bytes | None = None, timeout_s: float | None = None, retry: bool = True
+    ) -> Completed:
+        """Runs ``argv`` on the login node after the profile's setup; ``retry``: again after a dropped connection.
+
+        Commands that change things (submit, resume) pass ``retry=False``: when the connection
+        drops under them, whether they ran cannot be known, so the caller is told instead.
+        """
+        line = remote_command(argv, self.target.profile.setup)
+        while True:
+            t = self.transport()
+            try:
+                return self._exec(t, line, stdin, timeout_s)
+            except TimeoutError:
+                raise
+            except Exception as exc:
+                import paramiko
+
+                if not isinstance(exc, paramiko.SSHException | EOFError | OSError):
+                    raise
+                lost = self.lost(exc)
+                if not retry:
+                    raise ConnectionLost(
+                        f"{lost}, while running {argv[0]} {argv[1] if len(argv) > 1 else ''}".rstrip()
+                    ) from None
+
+    def _exec(self, t: Transport, line: str, stdin: bytes | None, timeout_s: float | None) -> Completed:
+        chan = t.open_session(timeout=self.timeout_s)
+        try:
+            chan.exec_command(line)
+            if stdin:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            out, err = bytearray(), bytearray()
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
+            while True:
+                if chan.recv_ready():
+                    out += chan.recv(1 << 16)
+                elif chan.recv_stderr_ready():
+                    err += chan.recv_stderr(1 << 16)
+                elif chan.exit_status_ready() and chan.eof_received:
+                    break
+                elif not t.is_active():
+                    raise EOFError("the connection closed")
+                else:
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise TimeoutError(f"no answer in {timeout_s:g} s")
+                    select.select([chan], [], [], 0.2)
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(1 << 16)
+            return Completed(chan.recv_exit_status(), out.decode(errors="replace"), err.decode(errors="replace"))
+        finally:
+            chan.close()

@@ -1,0 +1,119 @@
+"""A real OpenSSH server on 127.0.0.1 for the remote-mode tests: throwaway host and client keys, one port.
+
+It logs in the user running the tests (root on CI) with the client key only, and serves SFTP.
+``kill_sessions`` kills the per-connection sshd processes (what a dropped network does to a
+client) while the listener stays up, so the client can reconnect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+SSHD = Path("/usr/sbin/sshd")
+
+
+def keygen(path: Path, comment: str) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], check=True)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Sshd:
+    root: Path
+    port: int
+    host_key: Path
+    client_key: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def start(cls, root: Path) -> Sshd:
+        root.mkdir(parents=True, exist_ok=True)
+        server = cls(root, free_port(), keygen(root / "host_ed25519", "test host"), keygen(root / "client", "laptop"))
+        shutil.copy(server.client_key.with_suffix(".pub"), root / "authorized_keys")
+        config = root / "sshd_config"
+        config.write_text(
+            f"""Port {server.port}
+ListenAddress 127.0.0.1
+HostKey {server.host_key}
+PidFile {root / "sshd.pid"}
+AuthorizedKeysFile {root / "authorized_keys"}
+AllowUsers {getpass.getuser()}
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+Subsystem sftp internal-sftp
+LogLevel VERBOSE
+"""
+        )
+        Path("/run/sshd").mkdir(exist_ok=True)  # its privilege-separation directory
+        log = open(root / "sshd.log", "wb")  # noqa: SIM115 -- the server's stderr for its whole life
+        server.proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+                return server
+            except OSError:
+                if server.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"sshd did not start: {(root / 'sshd.log').read_text()}") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.kill_sessions()
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def sessions(self) -> list[psutil.Process]:
+        assert self.proc is not None
+        return psutil.Process(self.proc.pid).children(recursive=True)
+
+    def kill_sessions(self) -> int:
+        """Kills every connection's sshd (and what runs under it); the listener goes on. How many were killed."""
+        found = self.sessions()
+        for proc in found:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        psutil.wait_procs(found, timeout=5)
+        return len(found)
+
+    def host_key_line(self, name: str | None = None) -> str:
+        """The known_hosts line for this server, as ``ssh`` would write it."""
+        kind, key = self.host_key.with_suffix(".pub").read_text().split()[:2]
+        return f"{name or f'[127.0.0.1]:{self.port}'} {kind} {key}\n"
+
+    def fingerprint(self) -> str:
+        out = subprocess.run(
+            ["ssh-keygen", "-l", "-f", str(self.host_key.with_suffix(".pub"))], capture_output=True, text=True
+        )
+        return out.stdout.split()[1]
+
+
+def sshd_available() -> str:
+    """Empty when a test sshd can run here, else why not."""
+    if not SSHD.exists():
+        return f"{SSHD} is not installed; run tests/cluster/slurm-up.sh as root (it installs openssh-server)"
+    if shutil.which("ssh-keygen") is None:
+        return "ssh-keygen is not installed"
+    if os.geteuid() != 0:
+        return "the test sshd needs root (its privilege separation)"
+    return ""
