@@ -142,7 +142,7 @@ def require_slurm() -> None:
     if shutil.which("sbatch") is None:
         pytest.skip("SLURM is not installed here; run tests/cluster/slurm-up.sh as root")
     state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.split()
-    if not any(s.startswith(("idle", "mixed", "alloc")) for s in state):
+    if not any(s.startswith(("idle", "mixed", "alloc", "completing")) for s in state):
         pytest.skip(f"no SLURM node is up (sinfo: {state}); run tests/cluster/slurm-up.sh as root")
 
 

@@ -1,0 +1,303 @@
+"""Remote mode against a real sshd on 127.0.0.1 (tests/sshd.py) with real SLURM behind it.
+
+The "laptop" is a client process with its own HOME (known_hosts, keys, the clusterdeck
+profile); the "login node" is this machine reached over SSH, where clusterdeck runs from
+this checkout's virtual environment. Both see the same files, so what the remote path
+reports can be compared with what the local path reports about the same runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from jobs.sample_data import SampleData
+from tests.conftest import REPO, Result, copy_with_stuck_file, require_slurm, run_cli, shard_spec, train_section
+from tests.sshd import Sshd, keygen, sshd_available
+
+pytestmark = pytest.mark.slurm
+HOST = "testcluster"
+SHARD_RESOURCES = {"partition": "cpu", "cpus_per_task": 1, "mem_gb": 1, "time_min": 10}
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    why = sshd_available()
+    if why:
+        pytest.skip(why)
+    server = Sshd.start(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@dataclass
+class Laptop:
+    """A client machine: its HOME holds ~/.ssh and ~/.config/clusterdeck/config.toml."""
+
+    home: Path
+    runs: Path
+    """The runs root on the login node (the same files, seen from this side too)."""
+    sshd: Sshd
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "CLUSTERDECK_HOME")}
+        return {**env, "HOME": str(self.home), "XDG_CONFIG_HOME": str(self.home / ".config")}
+
+    def cli(self, *args: str, timeout: float = 180) -> Result:
+        proc = subprocess.run(
+            [sys.executable, "-m", "app.cli", "--host", HOST, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+            cwd=REPO,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def local(self, *args: str) -> Result:
+        """The same command on the login node itself: the local path."""
+        return run_cli("--runs-root", str(self.runs), *args)
+
+    def profile(self, **values: object) -> None:
+        profile = {
+            "host": "127.0.0.1",
+            "port": self.sshd.port,
+            "user": "root",
+            "identity_file": str(self.sshd.client_key),
+            "runs_root": str(self.runs),
+            "setup": f". {Path(sys.prefix) / 'bin' / 'activate'}",
+            "partition": "cpu",
+            **values,
+        }
+        path = self.home / ".config" / "clusterdeck" / "config.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(tomli_w.dumps({"hosts": {HOST: profile}}))
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.home / ".ssh" / "known_hosts"
+
+
+@pytest.fixture
+def laptop(sshd: Sshd, tmp_path: Path) -> Laptop:
+    require_slurm()
+    # A runs root whose path needs quoting on a shell line: a space, a quote, a dollar.
+    machine = Laptop(tmp_path / "laptop", tmp_path / "runs $HOME 'q\"", sshd)
+    (machine.home / ".ssh").mkdir(parents=True, mode=0o700)
+    machine.known_hosts.write_text(sshd.host_key_line())
+    machine.profile()
+    return machine
+
+
+def shard_toml(data: SampleData, output: Path, name: str, **resources: object) -> str:
+    spec = shard_spec(data, output, name=name).replace('executor = "local"', 'executor = "slurm"')
+    return spec + "[shard.resources]\n" + tomli_w.dumps({**SHARD_RESOURCES, **resources})
+
+
+def submitted_id(result: Result) -> str:
+    assert result.code == 0, result.err
+    match = re.search(r"submitted run (\S+)", result.out)
+    assert match, result.out
+    return match.group(1)
+
+
+def show(laptop: Laptop, run_id: str) -> dict:
+    result = laptop.cli("show", run_id, "--json")
+    assert result.code == 0, result.err
+    return json.loads(result.out)
+
+
+def test_submit_watch_and_read_remotely_as_on_the_login_node(
+    laptop: Laptop, sample_data: SampleData, tmp_path: Path
+) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(shard_toml(sample_data, tmp_path / "set", "remote shards").replace('partition = "cpu"\n', ""))
+    run_id = submitted_id(laptop.cli("submit", str(spec)))
+
+    watched = laptop.cli("watch", run_id, timeout=300)
+    assert watched.code == 0, watched.err
+    assert "COMPLETED" in watched.out
+    assert (tmp_path / "set" / "index.json").is_file()  # the job ran, on the cluster's side
+
+    remote, local = show(laptop, run_id), json.loads(laptop.local("show", run_id, "--json").out)
+    assert remote == local
+    assert remote["state"] == "COMPLETED" and remote["executor"] == "slurm"
+    assert json.loads(laptop.cli("ls", "--json").out) == json.loads(laptop.local("ls", "--json").out)
+    for command in (["logs", run_id], ["metrics", run_id, "--json"], ["show", run_id]):
+        remote_out, local_out = laptop.cli(*command), laptop.local(*command)
+        assert (remote_out.code, remote_out.out) == (local_out.code, local_out.out), command
+    assert "rank 0" in laptop.cli("logs", run_id).out
+    # The spec named no partition: the profile's default went in.
+    recorded = json.loads((Path(remote["path"]) / "spec.json").read_text())
+    assert recorded["shard"]["resources"]["partition"] == "cpu"
+
+
+def test_cancel_remotely(laptop: Laptop, sample_data: SampleData, tmp_path: Path) -> None:
+    data, _ = copy_with_stuck_file(sample_data, tmp_path, 1, 3)  # the job blocks on a FIFO: running until cancelled
+    spec = tmp_path / "spec.toml"
+    spec.write_text(shard_toml(data, tmp_path / "o", "to cancel"))
+    run_id = submitted_id(laptop.cli("submit", str(spec)))
+    deadline = time.monotonic() + 90
+    while show(laptop, run_id)["state"] != "RUNNING":
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.5)
+
+    cancelled = laptop.cli("cancel", run_id)
+    assert cancelled.code == 0, cancelled.err
+    assert cancelled.out.strip() in (f"run {run_id}: cancel requested", f"run {run_id} is CANCELLED")
+    deadline = time.monotonic() + 90
+    while (view := show(laptop, run_id))["state"] != "CANCELLED":
+        assert time.monotonic() < deadline, view["state"]
+        time.sleep(0.5)
+    job_id = view["steps"][0]["job_ids"][0]
+    sacct = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "State", "-j", job_id], capture_output=True, text=True)
+    assert sacct.stdout.startswith("CANCELLED")
+    assert json.loads(laptop.local("show", run_id, "--json").out)["state"] == "CANCELLED"
+
+
+def test_a_name_and_a_root_full_of_shell_syntax_are_only_data(
+    laptop: Laptop, sample_data: SampleData, tmp_path: Path
+) -> None:
+    pwned = tmp_path / "pwned"
+    name = f"a b'\"$(touch {pwned})`touch {pwned}`; touch {pwned}"
+    spec = tmp_path / "spec.toml"
+    spec.write_text(shard_toml(sample_data, tmp_path / "set", "placeholder").replace('"placeholder"', json.dumps(name)))
+    run_id = submitted_id(laptop.cli("submit", str(spec), "--wait"))
+
+    listed = json.loads(laptop.cli("ls", "--json").out)
+    assert [(e["run_id"], e["name"], e["state"]) for e in listed] == [(run_id, name, "COMPLETED")]
+    assert name in laptop.cli("ls").out
+    by_name = laptop.cli("show", name, "--json")  # the name as an argument on the remote command line
+    assert by_name.code == 0, by_name.err
+    assert json.loads(by_name.out)["run_id"] == run_id
+    assert laptop.runs.is_dir() and Path(json.loads(by_name.out)["path"]).parent == laptop.runs
+    assert not pwned.exists()
+
+
+def test_unknown_and_changed_host_keys_are_refused(laptop: Laptop, sshd: Sshd, tmp_path: Path) -> None:
+    laptop.known_hosts.write_text("")
+    unknown = laptop.cli("ls")
+    assert unknown.code == 2
+    assert f"[127.0.0.1]:{sshd.port} ({HOST}) is not a known host" in unknown.err
+    assert sshd.fingerprint() in unknown.err
+    assert f"clusterdeck --host {HOST} trust {sshd.fingerprint()}" in unknown.err
+    assert "Traceback" not in unknown.err
+    assert laptop.known_hosts.read_text() == ""  # nothing accepted silently
+
+    wrong = laptop.cli("trust", "SHA256:" + "A" * 43)
+    assert wrong.code == 2 and "nothing was written" in wrong.err
+    assert laptop.known_hosts.read_text() == ""
+    trusted = laptop.cli("trust", sshd.fingerprint())
+    assert trusted.code == 0, trusted.err
+    assert laptop.known_hosts.read_text() == sshd.host_key_line()
+    assert laptop.cli("ls").code == 0
+
+    other = keygen(tmp_path / "impostor", "impostor")
+    kind, key = other.with_suffix(".pub").read_text().split()[:2]
+    laptop.known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {kind} {key}\n")
+    changed = laptop.cli("ls")
+    assert changed.code == 2
+    assert "HOST KEY" in changed.err and "HAS CHANGED" in changed.err and sshd.fingerprint() in changed.err
+    assert "ssh-keygen" in changed.err and "Traceback" not in changed.err
+    assert laptop.cli("trust", sshd.fingerprint()).code == 2  # trust never overwrites a known key
+    assert laptop.known_hosts.read_text() == f"[127.0.0.1]:{sshd.port} {kind} {key}\n"
+
+
+def test_a_key_the_host_does_not_know_fails_clearly(laptop: Laptop, tmp_path: Path) -> None:
+    stranger = keygen(tmp_path / "stranger", "stranger")
+    laptop.profile(identity_file=str(stranger))
+    result = laptop.cli("ls")
+    assert result.code == 2
+    assert "authentication failed" in result.err and str(stranger) in result.err
+    assert "authorized_keys" in result.err and "Traceback" not in result.err
+
+    laptop.profile(identity_file=str(tmp_path / "missing"))
+    missing = laptop.cli("ls")
+    assert missing.code == 2 and f"{tmp_path / 'missing'}: identity file not found" in missing.err
+
+
+def test_bad_profiles_and_hosts_are_named(laptop: Laptop, tmp_path: Path) -> None:
+    laptop.profile(prot=22)
+    result = laptop.cli("ls")
+    assert result.code == 2 and f"hosts.{HOST}.prot" in result.err and "config.toml" in result.err
+
+    laptop.profile(port=1)  # nothing listens there
+    refused = laptop.cli("ls")
+    assert refused.code == 1 and "cannot connect to 127.0.0.1 port 1" in refused.err
+    assert "Traceback" not in refused.err
+
+    laptop.profile(setup="true", command="no-such-clusterdeck")
+    absent = laptop.cli("ls")
+    assert absent.code == 1 and "was not found on the login node" in absent.err and "setup" in absent.err
+
+    laptop.profile()
+    local_only = laptop.cli("sample-data", str(tmp_path / "d"))
+    assert local_only.code == 2 and "this machine's files" in local_only.err
+
+
+def test_logs_follow_rides_out_a_killed_connection(
+    laptop: Laptop, sshd: Sshd, sample_shards: Path, tmp_path: Path
+) -> None:
+    """The sshd serving the follow is killed twice mid-run: the follow reconnects; every line arrives once."""
+    resources = {"partition": "gpu", "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 2, "time_min": 10}
+    spec = tmp_path / "train.toml"
+    spec.write_text(
+        'name = "followed"\n[cluster]\nexecutor = "slurm"\n'
+        + train_section(sample_shards, batch_size=4, workers=0, epochs=4, image_size=64, resources=resources)
+    )
+    run_id = submitted_id(laptop.cli("submit", str(spec)))
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "--host", HOST, "logs", "-f", run_id],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=laptop.env,
+        cwd=REPO,
+    )
+    lines: list[str] = []
+    errors: list[str] = []
+    readers = [
+        threading.Thread(target=lambda: lines.extend(iter(follow.stdout.readline, "")), daemon=True),  # type: ignore[union-attr]
+        threading.Thread(target=lambda: errors.extend(iter(follow.stderr.readline, "")), daemon=True),  # type: ignore[union-attr]
+    ]
+    for reader in readers:
+        reader.start()
+
+    def steps() -> int:
+        return sum(line.startswith("step ") for line in list(lines))
+
+    kills = []
+    for wanted in (3, 20):
+        deadline = time.monotonic() + 120
+        while steps() < wanted:
+            assert follow.poll() is None and time.monotonic() < deadline, (lines, errors)
+            time.sleep(0.05)
+        kills.append((steps(), sshd.kill_sessions()))
+        deadline = time.monotonic() + 60
+        while not any("reconnected" in e for e in errors[len(kills) - 1 :]):
+            assert time.monotonic() < deadline, errors
+            time.sleep(0.1)
+    assert follow.wait(300) == 0, errors
+    for reader in readers:
+        reader.join(10)
+
+    assert all(killed >= 1 for _, killed in kills), kills
+    assert sum("lost" in e for e in errors) >= 2 and sum("reconnected" in e for e in errors) >= 2, errors
+    final = json.loads(laptop.local("show", run_id, "--json").out)
+    assert final["state"] == "COMPLETED"
+    local = laptop.local("logs", run_id)
+    assert "".join(lines) == local.out  # every line once, in order, across both drops
+    step_lines = [line for line in lines if line.startswith("step ")]
+    assert len(step_lines) == len(set(step_lines)) > kills[-1][0]  # lines went on arriving after the last kill
