@@ -301,3 +301,15 @@ def test_logs_follow_rides_out_a_killed_connection(
     assert "".join(lines) == local.out  # every line once, in order, across both drops
     step_lines = [line for line in lines if line.startswith("step ")]
     assert len(step_lines) == len(set(step_lines)) > kills[-1][0]  # lines went on arriving after the last kill
+
+
+def test_remote_mode_never_imports_torch(laptop: Laptop) -> None:
+    probe = (
+        f"import sys; from app.cli import main; code = main(['--host', {HOST!r}, 'ls', '--json']); "
+        "print(code, sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'webdataset', "
+        "'numpy')))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, env=laptop.env, timeout=60
+    )
+    assert proc.stdout.strip().splitlines()[-1] == "0 []", proc.stderr

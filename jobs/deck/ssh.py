@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from jobs.rundir import RunPaths
     from jobs.status import RunView
 
+RESOLVED_FRESH_S = 1.0
 STEPS_WITH_RESOURCES = ("shard", "train", "evaluate")
 _ERROR = re.compile(r"^clusterdeck: error: (?P<text>.*)$")
 
@@ -41,6 +43,8 @@ class SshDeck(Deck):
         self.target = conn.target
         self.runs_root = runs_root or self.target.profile.runs_root or None
         self.files = SftpFiles(conn)
+        self._resolved: dict[str, tuple[float, dict[str, Any]]] = {}
+        """The view each ``resolve`` fetched, by path: ``show`` resolves then views, in one round trip."""
 
     @property
     def events(self) -> Any:  # type: ignore[override]
@@ -101,12 +105,16 @@ class SshDeck(Deck):
         from jobs.rundir import RunPaths
 
         view = self.clusterdeck("show", address, "--json")
+        self._resolved[view["path"]] = (time.monotonic(), view)
         return RunPaths(Path(view["path"]))
 
     def view(self, paths: RunPaths) -> RunView:
         from jobs.status import RunView
 
-        return RunView.from_json(self.clusterdeck("show", paths.run_id, "--json"))
+        at, data = self._resolved.pop(str(paths.root), (0.0, {}))
+        if time.monotonic() - at > RESOLVED_FRESH_S:
+            data = self.clusterdeck("show", paths.run_id, "--json")
+        return RunView.from_json(data)
 
     def submit(self, table: dict[str, Any], source: str) -> RunPaths:
         import tomli_w
@@ -135,9 +143,11 @@ class SshDeck(Deck):
     def cancel(self, paths: RunPaths) -> RunView:
         from jobs.status import RunView
 
+        self._resolved.clear()  # a view from before this change is stale
         return RunView.from_json(self.clusterdeck("cancel", paths.run_id, "--json"))
 
     def resume(self, paths: RunPaths) -> bool:
+        self._resolved.clear()  # a view from before this change is stale
         return bool(self.clusterdeck("resume", paths.run_id, "--json", retry=False)["resumed"])
 
     def compare(self, addresses: list[str]) -> Comparison:
