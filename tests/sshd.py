@@ -42,7 +42,8 @@ class Sshd:
     proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def start(cls, root: Path) -> Sshd:
+    def start(cls, root: Path, two_factor_user: str = "") -> Sshd:
+        """``two_factor_user`` logs in with the client key and then a keyboard-interactive password (PAM)."""
         root.mkdir(parents=True, exist_ok=True)
         server = cls(root, free_port(), keygen(root / "host_ed25519", "test host"), keygen(root / "client", "laptop"))
         shutil.copy(server.client_key.with_suffix(".pub"), root / "authorized_keys")
@@ -53,16 +54,21 @@ ListenAddress 127.0.0.1
 HostKey {server.host_key}
 PidFile {root / "sshd.pid"}
 AuthorizedKeysFile {root / "authorized_keys"}
-AllowUsers {getpass.getuser()}
+AllowUsers {getpass.getuser()} {two_factor_user}
 PermitRootLogin prohibit-password
 PubkeyAuthentication yes
 PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
+KbdInteractiveAuthentication {"yes" if two_factor_user else "no"}
+UsePAM {"yes" if two_factor_user else "no"}
 StrictModes no
 Subsystem sftp internal-sftp
 LogLevel VERBOSE
 """
+            + (
+                f"Match User {two_factor_user}\n    AuthenticationMethods publickey,keyboard-interactive\n"
+                if two_factor_user
+                else ""
+            )
         )
         Path("/run/sshd").mkdir(exist_ok=True)  # its privilege-separation directory
         log = open(root / "sshd.log", "wb")  # noqa: SIM115 -- the server's stderr for its whole life
@@ -106,6 +112,16 @@ LogLevel VERBOSE
             ["ssh-keygen", "-l", "-f", str(self.host_key.with_suffix(".pub"))], capture_output=True, text=True
         )
         return out.stdout.split()[1]
+
+
+def add_user(name: str, home: Path, password: str) -> None:
+    """A throwaway login with a password (PAM's second factor here); ``remove_user`` deletes it."""
+    subprocess.run(["useradd", "-d", str(home), "-m", "-s", "/bin/sh", name], check=True, capture_output=True)
+    subprocess.run(["chpasswd"], input=f"{name}:{password}", text=True, check=True)
+
+
+def remove_user(name: str) -> None:
+    subprocess.run(["userdel", "-r", name], capture_output=True)
 
 
 def sshd_available() -> str:

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import secrets
+import select
+import shutil
 import subprocess
 import sys
 import threading
@@ -24,7 +28,7 @@ import tomli_w
 
 from jobs.sample_data import SampleData
 from tests.conftest import REPO, Result, copy_with_stuck_file, require_slurm, run_cli, shard_spec, train_section
-from tests.sshd import Sshd, keygen, sshd_available
+from tests.sshd import Sshd, add_user, keygen, remove_user, sshd_available
 
 pytestmark = pytest.mark.slurm
 HOST = "testcluster"
@@ -313,3 +317,105 @@ def test_remote_mode_never_imports_torch(laptop: Laptop) -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, env=laptop.env, timeout=60
     )
     assert proc.stdout.strip().splitlines()[-1] == "0 []", proc.stderr
+
+
+@dataclass
+class TwoFactor:
+    sshd: Sshd
+    user: str
+    password: str
+
+
+@pytest.fixture(scope="module")
+def two_factor() -> Iterator[TwoFactor]:
+    """An sshd that asks a throwaway user for the client key and then a password (PAM, keyboard-interactive)."""
+    why = sshd_available() or ("" if shutil.which("useradd") else "useradd is not installed")
+    if why:
+        pytest.skip(why)
+    base = Path(f"/tmp/clusterdeck-2fa-{secrets.token_hex(4)}")  # readable by that user: sshd reads its keys as it
+    base.mkdir(mode=0o755)
+    user, password = f"cd2fa{secrets.token_hex(3)}", secrets.token_urlsafe(16)
+    add_user(user, base / "home", password)
+    server = Sshd.start(base / "sshd", two_factor_user=user)
+    (base / "sshd").chmod(0o755)
+    (base / "sshd" / "authorized_keys").chmod(0o644)
+    try:
+        yield TwoFactor(server, user, password)
+    finally:
+        server.stop()
+        remove_user(user)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def on_a_terminal(args: list[str], env: dict[str, str], answer: str, timeout: float = 90) -> tuple[int, str]:
+    """Runs the CLI on a pseudo-terminal, typing ``answer`` when it asks for a password; (exit code, what it showed)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI, its stdin a terminal
+        os.chdir(REPO)
+        os.execve(sys.executable, [sys.executable, "-m", "app.cli", *args], env)
+    shown, answered = b"", False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.5)[0]:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:  # EIO: the child has exited and closed the terminal
+                break
+            if not data:
+                break
+            shown += data
+            if not answered and b"Password:" in shown:
+                os.write(fd, answer.encode() + b"\n")
+                answered = True
+    else:
+        os.kill(pid, 9)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
+
+
+def test_a_two_factor_login_is_answered_on_the_terminal(two_factor: TwoFactor, tmp_path: Path) -> None:
+    home = tmp_path / "laptop"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "known_hosts").write_text(two_factor.sshd.host_key_line())
+    config = home / ".config" / "clusterdeck" / "config.toml"
+    config.parent.mkdir(parents=True)
+    profile = {
+        "host": "127.0.0.1",
+        "port": two_factor.sshd.port,
+        "user": two_factor.user,
+        "identity_file": str(two_factor.sshd.client_key),
+        "runs_root": "/nonexistent/runs",
+        "setup": f". {Path(sys.prefix) / 'bin' / 'activate'}",
+    }
+    # The throwaway user cannot run root's Python (under /root), so clusterdeck there is a stand-in that
+    # answers `ls --json` with no runs; what is tested is the login, and the argv it got.
+    stand_in = two_factor.sshd.root.parent / "clusterdeck"
+    stand_in.write_text('#!/bin/sh\necho "$@" > "$HOME/argv"\necho "[]"\n')
+    stand_in.chmod(0o755)
+    profile |= {"command": str(stand_in), "setup": ""}
+    config.write_text(tomli_w.dumps({"hosts": {"otp": profile}}))
+    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+    env |= {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "TERM": "dumb"}
+
+    code, shown = on_a_terminal(["--host", "otp", "ls"], env, two_factor.password)
+    assert code == 0, shown
+    assert "Password:" in shown and "no runs under otp:/nonexistent/runs" in shown
+    assert (two_factor.sshd.root.parent / "home" / "argv").read_text() == "--runs-root /nonexistent/runs ls --json\n"
+    assert two_factor.password not in shown  # not echoed
+    written = [p.read_bytes() for p in home.rglob("*") if p.is_file()]
+    assert not any(two_factor.password.encode() in data for data in written)  # and not kept
+
+    code, shown = on_a_terminal(["--host", "otp", "ls"], env, "not the password")
+    assert code == 2 and "authentication failed" in shown and "keyboard-interactive" in shown
+
+    piped = subprocess.run(
+        [sys.executable, "-m", "app.cli", "--host", "otp", "ls"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert piped.returncode == 2 and "stdin is not a terminal" in piped.stderr and "Traceback" not in piped.stderr

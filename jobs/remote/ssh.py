@@ -14,6 +14,7 @@ Remote commands are strings only because SSH carries strings: every argument goe
 from __future__ import annotations
 
 import contextlib
+import logging
 import select
 import shlex
 import socket
@@ -81,11 +82,15 @@ class SshConnection:
         self._sftp: SFTPClient | None = None
         self._sftp_generation = -1
         self._closed = False
+        self._prompt_error: BaseException | None = None
 
     # -- connecting ---------------------------------------------------------------------------
 
     def connect(self) -> None:
         """The first connection: any failure is raised at once (ConnectionLost, HostKeyError, AuthFailed)."""
+        quiet = logging.getLogger("paramiko")
+        if not quiet.handlers:  # paramiko logs a dropped socket from its thread; the user gets our messages instead
+            quiet.addHandler(logging.NullHandler())
         with self.lock:
             if not self._alive():
                 self._open()
@@ -244,9 +249,12 @@ class SshConnection:
                     "and there is no terminal to ask them on"
                 )
             if self.prompter is not None:
+                self._prompt_error = None
                 try:
                     t.auth_interactive(hop.user, self._answer)
                 except paramiko.AuthenticationException:
+                    if self._prompt_error is not None:  # no answers could be had: say why, not "refused"
+                        raise self._prompt_error from None
                     tried.append("keyboard-interactive")
                 except (paramiko.SSHException, EOFError, OSError) as exc:
                     raise ConnectionLost(f"{hop.address}: connection lost while logging in ({exc})") from None
@@ -259,10 +267,15 @@ class SshConnection:
         )
 
     def _answer(self, title: str, instructions: str, prompts: list[tuple[str, bool]]) -> list[str]:
+        """Runs on paramiko's thread: a failure to answer is kept for the connecting thread, which raises it."""
         if not prompts:
             return []
         assert self.prompter is not None
-        return self.prompter(title or f"{self.target.name}: login", instructions, list(prompts))
+        try:
+            return self.prompter(title or f"{self.target.name}: login", instructions, list(prompts))
+        except BaseException as exc:
+            self._prompt_error = exc
+            return ["" for _ in prompts]
 
     def _keys(self, hop: Target) -> list[tuple[str, PKey]]:
         """(label, key) in the order tried: the agent's, then the identity files (the defaults if none named)."""
