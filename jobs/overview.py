@@ -66,9 +66,6 @@ class Overview:
         self._sizes: dict[str, tuple[int, int]] = {}
         self._final: dict[str, tuple[float | None, float | None, float | None]] = {}
 
-    def rows(self) -> list[RunRow]:
-        return [self.row(view) for view in view_runs(list_runs(self.root))]
-
     def listing(self) -> list[dict[str, Any]]:
         """``clusterdeck ls --json``: each run's summary and its row's figures, which ``RunRow.from_entry`` reads."""
         entries = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.widgets import Input, OptionList, Select, Static
@@ -12,7 +13,9 @@ from app.tui.app import make_app
 from app.tui.detail import RunDetailScreen
 from app.tui.newrun import NewRunScreen, widget_id
 from jobs import atomic
+from jobs.deck.local import LocalDeck
 from jobs.errors import UserError
+from jobs.rundir import RunPaths
 from jobs.spec import RunSpec, load_spec
 from jobs.spec_form import (
     check_table,
@@ -23,6 +26,7 @@ from jobs.spec_form import (
     show_value,
     without_nones,
 )
+from jobs.submit import preflight
 from tests.conftest import run_cli, train_section, until
 from tests.test_tui import submit
 
@@ -203,3 +207,48 @@ async def test_what_the_form_cannot_hold_is_named_and_left_out(home: Path) -> No
         assert "cluster.executor = 'SLURM' (not one of local, slurm)" in warning.message
         assert screen.query_one(f"#{widget_id('cluster.executor')}", Select).value == Select.NULL
         assert get_key(screen.table(), "train.learning_rate") is None
+
+
+class LoginNodeDeck(LocalDeck):
+    """Runs on "a login node": the spec's paths are the login node's, so the form must not check them here."""
+
+    remote = True
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.submitted: list[tuple[dict[str, Any], str]] = []
+
+    def submit(self, table: dict[str, Any], source: str) -> RunPaths:
+        self.submitted.append((table, source))
+        raise UserError(f"{source}: train.train_shards: path does not exist: /on/login1/shards")
+
+
+async def test_a_remote_decks_paths_are_checked_at_submission_not_in_the_form(home: Path) -> None:
+    table = {
+        "name": "remote",
+        "cluster": {"executor": "slurm"},
+        "train": {"train_shards": "/on/login1/shards", "weights": "/on/login1/w.pt"},
+    }
+    assert check_table(table).problems == [("train.weights", "path does not exist: /on/login1/w.pt")]  # here
+    spec = check_table(table, check_paths=False).spec
+    assert spec is not None
+    with pytest.raises(UserError, match=r"index\.json not found"):  # and submit's own check of the shard set
+        preflight(spec)
+    deck = LoginNodeDeck(home / "runs")
+    app = make_app(deck=deck)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("n")
+        screen = app.screen
+        assert isinstance(screen, NewRunScreen)
+        screen.fill(table)
+        await until(pilot, lambda: screen.checked is not None and screen.checked.table.get("name") == "remote")
+        assert screen.checked is not None and screen.checked.checked.problems == []  # neither ran on this machine
+        assert "#SBATCH" in screen.checked.scripts["train"]  # the preview needs no filesystem: still shown
+
+        await pilot.press("ctrl+s")  # the deck checks, and its problem lands under the field it names
+        error = screen.query_one(f"#{widget_id('train.train_shards')}-error", Static)
+        await until(pilot, lambda: error.display, timeout=10)
+        assert str(error.content) == "↳ path does not exist: /on/login1/shards"
+        assert deck.submitted == [(screen.checked.table, "new run form")]
+        assert any(n.message.startswith("submit failed: new run form: train.train_shards") for n in app._notifications)
+        assert not screen.submitting and isinstance(app.screen, NewRunScreen)

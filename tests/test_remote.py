@@ -26,8 +26,18 @@ from pathlib import Path
 import pytest
 import tomli_w
 
+from jobs.deck.ssh import SshDeck
 from jobs.sample_data import SampleData
-from tests.conftest import REPO, Result, copy_with_stuck_file, require_slurm, run_cli, shard_spec, train_section
+from tests.conftest import (
+    REPO,
+    Result,
+    copy_with_stuck_file,
+    require_slurm,
+    run_cli,
+    shard_spec,
+    train_section,
+    until,
+)
 from tests.sshd import Sshd, add_user, keygen, remove_user, sshd_available
 
 pytestmark = pytest.mark.slurm
@@ -419,3 +429,71 @@ def test_a_two_factor_login_is_answered_on_the_terminal(two_factor: TwoFactor, t
         timeout=60,
     )
     assert piped.returncode == 2 and "stdin is not a terminal" in piped.stderr and "Traceback" not in piped.stderr
+
+
+def connected(laptop: Laptop) -> SshDeck:
+    """The laptop's deck, made in this process (for the app): the profile the CLI reads, as a Target."""
+    from jobs.remote.profiles import Profile, Target
+    from jobs.remote.ssh import SshConnection
+
+    profile = Profile(runs_root=str(laptop.runs), setup=f". {Path(sys.prefix) / 'bin' / 'activate'}")
+    target = Target(
+        name=HOST,
+        hostname="127.0.0.1",
+        port=laptop.sshd.port,
+        user="root",
+        identity_files=[str(laptop.sshd.client_key)],
+        profile=profile,
+        known_hosts=laptop.known_hosts,
+    )
+    conn = SshConnection(target)
+    conn.connect()
+    return SshDeck(conn)
+
+
+async def test_the_app_over_ssh_follows_a_live_run_through_a_dropped_connection(
+    laptop: Laptop, sshd: Sshd, sample_shards: Path, tmp_path: Path
+) -> None:
+    from textual.widgets import DataTable
+
+    from app.tui.app import make_app
+    from app.tui.detail import RunDetailScreen
+    from app.tui.panels import LogPanel
+
+    resources = {"partition": "gpu", "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 2, "time_min": 10}
+    spec = tmp_path / "train.toml"
+    spec.write_text(
+        'name = "in the app"\n[cluster]\nexecutor = "slurm"\n'
+        + train_section(sample_shards, batch_size=4, workers=0, epochs=4, image_size=64, resources=resources)
+    )
+    run_id = submitted_id(laptop.cli("submit", str(spec)))
+    deck = connected(laptop)
+    app = make_app(deck=deck)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            assert app.sub_title == deck.where
+            table = app.screen.query_one(DataTable)
+            await until(pilot, lambda: table.row_count == 1)
+            assert str(table.get_row(run_id)[0]) == "in the app"
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.query(LogPanel))
+            logs = app.screen.query_one(LogPanel)
+
+            def steps() -> int:
+                return sum(line.startswith("step ") for _, line in logs.lines)
+
+            await until(pilot, lambda: steps() >= 3)
+            assert sshd.kill_sessions() >= 1
+            await until(pilot, lambda: "lost" in str(app.sub_title), timeout=30)  # the app says so
+            await until(pilot, lambda: app.sub_title == deck.where, timeout=60)  # and is back
+            seen = steps()
+            await until(pilot, lambda: steps() > seen, timeout=60)  # lines go on arriving
+            screen = app.screen
+            assert isinstance(screen, RunDetailScreen)
+            await until(pilot, lambda: screen.view is not None and screen.view.state == "COMPLETED", timeout=300)
+            local = laptop.local("logs", run_id).out.splitlines()
+            await until(pilot, lambda: len(logs.lines) == len([x for x in local if not x.startswith("==> ")]))
+            assert [line for _, line in logs.lines] == [x for x in local if not x.startswith("==> ")]
+    finally:
+        deck.close()
+        laptop.local("cancel", run_id)

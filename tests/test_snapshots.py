@@ -217,7 +217,7 @@ def test_compare(runs: list[RunPaths], snap_compare: Snap) -> None:
 def test_cluster(runs: list[RunPaths], snap_compare: Snap, monkeypatch: pytest.MonkeyPatch) -> None:
     """sinfo and squeue's answers are fixed here (a GPU cluster); tests/test_cluster.py asks the real ones."""
     view = ClusterView(partitions=parse_sinfo(SINFO), jobs=parse_squeue(SQUEUE), error="")
-    monkeypatch.setattr("app.tui.cluster.cluster_view", lambda *a, **k: view)
+    monkeypatch.setattr("jobs.cluster.cluster_view", lambda *a, **k: view)
 
     async def run_before(pilot: Pilot[Any]) -> None:
         app = pilot.app

@@ -13,9 +13,13 @@ from textual.widgets import DataTable, Static
 
 from app.tui.app import make_app
 from app.tui.detail import RunDetailScreen
+from app.tui.newrun import NewRunScreen
 from app.tui.panels import CurvesPanel, LogPanel
 from app.tui.runs import RunsScreen
+from jobs.deck.local import LocalDeck
+from jobs.tail.access import FileStat, Handle, LocalFiles
 from tests.conftest import REPO, run_cli, train_section, until
+from tests.test_snapshots import make_run
 
 
 def submit(tmp_path: Path, shards: Path, name: str, *extra: str, **train: Any) -> str:
@@ -119,3 +123,48 @@ def test_the_app_never_imports_torch() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert proc.stdout.strip() == "[]", proc.stderr
+
+
+class RecordingFiles(LocalFiles):
+    """This machine's files, noting every path opened and listed: what a remote deck would read over SFTP."""
+
+    def __init__(self) -> None:
+        self.opened: list[str] = []
+        self.listed: list[str] = []
+
+    def open(self, path: str) -> tuple[Handle, FileStat]:
+        self.opened.append(path)
+        return super().open(path)
+
+    def list(self, directory: str, pattern: str) -> list[str]:
+        self.listed.append(directory)
+        return super().list(directory, pattern)
+
+
+async def test_the_detail_screen_reads_the_run_through_the_decks_files(tmp_path: Path) -> None:
+    paths = make_run(tmp_path / "runs", "20261122-101500-aaaaaa", "through-the-deck", 0.05, 2, [0.4, 0.5])
+    paths.checkpoints.mkdir()
+    (paths.checkpoints / "last.pt").write_bytes(b"\0" * 2_500_000)
+    deck = LocalDeck(tmp_path / "runs")
+    files = deck.files = RecordingFiles()
+    app = make_app(deck=deck)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.push_screen(RunDetailScreen(str(paths.root)))
+        await until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.view is not None)
+        screen = app.screen
+        logs = screen.query_one(LogPanel)
+        await until(pilot, lambda: any("train main completed" in line for _, line in logs.lines))
+        await until(pilot, lambda: "loss" in screen.query_one("#curves", CurvesPanel).curves)
+        assert {str(paths.record), str(paths.metrics)} <= set(files.opened)
+        assert str(paths.submitit) in files.listed and str(paths.telemetry_dir) in files.listed
+
+        await pilot.press("k")  # the checkpoints, listed and sized through the deck too
+        await until(pilot, lambda: any("last.pt: 2.5 MB" in n.message for n in app._notifications), timeout=10)
+        assert str(paths.checkpoints) in files.listed and str(paths.checkpoints / "last.pt") in files.opened
+
+        await pilot.press("l")  # clone: the recorded spec, read through the deck
+        await until(pilot, lambda: isinstance(app.screen, NewRunScreen), timeout=10)
+        assert str(paths.spec) in files.opened
+        clone = app.screen
+        assert isinstance(clone, NewRunScreen)
+        await until(pilot, lambda: clone.checked is not None and clone.checked.table.get("name") == "through-the-deck")

@@ -1,12 +1,14 @@
 """The cluster screen: partitions with idle/total nodes and GPUs, and the user's jobs.
 
-A thread worker asks ``jobs.cluster`` (one sinfo, one squeue) every ``REFRESH_S`` and posts
-what it read; the handler fills the tables. Without SLURM the status line says so.
+A thread worker asks the app's deck (one sinfo, one squeue, here or on the login node) every
+``REFRESH_S`` and posts what it read; the handler fills the tables. Without SLURM the status
+line says so.
 """
 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -16,7 +18,10 @@ from textual.worker import get_current_worker
 
 from app.tui.messages import ClusterLoaded
 from app.tui.polled import PolledScreen
-from jobs.cluster import ClusterView, Partition, QueuedJob, cluster_view
+from jobs.cluster import ClusterView, Partition, QueuedJob
+
+if TYPE_CHECKING:
+    from app.tui.app import ClusterdeckApp
 
 PARTITION_COLUMNS = ("partition", "state", "nodes idle/total", "GPUs idle/total")
 NAME_WIDTH = 24  # so that at 80 columns the state and partition stay in view
@@ -46,6 +51,10 @@ class ClusterScreen(PolledScreen):
         super().__init__()
         self.view: ClusterView | None = None
 
+    @property
+    def cd(self) -> ClusterdeckApp:
+        return self.app  # type: ignore[return-value]
+
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("asking sinfo and squeue…", id="cluster-status", markup=False)
@@ -66,7 +75,7 @@ class ClusterScreen(PolledScreen):
         self.start_polling()
 
     def read(self) -> None:
-        view = cluster_view()
+        view = self.cd.deck.cluster()
         if not get_current_worker().is_cancelled:
             self.post_message(ClusterLoaded(view))
 

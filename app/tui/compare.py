@@ -1,14 +1,15 @@
 """Runs side by side: who they are, how their specs differ, and their curves overlaid, one colour per run.
 
-One worker reads the comparison (``jobs.compare``) and posts it; the handler fills the table
-and the charts. While a run is still going the comparison is read again every ``REFRESH_S``;
-``r`` reads it again now.
+One worker reads the comparison through the app's deck (``Deck.compare``) and posts it; the
+handler fills the table and the charts. While a run is still going the comparison is read
+again every ``REFRESH_S``; ``r`` reads it again now.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -20,9 +21,12 @@ from textual.widgets import DataTable, Footer, Header, Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from app.tui.chart import LineChart, Series, colour
-from jobs.compare import Comparison, compare_runs, format_value, letter
+from jobs.compare import Comparison, format_value, letter
 from jobs.rundir import RunPaths
 from jobs.status import LIVE
+
+if TYPE_CHECKING:
+    from app.tui.app import ClusterdeckApp
 
 REFRESH_S = 5.0
 LEGEND_NAME = 14
@@ -50,9 +54,14 @@ class CompareScreen(Screen[None]):
 
     def __init__(self, paths: list[str]) -> None:
         super().__init__()
-        self.paths = [RunPaths(Path(p)) for p in paths]
+        # the deck compares runs by id (a run's directory is named by its id): the paths may be a login node's
+        self.run_ids = [RunPaths(Path(p)).run_id for p in paths]
         self.comparison: Comparison | None = None
         self.loading = False
+
+    @property
+    def cd(self) -> ClusterdeckApp:
+        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -65,7 +74,7 @@ class CompareScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = f"comparing {len(self.paths)} runs"
+        self.sub_title = f"comparing {len(self.run_ids)} runs"
         self.timer = self.set_interval(REFRESH_S, self.load, pause=True)
         self.load()
 
@@ -78,7 +87,7 @@ class CompareScreen(Screen[None]):
         )
 
     def _load(self) -> None:
-        comparison = compare_runs(self.paths)
+        comparison = self.cd.deck.compare(self.run_ids)
         if not get_current_worker().is_cancelled:
             self.post_message(ComparisonLoaded(comparison))
 

@@ -2,15 +2,18 @@
 
 One worker per screen follows the run (``jobs.tail``): files every ``POLL_S``, the state every
 ``STATE_S``, and posts what it found; handlers feed the panels. Nothing here blocks the UI.
+Everything goes through the app's deck: the run's directory may be on a login node, so its path
+is only ever a name to hand the deck, never a file to touch here.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -26,6 +29,9 @@ from app.watch import stage_text, train_progress
 from jobs.rundir import RunPaths
 from jobs.status import RunView
 from jobs.tail.live import LiveRun
+
+if TYPE_CHECKING:
+    from app.tui.app import ClusterdeckApp
 
 POLL_S, STATE_S = 0.5, 2.0
 
@@ -48,6 +54,10 @@ class RunDetailScreen(Screen[None]):
         self.view: RunView | None = None
         self.live = LiveRun()
         self.skipped = 0
+
+    @property
+    def cd(self) -> ClusterdeckApp:
+        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -82,12 +92,10 @@ class RunDetailScreen(Screen[None]):
 
     def _follow_state(self) -> None:
         """The run's state every STATE_S, apart from the files: a slow sacct never holds up the log."""
-        from jobs.status import view_run
-
-        worker = get_current_worker()
+        worker, deck = get_current_worker(), self.cd.deck
         while not worker.is_cancelled:
             try:
-                view = view_run(self.paths)
+                view = deck.view(self.paths)
                 self.ended = view.ended
                 self.post_message(RunUpdated(view))
             except Exception as exc:
@@ -100,8 +108,8 @@ class RunDetailScreen(Screen[None]):
     def _follow_files(self) -> None:
         from jobs.tail.run import RunLogs, RunMetrics
 
-        worker = get_current_worker()
-        logs, metrics = RunLogs(self.paths), RunMetrics(self.paths)
+        worker, files = get_current_worker(), self.cd.deck.files
+        logs, metrics = RunLogs(self.paths, access=files), RunMetrics(self.paths, access=files)
         try:
             while not worker.is_cancelled:
                 if not self.consumed.wait(0.5):
@@ -239,20 +247,19 @@ class RunDetailScreen(Screen[None]):
         app.run_worker(run, name=what, thread=True, group="actions", exit_on_error=False)
 
     def action_cancel(self) -> None:
-        from jobs.submit import cancel_run
-
         if time.monotonic() - self.cancel_asked > 5:  # a multi-day run is not cancelled by one stray key
             self.cancel_asked = time.monotonic()
             self.notify(f"press c again to cancel run {self.paths.run_id}", severity="warning")
             return
         self.cancel_asked = 0.0
-        self._action("cancel", lambda: f"run {cancel_run(self.paths).run_id}: cancel requested")
+        deck = self.cd.deck
+        self._action("cancel", lambda: f"run {deck.cancel(self.paths).run_id}: cancel requested")
 
     def action_resume(self) -> None:
-        from jobs.submit import resume_run
+        deck = self.cd.deck
 
         def resume() -> str:
-            resumed = resume_run(self.paths)
+            resumed = deck.resume(self.paths)
             return f"run {self.paths.run_id}: " + (
                 "resubmitted" if resumed else "every step completed; nothing to resume"
             )
@@ -262,13 +269,15 @@ class RunDetailScreen(Screen[None]):
     def action_clone(self) -> None:
         """The run's recorded spec in the new-run form, to change and submit as a new run."""
         from app.tui.newrun import NewRunScreen
-        from jobs import atomic
+        from jobs.tail.access import read_all
 
-        app, spec, run_id = self.app, self.paths.spec, self.paths.run_id
+        app, files, spec, run_id = self.app, self.cd.deck.files, self.paths.spec, self.paths.run_id
 
         def read() -> None:
             try:
-                table = atomic.read_json(spec)
+                table = json.loads(read_all(files, str(spec)))
+                if not isinstance(table, dict):
+                    raise ValueError("not a JSON object")
             except (OSError, ValueError) as exc:
                 app.call_from_thread(
                     app.notify, f"{spec}: cannot read the run's spec ({exc})", severity="error", markup=False
@@ -279,13 +288,17 @@ class RunDetailScreen(Screen[None]):
         self.run_worker(read, thread=True, name="clone", exit_on_error=False)
 
     def action_checkpoints(self) -> None:
-        folder = self.paths.checkpoints
+        folder, files = str(self.paths.checkpoints), self.cd.deck.files
 
         def listing() -> str:
-            found = sorted(folder.glob("*.pt")) if folder.is_dir() else []
-            stats = [(p.name, p.stat()) for p in found]
-            when = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))  # noqa: E731
-            lines = [f"{name}: {st.st_size / 1e6:.1f} MB, {when(st.st_mtime)}" for name, st in stats]
+            lines = []
+            for path in files.list(folder, "*.pt"):  # the deck's files: the folder may be on a login node
+                try:
+                    handle, stat = files.open(path)  # FileAccess has no stat of a path: its open file's size
+                except FileNotFoundError:  # replaced or removed since it was listed
+                    continue
+                handle.close()
+                lines.append(f"{path.rsplit('/', 1)[-1]}: {stat.size / 1e6:.1f} MB")
             return f"{folder}\n" + ("\n".join(lines) or "no checkpoints yet")
 
         self._action("checkpoints", listing)

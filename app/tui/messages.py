@@ -43,3 +43,10 @@ class ClusterLoaded(Message):
     """One answer from sinfo and squeue (or why there was none)."""
 
     view: ClusterView
+
+
+@dataclass
+class ConnectionEvent(Message):
+    """The deck's connection was lost, is being retried, or is back (``Deck.events``)."""
+
+    text: str

@@ -3,7 +3,10 @@
 Every edit rebuilds the spec's table from the form and checks it off the UI thread with
 ``jobs.spec_form.check_table`` (the validation ``clusterdeck submit`` runs), then shows each
 problem under the field it names, the resolved spec, and the scripts the scheduler will get.
-Submitting calls ``jobs.submit.submit_run``, the same call as the CLI.
+Submitting hands the table to the app's deck (``Deck.submit``), which validates and submits it
+as ``clusterdeck submit`` does, on this machine or on the login node. For a remote deck the
+spec's paths are on the login node: the form checks no path here and leaves that to the
+submission, whose problems come back as the deck's ``UserError``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,10 @@ from textual.widgets import (
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
+from jobs.deck.base import Deck
+from jobs.deck.local import LocalDeck
 from jobs.errors import UserError
+from jobs.rundir import RunPaths
 from jobs.spec_form import (
     Checked,
     FormField,
@@ -80,6 +86,17 @@ class FormChecked(Message):
     checked: Checked
     resolved: str
     scripts: dict[str, str]
+
+
+def not_listed_under(deck: Deck, paths: RunPaths) -> str:
+    """The runs root a local run went to when that is not the deck's own (a spec's ``cluster.runs_root``), else "".
+
+    A remote deck's runs are the login node's: its paths are never resolved here.
+    """
+    if not isinstance(deck, LocalDeck):
+        return ""
+    parent = paths.root.parent
+    return "" if parent.resolve() == deck.root.resolve() else str(parent)
 
 
 class TemplateName(ModalScreen[str | None]):
@@ -272,20 +289,26 @@ class NewRunScreen(Screen[None]):
     def check(self) -> None:
         self.pending = None
         self.version += 1
-        version, table, root = self.version, self.table(), self.submit_root()
+        version, table, root, local = self.version, self.table(), self.preview_root(), not self.cd.deck.remote
         self.run_worker(
-            lambda: self._check(version, table, root), thread=True, group="check", exclusive=True, exit_on_error=False
+            lambda: self._check(version, table, root, local),
+            thread=True,
+            group="check",
+            exclusive=True,
+            exit_on_error=False,
         )
 
-    def _check(self, version: int, table: dict[str, Any], root: Any) -> None:
+    def _check(self, version: int, table: dict[str, Any], root: Path | None, local: bool) -> None:
         from jobs.submit import preflight, preview_run
 
         resolved, scripts = "", {}
         try:
-            checked = check_table(table)  # stats the paths it names: never on the UI thread
+            # local: stats the paths it names (never on the UI thread); remote: they are the login node's
+            checked = check_table(table, check_paths=local)
             if checked.spec is not None:
                 resolved = spec_toml(checked.spec)
-                preflight(checked.spec)  # submit's own checks of inputs and outputs (shard sets, free names)
+                if local:
+                    preflight(checked.spec)  # submit's own checks of inputs and outputs (shard sets, free names)
                 scripts = preview_run(checked.spec, root)
         except UserError as exc:
             checked = Checked(None, [split_problem(p) for p in exc.problems])
@@ -386,38 +409,39 @@ class NewRunScreen(Screen[None]):
         checked = self.ready()
         if checked is None or checked.spec is None or self.submitting:
             return
-        spec, root, app = checked.spec, self.submit_root(), self.app
+        assert self.checked is not None  # ready() saw it
+        table, source, deck, app = self.checked.table, self.origin or "new run form", self.cd.deck, self.app
         self.submitting = True
 
         def submit() -> None:
-            from jobs.submit import submit_run
-
             try:
-                paths = submit_run(spec, root)  # the CLI's call: the run is the same as `clusterdeck submit`
+                paths = deck.submit(table, source)  # the CLI's call: the run is the same as `clusterdeck submit`
             except Exception as exc:
                 problems = getattr(exc, "problems", [str(exc)])
-                app.call_from_thread(self.submit_failed, problems)
+                app.call_from_thread(self.submit_failed, problems, source)
                 return
-            app.call_from_thread(self.submitted, str(paths.root), paths.run_id)
+            elsewhere = not_listed_under(deck, paths)  # resolves paths: off the UI thread too
+            app.call_from_thread(self.submitted, str(paths.root), paths.run_id, elsewhere)
 
         self.run_worker(submit, thread=True, name="submit", exit_on_error=False)
 
-    def submit_root(self) -> Path | None:
-        """As ``clusterdeck submit``: ``--runs-root`` if the app was given one, else the spec's, else the default."""
-        return self.cd.runs_root if self.cd.root_given else None
+    def preview_root(self) -> Path | None:
+        """The runs root the preview shows, as a local deck submits: ``--runs-root`` if given, else the spec's,
+        else the default. A remote deck's root is the login node's, which the preview does not know."""
+        deck = self.cd.deck
+        return deck.root if isinstance(deck, LocalDeck) and deck.root_given else None
 
-    def submit_failed(self, problems: list[str]) -> None:
+    def submit_failed(self, problems: list[str], source: str) -> None:
         self.submitting = False
         self.app.notify("submit failed: " + "; ".join(problems), severity="error", markup=False, timeout=15)
-        if self.app.screen is self:
-            self.show_problems([split_problem(p) for p in problems])
+        if self.app.screen is self:  # under its field: a problem of the spec without the source it names
+            self.show_problems([split_problem(p.removeprefix(f"{source}: ")) for p in problems])
 
-    def submitted(self, path: str, run_id: str) -> None:
+    def submitted(self, path: str, run_id: str, elsewhere: str) -> None:
         from app.tui.detail import RunDetailScreen
 
         self.submitting = False
-        elsewhere = Path(path).parent.resolve() != self.cd.runs_root.resolve()
-        where = f" under {Path(path).parent} (its cluster.runs_root), not listed here" if elsewhere else ""
+        where = f" under {elsewhere} (its cluster.runs_root), not listed here" if elsewhere else ""
         self.app.notify(f"submitted run {run_id}{where}", markup=False, timeout=10 if elsewhere else 5)
         if self.app.screen is self:  # left while sbatch answered: the run is listed, nothing jumps
             self.app.switch_screen(RunDetailScreen(path))

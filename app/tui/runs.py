@@ -88,7 +88,7 @@ class RunsScreen(PolledScreen):
         self.start_polling()
 
     def read(self) -> None:
-        rows = self.cd.overview.rows()
+        rows = [RunRow.from_entry(entry) for entry in self.cd.deck.listing()]
         if not get_current_worker().is_cancelled:
             self.post_message(RunsLoaded(rows))
 
