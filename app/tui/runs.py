@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -47,6 +48,10 @@ def cells(row: RunRow, marked: bool = False) -> tuple[str | Text, ...]:
         f"{row.images_per_s:.0f}" if row.images_per_s else "-",
         f"{row.best_top1:.1%}" if row.best_top1 is not None else "-",
     )
+
+
+def _width(cell: str | Text) -> int:
+    return cell.cell_len if isinstance(cell, Text) else cell_len(cell)
 
 
 class RunsScreen(PolledScreen):
@@ -105,8 +110,14 @@ class RunsScreen(PolledScreen):
         table = self.query_one(DataTable)
         selected = self.selected()
         table.clear()
-        for row in self.shown():
-            table.add_row(*cells(row, row.run_id in self.marked), key=row.run_id)
+        shown = [(row.run_id, cells(row, row.run_id in self.marked)) for row in self.shown()]
+        # Widths set here, from the cells: the table's own measuring waits for an idle moment, and a
+        # frame drawn before it keeps the old widths (a marked name shown clipped until the next refresh).
+        for i, column in enumerate(table.ordered_columns):
+            column.auto_width = False
+            column.width = max([cell_len(str(column.label))] + [_width(values[i]) for _, values in shown])
+        for run_id, values in shown:
+            table.add_row(*values, key=run_id)
         if selected is not None and selected in {r.run_id for r in self.shown()}:
             table.move_cursor(row=table.get_row_index(selected))
         self.sub_title = (
