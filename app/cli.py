@@ -149,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"clusterdeck: error: {problem}", file=sys.stderr)
         return exc.exit_code
+    except (ConnectionError, TimeoutError) as exc:  # remote mode: the network, not the input
+        print(f"clusterdeck: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `clusterdeck logs RUN | head`: the reader left; say nothing more
@@ -178,7 +181,7 @@ def open_deck(args: argparse.Namespace) -> Deck:
 def _root(args: argparse.Namespace) -> Path:
     from jobs.runs import default_runs_root
 
-    return args.runs_root or default_runs_root()
+    return args.runs_root.expanduser() if args.runs_root else default_runs_root()
 
 
 def _print_json(obj: Any) -> None:

@@ -23,7 +23,17 @@ def terminal_prompter(title: str, instructions: str, prompts: list[tuple[str, bo
     for text in (title, instructions):
         if text.strip():
             print(text.strip(), file=sys.stderr)
-    return [input(prompt) if echo else getpass.getpass(prompt) for prompt, echo in prompts]
+    answers = []
+    try:
+        for prompt, echo in prompts:  # prompts on stderr: stdout is for --json
+            if echo:
+                print(prompt, end="", file=sys.stderr, flush=True)
+                answers.append(sys.stdin.readline().rstrip("\n"))
+            else:
+                answers.append(getpass.getpass(prompt, stream=sys.stderr))
+    except (EOFError, KeyboardInterrupt):
+        raise UserError(f"{title}: login cancelled") from None
+    return answers
 
 
 def tell(text: str) -> None:
@@ -64,8 +74,8 @@ def trust(host: str, expected: str) -> str:
         try:
             t.start_client(timeout=conn.timeout_s)
             path = trust_host_key(target, t.get_remote_server_key(), expected)
-        except (paramiko.SSHException, EOFError) as exc:
-            raise UserError(f"--host {host}: SSH handshake failed ({exc})") from None
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise RemoteFailed(f"--host {host}: SSH handshake failed ({exc})") from None
         finally:
             t.close()
     except ConnectionLost as exc:

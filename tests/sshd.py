@@ -19,7 +19,8 @@ from pathlib import Path
 
 import psutil
 
-SSHD = Path("/usr/sbin/sshd")
+SBIN = Path("/usr/sbin")  # not on every PATH (CI runs with a bare one)
+SSHD = SBIN / "sshd"
 
 
 def keygen(path: Path, comment: str) -> Path:
@@ -116,12 +117,14 @@ LogLevel VERBOSE
 
 def add_user(name: str, home: Path, password: str) -> None:
     """A throwaway login with a password (PAM's second factor here); ``remove_user`` deletes it."""
-    subprocess.run(["useradd", "-d", str(home), "-m", "-s", "/bin/sh", name], check=True, capture_output=True)
-    subprocess.run(["chpasswd"], input=f"{name}:{password}", text=True, check=True)
+    subprocess.run(
+        [str(SBIN / "useradd"), "-d", str(home), "-m", "-s", "/bin/sh", name], check=True, capture_output=True
+    )
+    subprocess.run([str(SBIN / "chpasswd")], input=f"{name}:{password}", text=True, check=True)
 
 
 def remove_user(name: str) -> None:
-    subprocess.run(["userdel", "-r", name], capture_output=True)
+    subprocess.run([str(SBIN / "userdel"), "-r", name], capture_output=True)
 
 
 def sshd_available() -> str:

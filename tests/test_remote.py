@@ -26,7 +26,11 @@ from pathlib import Path
 import pytest
 import tomli_w
 
+from jobs.deck.base import Prompter
 from jobs.deck.ssh import SshDeck
+from jobs.errors import UserError
+from jobs.remote.profiles import Profile, Target
+from jobs.remote.ssh import SshConnection
 from jobs.sample_data import SampleData
 from tests.conftest import (
     REPO,
@@ -38,7 +42,7 @@ from tests.conftest import (
     train_section,
     until,
 )
-from tests.sshd import Sshd, add_user, keygen, remove_user, sshd_available
+from tests.sshd import SBIN, Sshd, add_user, keygen, remove_user, sshd_available
 
 pytestmark = pytest.mark.slurm
 HOST = "testcluster"
@@ -184,7 +188,7 @@ def test_cancel_remotely(laptop: Laptop, sample_data: SampleData, tmp_path: Path
 def test_a_name_and_a_root_full_of_shell_syntax_are_only_data(
     laptop: Laptop, sample_data: SampleData, tmp_path: Path
 ) -> None:
-    pwned = tmp_path / "pwned"
+    pwned = f"pwned-{secrets.token_hex(3)}"  # a name may not hold "/": the file lands where a shell would run it
     name = f"a b'\"$(touch {pwned})`touch {pwned}`; touch {pwned}"
     spec = tmp_path / "spec.toml"
     spec.write_text(shard_toml(sample_data, tmp_path / "set", "placeholder").replace('"placeholder"', json.dumps(name)))
@@ -197,7 +201,9 @@ def test_a_name_and_a_root_full_of_shell_syntax_are_only_data(
     assert by_name.code == 0, by_name.err
     assert json.loads(by_name.out)["run_id"] == run_id
     assert laptop.runs.is_dir() and Path(json.loads(by_name.out)["path"]).parent == laptop.runs
-    assert not pwned.exists()
+    run_dir = Path(json.loads(by_name.out)["path"])
+    places = [Path.home(), REPO, tmp_path, laptop.runs, laptop.home, Path("/tmp"), Path("/"), Path.cwd()]
+    assert not [p for p in places if (p / pwned).exists()] and not list(run_dir.rglob(pwned))
 
 
 def test_unknown_and_changed_host_keys_are_refused(laptop: Laptop, sshd: Sshd, tmp_path: Path) -> None:
@@ -339,7 +345,7 @@ class TwoFactor:
 @pytest.fixture(scope="module")
 def two_factor() -> Iterator[TwoFactor]:
     """An sshd that asks a throwaway user for the client key and then a password (PAM, keyboard-interactive)."""
-    why = sshd_available() or ("" if shutil.which("useradd") else "useradd is not installed")
+    why = sshd_available() or ("" if (SBIN / "useradd").exists() else "useradd is not installed")
     if why:
         pytest.skip(why)
     base = Path(f"/tmp/clusterdeck-2fa-{secrets.token_hex(4)}")  # readable by that user: sshd reads its keys as it
@@ -431,24 +437,54 @@ def test_a_two_factor_login_is_answered_on_the_terminal(two_factor: TwoFactor, t
     assert piped.returncode == 2 and "stdin is not a terminal" in piped.stderr and "Traceback" not in piped.stderr
 
 
-def connected(laptop: Laptop) -> SshDeck:
-    """The laptop's deck, made in this process (for the app): the profile the CLI reads, as a Target."""
-    from jobs.remote.profiles import Profile, Target
-    from jobs.remote.ssh import SshConnection
-
+def connection(laptop: Laptop, key: Path | None = None, prompter: Prompter | None = None) -> SshConnection:
+    """The laptop's connection, made in this process: the profile the CLI reads, as a Target."""
     profile = Profile(runs_root=str(laptop.runs), setup=f". {Path(sys.prefix) / 'bin' / 'activate'}")
     target = Target(
         name=HOST,
         hostname="127.0.0.1",
         port=laptop.sshd.port,
         user="root",
-        identity_files=[str(laptop.sshd.client_key)],
+        identity_files=[str(key or laptop.sshd.client_key)],
         profile=profile,
         known_hosts=laptop.known_hosts,
     )
-    conn = SshConnection(target)
+    return SshConnection(target, prompter=prompter)
+
+
+def connected(laptop: Laptop) -> SshDeck:
+    conn = connection(laptop)
     conn.connect()
     return SshDeck(conn)
+
+
+def test_an_encrypted_key_asks_its_passphrase_once(laptop: Laptop, sshd: Sshd, tmp_path: Path) -> None:
+    key = tmp_path / "encrypted"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "open sesame", "-f", str(key)], check=True)
+    authorized = sshd.root / "authorized_keys"
+    before = authorized.read_text()
+    authorized.write_text(before + key.with_suffix(".pub").read_text())
+    asked: list[list[tuple[str, bool]]] = []
+
+    def answer(title: str, instructions: str, prompts: list[tuple[str, bool]]) -> list[str]:
+        asked.append(prompts)
+        return ["open sesame"]
+
+    conn = connection(laptop, key, answer)
+    try:
+        conn.connect()
+        assert conn.run(["echo", "in"]).stdout == "in\n"
+        assert sshd.kill_sessions() >= 1
+        assert conn.run(["echo", "again"]).stdout == "again\n"  # reconnected with the key it already opened
+        assert asked == [[(f"Passphrase for {key}: ", False)]]
+    finally:
+        conn.close()
+        authorized.write_text(before)
+    wrong = connection(laptop, key, lambda *_: ["open sesame?"])
+    with pytest.raises(UserError, match="wrong passphrase"):
+        wrong.connect()
+    with pytest.raises(UserError, match="no terminal to ask it on"):
+        connection(laptop, key).connect()
 
 
 async def test_the_app_over_ssh_follows_a_live_run_through_a_dropped_connection(
@@ -482,10 +518,14 @@ async def test_the_app_over_ssh_follows_a_live_run_through_a_dropped_connection(
             def steps() -> int:
                 return sum(line.startswith("step ") for _, line in logs.lines)
 
+            told: list[str] = []
+            shown = deck.events  # the app's: it puts them in the header (tests/test_prompt.py)
+            deck.events = lambda text: (told.append(text), shown(text))
             await until(pilot, lambda: steps() >= 3)
             assert sshd.kill_sessions() >= 1
-            await until(pilot, lambda: "lost" in str(app.sub_title), timeout=30)  # the app says so
-            await until(pilot, lambda: app.sub_title == deck.where, timeout=60)  # and is back
+            await until(pilot, lambda: any("reconnected" in text for text in told), timeout=60)
+            assert "lost" in told[0], told
+            await until(pilot, lambda: app.sub_title == deck.where, timeout=10)  # the header is clear again
             seen = steps()
             await until(pilot, lambda: steps() > seen, timeout=60)  # lines go on arriving
             screen = app.screen

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,7 +69,8 @@ class SshDeck(Deck):
 
     def clusterdeck(self, *args: str, stdin: bytes | None = None, retry: bool = True) -> Any:
         """Runs ``clusterdeck [--runs-root R] ARGS`` there and returns its JSON output."""
-        argv = [self.target.profile.command, *(["--runs-root", self.runs_root] if self.runs_root else []), *args]
+        command = shlex.split(self.target.profile.command)  # the user's own words: `python -m app.cli` is three
+        argv = [*command, *(["--runs-root", self.runs_root] if self.runs_root else []), *args]
         done = self.conn.run(argv, stdin=stdin, retry=retry)
         if done.returncode != 0:
             raise self._failure(args[0], done.returncode, done.stderr)
@@ -85,7 +87,7 @@ class SshDeck(Deck):
         problems = [m["text"] for line in lines if (m := _ERROR.match(line))]
         if problems:
             error = UserError(*(f"{self.target.name}: {p}" for p in problems))
-            error.exit_code = code
+            error.exit_code = code if 0 < code < 126 else 1
             return error
         if code == 127:
             return RemoteFailed(
@@ -104,7 +106,7 @@ class SshDeck(Deck):
     def resolve(self, address: str) -> RunPaths:
         from jobs.rundir import RunPaths
 
-        view = self.clusterdeck("show", address, "--json")
+        view = self.clusterdeck("show", "--json", "--", address)  # after --, a name starting with - is a name
         self._resolved[view["path"]] = (time.monotonic(), view)
         return RunPaths(Path(view["path"]))
 
@@ -113,7 +115,7 @@ class SshDeck(Deck):
 
         at, data = self._resolved.pop(str(paths.root), (0.0, {}))
         if time.monotonic() - at > RESOLVED_FRESH_S:
-            data = self.clusterdeck("show", paths.run_id, "--json")
+            data = self.clusterdeck("show", "--json", "--", paths.run_id)
         return RunView.from_json(data)
 
     def submit(self, table: dict[str, Any], source: str) -> RunPaths:
@@ -144,16 +146,16 @@ class SshDeck(Deck):
         from jobs.status import RunView
 
         self._resolved.clear()  # a view from before this change is stale
-        return RunView.from_json(self.clusterdeck("cancel", paths.run_id, "--json"))
+        return RunView.from_json(self.clusterdeck("cancel", "--json", "--", paths.run_id))
 
     def resume(self, paths: RunPaths) -> bool:
         self._resolved.clear()  # a view from before this change is stale
-        return bool(self.clusterdeck("resume", paths.run_id, "--json", retry=False)["resumed"])
+        return bool(self.clusterdeck("resume", "--json", "--", paths.run_id, retry=False)["resumed"])
 
     def compare(self, addresses: list[str]) -> Comparison:
         from jobs.compare import Comparison
 
-        return Comparison.from_json(self.clusterdeck("diff", *addresses, "--json"))
+        return Comparison.from_json(self.clusterdeck("diff", "--json", "--", *addresses))
 
     def cluster(self) -> ClusterView:
         from jobs.cluster import ClusterView, cluster_view

@@ -127,8 +127,12 @@ def resolve_target(name: str, *, config: Path | None = None, ssh_config: Path | 
         raise UserError(f"--host: {name!r} is not a profile, an ssh alias or a hostname")
     profile = load_profiles(config).get(name, Profile())
     lookup = _ssh_lookup(profile.host or name, ssh_config or ssh_config_path())
-    port = profile.port or int(lookup.get("port", 22))
-    identity = [profile.identity_file] if profile.identity_file else list(lookup.get("identityfile", []))
+    try:
+        port = profile.port or int(lookup.get("port", 22))
+    except ValueError:
+        raise UserError(f"{ssh_config or ssh_config_path()}: Port of {name!r} is not a number") from None
+    # a profile's key must exist; ~/.ssh/config's may not (a Host * block lists several), as with ssh
+    identity = [profile.identity_file] if profile.identity_file else _existing(lookup.get("identityfile", []))
     jump = profile.proxy_jump or lookup.get("proxyjump", "")
     return Target(
         name=name,
@@ -156,8 +160,12 @@ def hop_target(hop: str, *, ssh_config: Path | None = None) -> Target:
         hostname=lookup.get("hostname", host),
         port=number,
         user=user or lookup.get("user") or _local_user(),
-        identity_files=[os.path.expanduser(p) for p in lookup.get("identityfile", [])],
+        identity_files=_existing(lookup.get("identityfile", [])),
     )
+
+
+def _existing(paths: list[str]) -> list[str]:
+    return [path for p in paths if os.path.exists(path := os.path.expanduser(p))]
 
 
 def _ssh_lookup(host: str, path: Path) -> dict[str, Any]:

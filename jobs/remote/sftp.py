@@ -12,6 +12,7 @@ import fnmatch
 import posixpath
 from typing import TYPE_CHECKING, Any
 
+from jobs.remote.ssh import ConnectionLost
 from jobs.tail.access import FileStat, Handle
 
 if TYPE_CHECKING:
@@ -19,10 +20,11 @@ if TYPE_CHECKING:
 
 
 class SftpHandle:
-    def __init__(self, conn: SshConnection, file: Any) -> None:
+    def __init__(self, conn: SshConnection, file: Any, generation: int) -> None:
         self.conn = conn
         self.file = file
-        self.generation = conn.generation
+        self.generation = generation
+        """The connection it was opened on: after a reconnect it is dead, and says so without touching the new one."""
 
     def seek(self, offset: int) -> object:
         return self._call(self.file.seek, offset)
@@ -38,15 +40,13 @@ class SftpHandle:
 
     def _call(self, fn: Any, *args: Any) -> Any:
         if self.generation != self.conn.generation:
-            raise self.conn.lost(EOFError("reconnected since this file was opened"))
+            raise ConnectionLost(f"connection to {self.conn.target.name} was made again since this file was opened")
         with self.conn.sftp_lock:
             try:
                 return fn(*args)
-            except FileNotFoundError:
-                raise
             except Exception as exc:
                 if _lost(self.conn, exc):
-                    raise self.conn.lost(exc) from None
+                    raise self.conn.lost(exc, self.generation) from None
                 raise
 
 
@@ -56,7 +56,7 @@ def _lost(conn: SshConnection, exc: BaseException) -> bool:
 
     if isinstance(exc, FileNotFoundError | PermissionError):
         return False
-    return isinstance(exc, paramiko.SSHException | EOFError | ConnectionError) or not conn.is_up()
+    return isinstance(exc, paramiko.SSHException | EOFError | ConnectionError | TimeoutError) or not conn.is_up()
 
 
 class SftpFiles:
@@ -65,26 +65,32 @@ class SftpFiles:
 
     def open(self, path: str) -> tuple[Handle, FileStat]:
         with self.conn.sftp_lock:
+            sftp, generation = self.conn.sftp()
             try:
-                sftp = self.conn.sftp()
                 file = sftp.open(path, "rb")
-                size = file.stat().st_size or 0
-            except FileNotFoundError:
-                raise
             except Exception as exc:
                 if _lost(self.conn, exc):
-                    raise self.conn.lost(exc) from None
+                    raise self.conn.lost(exc, generation) from None
                 raise
-        return SftpHandle(self.conn, file), FileStat(size, None)
+            try:
+                size = file.stat().st_size or 0
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    file.close()
+                if _lost(self.conn, exc):
+                    raise self.conn.lost(exc, generation) from None
+                raise
+        return SftpHandle(self.conn, file, generation), FileStat(size, None)
 
     def list(self, directory: str, pattern: str) -> list[str]:
         with self.conn.sftp_lock:
+            sftp, generation = self.conn.sftp()
             try:
-                names = self.conn.sftp().listdir(directory)
+                names = sftp.listdir(directory)
             except FileNotFoundError:
                 return []
             except Exception as exc:
                 if _lost(self.conn, exc):
-                    raise self.conn.lost(exc) from None
+                    raise self.conn.lost(exc, generation) from None
                 raise
         return sorted(posixpath.join(directory, n) for n in fnmatch.filter(names, pattern))

@@ -20,7 +20,7 @@ import shlex
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from jobs.deck.base import Prompter
 
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+SFTP_TIMEOUT_S = 60.0
 DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 
 
@@ -55,7 +56,8 @@ class Completed:
 def remote_command(argv: list[str], setup: str = "") -> str:
     """The shell line that runs ``argv`` on the login node, each argument quoted, after the profile's setup."""
     command = shlex.join(argv)
-    return f"{setup} && exec {command}" if setup.strip() else f"exec {command}"
+    # Braces on lines of their own: a setup ending in a comment or a ";" cannot swallow the command.
+    return f"{{\n{setup}\n}} && exec {command}" if setup.strip() else f"exec {command}"
 
 
 class SshConnection:
@@ -81,8 +83,11 @@ class SshConnection:
         self._transports: list[Transport] = []  # the jump hosts', then the login node's
         self._sftp: SFTPClient | None = None
         self._sftp_generation = -1
-        self._closed = False
+        self._closed = threading.Event()
+        self._fatal: BaseException | None = None
+        """A reconnection refused for a reason retrying cannot fix (a key, a host key): raised again, not retried."""
         self._prompt_error: BaseException | None = None
+        self._keys_loaded: dict[str, PKey] = {}  # decrypted once per connection: a reconnect asks no passphrase again
 
     # -- connecting ---------------------------------------------------------------------------
 
@@ -97,20 +102,25 @@ class SshConnection:
 
     def transport(self) -> Transport:
         """The live transport, connecting again (with backoff, telling ``events``) if the connection dropped."""
+        return self.current()[0]
+
+    def current(self) -> tuple[Transport, int]:
+        """The live transport and its generation (see ``lost``), reconnecting first if needed."""
         with self.lock:
-            if self._closed:
+            if self._closed.is_set():
                 raise ConnectionLost(f"connection to {self.target.name} was closed")
-            if self._alive():
-                return self._transports[-1]
-            if not self._transports and self.generation == 0:
-                self._open()
-            else:
-                self._reconnect(self._why_down())
-            return self._transports[-1]
+            if self._fatal is not None:
+                raise self._fatal
+            if not self._alive():
+                if not self._transports and self.generation == 0:
+                    self._open()
+                else:
+                    self._reconnect(self._why_down())
+            return self._transports[-1], self.generation
 
     def close(self) -> None:
+        self._closed.set()  # first, without the lock: a reconnect loop holding it sees this and stops
         with self.lock:
-            self._closed = True
             self._drop()
 
     def is_up(self) -> bool:
@@ -132,14 +142,17 @@ class SshConnection:
         for attempt in range(10**9):
             delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
             self._tell(f"connection to {self.target.name} lost ({why}); reconnecting in {delay:g} s")
-            time.sleep(delay)
-            if self._closed:
+            if self._closed.wait(delay):
                 raise ConnectionLost(f"connection to {self.target.name} was closed")
             try:
                 self._open()
             except ConnectionLost as exc:
                 why = str(exc)
                 continue
+            except UserError as exc:  # a refused key or host key: say it, and do not try again every poll
+                self._fatal = exc
+                self._tell(f"cannot reconnect to {self.target.name}: {exc.problems[0]}")
+                raise
             self._tell(f"reconnected to {self.target.name}")
             return
 
@@ -178,7 +191,9 @@ class SshConnection:
         where = f"{hop.hostname} port {hop.port}"
         if via is not None:
             try:
-                return via.open_channel("direct-tcpip", (hop.hostname, hop.port), ("127.0.0.1", 0))
+                return via.open_channel(
+                    "direct-tcpip", (hop.hostname, hop.port), ("127.0.0.1", 0), timeout=self.timeout_s
+                )
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 raise ConnectionLost(f"cannot reach {where} through the jump host: {exc}") from None
         if first and self.target.proxy_command and hop is self.target:
@@ -198,7 +213,9 @@ class SshConnection:
 
         t = paramiko.Transport(sock)
         t.set_keepalive(int(self.keepalive_s))
-        known = known_types(hop)
+        known = set(known_types(hop))
+        if "ssh-rsa" in known:  # a known RSA key is offered as its SHA-2 signature algorithms
+            known |= {"rsa-sha2-512", "rsa-sha2-256"}
         if known:  # ask for a key type we know first, as OpenSSH does, so a known host is recognised
             options = t.get_security_options()
             options.key_types = [
@@ -250,6 +267,7 @@ class SshConnection:
                 )
             if self.prompter is not None:
                 self._prompt_error = None
+                t.auth_timeout = 600  # a person is typing a code or approving a push: not paramiko's 30 s
                 try:
                     t.auth_interactive(hop.user, self._answer)
                 except paramiko.AuthenticationException:
@@ -277,61 +295,79 @@ class SshConnection:
             self._prompt_error = exc
             return ["" for _ in prompts]
 
-    def _keys(self, hop: Target) -> list[tuple[str, PKey]]:
-        """(label, key) in the order tried: the agent's, then the identity files (the defaults if none named)."""
+    def _keys(self, hop: Target) -> Iterator[tuple[str, PKey]]:
+        """(label, key) in the order tried: the agent's, then the identity files (the defaults if none named).
+
+        Lazily: a file's passphrase is asked only once the agent's keys have failed.
+        """
         import paramiko
 
-        keys: list[tuple[str, PKey]] = []
+        agent = None
+        offered: set[bytes] = set()
         with contextlib.suppress(paramiko.SSHException, OSError):
-            keys += [(f"agent key {k.get_name()}", k) for k in paramiko.Agent().get_keys()]
+            agent = paramiko.Agent()
+        try:
+            for key in agent.get_keys() if agent else ():
+                offered.add(key.asbytes())
+                yield f"agent key {key.get_name()}", key
+        finally:
+            if agent is not None:
+                agent.close()
         files = hop.identity_files or [
             str(p) for name in DEFAULT_KEYS if (p := hop.known_hosts.parent / name).is_file()
         ]
         for path in files:
-            keys += [(f"key {path}", k) for k in self._load_key(path)]
-        return keys
+            key = self._load_key(path)
+            if key.asbytes() not in offered:
+                yield f"key {path}", key
 
-    def _load_key(self, path: str) -> list[PKey]:
+    def _load_key(self, path: str) -> PKey:
         import paramiko
 
+        if path in self._keys_loaded:
+            return self._keys_loaded[path]
         try:
-            return [paramiko.PKey.from_path(path)]
+            key = paramiko.PKey.from_path(path)
         except FileNotFoundError:
             raise UserError(f"{path}: identity file not found (profile {self.target.name})") from None
-        except paramiko.PasswordRequiredException:
+        except (paramiko.PasswordRequiredException, TypeError):  # paramiko 3 and 4+: the key is encrypted
             if self.prompter is None:
                 raise UserError(f"{path}: the key has a passphrase and there is no terminal to ask it on") from None
             (passphrase,) = self.prompter("key passphrase", "", [(f"Passphrase for {path}: ", False)])
             try:
-                return [paramiko.PKey.from_path(path, passphrase=passphrase)]
-            except paramiko.SSHException:
+                key = paramiko.PKey.from_path(path, passphrase.encode())
+            except (paramiko.SSHException, ValueError, TypeError):
                 raise UserError(f"{path}: wrong passphrase") from None
         except (paramiko.SSHException, OSError, ValueError) as exc:
             raise UserError(f"{path}: not a private key paramiko can read ({exc})") from None
+        self._keys_loaded[path] = key
+        return key
 
     # -- using it -----------------------------------------------------------------------------
 
-    def sftp(self) -> SFTPClient:
-        """The shared SFTP session (hold ``sftp_lock`` while using it), opened afresh after a reconnect."""
+    def sftp(self) -> tuple[SFTPClient, int]:
+        """The shared SFTP session and its generation (hold ``sftp_lock`` while using it); afresh after a reconnect."""
         import paramiko
 
         with self.lock:
-            t = self.transport()
-            if self._sftp is None or self._sftp_generation != self.generation:
+            t, generation = self.current()
+            if self._sftp is None or self._sftp_generation != generation or self._sftp.get_channel().closed:
                 try:
                     self._sftp = paramiko.SFTPClient.from_transport(t)
                 except (paramiko.SSHException, EOFError, OSError) as exc:
-                    self._kill(t)
-                    raise ConnectionLost(f"{self.target.name}: cannot start SFTP ({exc})") from None
+                    raise self.lost(exc, generation) from None
                 if self._sftp is None:
                     raise ConnectionLost(f"{self.target.name}: cannot start SFTP")
-                self._sftp_generation = self.generation
-            return self._sftp
+                # a silent network (a laptop's Wi-Fi gone) must not hang a read for TCP's quarter of an hour
+                self._sftp.get_channel().settimeout(SFTP_TIMEOUT_S)
+                self._sftp_generation = generation
+            return self._sftp, generation
 
-    def lost(self, exc: BaseException) -> ConnectionLost:
-        """What a failed read or command becomes: the connection is closed, so the next use reconnects."""
+    def lost(self, exc: BaseException, generation: int) -> ConnectionLost:
+        """What a failed read or command becomes; the connection of ``generation`` is closed if it is still the one,
+        so the next use reconnects (a failure on an older connection leaves a newer one alone)."""
         with self.lock:
-            if self._transports:
+            if self._transports and generation == self.generation:
                 self._kill(self._transports[-1])
         return ConnectionLost(f"connection to {self.target.name} lost ({exc or type(exc).__name__})")
 
@@ -348,23 +384,22 @@ class SshConnection:
         Commands that change things (submit, resume) pass ``retry=False``: when the connection
         drops under them, whether they ran cannot be known, so the caller is told instead.
         """
+        import paramiko
+
         line = remote_command(argv, self.target.profile.setup)
         while True:
-            t = self.transport()
+            t, generation = self.current()
             try:
                 return self._exec(t, line, stdin, timeout_s)
             except TimeoutError:
                 raise
-            except Exception as exc:
-                import paramiko
-
-                if not isinstance(exc, paramiko.SSHException | EOFError | OSError):
-                    raise
-                lost = self.lost(exc)
+            except paramiko.ChannelException as exc:  # the server refused a channel (MaxSessions…): not a drop
+                raise ConnectionLost(f"{self.target.name}: cannot run {argv[0]} ({exc})") from None
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                lost = self.lost(exc, generation)
                 if not retry:
-                    raise ConnectionLost(
-                        f"{lost}, while running {argv[0]} {argv[1] if len(argv) > 1 else ''}".rstrip()
-                    ) from None
+                    what = " ".join(argv[:2])
+                    raise ConnectionLost(f"{lost}, while running {what}; whether it ran is unknown") from None
 
     def _exec(self, t: Transport, line: str, stdin: bytes | None, timeout_s: float | None) -> Completed:
         chan = t.open_session(timeout=self.timeout_s)
@@ -380,16 +415,17 @@ class SshConnection:
                     out += chan.recv(1 << 16)
                 elif chan.recv_stderr_ready():
                     err += chan.recv_stderr(1 << 16)
-                elif chan.exit_status_ready() and chan.eof_received:
+                elif chan.exit_status_ready() and (chan.eof_received or chan.closed):
                     break
-                elif not t.is_active():
+                elif chan.closed or not t.is_active():
                     raise EOFError("the connection closed")
                 else:
                     if deadline is not None and time.monotonic() > deadline:
                         raise TimeoutError(f"no answer in {timeout_s:g} s")
                     select.select([chan], [], [], 0.2)
-            while chan.recv_stderr_ready():
-                err += chan.recv_stderr(1 << 16)
+            while chan.recv_ready() or chan.recv_stderr_ready():  # what came with the exit status
+                out += chan.recv(1 << 16) if chan.recv_ready() else b""
+                err += chan.recv_stderr(1 << 16) if chan.recv_stderr_ready() else b""
             return Completed(chan.recv_exit_status(), out.decode(errors="replace"), err.decode(errors="replace"))
         finally:
             chan.close()

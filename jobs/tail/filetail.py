@@ -63,6 +63,9 @@ class FileTail:
         except OSError as exc:  # unreadable now (permissions, a stale NFS handle): say so, try again next poll
             self.close()
             self.error = f"{self.path}: {exc.strerror or exc}"
+            if isinstance(exc, ConnectionError):  # the way to the file, not the file: more to read once it is back
+                self.more = True
+                return lines  # a partial last line stays pending, whole when its rest arrives
         if final and not self.more:
             self._flush(lines)
         if lines:
