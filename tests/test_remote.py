@@ -267,17 +267,22 @@ def test_bad_profiles_and_hosts_are_named(laptop: Laptop, tmp_path: Path) -> Non
     assert local_only.code == 2 and "this machine's files" in local_only.err
 
 
+def submit_training(laptop: Laptop, shards: Path, tmp_path: Path, name: str) -> str:
+    """A CPU training run on the CI cluster's gpu partition, long enough (~20 s) to cut its connection mid-way."""
+    resources = {"partition": "gpu", "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 2, "time_min": 10}
+    spec = tmp_path / "train.toml"
+    spec.write_text(
+        f'name = "{name}"\n[cluster]\nexecutor = "slurm"\n'
+        + train_section(shards, batch_size=4, workers=0, epochs=4, image_size=64, resources=resources)
+    )
+    return submitted_id(laptop.cli("submit", str(spec)))
+
+
 def test_logs_follow_rides_out_a_killed_connection(
     laptop: Laptop, sshd: Sshd, sample_shards: Path, tmp_path: Path
 ) -> None:
     """The sshd serving the follow is killed twice mid-run: the follow reconnects; every line arrives once."""
-    resources = {"partition": "gpu", "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 2, "time_min": 10}
-    spec = tmp_path / "train.toml"
-    spec.write_text(
-        'name = "followed"\n[cluster]\nexecutor = "slurm"\n'
-        + train_section(sample_shards, batch_size=4, workers=0, epochs=4, image_size=64, resources=resources)
-    )
-    run_id = submitted_id(laptop.cli("submit", str(spec)))
+    run_id = submit_training(laptop, sample_shards, tmp_path, "followed")
     follow = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "--host", HOST, "logs", "-f", run_id],
         stdout=subprocess.PIPE,
@@ -496,13 +501,7 @@ async def test_the_app_over_ssh_follows_a_live_run_through_a_dropped_connection(
     from app.tui.detail import RunDetailScreen
     from app.tui.panels import LogPanel
 
-    resources = {"partition": "gpu", "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 2, "time_min": 10}
-    spec = tmp_path / "train.toml"
-    spec.write_text(
-        'name = "in the app"\n[cluster]\nexecutor = "slurm"\n'
-        + train_section(sample_shards, batch_size=4, workers=0, epochs=4, image_size=64, resources=resources)
-    )
-    run_id = submitted_id(laptop.cli("submit", str(spec)))
+    run_id = submit_training(laptop, sample_shards, tmp_path, "in the app")
     deck = connected(laptop)
     app = make_app(deck=deck)
     try:
