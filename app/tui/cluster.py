@@ -8,7 +8,6 @@ line says so.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -19,9 +18,6 @@ from textual.worker import get_current_worker
 from app.tui.messages import ClusterLoaded
 from app.tui.polled import PolledScreen
 from jobs.cluster import ClusterView, Partition, QueuedJob
-
-if TYPE_CHECKING:
-    from app.tui.app import ClusterdeckApp
 
 PARTITION_COLUMNS = ("partition", "state", "nodes idle/total", "GPUs idle/total")
 NAME_WIDTH = 24  # so that at 80 columns the state and partition stay in view
@@ -50,10 +46,6 @@ class ClusterScreen(PolledScreen):
     def __init__(self) -> None:
         super().__init__()
         self.view: ClusterView | None = None
-
-    @property
-    def cd(self) -> ClusterdeckApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Header()

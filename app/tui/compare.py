@@ -9,24 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from app.tui.chart import LineChart, Series, colour
+from app.tui.screen import DeckScreen
 from jobs.compare import Comparison, format_value, letter
 from jobs.rundir import RunPaths
 from jobs.status import LIVE
-
-if TYPE_CHECKING:
-    from app.tui.app import ClusterdeckApp
 
 REFRESH_S = 5.0
 LEGEND_NAME = 14
@@ -42,7 +38,7 @@ def percent(value: float) -> str:
     return f"{value:.1%}"
 
 
-class CompareScreen(Screen[None]):
+class CompareScreen(DeckScreen):
     BINDINGS = [Binding("escape", "back", "Back"), Binding("r", "reload", "Reload")]
     DEFAULT_CSS = """
     CompareScreen #compare-runs { height: auto; max-height: 6; padding: 0 1; background: $boost; }
@@ -58,10 +54,6 @@ class CompareScreen(Screen[None]):
         self.run_ids = [RunPaths(Path(p)).run_id for p in paths]
         self.comparison: Comparison | None = None
         self.loading = False
-
-    @property
-    def cd(self) -> ClusterdeckApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Header()

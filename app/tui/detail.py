@@ -13,30 +13,27 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from app.formats import duration
 from app.tui.messages import RunData, RunUpdated, Trouble
 from app.tui.panels import CurvesPanel, LogPanel
+from app.tui.screen import DeckScreen
 from app.watch import stage_text, train_progress
 from jobs.rundir import RunPaths
 from jobs.status import RunView
 from jobs.tail.live import LiveRun
 
-if TYPE_CHECKING:
-    from app.tui.app import ClusterdeckApp
-
 POLL_S, STATE_S = 0.5, 2.0
 
 
-class RunDetailScreen(Screen[None]):
+class RunDetailScreen(DeckScreen):
     BINDINGS = [
         Binding("escape", "back", "Runs"),
         Binding("p", "follow", "Follow/pause"),
@@ -54,10 +51,6 @@ class RunDetailScreen(Screen[None]):
         self.view: RunView | None = None
         self.live = LiveRun()
         self.skipped = 0
-
-    @property
-    def cd(self) -> ClusterdeckApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Header()

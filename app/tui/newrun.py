@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.syntax import Syntax
 from rich.text import Text
@@ -22,7 +22,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import (
     Checkbox,
@@ -40,6 +40,7 @@ from textual.widgets import (
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
+from app.tui.screen import DeckScreen
 from jobs.deck.base import Deck
 from jobs.deck.local import LocalDeck
 from jobs.errors import UserError
@@ -61,9 +62,6 @@ from jobs.spec_form import (
     without_nones,
 )
 from jobs.templates import Template, list_templates
-
-if TYPE_CHECKING:
-    from app.tui.app import ClusterdeckApp
 
 CHECK_DELAY_S = 0.2
 """Typing settles this long before the form is checked again."""
@@ -117,7 +115,7 @@ class TemplateName(ModalScreen[str | None]):
         self.dismiss(event.value.strip() or None)
 
 
-class NewRunScreen(Screen[None]):
+class NewRunScreen(DeckScreen):
     BINDINGS = [
         Binding("ctrl+s", "submit", "Submit"),
         Binding("ctrl+t", "save_template", "Save template"),
@@ -136,10 +134,6 @@ class NewRunScreen(Screen[None]):
         self.checked: FormChecked | None = None
         self.pending: Any = None
         self.submitting = False
-
-    @property
-    def cd(self) -> ClusterdeckApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Header()

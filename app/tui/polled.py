@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
+from app.tui.screen import DeckScreen
 
-class PolledScreen(Screen[None]):
+
+class PolledScreen(DeckScreen):
     """Calls ``read`` (in a thread) on mount, every ``REFRESH_S`` while on top, and on resume.
 
     A read still running when the next is due is not doubled (sacct or a slow controller can take

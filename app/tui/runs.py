@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -16,9 +16,6 @@ from app.formats import duration
 from app.tui.messages import RunsLoaded
 from app.tui.polled import PolledScreen
 from jobs.overview import RunRow
-
-if TYPE_CHECKING:
-    from app.tui.app import ClusterdeckApp
 
 COLUMNS = ("name", "id", "steps", "state", "progress", "elapsed", "nodes", "GPUs", "img/s", "best top-1")
 SORT_KEYS: dict[str, Any] = {
@@ -74,10 +71,6 @@ class RunsScreen(PolledScreen):
         self.sort_by, self.reverse = "id", True  # newest first
         self.marked: list[str] = []
         """Run ids marked for comparison, in the order they were marked."""
-
-    @property
-    def cd(self) -> ClusterdeckApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Header()

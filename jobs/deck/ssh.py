@@ -45,7 +45,7 @@ class SshDeck(Deck):
         self.runs_root = runs_root or self.target.profile.runs_root or None
         self.files = SftpFiles(conn)
         self._resolved: dict[str, tuple[float, dict[str, Any]]] = {}
-        """The view each ``resolve`` fetched, by path: ``show`` resolves then views, in one round trip."""
+        """The view each ``resolve`` or ``submit`` got, by path: the ``view`` right after it costs no round trip."""
 
     @property
     def events(self) -> Any:  # type: ignore[override]
@@ -126,6 +126,7 @@ class SshDeck(Deck):
         table = self.with_defaults(table)
         text = tomli_w.dumps(table).encode()
         view = self.clusterdeck("submit", "-", "--spec-source", source, "--json", stdin=text, retry=False)
+        self._resolved[view["path"]] = (time.monotonic(), view)  # the view that follows a submit needs no round trip
         return RunPaths(Path(view["path"]))
 
     def with_defaults(self, table: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import posixpath
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from jobs.remote.ssh import ConnectionLost
@@ -41,13 +42,19 @@ class SftpHandle:
     def _call(self, fn: Any, *args: Any) -> Any:
         if self.generation != self.conn.generation:
             raise ConnectionLost(f"connection to {self.conn.target.name} was made again since this file was opened")
-        with self.conn.sftp_lock:
-            try:
-                return fn(*args)
-            except Exception as exc:
-                if _lost(self.conn, exc):
-                    raise self.conn.lost(exc, self.generation) from None
-                raise
+        with self.conn.sftp_lock, _telling_drops(self.conn, self.generation):
+            return fn(*args)
+
+
+@contextlib.contextmanager
+def _telling_drops(conn: SshConnection, generation: int) -> Iterator[None]:
+    """A failure that is the connection's (not the server's answer) becomes ``ConnectionLost``."""
+    try:
+        yield
+    except Exception as exc:
+        if _lost(conn, exc):
+            raise conn.lost(exc, generation) from None
+        raise
 
 
 def _lost(conn: SshConnection, exc: BaseException) -> bool:
@@ -66,31 +73,22 @@ class SftpFiles:
     def open(self, path: str) -> tuple[Handle, FileStat]:
         with self.conn.sftp_lock:
             sftp, generation = self.conn.sftp()
-            try:
+            with _telling_drops(self.conn, generation):
                 file = sftp.open(path, "rb")
-            except Exception as exc:
-                if _lost(self.conn, exc):
-                    raise self.conn.lost(exc, generation) from None
-                raise
-            try:
-                size = file.stat().st_size or 0
-            except Exception as exc:
-                with contextlib.suppress(Exception):
-                    file.close()
-                if _lost(self.conn, exc):
-                    raise self.conn.lost(exc, generation) from None
-                raise
+                try:
+                    size = file.stat().st_size or 0
+                except Exception:
+                    with contextlib.suppress(Exception):
+                        file.close()
+                    raise
         return SftpHandle(self.conn, file, generation), FileStat(size, None)
 
     def list(self, directory: str, pattern: str) -> list[str]:
         with self.conn.sftp_lock:
             sftp, generation = self.conn.sftp()
             try:
-                names = sftp.listdir(directory)
+                with _telling_drops(self.conn, generation):
+                    names = sftp.listdir(directory)
             except FileNotFoundError:
                 return []
-            except Exception as exc:
-                if _lost(self.conn, exc):
-                    raise self.conn.lost(exc, generation) from None
-                raise
         return sorted(posixpath.join(directory, n) for n in fnmatch.filter(names, pattern))
