@@ -100,12 +100,9 @@ class SshConnection:
             if not self._alive():
                 self._open()
 
-    def transport(self) -> Transport:
-        """The live transport, connecting again (with backoff, telling ``events``) if the connection dropped."""
-        return self.current()[0]
-
     def current(self) -> tuple[Transport, int]:
-        """The live transport and its generation (see ``lost``), reconnecting first if needed."""
+        """The live transport and its generation (see ``lost``), connecting again first (with backoff, telling
+        ``events``) if the connection dropped."""
         with self.lock:
             if self._closed.is_set():
                 raise ConnectionLost(f"connection to {self.target.name} was closed")
