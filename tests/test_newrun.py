@@ -241,7 +241,15 @@ async def test_a_remote_decks_paths_are_checked_at_submission_not_in_the_form(ho
         screen = app.screen
         assert isinstance(screen, NewRunScreen)
         screen.fill(table)
-        await until(pilot, lambda: screen.checked is not None and screen.checked.table.get("name") == "remote")
+        await until(  # settled: the fill's own edits each start a check; ctrl+s waits for the last
+            pilot,
+            lambda: (
+                screen.pending is None
+                and screen.checked is not None
+                and screen.checked.version == screen.version
+                and screen.checked.table.get("name") == "remote"
+            ),
+        )
         assert screen.checked is not None and screen.checked.checked.problems == []  # neither ran on this machine
         assert "#SBATCH" in screen.checked.scripts["train"]  # the preview needs no filesystem: still shown
 
