@@ -73,7 +73,7 @@ def list_ilsvrc_val(root: Path, ground_truth: Path, synsets: Path, classes: list
     """Flat ``ILSVRC2012_val_%08d.JPEG`` files; the number in the name is the ground-truth line."""
     id_to_wnid = read_synsets(synsets)
     class_index = {wnid: i for i, wnid in enumerate(classes)}
-    truth = _read_ground_truth(ground_truth, len(id_to_wnid))
+    truth = read_ground_truth(ground_truth, len(id_to_wnid))
     listing = Listing(root, [], [])
     with os.scandir(root) as entries:
         names = sorted(e.name for e in entries if e.is_file())
@@ -95,7 +95,7 @@ def list_ilsvrc_val(root: Path, ground_truth: Path, synsets: Path, classes: list
     return listing
 
 
-def _read_ground_truth(path: Path, synset_count: int) -> list[int]:
+def read_ground_truth(path: Path, synset_count: int) -> list[int]:
     ids = []
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
