@@ -1,4 +1,5 @@
-"""The headless CLI: ``clusterdeck submit|ls|show|diff|logs|metrics|watch|cancel|resume|stage|sample-data|demo``.
+"""The headless CLI: ``clusterdeck submit|ls|show|diff|logs|metrics|watch|cancel|resume|stage|sample-data|demo``,
+and ``val-sort`` (a flat ILSVRC2012 val set as ImageFolder class folders).
 
 ``--host NAME`` does the same on a cluster's login node over SSH (``app.remote``): every
 command that works on runs goes through a ``Deck``, this machine's or the login node's.
@@ -110,6 +111,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--val-per-class", type=_positive, default=10)
     s.add_argument("--seed", type=int, default=0)
 
+    s = sub.add_parser(
+        "val-sort", help="sort a flat ILSVRC2012 val directory into <wnid>/ class folders (hard links) for ImageFolder"
+    )
+    s.add_argument("val_dir", type=Path, metavar="VAL_DIR", help="flat directory of ILSVRC2012_val_XXXXXXXX.JPEG")
+    s.add_argument(
+        "--ground-truth",
+        type=Path,
+        required=True,
+        metavar="F",
+        help="ILSVRC2012_validation_ground_truth.txt: one 1-based ILSVRC2012_ID per line",
+    )
+    s.add_argument(
+        "--synsets", type=Path, required=True, metavar="F", help="devkit meta.mat, or a text file: wnid first per line"
+    )
+    s.add_argument("--out", type=Path, required=True, metavar="DIR", help="where the class folders go (not in VAL_DIR)")
+    s.add_argument("--json", action="store_true", help="print the counts as JSON")
+
     sub.add_parser("demo", help="make sample data and shard it on this machine")
 
     s = sub.add_parser("trust", help="with --host: trust the login node's host key, given its fingerprint")
@@ -119,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-LOCAL_ONLY = ("stage", "sample-data", "demo")
+LOCAL_ONLY = ("stage", "sample-data", "val-sort", "demo")
 """Commands on this machine's files: with --host, run them on the cluster itself."""
 
 
@@ -444,6 +462,17 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_val_sort(args: argparse.Namespace) -> int:
+    from jobs.shard.valsort import sort_val, summary
+
+    result = sort_val(args.val_dir, args.ground_truth, args.synsets, args.out)
+    if args.json:
+        _print_json(result.record())
+    else:
+        print(summary(result))
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from app.demo import run_demo
 
@@ -471,6 +500,7 @@ COMMANDS = {
     "resume": cmd_resume,
     "stage": cmd_stage,
     "sample-data": cmd_sample_data,
+    "val-sort": cmd_val_sort,
     "demo": cmd_demo,
     "trust": cmd_trust,
 }

@@ -17,6 +17,7 @@ from __future__ import annotations
 import colorsys
 import io
 import math
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,105 @@ class SampleData:
                 "synsets": str(self.synsets),
             },
         }
+
+
+def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 1_200_000_000, 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def make_train_tar(data: SampleData, path: Path) -> Path:
+    """``ILSVRC2012_img_train.tar``'s shape from the train tree: a plain tar of ``<wnid>.tar``, one per class."""
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as outer:
+        for wnid in sorted(p.name for p in data.train.iterdir()):
+            inner = io.BytesIO()
+            with tarfile.open(fileobj=inner, mode="w", format=tarfile.GNU_FORMAT) as tar:
+                for image in sorted((data.train / wnid).iterdir(), key=lambda p: p.name[::-1]):  # not sorted
+                    _add_member(tar, image.name, image.read_bytes())
+            _add_member(outer, f"{wnid}.tar", inner.getvalue())
+    return path
+
+
+def make_val_tar(data: SampleData, path: Path) -> Path:
+    """``ILSVRC2012_img_val.tar``'s shape: a flat tar of the val images (in reverse order: order must not matter)."""
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
+        for image in sorted(data.val.iterdir(), reverse=True):
+            _add_member(tar, image.name, image.read_bytes())
+    return path
+
+
+def make_devkit(data: SampleData, path: Path) -> Path:
+    """``ILSVRC2012_devkit_t12.tar.gz``'s shape: ``data/meta.mat`` and the val ground truth in ``data/``."""
+    with tarfile.open(path, "w:gz") as tar:
+        _add_member(tar, "ILSVRC2012_devkit_t12/COPYING", b"synthetic devkit\n")
+        _add_member(tar, "ILSVRC2012_devkit_t12/data/meta.mat", data.meta_mat.read_bytes())
+        _add_member(tar, f"ILSVRC2012_devkit_t12/data/{GROUND_TRUTH}", data.ground_truth.read_bytes())
+    return path
+
+
+@dataclass(frozen=True)
+class NpzData:
+    """Downsampled-ImageNet batches: ``train/train_data_batch_<k>.npz``, ``val/val_data.npz``, ``map_clsloc.txt``."""
+
+    root: Path
+    wnids: list[str]  # label k is wnids[k - 1]
+    side: int
+
+    @property
+    def train(self) -> Path:
+        return self.root / "train"
+
+    @property
+    def val(self) -> Path:
+        return self.root / "val" / "val_data.npz"
+
+    @property
+    def synsets(self) -> Path:
+        return self.root / "map_clsloc.txt"
+
+
+def make_npz_batches(
+    root: Path,
+    classes: int = 6,
+    train_per_class: int = 10,
+    val_per_class: int = 4,
+    side: int = 16,
+    batches: int = 2,
+    seed: int = 0,
+    compressed: bool = False,
+) -> NpzData:
+    """Rows of 3·S·S uint8 (all R, then all G, then all B) and 1-based labels, classes mixed, as the real files."""
+    rng = np.random.default_rng(seed)
+    wnids = _make_wnids(rng, classes)
+    save = np.savez_compressed if compressed else np.savez
+
+    def images(per_class: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.repeat(np.arange(1, classes + 1), per_class)
+        rng.shuffle(labels)
+        rows = [_pixels(rng, int(k) - 1, classes, side).transpose(2, 0, 1).reshape(-1) for k in labels]
+        return np.stack(rows), labels
+
+    (root / "train").mkdir(parents=True, exist_ok=True)
+    (root / "val").mkdir(parents=True, exist_ok=True)
+    data, labels = images(train_per_class)
+    for k, (part, part_labels) in enumerate(
+        zip(np.array_split(data, batches), np.array_split(labels, batches), strict=True), start=1
+    ):
+        save(root / "train" / f"train_data_batch_{k}.npz", data=part, labels=part_labels.tolist(), mean=data.mean(0))
+    data, labels = images(val_per_class)
+    save(root / "val" / "val_data.npz", data=data, labels=labels.tolist())
+    (root / "map_clsloc.txt").write_text("".join(f"{w} {k} {_words(k)}\n" for k, w in enumerate(wnids, start=1)))
+    return NpzData(root, wnids, side)
+
+
+def _pixels(rng: np.random.Generator, cls: int, classes: int, side: int) -> np.ndarray:
+    """An S×S×3 image of class ``cls``, drawn as the JPEG sample images are, at the batches' size."""
+    image = _background(rng, side, side)
+    size = max(2, int(side * rng.uniform(0.4, 0.7)))
+    c = side // 2
+    _draw_shape(ImageDraw.Draw(image), SHAPES[cls % len(SHAPES)], c, c, size, _class_colour(cls, classes, rng), rng)
+    return np.asarray(image)
 
 
 def make_sample_data(

@@ -116,22 +116,39 @@ class ShardResources(Resources):
     """More than 1: the shard step runs as a SLURM job array of this many tasks."""
 
 
+ShardFormat = Literal["imagefolder", "ilsvrc-val", "ilsvrc-train-tar", "ilsvrc-val-tar", "npz"]
+_VAL_FORMATS = ("ilsvrc-val", "ilsvrc-val-tar")
+
+
 class ShardInput(Section):
     input: ExistingPath
-    """An ImageFolder tree (``<wnid>/<file>.JPEG``) or a flat ILSVRC2012 validation directory."""
-    format: Literal["imagefolder", "ilsvrc-val"] = "imagefolder"
-    """How ``input`` is laid out."""
+    """The split's images, laid out as ``format`` says."""
+    format: ShardFormat = "imagefolder"
+    """imagefolder (<wnid>/<file>.JPEG), ilsvrc-val (flat ILSVRC2012_val_*.JPEG), ilsvrc-train-tar
+    (ILSVRC2012_img_train.tar), ilsvrc-val-tar (ILSVRC2012_img_val.tar), npz (downsampled batches)."""
+    devkit: ExistingPath | None = None
+    """ilsvrc-val formats: ILSVRC2012_devkit_t12.tar.gz or its extracted directory (meta.mat, val ground truth)."""
     ground_truth: ExistingPath | None = None
-    """ilsvrc-val: ILSVRC2012_IDs (1-based), one per line, in file-name order."""
+    """ilsvrc-val formats without devkit: ILSVRC2012_IDs (1-based), one per line, in file-name order."""
     synsets: ExistingPath | None = None
-    """ilsvrc-val: devkit meta.mat, or a text file with one wnid per line in ILSVRC2012_ID order."""
+    """ilsvrc-val formats without devkit: meta.mat, or one wnid per line in ILSVRC2012_ID order.
+    npz: one wnid per line in label order (map_clsloc.txt); without it classes are named by label number."""
 
     @model_validator(mode="after")
-    def _val_needs_labels(self) -> ShardInput:
-        if self.format == "ilsvrc-val":
-            missing = [k for k in ("ground_truth", "synsets") if getattr(self, k) is None]
-            if missing:
-                raise ValueError(f"format 'ilsvrc-val' needs {' and '.join(missing)}")
+    def _labels_fit_the_format(self) -> ShardInput:
+        if self.format in _VAL_FORMATS:
+            if self.devkit is None:
+                missing = [k for k in ("ground_truth", "synsets") if getattr(self, k) is None]
+                if missing:
+                    raise ValueError(f"format {self.format!r} needs devkit, or ground_truth and synsets")
+            elif self.ground_truth is not None or self.synsets is not None:
+                raise ValueError("give devkit, or ground_truth and synsets, not both")
+        else:
+            extra = [k for k in ("devkit", "ground_truth") if getattr(self, k) is not None]
+            if self.format != "npz" and self.synsets is not None:
+                extra.append("synsets")
+            if extra:
+                raise ValueError(f"{' and '.join(extra)} only apply to the ilsvrc-val formats, not {self.format!r}")
         return self
 
 
@@ -148,12 +165,27 @@ class ShardSpec(Section):
     """Processes that write shards inside one task."""
     max_skipped_fraction: float = Field(0.01, ge=0, le=1)
     """The step fails when more than this fraction of inputs is unreadable or not an image."""
+    classes: int | list[str] | None = None
+    """A class subset: the first K classes in sorted wnid order, or a list of wnids; val keeps only these."""
+    resize_shorter: int | None = Field(None, ge=8)
+    """Pre-resize: scale images down so the shorter side is this many px (JPEG); empty keeps the original bytes."""
+    jpeg_quality: int | None = Field(None, ge=1, le=100)
+    """JPEG quality of re-encoded images (90 when resizing); for npz inputs, JPEG instead of lossless PNG."""
     train: ShardInput | None = None
     """The training split."""
     val: ShardInput | None = None
     """The validation split."""
     resources: ShardResources = ShardResources(cpus_per_task=8, mem_gb=32, time_min=240)
     """sbatch resources of the shard step."""
+
+    @field_validator("classes")
+    @classmethod
+    def _classes_named(cls, value: int | list[str] | None) -> int | list[str] | None:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("a class count must be at least 1")
+        if isinstance(value, list) and not value:
+            raise ValueError("an empty list keeps no class; leave it out to keep them all")
+        return value
 
     @model_validator(mode="after")
     def _needs_a_split(self) -> ShardSpec:

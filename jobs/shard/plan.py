@@ -1,8 +1,8 @@
 """The shard plan: a seeded global permutation cut into equal-count shards.
 
-Shards are cut by sample count, from a mean file size estimated on a seeded sample of
-files, so planning needs a directory listing but not a ``stat`` of every file (1.28 M
-stats on a parallel filesystem take minutes). Every task of an array computes the same
+Shards are cut by sample count, from a mean stored size measured on a seeded sample of
+inputs, so planning needs a listing but not a ``stat`` of every file (1.28 M stats on a
+parallel filesystem take minutes). Every task of an array computes the same
 plan from the same listing and seed, and writes a contiguous range of its shards.
 """
 
@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from jobs.shard.sources import Listing
+from jobs.shard.sources import Listing, Source
 
 SIZE_PROBES = 256
 # Three tar headers, padding, and the .cls and .json members of one sample.
@@ -25,30 +27,29 @@ PER_SAMPLE_OVERHEAD = 3 * 512 + 3 * 256 + 160
 class ShardJob:
     name: str  # train-000003
     split: str
-    root: str
+    source: Source
     keys: list[str]
-    paths: list[str]
+    names: list[str]
+    locs: list[Any]
     labels: list[int]
 
     def members_digest(self) -> str:
         """Identifies what the shard must contain, so a shard from other settings is never reused."""
-        h = hashlib.sha256()
-        for key, path, label in zip(self.keys, self.paths, self.labels, strict=True):
-            h.update(f"{key}\0{path}\0{label}\n".encode())
+        h = hashlib.sha256(repr(self.source).encode())
+        for key, name, loc, label in zip(self.keys, self.names, self.locs, self.labels, strict=True):
+            h.update(f"{key}\0{name}\0{loc}\0{label}\n".encode())
         return h.hexdigest()
 
 
-def samples_per_shard(listing: Listing, shard_size_mb: float, max_samples: int | None, seed: int) -> int:
-    if not listing.paths:
+def samples_per_shard(
+    listing: Listing, stored_size: Callable[[Any], int | None], shard_size_mb: float, max_samples: int | None, seed: int
+) -> int:
+    """Samples per shard from the mean stored size of a seeded sample (``stored_size(loc)``; None: unreadable)."""
+    if not listing.names:
         return 1
     rng = np.random.default_rng([seed, 1])
-    probes = rng.choice(len(listing.paths), size=min(SIZE_PROBES, len(listing.paths)), replace=False)
-    sizes = []
-    for i in sorted(probes.tolist()):
-        try:
-            sizes.append((listing.root / listing.paths[i]).stat().st_size)
-        except OSError:
-            continue
+    probes = rng.choice(len(listing.names), size=min(SIZE_PROBES, len(listing.names)), replace=False)
+    sizes = [size for i in sorted(probes.tolist()) if (size := stored_size(listing.locs[i])) is not None]
     mean = (sum(sizes) / len(sizes) if sizes else 0) + PER_SAMPLE_OVERHEAD
     count = max(1, math.floor(shard_size_mb * 1e6 / mean))
     return min(count, max_samples) if max_samples else count
@@ -56,7 +57,7 @@ def samples_per_shard(listing: Listing, shard_size_mb: float, max_samples: int |
 
 def plan_split(split: str, listing: Listing, per_shard: int, seed: int) -> list[ShardJob]:
     """A split's shards: the permutation of its canonical order, cut every ``per_shard`` samples."""
-    order = np.random.default_rng([seed, 0]).permutation(len(listing.paths))
+    order = np.random.default_rng([seed, 0]).permutation(len(listing.names))
     jobs = []
     for number, start in enumerate(range(0, len(order), per_shard)):
         picked = order[start : start + per_shard].tolist()
@@ -64,9 +65,10 @@ def plan_split(split: str, listing: Listing, per_shard: int, seed: int) -> list[
             ShardJob(
                 name=f"{split}-{number:06d}",
                 split=split,
-                root=str(listing.root),
+                source=listing.source,
                 keys=[f"{split}-{i:08d}" for i in picked],
-                paths=[listing.paths[i] for i in picked],
+                names=[listing.names[i] for i in picked],
+                locs=[listing.locs[i] for i in picked],
                 labels=[listing.labels[i] for i in picked],
             )
         )

@@ -1,30 +1,105 @@
-"""Listing inputs without reading them: ImageFolder trees and flat ILSVRC2012 validation sets.
+"""Listing inputs without reading their images: what each sample is called, where it is, its class.
 
-A listing is the canonical, sorted order of a split's samples; the shuffle is applied
-on top of it, so the same input and seed always give the same shards.
+A listing is the canonical, sorted order of a split's samples; the shuffle is applied on
+top of it, so the same input and seed always give the same shards. Each input format has
+a ``Source`` that reads one sample given its locator (``loc``); sources are small,
+picklable values, sent to the writer processes inside each shard's job.
+
+- ``imagefolder``: ``<wnid>/<file>`` trees (``FileSource``).
+- ``ilsvrc-val``: a flat ``ILSVRC2012_val_%08d.JPEG`` directory and its ground truth.
+- ``ilsvrc-train-tar`` / ``ilsvrc-val-tar``: the ILSVRC2012 tars, read in place (``jobs.shard.tarsource``).
+- ``npz``: downsampled-ImageNet batches, memory-mapped (``jobs.shard.npzsource``).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 from jobs.errors import UserError
 
 VAL_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$", re.IGNORECASE)
 
 
+class Source(Protocol):
+    def read(self, loc: Any) -> Any:
+        """One sample's raw content: the file's bytes, or an HxWx3 uint8 array; OSError if unreadable."""
+        ...
+
+
+@dataclass(frozen=True)
+class FileSource:
+    root: str
+
+    def read(self, loc: str) -> bytes:
+        with open(os.path.join(self.root, loc), "rb") as f:
+            return f.read()
+
+
 @dataclass
-class Listing:
-    root: Path
-    paths: list[str]  # relative to root, canonical order
-    labels: list[int]  # class index (sorted-wnid order) of each path
+class Entries:
+    """An input's samples before class indices are assigned: names, locators and wnids, in canonical order."""
+
+    source: Source
+    names: list[str]  # how the sample is called in its shard's .json ("<wnid>/<file>", a member, "<file>#<row>")
+    locs: list[Any]
+    wnids: list[str]
+    classes: list[str]  # every class the input declares, sorted
     skipped: list[dict[str, str]] = field(default_factory=list)
 
+    def add(self, name: str, loc: Any, wnid: str) -> None:
+        self.names.append(name)
+        self.locs.append(loc)
+        self.wnids.append(wnid)
+
+
+@dataclass
+class Listing:
+    """A split's samples with class indices; samples of classes outside the shard set are ``excluded``."""
+
+    source: Source
+    names: list[str]
+    locs: list[Any]
+    labels: list[int]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    excluded: int = 0
+
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.names)
+
+
+def labelled(entries: Entries, classes: Sequence[str]) -> Listing:
+    """Class indices from the shard set's class list; samples of any other class are left out and counted."""
+    index = {wnid: i for i, wnid in enumerate(classes)}
+    listing = Listing(entries.source, [], [], [], list(entries.skipped))
+    for name, loc, wnid in zip(entries.names, entries.locs, entries.wnids, strict=True):
+        label = index.get(wnid)
+        if label is None:
+            listing.excluded += 1
+            continue
+        listing.names.append(name)
+        listing.locs.append(loc)
+        listing.labels.append(label)
+    return listing
+
+
+def select_classes(available: list[str], wanted: int | list[str] | None, where: str) -> list[str]:
+    """``shard.classes``: all of them, the first K in sorted order, or the listed wnids (kept sorted)."""
+    if wanted is None:
+        return available
+    if isinstance(wanted, int):
+        if wanted > len(available):
+            raise UserError(f"shard.classes: {wanted} asked, but {where} has {len(available)} classes")
+        return available[:wanted]
+    known = set(available)
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        raise UserError(f"shard.classes: {unknown[0]} is not a class of {where} ({len(unknown)} unknown)")
+    return sorted(set(wanted))
 
 
 def imagefolder_classes(root: Path) -> list[str]:
@@ -35,76 +110,96 @@ def imagefolder_classes(root: Path) -> list[str]:
     return classes
 
 
-def list_imagefolder(root: Path, classes: list[str]) -> Listing:
-    listing = Listing(root, [], [])
-    for index, wnid in enumerate(classes):
+def list_imagefolder(root: Path) -> Entries:
+    classes = imagefolder_classes(root)
+    entries = Entries(FileSource(str(root)), [], [], [], classes)
+    for wnid in classes:
         for dirpath, dirnames, filenames in os.walk(root / wnid):
             dirnames.sort()
             rel = os.path.relpath(dirpath, root)
             for name in sorted(filenames):
-                listing.paths.append(f"{rel}/{name}")
-                listing.labels.append(index)
-    return listing
+                path = f"{rel}/{name}"
+                entries.add(path, path, wnid)
+    return entries
 
 
 def read_synsets(path: Path) -> list[str]:
     """wnids in ILSVRC2012_ID order, from a devkit meta.mat or a text file (first word of each line)."""
     if path.suffix == ".mat":
-        return _synsets_from_meta_mat(path)
+        return synsets_from_meta_mat(path)
     wnids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
     if not wnids:
         raise UserError(f"{path}: no synsets found")
     return wnids
 
 
-def _synsets_from_meta_mat(path: Path) -> list[str]:
-    """The devkit's leaf synsets (num_children = 0) in ILSVRC2012_ID order, as torchvision reads them."""
+def synsets_from_meta_mat(path: Path | Any, name: str | None = None) -> list[str]:
+    """The devkit's leaf synsets (num_children = 0) in ILSVRC2012_ID order, as torchvision reads them.
+
+    ``path`` may be an open binary file (a member of the devkit archive); ``name`` then names it in errors.
+    """
     from scipy.io import loadmat
 
     try:
-        synsets = loadmat(str(path), squeeze_me=True)["synsets"]
-    except (KeyError, ValueError, OSError) as exc:
-        raise UserError(f"{path}: not a devkit meta.mat with a 'synsets' array ({exc})") from None
-    leaves = sorted((int(s["ILSVRC2012_ID"]), str(s["WNID"])) for s in synsets if int(s["num_children"]) == 0)
+        synsets = loadmat(path, squeeze_me=True)["synsets"]
+        leaves = sorted((int(s["ILSVRC2012_ID"]), str(s["WNID"])) for s in synsets if int(s["num_children"]) == 0)
+    except (KeyError, ValueError, IndexError, TypeError, OSError) as exc:
+        raise UserError(f"{name or path}: not a devkit meta.mat with a 'synsets' array ({exc})") from None
     return [wnid for _, wnid in leaves]
 
 
-def list_ilsvrc_val(root: Path, ground_truth: Path, synsets: Path, classes: list[str]) -> Listing:
-    """Flat ``ILSVRC2012_val_%08d.JPEG`` files; the number in the name is the ground-truth line."""
-    id_to_wnid = read_synsets(synsets)
-    class_index = {wnid: i for i, wnid in enumerate(classes)}
-    truth = read_ground_truth(ground_truth, len(id_to_wnid))
-    listing = Listing(root, [], [])
-    with os.scandir(root) as entries:
-        names = sorted(e.name for e in entries if e.is_file())
-    for name in names:
+@dataclass(frozen=True)
+class ValLabels:
+    """What names a validation image's class: its number's ground-truth line, an ILSVRC2012_ID."""
+
+    id_to_wnid: list[str]  # index 0 is ILSVRC2012_ID 1
+    truth: list[int]  # the ILSVRC2012_ID of val image n at index n - 1
+    truth_name: str
+
+    def wnid_of(self, name: str) -> tuple[str | None, str]:
+        """(wnid, "") for a val image's file name, or (None, why it has none)."""
         match = VAL_NAME.match(name)
         if not match:
-            listing.skipped.append({"path": name, "reason": "not an ILSVRC2012_val_XXXXXXXX.JPEG name"})
-            continue
+            return None, "not an ILSVRC2012_val_XXXXXXXX.JPEG name"
         number = int(match.group(1))
-        if not 1 <= number <= len(truth):
-            listing.skipped.append({"path": name, "reason": f"no line {number} in {ground_truth.name}"})
-            continue
-        wnid = id_to_wnid[truth[number - 1] - 1]
-        if wnid not in class_index:
-            listing.skipped.append({"path": name, "reason": f"class {wnid} is not among the train classes"})
-            continue
-        listing.paths.append(name)
-        listing.labels.append(class_index[wnid])
-    return listing
+        if not 1 <= number <= len(self.truth):
+            return None, f"no line {number} in {self.truth_name}"
+        return self.id_to_wnid[self.truth[number - 1] - 1], ""
+
+
+def val_labels(ground_truth: Path, synsets: Path) -> ValLabels:
+    id_to_wnid = read_synsets(synsets)
+    return ValLabels(id_to_wnid, read_ground_truth(ground_truth, len(id_to_wnid)), ground_truth.name)
+
+
+def list_ilsvrc_val(root: Path, labels: ValLabels) -> Entries:
+    """Flat ``ILSVRC2012_val_%08d.JPEG`` files; the number in the name is the ground-truth line."""
+    entries = Entries(FileSource(str(root)), [], [], [], sorted(labels.id_to_wnid))
+    with os.scandir(root) as found:
+        names = sorted(e.name for e in found if e.is_file())
+    for name in names:
+        wnid, why = labels.wnid_of(name)
+        if wnid is None:
+            entries.skipped.append({"path": name, "reason": why})
+        else:
+            entries.add(name, name, wnid)
+    return entries
 
 
 def read_ground_truth(path: Path, synset_count: int) -> list[int]:
+    return parse_ground_truth(path.read_text(), str(path), synset_count)
+
+
+def parse_ground_truth(text: str, name: str, synset_count: int) -> list[int]:
     ids = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             value = int(line)
         except ValueError:
-            raise UserError(f"{path}:{lineno}: expected an ILSVRC2012_ID, got {line.strip()!r}") from None
+            raise UserError(f"{name}:{lineno}: expected an ILSVRC2012_ID, got {line.strip()!r}") from None
         if not 1 <= value <= synset_count:
-            raise UserError(f"{path}:{lineno}: ILSVRC2012_ID {value} is outside 1..{synset_count}")
+            raise UserError(f"{name}:{lineno}: ILSVRC2012_ID {value} is outside 1..{synset_count}")
         ids.append(value)
     return ids

@@ -11,15 +11,29 @@ from typing import Any
 
 from jobs import atomic
 from jobs.errors import UserError
+from jobs.shard.devkit import read_devkit
+from jobs.shard.encode import Encoder, SkipSample
 from jobs.shard.index import INDEX, INDEX_FORMAT
+from jobs.shard.npzsource import list_npz
 from jobs.shard.plan import ShardJob, plan_split, samples_per_shard, task_slice
-from jobs.shard.sources import Listing, imagefolder_classes, list_ilsvrc_val, list_imagefolder, read_synsets
+from jobs.shard.sources import (
+    Entries,
+    Listing,
+    Source,
+    labelled,
+    list_ilsvrc_val,
+    list_imagefolder,
+    select_classes,
+    val_labels,
+)
+from jobs.shard.tarsource import list_train_tar, list_val_tar
 from jobs.shard.write import completed_part, write_or_reuse
 from jobs.signals import worker_signals
 from jobs.spec import ShardInput, ShardSpec
 from jobs.telemetry.pipeline import Pipeline
 
 Report = Callable[[dict[str, float]], None]
+SOURCES_DIR = ".sources"  # under the output: inflated copies of compressed npz data, shared by the array's tasks
 
 
 class ShardStepFailed(Exception):
@@ -41,13 +55,22 @@ def settings_of(spec: ShardSpec) -> dict[str, Any]:
             return None
         return {k: str(v) for k, v in inp.model_dump().items() if v is not None}
 
-    return {
+    settings: dict[str, Any] = {
         "seed": spec.seed,
         "shard_size_mb": spec.shard_size_mb,
         "max_samples": spec.max_samples,
         "train": split(spec.train),
         "val": split(spec.val),
     }
+    # Only when set, so that shard sets made before these keys existed keep their settings.
+    for key in ("classes", "resize_shorter", "jpeg_quality"):
+        if getattr(spec, key) is not None:
+            settings[key] = getattr(spec, key)
+    return settings
+
+
+def encoder_of(spec: ShardSpec) -> Encoder:
+    return Encoder(spec.resize_shorter, spec.jpeg_quality)
 
 
 def check_output(spec: ShardSpec) -> None:
@@ -72,26 +95,58 @@ def check_output(spec: ShardSpec) -> None:
             )
 
 
-def build_plan(spec: ShardSpec) -> ShardPlan:
-    if spec.train is not None:
-        classes = imagefolder_classes(spec.train.input)
+def list_input(split: str, inp: ShardInput, cache: Path) -> Entries:
+    """The samples of one ``[shard.<split>]`` input, in canonical order, with their wnids."""
+    if inp.format == "imagefolder":
+        return list_imagefolder(inp.input)
+    if inp.format == "ilsvrc-train-tar":
+        return list_train_tar(inp.input)
+    if inp.format == "npz":
+        return list_npz(inp.input, inp.synsets, cache / split)
+    if inp.devkit is not None:
+        labels = read_devkit(inp.devkit)
     else:
-        assert spec.val is not None and spec.val.synsets is not None
-        classes = sorted(read_synsets(spec.val.synsets))
+        assert inp.ground_truth is not None and inp.synsets is not None
+        labels = val_labels(inp.ground_truth, inp.synsets)
+    if inp.format == "ilsvrc-val-tar":
+        return list_val_tar(inp.input, labels)
+    return list_ilsvrc_val(inp.input, labels)
+
+
+def build_plan(spec: ShardSpec) -> ShardPlan:
+    """Lists the inputs, picks the classes (train's, or every synset for a val-only set), cuts the shards."""
+    entries = {
+        split: list_input(split, inp, spec.output / SOURCES_DIR)
+        for split, inp in (("train", spec.train), ("val", spec.val))
+        if inp is not None
+    }
+    first = "train" if "train" in entries else "val"
+    where = f"shard.{first}.input"
+    classes = select_classes(entries[first].classes, spec.classes, where)
+    encoder = encoder_of(spec)
+
+    def stored_size(source: Source) -> Callable[[Any], int | None]:
+        def size(loc: Any) -> int | None:
+            try:
+                return len(encoder.encode(source.read(loc))[1])
+            except (OSError, SkipSample):
+                return None
+
+        return size
+
     listings: dict[str, Listing] = {}
     jobs: list[ShardJob] = []
-    for split, inp in (("train", spec.train), ("val", spec.val)):
-        if inp is None:
-            continue
-        if inp.format == "imagefolder":
-            listing = list_imagefolder(inp.input, classes)
-        else:
-            assert inp.ground_truth is not None and inp.synsets is not None
-            listing = list_ilsvrc_val(inp.input, inp.ground_truth, inp.synsets, classes)
-        if not listing.paths:
-            raise UserError(f"shard.{split}.input: {inp.input} holds no images")
+    for split, found in entries.items():
+        listing = labelled(found, classes)
+        inp = spec.train if split == "train" else spec.val
+        assert inp is not None
+        if not listing.names:
+            kept = f" of the {len(classes)} classes kept" if listing.excluded else ""
+            raise UserError(f"shard.{split}.input: {inp.input} holds no images{kept}")
         listings[split] = listing
-        per_shard = samples_per_shard(listing, spec.shard_size_mb, spec.max_samples, spec.seed)
+        per_shard = samples_per_shard(
+            listing, stored_size(listing.source), spec.shard_size_mb, spec.max_samples, spec.seed
+        )
         jobs += plan_split(split, listing, per_shard, spec.seed)
     return ShardPlan(classes, listings, jobs)
 
@@ -106,7 +161,7 @@ def write_task(
     started = time.monotonic()
     print(f"task {task}/{tasks}: {len(mine)} of {len(plan.jobs)} shards, {spec.workers} workers", flush=True)
     for done, (record, reused) in enumerate(
-        _run_pool(mine, spec.output, plan.classes, spec.workers, pipeline), start=1
+        _run_pool(mine, spec.output, plan.classes, encoder_of(spec), spec.workers, pipeline), start=1
     ):
         samples += record["samples"]
         size += record["bytes"]
@@ -125,17 +180,17 @@ def write_task(
 
 
 def _run_pool(
-    jobs: list[ShardJob], out: Path, classes: list[str], workers: int, pipeline: Pipeline | None
+    jobs: list[ShardJob], out: Path, classes: list[str], encoder: Encoder, workers: int, pipeline: Pipeline | None
 ) -> Iterator[tuple[dict[str, Any], bool]]:
     workers = max(1, min(workers, len(jobs)))
     if workers == 1:
         for job in jobs:
-            yield write_or_reuse(job, out, classes, pipeline)
+            yield write_or_reuse(job, out, classes, encoder, pipeline)
         return
     # fork: no CUDA state here, fork starts workers in milliseconds, and the pipeline counters are inherited.
     # (The telemetry thread holds no lock a child could need: it only reads counters.)
     with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(pipeline,)) as pool:
-        yield from pool.imap_unordered(_write_one, [(job, out, classes) for job in jobs])
+        yield from pool.imap_unordered(_write_one, [(job, out, classes, encoder) for job in jobs])
         pool.close()  # all done: let the workers exit on their own rather than be terminated
         pool.join()
 
@@ -149,7 +204,7 @@ def _init_worker(pipeline: Pipeline | None) -> None:
     worker_signals()
 
 
-def _write_one(args: tuple[ShardJob, Path, list[str]]) -> tuple[dict[str, Any], bool]:
+def _write_one(args: tuple[ShardJob, Path, list[str], Encoder]) -> tuple[dict[str, Any], bool]:
     return write_or_reuse(*args, _worker_pipeline)
 
 
@@ -162,6 +217,7 @@ def merge_index(spec: ShardSpec, plan: ShardPlan) -> dict[str, Any]:
             "samples": 0,
             "bytes": 0,
             "inputs": len(listing) + len(listing.skipped),
+            "excluded": listing.excluded,
             "shards": [],
             "skipped": list(listing.skipped),
         }
@@ -177,12 +233,19 @@ def merge_index(spec: ShardSpec, plan: ShardPlan) -> dict[str, Any]:
         splits[split] = entry
     if missing:
         raise ShardStepFailed(f"{len(missing)} shards are missing or incomplete (first: {missing[0]}); resume the run")
-    index = {"format": INDEX_FORMAT, "settings": settings_of(spec), "classes": plan.classes, "splits": splits}
+    index = {
+        "format": INDEX_FORMAT,
+        "settings": settings_of(spec),
+        "classes": plan.classes,
+        "encoding": {"resize_shorter": spec.resize_shorter, "jpeg_quality": spec.jpeg_quality},
+        "splits": splits,
+    }
     atomic.write_json(spec.output / INDEX, index)
     for split, entry in splits.items():
         print(
             f"{split}: {entry['samples']} samples in {len(entry['shards'])} shards, "
-            f"{entry['bytes'] / 1e6:.1f} MB, {len(entry['skipped'])} inputs skipped",
+            f"{entry['bytes'] / 1e6:.1f} MB, {len(entry['skipped'])} inputs skipped"
+            + (f", {entry['excluded']} of other classes left out" if entry["excluded"] else ""),
             flush=True,
         )
     _check_skipped(spec, splits)

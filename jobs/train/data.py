@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchvision.transforms import v2
 from webdataset.tariterators import group_by_keys, tar_file_iterator
 
+from jobs.shard.encode import IMAGE_FIELDS
 from jobs.signals import worker_signals
 from jobs.stage.job import StageFailed, wait_staged
 from jobs.telemetry.pipeline import Pipeline
@@ -49,7 +50,7 @@ def val_transform(image_size: int) -> v2.Compose:
 
 
 def read_shard(shard: Shard, pipeline: Pipeline | None = None) -> Iterator[dict[str, Any]]:
-    """The samples of one shard, in file order, as ``{"__key__", "jpg", "cls"}``; ``pipeline`` counts them."""
+    """The samples of one shard, in file order, as ``{"__key__", "jpg" or "png", "cls"}``; ``pipeline`` counts them."""
     if shard.staging is not None:
         try:
             wait_staged(shard.path, shard.staging)
@@ -139,7 +140,7 @@ class TrainStream(IterableDataset[Batch]):
                     if skip:
                         skip -= 1
                         continue
-                    yield sample["__key__"], sample["jpg"], int(sample["cls"]), rnd
+                    yield sample["__key__"], image_of(sample), int(sample["cls"]), rnd
         raise ShardReadError(f"shards {[s.name for s in shards]} hold no samples")
 
 
@@ -160,12 +161,21 @@ class ValStream(IterableDataset[Batch]):
         batch: list[tuple[torch.Tensor, int]] = []
         for shard in shards:
             for sample in read_shard(shard, self.pipeline):
-                batch.append((self.transform(decode(sample["jpg"], sample["__key__"])), int(sample["cls"])))
+                batch.append((self.transform(decode(image_of(sample), sample["__key__"])), int(sample["cls"])))
                 if len(batch) == self.batch_size:
                     yield collate(batch)
                     batch = []
         if batch:
             yield collate(batch)
+
+
+def image_of(sample: dict[str, Any]) -> bytes:
+    """The image member of a sample: .jpg, or .png (lossless npz inputs) and the other kinds the shard step keeps."""
+    for field in IMAGE_FIELDS:
+        if field in sample:
+            data: bytes = sample[field]
+            return data
+    raise ShardReadError(f"sample {sample['__key__']} in {sample.get('__url__')}: no image member")
 
 
 def decode(data: bytes, key: str) -> Image.Image:

@@ -1,0 +1,44 @@
+"""The ILSVRC2012 devkit: class order (``data/meta.mat``) and val labels (the ground-truth file beside it).
+
+Read as torchvision's ``datasets.imagenet.parse_meta_mat`` and ``parse_val_groundtruth_txt``
+read them (leaf synsets by ILSVRC2012_ID; one ID per line), straight from the
+``ILSVRC2012_devkit_t12.tar.gz`` archive or its extracted directory, without importing
+torch, so ``inspect`` and the CLI stay fast.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+from jobs.errors import UserError
+from jobs.shard.sources import ValLabels, parse_ground_truth, synsets_from_meta_mat
+
+META = "data/meta.mat"
+GROUND_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"
+
+
+def read_devkit(path: Path) -> ValLabels:
+    if path.is_dir():
+        for needed in (META, GROUND_TRUTH):
+            if not (path / needed).is_file():
+                raise UserError(f"{path}: no {needed} (expected the extracted ILSVRC2012 devkit)")
+        wnids = synsets_from_meta_mat(path / META)
+        text = (path / GROUND_TRUTH).read_text()
+        return ValLabels(wnids, parse_ground_truth(text, str(path / GROUND_TRUTH), len(wnids)), Path(GROUND_TRUTH).name)
+    try:
+        with tarfile.open(path) as tar:
+            found = {m.name.split("/", 1)[-1]: m for m in tar.getmembers() if m.isfile()}
+            blobs: dict[str, bytes] = {}
+            for needed in (META, GROUND_TRUTH):
+                member = found.get(needed)
+                extracted = tar.extractfile(member) if member is not None else None
+                if extracted is None:
+                    raise UserError(f"{path}: no <devkit>/{needed} inside (expected ILSVRC2012_devkit_t12.tar.gz)")
+                blobs[needed] = extracted.read()
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise UserError(f"{path}: not a readable devkit archive ({exc})") from None
+    wnids = synsets_from_meta_mat(io.BytesIO(blobs[META]), f"{path}:{META}")
+    truth = parse_ground_truth(blobs[GROUND_TRUTH].decode(), f"{path}:{GROUND_TRUTH}", len(wnids))
+    return ValLabels(wnids, truth, Path(GROUND_TRUTH).name)

@@ -1,0 +1,95 @@
+"""The ILSVRC2012 tars read in place: nothing is extracted, each image is one ``pread`` at its offset.
+
+``ILSVRC2012_img_train.tar`` is an uncompressed tar of 1,000 per-class tars
+(``n01440764.tar`` holding ``n01440764_10026.JPEG`` …); ``ILSVRC2012_img_val.tar`` is a flat
+tar of 50,000 JPEGs. Listing reads only the 512-byte headers (seeking over the images), so
+it costs one small read per image, not a pass over the 140 GB; writers then read any
+sample directly, which is what a global shuffle needs. Both tars name their members as
+the extracted tree would (``<wnid>/<file>``, ``<file>``), so the shards are the same bytes
+as those made from the extracted directories.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from jobs.errors import UserError
+from jobs.shard.sources import Entries, ValLabels
+
+_fds: dict[str, int] = {}  # path -> descriptor, per process (inherited across fork; pread keeps no offset)
+
+
+@dataclass(frozen=True)
+class TarSource:
+    path: str
+
+    def read(self, loc: tuple[int, int]) -> bytes:
+        offset, size = loc
+        fd = _fds.get(self.path)
+        if fd is None:
+            fd = _fds[self.path] = os.open(self.path, os.O_RDONLY)
+        data = os.pread(fd, size, offset)
+        if len(data) != size:
+            raise OSError(f"{self.path} ends inside this member (truncated archive)")
+        return data
+
+
+def _members(f: BinaryIO, where: str) -> Iterator[tarfile.TarInfo]:
+    """The headers of the tar that starts at ``f``'s position; offsets are absolute in ``f``."""
+    try:
+        with tarfile.open(fileobj=f, mode="r:") as tar:
+            yield from tar
+    except tarfile.ReadError as exc:
+        raise UserError(f"{where}: not an uncompressed tar ({exc}); a .tar.gz cannot be read in place") from None
+
+
+def list_train_tar(path: Path) -> Entries:
+    """Every image of every ``<wnid>.tar`` inside ``path``, as ``<wnid>/<file>``, sorted as a directory walk is."""
+    per_class: dict[str, list[tuple[str, tuple[int, int]]]] = {}
+    skipped = []
+    with open(path, "rb") as f:  # the outer and inner iterations share ``f``: tarfile seeks to each next header
+        for outer in _members(f, str(path)):
+            if not outer.isfile():
+                continue
+            if not outer.name.endswith(".tar"):
+                skipped.append({"path": outer.name, "reason": "not a per-class <wnid>.tar"})
+                continue
+            wnid = Path(outer.name).name.removesuffix(".tar")
+            f.seek(outer.offset_data)
+            members = per_class.setdefault(wnid, [])
+            end = outer.offset_data + outer.size
+            for inner in _members(f, f"{path}:{outer.name}"):
+                if inner.offset_data + inner.size > end:
+                    raise UserError(f"{path}:{outer.name}: member {inner.name} runs past the end of its class tar")
+                if inner.isfile():
+                    members.append((Path(inner.name).name, (inner.offset_data, inner.size)))
+    if not per_class:
+        raise UserError(f"{path}: no per-class <wnid>.tar members (expected ILSVRC2012_img_train.tar)")
+    classes = sorted(per_class)
+    entries = Entries(TarSource(str(path)), [], [], [], classes, skipped)
+    for wnid in classes:
+        for name, loc in sorted(per_class[wnid]):
+            entries.add(f"{wnid}/{name}", loc, wnid)
+    return entries
+
+
+def list_val_tar(path: Path, labels: ValLabels) -> Entries:
+    """The flat validation tar: each member's number names its ground-truth line."""
+    found = []
+    with open(path, "rb") as f:
+        for member in _members(f, str(path)):
+            if member.isfile():
+                found.append((Path(member.name).name, (member.offset_data, member.size)))
+    entries = Entries(TarSource(str(path)), [], [], [], sorted(labels.id_to_wnid))
+    for name, loc in sorted(found):
+        wnid, why = labels.wnid_of(name)
+        if wnid is None:
+            entries.skipped.append({"path": name, "reason": why})
+        else:
+            entries.add(name, loc, wnid)
+    return entries
