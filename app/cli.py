@@ -1,5 +1,6 @@
 """The headless CLI: ``clusterdeck submit|ls|show|diff|logs|metrics|watch|cancel|resume|stage|sample-data|demo``,
-and ``val-sort`` (a flat ILSVRC2012 val set as ImageFolder class folders).
+``val-sort`` (a flat ILSVRC2012 val set as ImageFolder class folders) and ``inspect`` (what an input or a
+shard set holds).
 
 ``--host NAME`` does the same on a cluster's login node over SSH (``app.remote``): every
 command that works on runs goes through a ``Deck``, this machine's or the login node's.
@@ -128,6 +129,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True, metavar="DIR", help="where the class folders go (not in VAL_DIR)")
     s.add_argument("--json", action="store_true", help="print the counts as JSON")
 
+    s = sub.add_parser(
+        "inspect", help="what a shard input or a shard set holds: counts, classes, sizes, bytes; checks shard sets"
+    )
+    s.add_argument("path", type=Path, metavar="PATH", help="a shard set (with index.json), an input directory or file")
+    s.add_argument(
+        "--format",
+        choices=["imagefolder", "ilsvrc-val", "ilsvrc-train-tar", "ilsvrc-val-tar", "npz", "shards"],
+        help="the layout of PATH (default: detected)",
+    )
+    s.add_argument("--devkit", type=Path, metavar="F", help="ILSVRC2012 devkit (.tar.gz or directory): val labels")
+    s.add_argument("--ground-truth", type=Path, metavar="F", help="val ground truth, with --synsets (or --devkit)")
+    s.add_argument("--synsets", type=Path, metavar="F", help="meta.mat or wnid-per-line text: val or npz class names")
+    s.add_argument("--no-verify", action="store_true", help="shard sets: check sizes only, not sha256")
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+
     sub.add_parser("demo", help="make sample data and shard it on this machine")
 
     s = sub.add_parser("trust", help="with --host: trust the login node's host key, given its fingerprint")
@@ -137,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-LOCAL_ONLY = ("stage", "sample-data", "val-sort", "demo")
+LOCAL_ONLY = ("stage", "sample-data", "val-sort", "inspect", "demo")
 """Commands on this machine's files: with --host, run them on the cluster itself."""
 
 
@@ -473,6 +489,26 @@ def cmd_val_sort(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from jobs.shard.inspect import failures, inspect_path, render
+
+    report = inspect_path(
+        args.path,
+        args.format,
+        devkit=args.devkit,
+        ground_truth=args.ground_truth,
+        synsets=args.synsets,
+        verify=not args.no_verify,
+    )
+    if args.json:
+        _print_json(report)
+    else:
+        print(render(report))
+    for problem in failures(report):
+        print(f"clusterdeck: error: {problem}", file=sys.stderr)
+    return EXIT_OK if report["ok"] else EXIT_FAILED
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from app.demo import run_demo
 
@@ -501,6 +537,7 @@ COMMANDS = {
     "stage": cmd_stage,
     "sample-data": cmd_sample_data,
     "val-sort": cmd_val_sort,
+    "inspect": cmd_inspect,
     "demo": cmd_demo,
     "trust": cmd_trust,
 }

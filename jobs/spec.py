@@ -140,7 +140,7 @@ class ShardInput(Section):
             if self.devkit is None:
                 missing = [k for k in ("ground_truth", "synsets") if getattr(self, k) is None]
                 if missing:
-                    raise ValueError(f"format {self.format!r} needs devkit, or ground_truth and synsets")
+                    raise ValueError(f"format {self.format!r} needs {' and '.join(missing)}, or devkit")
             elif self.ground_truth is not None or self.synsets is not None:
                 raise ValueError("give devkit, or ground_truth and synsets, not both")
         else:

@@ -93,6 +93,8 @@ def _is_union(annotation: Any) -> bool:
 
 def _kind(annotation: Any) -> Kind:
     args = [a for a in typing.get_args(annotation) if a is not type(None)] if _is_union(annotation) else [annotation]
+    if any(typing.get_origin(a) is list for a in args):  # ``int | list[str]`` too: TOML text parses as either
+        return "list"
     base = args[0] if args else annotation
     if typing.get_origin(base) is typing.Annotated:
         base = typing.get_args(base)[0]

@@ -277,7 +277,7 @@ def test_spec_errors_name_the_key(sample_data: SampleData, ilsvrc: dict[str, Pat
 
     val_tar = f'[shard.val]\ninput = "{ilsvrc["val"]}"\nformat = "ilsvrc-val-tar"\n'
     result = run_cli("submit", str(spec_file(val_tar)))
-    assert result.code == 2 and "shard.val" in result.err and "needs devkit" in result.err
+    assert result.code == 2 and "shard.val" in result.err and "needs ground_truth and synsets, or devkit" in result.err
     assert "Traceback" not in result.err
 
     wrong = f'[shard.train]\ninput = "{sample_data.train}"\ndevkit = "{ilsvrc["devkit"]}"\n'
@@ -289,3 +289,13 @@ def test_spec_errors_name_the_key(sample_data: SampleData, ilsvrc: dict[str, Pat
     result = run_cli("submit", str(spec_file(f'resize_shorter = 4\n[shard.train]\ninput = "{sample_data.train}"\n')))
     assert result.code == 2 and "shard.resize_shorter" in result.err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_form_takes_a_class_count_or_a_list() -> None:
+    from jobs.spec_form import form_sections, parse_value
+
+    field = next(f for sec in form_sections() for f in sec.fields if f.key == "shard.classes")
+    assert parse_value(field, "100") == 100
+    assert parse_value(field, '["n01440764", "n01443537"]') == ["n01440764", "n01443537"]
+    formats = next(f for sec in form_sections() for f in sec.fields if f.key == "shard.train.format")
+    assert {"ilsvrc-train-tar", "ilsvrc-val-tar", "npz"} <= set(formats.choices)

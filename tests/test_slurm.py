@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.sample_data import SampleData
+from jobs.sample_data import SampleData, make_devkit, make_train_tar, make_val_tar
 from jobs.shard.step import run_shard_part
 from jobs.spec import load_spec
 from tests.conftest import copy_with_stuck_file, require_slurm, run_cli, shard_spec, train_section
@@ -81,8 +81,21 @@ def test_shard_run_completes_on_slurm(sample_data: SampleData, tmp_path: Path, h
 
 
 def test_array_shard_run_merges_its_index(sample_data: SampleData, tmp_path: Path, home: Path) -> None:
+    """ImageNet as downloaded (the train and val tars, the devkit), read in place by three array tasks."""
     out = tmp_path / "shards"
-    spec = write_spec(tmp_path, sample_data, out, "array_tasks = 3\n")
+    text = shard_spec(sample_data, out, name="slurm shards")
+    train, val = text.index("[shard.train]"), text.index("[shard.val]")
+    tars = tmp_path / "ilsvrc"
+    tars.mkdir()
+    text = text[:train] + (
+        f'[shard.train]\ninput = "{make_train_tar(sample_data, tars / "ILSVRC2012_img_train.tar")}"\n'
+        'format = "ilsvrc-train-tar"\n'
+        f'[shard.val]\ninput = "{make_val_tar(sample_data, tars / "ILSVRC2012_img_val.tar")}"\n'
+        f'format = "ilsvrc-val-tar"\ndevkit = "{make_devkit(sample_data, tars / "ILSVRC2012_devkit_t12.tar.gz")}"\n'
+    )
+    assert val > train
+    spec = tmp_path / "spec.toml"
+    spec.write_text(text + RESOURCES + "array_tasks = 3\n")
     result = run_cli("submit", str(spec), "--executor", "slurm", "--wait", "--json")
     assert result.code == 0, result.err
     run_id = json.loads(result.out)["run_id"]
@@ -101,7 +114,11 @@ def test_array_shard_run_merges_its_index(sample_data: SampleData, tmp_path: Pat
     assert local is not None
     run_shard_part(local, "main", lambda _: None)
     assert (out / "index.json").read_bytes() == (local_out / "index.json").read_bytes()
-    assert sorted(p.name for p in out.glob("*.tar")) == sorted(p.name for p in local_out.glob("*.tar"))
+    assert {p.name: p.read_bytes() for p in out.glob("*.tar")} == {
+        p.name: p.read_bytes() for p in local_out.glob("*.tar")
+    }
+    index = json.loads((out / "index.json").read_text())
+    assert index["splits"]["train"]["samples"] == 72 and index["splits"]["val"]["samples"] == 24
 
 
 def test_cancel_a_running_slurm_job(sample_data: SampleData, tmp_path: Path, home: Path) -> None:
