@@ -299,3 +299,28 @@ def test_the_form_takes_a_class_count_or_a_list() -> None:
     assert parse_value(field, '["n01440764", "n01443537"]') == ["n01440764", "n01443537"]
     formats = next(f for sec in form_sections() for f in sec.fields if f.key == "shard.train.format")
     assert {"ilsvrc-train-tar", "ilsvrc-val-tar", "npz"} <= set(formats.choices)
+
+
+def test_a_model_trains_on_npz_shards(npz: NpzData, tmp_path: Path) -> None:
+    """The lossless PNG samples go through the same loader as JPEGs, train and val."""
+    from jobs.rundir import RunPaths
+    from jobs.train.step import run_train
+    from tests.conftest import SMALL_TRAIN
+
+    out = tmp_path / "s"
+    synsets = str(npz.synsets)
+    shard(
+        spec_of(
+            out,
+            train={"input": str(npz.train), "format": "npz", "synsets": synsets},
+            val={"input": str(npz.val), "format": "npz", "synsets": synsets},
+        )
+    )
+    spec = validate({"name": "t", "train": {"train_shards": str(out), **SMALL_TRAIN, "epochs": 1}})
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    run_train(spec, paths, 1, lambda progress: None)
+    records = [json.loads(line) for line in paths.metrics.read_text().splitlines()]
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert len(epochs) == 1 and epochs[0]["val_samples"] == 24, "every val PNG decoded and scored"
+    assert sum(r["kind"] == "train" for r in records) == 60 // 8, "full batches of the 60 train PNGs"

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 from PIL import Image
@@ -44,7 +44,8 @@ from jobs.shard.tarwrite import sha256_file
 
 FORMATS = ("imagefolder", "ilsvrc-val", "ilsvrc-train-tar", "ilsvrc-val-tar", "npz", "shards")
 SIZE_SAMPLE = 64  # images whose size is measured
-SHARDS_SAMPLED = 8  # shards of a split those images are read from
+SHARDS_SPREAD = 8  # a shard set's sample is spread over this many shards of a split ...
+SHARDS_READ = 16  # ... or more where they are small, up to this many
 SHOWN_CLASSES = 5
 SEED = 0
 DATASET_SPLITS = {"train", "val", "test"}
@@ -243,7 +244,7 @@ def inspect_npz(path: Path, synsets: Path | None) -> dict[str, Any]:
     for f in files:
         data_member, _ = _data_member(f)
         with zipfile.ZipFile(f) as z, z.open(data_member) as stream:
-            shape, fortran, dtype, _ = _npy_header(stream, str(f))  # type: ignore[arg-type]
+            shape, fortran, dtype, _ = _npy_header(cast(BinaryIO, stream), str(f))
         if dtype != np.uint8 or len(shape) != 2 or fortran:
             raise UserError(f"{f}: 'data' is {dtype} {shape}; expected a C-ordered N×(3·S·S) uint8 array")
         labels = _labels(f)
@@ -350,17 +351,19 @@ def _check(root: Path, shard: dict[str, Any], verify: bool) -> str | None:
 
 
 def _shard_sizes(root: Path, shards: list[dict[str, Any]]) -> dict[str, Any]:
-    """Sizes of a seeded sample of images from a few of the shards, read from their tar members' headers."""
+    """Sizes of a seeded sample of images spread over a few shards, each read from its tar member's header."""
     rng = np.random.default_rng(SEED)
-    chosen = _pick(len(shards), SHARDS_SAMPLED, rng)
-    per_shard = -(-SIZE_SAMPLE // max(len(chosen), 1))
+    per_shard = -(-SIZE_SAMPLE // max(min(len(shards), SHARDS_SPREAD), 1))
     sizes: list[tuple[int, int]] = []
     unreadable = 0
-    for i in chosen:
+    for i in rng.permutation(len(shards))[:SHARDS_READ].tolist():
+        wanted = min(per_shard, SIZE_SAMPLE - len(sizes) - unreadable)
+        if wanted <= 0:
+            break
         try:
             with tarfile.open(root / shards[i]["file"], "r:") as tar:
                 images = [m for m in tar if m.isfile() and m.name.rsplit(".", 1)[-1] in IMAGE_FIELDS]
-                for j in _pick(len(images), max(0, min(per_shard, SIZE_SAMPLE - len(sizes) - unreadable)), rng):
+                for j in _pick(len(images), wanted, rng):
                     member = tar.extractfile(images[j])
                     assert member is not None
                     try:
@@ -369,7 +372,7 @@ def _shard_sizes(root: Path, shards: list[dict[str, Any]]) -> dict[str, Any]:
                     except _IMAGE_ERRORS:
                         unreadable += 1
         except (OSError, tarfile.TarError):
-            unreadable += 1  # damaged after all: counted here, named by the checks
+            continue  # a damaged shard: the checks name it
     return _size_stats(sizes, unreadable)
 
 
@@ -396,7 +399,10 @@ def _line(key: str, value: str) -> str:
 
 
 def _mb(n: int) -> str:
-    return f"{n} ({n / 1e6:.1f} MB)" if n < 1e9 else f"{n} ({n / 1e9:.2f} GB)"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n} ({n / scale:.1f} {unit})"
+    return f"{n}"
 
 
 def _sizes(sizes: dict[str, Any]) -> str:
@@ -426,7 +432,8 @@ def _input_lines(r: dict[str, Any]) -> list[str]:
     lines.append(_line("bytes", _mb(r["bytes"])))
     if r["npz"]:
         n = r["npz"]
-        lines.append(_line("npz", f"{n['batches']} batches of {n['side']}×{n['side']}, {_mb(n['file_bytes'])} on disk"))
+        batches = f"{n['batches']} batch" + ("es" if n["batches"] != 1 else "")
+        lines.append(_line("npz", f"{batches} of {n['side']}×{n['side']}, {_mb(n['file_bytes'])} on disk"))
     sizes = r["image_sizes"]
     lines.append(_line("sizes", f"{_sizes(sizes)}  (W×H min / median / max of {sizes['measured']})"))
     lines.append(_line("skipped", _skip_text(r["skipped"])))
