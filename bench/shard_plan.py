@@ -1,0 +1,133 @@
+"""Per-core sharding rates for each ImageNet input shape, and the plan they give for the full train set.
+
+Measures, with one writer process (one core), on generated ImageNet-sized JPEGs (shorter
+side 200–500 px, as ILSVRC2012's are mostly) made into the train tar's shape:
+
+- listing ``ILSVRC2012_img_train.tar`` (headers only): images listed per second;
+- sharding from that tar, keeping the original bytes: images/s and MB/s;
+- sharding from that tar with pre-resize (shorter side 256, JPEG quality 90): images/s;
+- sharding downsampled 64×64 npz batches to lossless PNG: images/s.
+
+Then prints, for 1,281,167 train images of --mean-kb each (ILSVRC2012_img_train.tar is about
+138 GiB, 110 KB an image) and --tasks array tasks of --cores cores: shard count and size,
+CPU-hours, the wall time if every core writes at the measured rate ("CPU-bound"; the step's
+1→2 worker scaling is measured by bench/shard.py), the read rate that needs, and the wall time
+when the filesystem gives only --fs-gb-s (an assumption: ask your admins).
+
+    python bench/shard_plan.py [--images 2000] [--repeat 2] [--tasks 16] [--cores 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from shard import make_tree, warm  # bench/shard.py (the script's directory is on sys.path)
+
+from jobs.sample_data import SampleData, make_npz_batches, make_train_tar
+from jobs.shard.step import run_shard_part
+from jobs.shard.tarsource import list_train_tar
+from jobs.spec import validate
+
+TRAIN_IMAGES = 1_281_167
+
+
+def best_of(repeat: int, run: Callable[[], Any]) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def shard_once(out: Path, train: dict[str, str], **settings: Any) -> dict[str, Any]:
+    shutil.rmtree(out, ignore_errors=True)
+    table = {"output": str(out), "shard_size_mb": 64, "workers": 1, "train": train, **settings}
+    spec = validate({"name": "plan", "shard": table}).shard
+    assert spec is not None
+    with contextlib.redirect_stdout(io.StringIO()):
+        run_shard_part(spec, "main", lambda _: None)
+    index: dict[str, Any] = json.loads((out / "index.json").read_text())
+    return index
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--tasks", type=int, default=16)
+    parser.add_argument("--cores", type=int, default=8)
+    parser.add_argument("--mean-kb", type=float, default=110.0, help="mean JPEG size of the real train set")
+    parser.add_argument("--shard-mb", type=float, default=1024.0, help="shard size of the plan (shard.shard_size_mb)")
+    parser.add_argument("--fs-gb-s", type=float, default=5.0, help="read rate the shared filesystem gives the array")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-plan-", dir=os.environ.get("BENCH_DIR")) as tmp:
+        root = Path(tmp)
+        make_tree(root, args.images)
+        tar = make_train_tar(SampleData(root, []), root / "ILSVRC2012_img_train.tar")
+        npz = make_npz_batches(root / "npz", classes=20, train_per_class=args.images // 20, side=64, batches=2)
+        warm(root / "train")
+        tar.read_bytes()
+        mean_kb = tar.stat().st_size / args.images / 1e3
+        from_tar = {"input": str(tar), "format": "ilsvrc-train-tar"}
+        out = root / "out"
+
+        listed = best_of(args.repeat, lambda: list_train_tar(tar))
+        kept = best_of(args.repeat, lambda: shard_once(out, from_tar))
+        resized = best_of(args.repeat, lambda: shard_once(out, from_tar, resize_shorter=256, jpeg_quality=90))
+        resized_kb = shard_once(out, from_tar, resize_shorter=256, jpeg_quality=90)["splits"]["train"]["bytes"]
+        resized_kb /= args.images * 1e3
+        pngs = best_of(args.repeat, lambda: shard_once(out, {"input": str(npz.train), "format": "npz"}))
+        png_kb = shard_once(out, {"input": str(npz.train), "format": "npz"})["splits"]["train"]["bytes"]
+        png_kb /= args.images * 1e3
+
+    n = args.images
+    cores = args.tasks * args.cores
+    kept_mb_s = n / kept * mean_kb / 1e3
+    print(
+        f"{n} generated JPEGs, {mean_kb:.0f} KB each on average; one writer process (one core); best of {args.repeat}"
+    )
+    print(f"  list the train tar (headers)   {n / listed:8.0f} images/s")
+    print(f"  shard, original bytes          {n / kept:8.0f} images/s  {kept_mb_s:5.0f} MB/s")
+    print(f"  shard, pre-resize 256 px q90   {n / resized:8.0f} images/s  ({resized_kb:.1f} KB stored per image)")
+    print(f"  shard, npz 64×64 → PNG         {n / pngs:8.0f} images/s  ({png_kb:.1f} KB stored per image)")
+    # Keeping bytes costs per byte (copy and sha256), so the real files' rate follows from MB/s;
+    # decoding and resizing cost per pixel, and these images have ImageNet's pixel counts.
+    rows = [
+        ("original bytes", kept_mb_s * 1e3 / args.mean_kb, args.mean_kb, args.mean_kb),
+        ("pre-resize 256 px, q90", n / resized, resized_kb, args.mean_kb),
+        ("npz 64×64 → PNG", n / pngs, png_kb, 64 * 64 * 3 / 1e3),
+    ]
+    print()
+    print(
+        f"Plan: {TRAIN_IMAGES:,} train images of {args.mean_kb:.0f} KB, {args.tasks} array tasks × {args.cores} cores"
+        f" = {cores} cores, shards of {args.shard_mb:.0f} MB, a filesystem that serves {args.fs_gb_s:g} GB/s"
+    )
+    print(f"  listing the train tar: {TRAIN_IMAGES / (n / listed):.0f} s in each task ({TRAIN_IMAGES:,} header reads)")
+    print(
+        f"  {'':<24} {'shards':>6} {'per task':>8} {'stored':>9} {'CPU-h':>6} {'CPU-bound':>9} {'reads':>9} {'at FS rate':>10}"
+    )
+    for name, rate, stored_kb, read_kb in rows:
+        stored_gb = TRAIN_IMAGES * stored_kb / 1e6
+        shards = max(1, round(stored_gb * 1e3 / args.shard_mb))
+        cpu_s = TRAIN_IMAGES / rate
+        read_gb_s = rate * cores * read_kb / 1e6
+        io_s = TRAIN_IMAGES * read_kb / 1e6 / args.fs_gb_s
+        print(
+            f"  {name:<24} {shards:6d} {shards / args.tasks:8.1f} {stored_gb:6.1f} GB {cpu_s / 3600:6.1f}"
+            f" {cpu_s / cores:7.0f} s {read_gb_s:5.1f} GB/s {max(io_s, cpu_s / cores):8.0f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()
