@@ -115,7 +115,8 @@ def main() -> None:
     )
     print(f"  listing the train tar: {TRAIN_IMAGES / (n / listed):.0f} s in each task ({TRAIN_IMAGES:,} header reads)")
     print(
-        f"  {'':<24} {'shards':>6} {'per task':>8} {'stored':>9} {'CPU-h':>6} {'CPU-bound':>9} {'reads':>9} {'at FS rate':>10}"
+        f"  {'':<24} {'shards':>6} {'per task':>8} {'stored':>9} {'CPU-h':>6} {'CPU-bound':>9}"
+        f" {'reads':>9} {'at FS rate':>10}"
     )
     for name, rate, stored_kb, read_kb in rows:
         stored_gb = TRAIN_IMAGES * stored_kb / 1e6
