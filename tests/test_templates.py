@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs.sample_data import make_devkit, make_npz_batches, make_train_tar, make_val_tar
 from jobs.spec import load_spec
 from tests.conftest import REPO
 
@@ -23,6 +24,13 @@ def test_template_validates(template: Path, sample_data, tmp_path: Path, monkeyp
     monkeypatch.setenv("SCRATCH", str(tmp_path / "scratch"))
     monkeypatch.setenv("PRETRAINED_WEIGHTS", str(sample_data.meta_mat))  # any existing file: the step reads it
     (tmp_path / "imagenet").symlink_to(sample_data.root)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    make_train_tar(sample_data, downloads / "ILSVRC2012_img_train.tar")
+    make_val_tar(sample_data, downloads / "ILSVRC2012_img_val.tar")
+    make_devkit(sample_data, downloads / "ILSVRC2012_devkit_t12.tar.gz")
+    monkeypatch.setenv("IMAGENET_DOWNLOADS", str(downloads))
+    monkeypatch.setenv("IMAGENET64", str(make_npz_batches(tmp_path / "imagenet64", classes=2, train_per_class=2).root))
     spec = load_spec(template)
     assert spec.name
     assert spec.steps
