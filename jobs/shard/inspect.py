@@ -23,8 +23,9 @@ import os
 import statistics
 import tarfile
 import zipfile
+import zlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -78,7 +79,16 @@ def inspect_path(
     for option, given in (("--devkit", devkit), ("--ground-truth", ground_truth), ("--synsets", synsets)):
         if given is not None and not given.exists():
             raise UserError(f"{option}: {given}: no such file or directory")
-    fmt = fmt or detect(path)
+    try:
+        return _inspect(path, fmt or detect(path), devkit, ground_truth, synsets, verify)
+    except OSError as exc:
+        where = exc.filename or path
+        raise UserError(f"{where}: cannot read ({exc.strerror or exc}); is {path} a {fmt or 'known'} input?") from None
+
+
+def _inspect(
+    path: Path, fmt: str, devkit: Path | None, ground_truth: Path | None, synsets: Path | None, verify: bool
+) -> dict[str, Any]:
     if fmt not in FORMATS:
         raise UserError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     labels_given = devkit is not None or ground_truth is not None
@@ -86,15 +96,11 @@ def inspect_path(
         raise UserError(f"--devkit/--ground-truth: only for ilsvrc-val and ilsvrc-val-tar inputs ({path} is {fmt})")
     if synsets is not None and fmt not in ("ilsvrc-val", "ilsvrc-val-tar", "npz"):
         raise UserError(f"--synsets: only for ilsvrc-val, ilsvrc-val-tar and npz inputs ({path} is {fmt})")
-    try:
-        if fmt == "shards":
-            return inspect_shards(path, verify)
-        if fmt == "npz":
-            return inspect_npz(path, synsets)
-        return inspect_input(path, fmt, _val_labels(devkit, ground_truth, synsets))
-    except OSError as exc:
-        where = exc.filename or path
-        raise UserError(f"{where}: cannot read ({exc.strerror or exc}); is {path} a {fmt} input?") from None
+    if fmt == "shards":
+        return inspect_shards(path, verify)
+    if fmt == "npz":
+        return inspect_npz(path, synsets)
+    return inspect_input(path, fmt, _val_labels(devkit, ground_truth, synsets))
 
 
 def detect(path: Path) -> str:
@@ -148,6 +154,8 @@ def _val_labels(devkit: Path | None, ground_truth: Path | None, synsets: Path | 
         return val_labels(ground_truth, synsets)
     if ground_truth is not None:
         raise UserError("--ground-truth: needs --synsets too (the class of each ILSVRC2012_ID), or give --devkit")
+    if synsets is not None:
+        raise UserError("--synsets: a val input needs --ground-truth too (the ID of each image), or give --devkit")
     return None
 
 
@@ -165,12 +173,14 @@ def inspect_input(path: Path, fmt: str, labels: ValLabels | None) -> dict[str, A
         entries = list_val_tar(path, known)
     else:
         entries = list_ilsvrc_val(path, known)
+    if not entries.names and not entries.skipped:
+        raise UserError(f"{path}: no images found as {fmt}")
     classed = fmt in ("imagefolder", "ilsvrc-train-tar") or labels is not None
     return {
         **_input_base(path, fmt),
         "images": len(entries.names),
         "bytes": _entry_bytes(entries),
-        "classes": _classes(entries.classes, entries.wnids) if classed else None,
+        "classes": _classes(entries.classes, Counter(entries.wnids)) if classed else None,
         "classes_note": None if classed else NEEDS_LABELS,
         "image_sizes": _sample_sizes(entries),
         "skipped": _skipped(entries.skipped),
@@ -190,9 +200,8 @@ def _entry_bytes(entries: Entries) -> int:
     return sum(os.stat(os.path.join(root, loc)).st_size for loc in entries.locs)
 
 
-def _classes(classes: Sequence[str], wnids: Iterable[str]) -> dict[str, Any]:
+def _classes(classes: Sequence[str], counts: Mapping[str, int]) -> dict[str, Any]:
     """How many classes the input declares, how many have images, and the fewest and most images of one."""
-    counts = Counter(wnids)
     per_class = [counts.get(c, 0) for c in classes]
     return {
         "count": len(classes),
@@ -243,8 +252,11 @@ def inspect_npz(path: Path, synsets: Path | None) -> dict[str, Any]:
     side, rows, per_file = None, 0, []
     for f in files:
         data_member, _ = _data_member(f)
-        with zipfile.ZipFile(f) as z, z.open(data_member) as stream:
-            shape, fortran, dtype, _ = _npy_header(cast(BinaryIO, stream), str(f))
+        try:
+            with zipfile.ZipFile(f) as z, z.open(data_member) as stream:
+                shape, fortran, dtype, _ = _npy_header(cast(BinaryIO, stream), str(f))
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise UserError(f"{f}: not a readable .npz ({exc})") from None
         if dtype != np.uint8 or len(shape) != 2 or fortran:
             raise UserError(f"{f}: 'data' is {dtype} {shape}; expected a C-ordered N×(3·S·S) uint8 array")
         labels = _labels(f)
@@ -260,16 +272,16 @@ def inspect_npz(path: Path, synsets: Path | None) -> dict[str, Any]:
         side, rows = s, rows + shape[0]
         per_file.append(labels)
     assert side is not None
-    counts = Counter(int(k) for labels in per_file for k in labels.tolist())
-    names = names if names is not None else label_names(None, max(counts, default=0))
-    classes = sorted(names) if synsets is not None else sorted(names[k - 1] for k in counts)
-    wnids = Counter({names[k - 1]: n for k, n in counts.items()})
+    found, counts = np.unique(np.concatenate(per_file), return_counts=True)
+    names = names if names is not None else label_names(None, int(found.max(initial=0)))
+    per_class = {names[k - 1]: n for k, n in zip(found.tolist(), counts.tolist(), strict=True)}
+    classes = sorted(names) if synsets is not None else sorted(per_class)
     square = {"min": side, "median": side, "max": side}
     return {
         **_input_base(path, "npz"),
         "images": rows,
         "bytes": rows * 3 * side * side,
-        "classes": _classes(classes, wnids.elements()),
+        "classes": _classes(classes, per_class),
         "classes_note": None,
         "image_sizes": {"measured": rows, "unreadable": 0, "width": square, "height": dict(square)},
         "skipped": _skipped([]),
@@ -475,7 +487,7 @@ def _shard_lines(r: dict[str, Any]) -> list[str]:
         if s["skipped"]["first"]:
             lines.append(f"{name}: first skipped: {s['skipped']['first']['path']}: {s['skipped']['first']['reason']}")
     v = r["verify"]
-    checked = "size and sha256" if v["sha256"] else "size only (--no-verify)"
+    checked = "size and sha256" if v["sha256"] else "size only: --no-verify"
     lines.append("")
     if not v["problems"]:
         lines.append(_line("verify", f"{v['ok']} of {v['shards']} shards match the index ({checked})"))
