@@ -38,7 +38,8 @@ def read_devkit(path: Path) -> ValLabels:
                     raise UserError(f"{path}: no <devkit>/{needed} inside (expected ILSVRC2012_devkit_t12.tar.gz)")
                 blobs[needed] = extracted.read()
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise UserError(f"{path}: not a readable devkit archive ({exc})") from None
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: not a readable devkit archive ({first_line})") from None
     wnids = synsets_from_meta_mat(io.BytesIO(blobs[META]), f"{path}:{META}")
     truth = parse_ground_truth(blobs[GROUND_TRUTH].decode(), f"{path}:{GROUND_TRUTH}", len(wnids))
     return ValLabels(wnids, truth, Path(GROUND_TRUTH).name)

@@ -22,13 +22,11 @@ import io
 import os
 import statistics
 import tarfile
-import zipfile
-import zlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -38,9 +36,9 @@ from jobs.errors import UserError
 from jobs.shard.devkit import read_devkit
 from jobs.shard.encode import IMAGE_FIELDS
 from jobs.shard.index import INDEX, INDEX_FORMAT
-from jobs.shard.npzsource import _data_member, _labels, _npy_header, label_names, npz_files, side_of
+from jobs.shard.npzsource import read_batches
 from jobs.shard.sources import VAL_NAME, Entries, FileSource, ValLabels, list_ilsvrc_val, list_imagefolder, val_labels
-from jobs.shard.tarsource import TarSource, _members, list_train_tar, list_val_tar
+from jobs.shard.tarsource import TarSource, list_train_tar, list_val_tar, tar_members
 from jobs.shard.tarwrite import sha256_file
 
 FORMATS = ("imagefolder", "ilsvrc-val", "ilsvrc-train-tar", "ilsvrc-val-tar", "npz", "shards")
@@ -139,7 +137,7 @@ def detect(path: Path) -> str:
 def _tar_kind(path: Path) -> str:
     """A tar of ``<wnid>.tar`` members is the train tar; a flat tar of images is the val tar."""
     with open(path, "rb") as f:
-        first = next((m for m in _members(f, str(path)) if m.isfile()), None)
+        first = next((m for m in tar_members(f, str(path)) if m.isfile()), None)
     if first is None:
         raise UserError(f"{path}: a tar without files")
     return "ilsvrc-train-tar" if first.name.endswith(".tar") else "ilsvrc-val-tar"
@@ -247,35 +245,11 @@ def _size_stats(sizes: list[tuple[int, int]], unreadable: int) -> dict[str, Any]
 
 def inspect_npz(path: Path, synsets: Path | None) -> dict[str, Any]:
     """Batches from their ``.npy`` headers and labels: nothing inflated, whatever the compression."""
-    files = npz_files(path)
-    names = label_names(synsets, 0) if synsets is not None else None
-    side, rows, per_file = None, 0, []
-    for f in files:
-        data_member, _ = _data_member(f)
-        try:
-            with zipfile.ZipFile(f) as z, z.open(data_member) as stream:
-                shape, fortran, dtype, _ = _npy_header(cast(BinaryIO, stream), str(f))
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-            raise UserError(f"{f}: not a readable .npz ({exc})") from None
-        if dtype != np.uint8 or len(shape) != 2 or fortran:
-            raise UserError(f"{f}: 'data' is {dtype} {shape}; expected a C-ordered N×(3·S·S) uint8 array")
-        labels = _labels(f)
-        if len(labels) != shape[0]:
-            raise UserError(f"{f}: {len(labels)} labels for {shape[0]} images")
-        s = side_of(shape[1], str(f))
-        if side is not None and s != side:
-            raise UserError(f"{f}: {s}×{s} images, but {files[0]} holds {side}×{side}")
-        if len(labels) and (labels.min() < 1 or (names is not None and labels.max() > len(names))):
-            bad = int(labels.min()) if labels.min() < 1 else int(labels.max())
-            top = f"1..{len(names)} (the lines of {synsets})" if names is not None else "1 or more"
-            raise UserError(f"{f}: label {bad} is outside {top}; labels are 1-based")
-        side, rows = s, rows + shape[0]
-        per_file.append(labels)
-    assert side is not None
-    found, counts = np.unique(np.concatenate(per_file), return_counts=True)
-    names = names if names is not None else label_names(None, int(found.max(initial=0)))
-    per_class = {names[k - 1]: n for k, n in zip(found.tolist(), counts.tolist(), strict=True)}
-    classes = sorted(names) if synsets is not None else sorted(per_class)
+    batches = read_batches(path, synsets)
+    files, side, rows = batches.files, batches.side, batches.rows
+    found, counts = np.unique(np.concatenate(batches.labels), return_counts=True)
+    per_class = {batches.names[k - 1]: n for k, n in zip(found.tolist(), counts.tolist(), strict=True)}
+    classes = batches.classes
     square = {"min": side, "median": side, "max": side}
     return {
         **_input_base(path, "npz"),

@@ -21,9 +21,10 @@ import re
 import shutil
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import numpy as np
 
@@ -66,7 +67,7 @@ def side_of(columns: int, where: str) -> int:
     return side
 
 
-def _data_member(path: Path) -> tuple[zipfile.ZipInfo, int]:
+def data_member(path: Path) -> tuple[zipfile.ZipInfo, int]:
     """The zip entry of ``data.npy`` and the offset of its bytes in the file."""
     try:
         with zipfile.ZipFile(path) as z:
@@ -82,7 +83,7 @@ def _data_member(path: Path) -> tuple[zipfile.ZipInfo, int]:
     return info, info.header_offset + _ZIP_LOCAL_HEADER + name_len + extra_len
 
 
-def _npy_header(f: BinaryIO, where: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+def npy_header(f: BinaryIO, where: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
     """(shape, fortran order, dtype, offset of the array's bytes) of the .npy that starts at ``f``'s position."""
     fmt = np.lib.format
     try:
@@ -96,7 +97,7 @@ def _npy_header(f: BinaryIO, where: str) -> tuple[tuple[int, ...], bool, np.dtyp
 
 def data_location(path: Path, cache: Path) -> Path:
     """Where ``path``'s data can be mapped from: the .npz itself when stored, else an inflated copy in ``cache``."""
-    info, _ = _data_member(path)
+    info, _ = data_member(path)
     if info.compress_type == zipfile.ZIP_STORED:
         return path
     st = path.stat()
@@ -116,16 +117,16 @@ def data_location(path: Path, cache: Path) -> Path:
 
 def map_data(path: Path, mapped: Path) -> np.ndarray:
     """``data`` of ``path`` memory-mapped from ``mapped`` (the .npz itself, or its inflated .npy)."""
-    start = _data_member(path)[1] if mapped == path else 0
+    start = data_member(path)[1] if mapped == path else 0
     with open(mapped, "rb") as f:
         f.seek(start)
-        shape, fortran, dtype, offset = _npy_header(f, str(path))
+        shape, fortran, dtype, offset = npy_header(f, str(path))
     if dtype != np.uint8 or len(shape) != 2 or fortran:
         raise UserError(f"{path}: 'data' is {dtype} {shape}; expected a C-ordered N×(3·S·S) uint8 array")
     return np.memmap(mapped, dtype=np.uint8, mode="r", offset=offset, shape=shape)
 
 
-def _labels(path: Path) -> np.ndarray:
+def read_labels(path: Path) -> np.ndarray:
     try:
         with np.load(path) as z:
             return np.asarray(z["labels"]).astype(np.int64).reshape(-1)
@@ -133,6 +134,60 @@ def _labels(path: Path) -> np.ndarray:
         raise UserError(f"{path}: no 'labels' array") from None
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
         raise UserError(f"{path}: not a readable .npz ({exc})") from None
+
+
+def _data_shape(path: Path) -> tuple[int, int]:
+    """``data``'s (rows, columns) from its .npy header, read through the zip: nothing inflated but the header."""
+    info, _ = data_member(path)
+    try:
+        with zipfile.ZipFile(path) as z, z.open(info) as stream:
+            shape, fortran, dtype, _ = npy_header(cast(BinaryIO, stream), str(path))
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise UserError(f"{path}: not a readable .npz ({exc})") from None
+    if dtype != np.uint8 or len(shape) != 2 or fortran:
+        raise UserError(f"{path}: 'data' is {dtype} {shape}; expected a C-ordered N×(3·S·S) uint8 array")
+    return shape[0], shape[1]
+
+
+@dataclass(frozen=True)
+class Batches:
+    """The batches of an npz input, checked: one image size, a label per row, labels in range."""
+
+    files: list[Path]
+    labels: list[np.ndarray]  # 1-based, per file
+    side: int
+    names: list[str]  # class name of label k at index k - 1
+    classes: list[str]  # every class: all the synsets' when given, else the labels seen; sorted
+
+    @property
+    def rows(self) -> int:
+        return sum(len(labels) for labels in self.labels)
+
+
+def read_batches(path: Path, synsets: Path | None) -> Batches:
+    files = npz_files(path)
+    given = read_synsets(synsets) if synsets is not None else None
+    side: int | None = None
+    per_file = []
+    for f in files:
+        rows, columns = _data_shape(f)
+        labels = read_labels(f)
+        if len(labels) != rows:
+            raise UserError(f"{f}: {len(labels)} labels for {rows} images")
+        s = side_of(columns, str(f))
+        if side is not None and s != side:
+            raise UserError(f"{f}: {s}×{s} images, but {files[0]} holds {side}×{side}")
+        side = s
+        if len(labels) and (labels.min() < 1 or (given is not None and labels.max() > len(given))):
+            bad = int(labels.min()) if labels.min() < 1 else int(labels.max())
+            top = f"1..{len(given)} (the lines of {synsets})" if given is not None else "1 or more"
+            raise UserError(f"{f}: label {bad} is outside {top}; labels are 1-based")
+        per_file.append(labels)
+    assert side is not None
+    highest = max((int(labels.max()) for labels in per_file if len(labels)), default=0)
+    names = given if given is not None else label_names(None, highest)
+    seen = {names[k - 1] for labels in per_file for k in np.unique(labels).tolist()}
+    return Batches(files, per_file, side, names, sorted(names) if given is not None else sorted(seen))
 
 
 def label_names(synsets: Path | None, count: int) -> list[str]:
@@ -144,34 +199,13 @@ def label_names(synsets: Path | None, count: int) -> list[str]:
 
 def list_npz(path: Path, synsets: Path | None, cache: Path) -> Entries:
     """Every row of every batch, in file then row order, named ``<file>#<row>``."""
-    files = npz_files(path)
-    names = label_names(synsets, 0) if synsets is not None else None
-    mapped, side = [], None
-    per_file = []
-    for f in files:
-        location = data_location(f, cache)
-        data = map_data(f, location)
-        labels = _labels(f)
-        if len(labels) != data.shape[0]:
-            raise UserError(f"{f}: {len(labels)} labels for {data.shape[0]} images")
-        s = side_of(data.shape[1], str(f))
-        if side is not None and s != side:
-            raise UserError(f"{f}: {s}×{s} images, but {files[0]} holds {side}×{side}")
-        side = s
-        if len(labels) and (labels.min() < 1 or (names is not None and labels.max() > len(names))):
-            bad = int(labels.min()) if labels.min() < 1 else int(labels.max())
-            top = f"1..{len(names)} (the lines of {synsets})" if names is not None else "1 or more"
-            raise UserError(f"{f}: label {bad} is outside {top}; labels are 1-based")
-        mapped.append(str(location))
-        per_file.append(labels)
-    assert side is not None
-    highest = max((int(labels.max()) for labels in per_file if len(labels)), default=0)
-    names = names if names is not None else label_names(None, highest)
-    present = sorted({names[k - 1] for labels in per_file for k in np.unique(labels).tolist()})
-    # With synsets every listed class exists (a batch may lack some); without, the labels seen are the classes.
-    classes = sorted(names) if synsets is not None else present
-    entries = Entries(NpzSource(tuple(str(f) for f in files), tuple(mapped), side), [], [], [], classes)
-    for i, (f, labels) in enumerate(zip(files, per_file, strict=True)):
+    batches = read_batches(path, synsets)
+    mapped = tuple(str(data_location(f, cache)) for f in batches.files)
+    source = NpzSource(tuple(str(f) for f in batches.files), mapped, batches.side)
+    for f, location in zip(batches.files, mapped, strict=True):
+        map_data(f, Path(location))  # a damaged inflated copy is found now, not in every writer
+    entries = Entries(source, [], [], [], batches.classes)
+    for i, (f, labels) in enumerate(zip(batches.files, batches.labels, strict=True)):
         for row, label in enumerate(labels.tolist()):
-            entries.add(f"{f.name}#{row}", (i, row), names[label - 1])
+            entries.add(f"{f.name}#{row}", (i, row), batches.names[label - 1])
     return entries

@@ -39,7 +39,7 @@ class TarSource:
         return data
 
 
-def _members(f: BinaryIO, where: str) -> Iterator[tarfile.TarInfo]:
+def tar_members(f: BinaryIO, where: str) -> Iterator[tarfile.TarInfo]:
     """The headers of the tar that starts at ``f``'s position; offsets are absolute in ``f``."""
     try:
         with tarfile.open(fileobj=f, mode="r:") as tar:
@@ -53,7 +53,7 @@ def list_train_tar(path: Path) -> Entries:
     per_class: dict[str, list[tuple[str, tuple[int, int]]]] = {}
     skipped = []
     with open(path, "rb") as f:  # the outer and inner iterations share ``f``: tarfile seeks to each next header
-        for outer in _members(f, str(path)):
+        for outer in tar_members(f, str(path)):
             if not outer.isfile():
                 continue
             if not outer.name.endswith(".tar"):
@@ -63,7 +63,7 @@ def list_train_tar(path: Path) -> Entries:
             f.seek(outer.offset_data)
             members = per_class.setdefault(wnid, [])
             end = outer.offset_data + outer.size
-            for inner in _members(f, f"{path}:{outer.name}"):
+            for inner in tar_members(f, f"{path}:{outer.name}"):
                 if inner.offset_data + inner.size > end:
                     raise UserError(f"{path}:{outer.name}: member {inner.name} runs past the end of its class tar")
                 if inner.isfile():
@@ -82,7 +82,7 @@ def list_val_tar(path: Path, labels: ValLabels) -> Entries:
     """The flat validation tar: each member's number names its ground-truth line."""
     found = []
     with open(path, "rb") as f:
-        for member in _members(f, str(path)):
+        for member in tar_members(f, str(path)):
             if member.isfile():
                 found.append((Path(member.name).name, (member.offset_data, member.size)))
     entries = Entries(TarSource(str(path)), [], [], [], sorted(labels.id_to_wnid))
