@@ -7,11 +7,9 @@ A shard set is reported from its ``index.json``, with image sizes from a few of 
 and every shard checked against the index: size, then sha256 (``verify=False`` skips the
 hashing, which reads every byte).
 
-``npz`` batches are the exception to "listed as the shard step lists them": ``list_npz``
-maps each file's ``data``, and a compressed ``data`` would first be inflated to disk. The
-report needs only each array's shape and labels, so inspect reads the ``.npy`` header
-through the zip stream (a few KB inflated) and the small ``labels`` member, and applies the
-same checks as ``list_npz``.
+``npz`` batches are checked by the same ``read_batches`` the shard step uses, which reads
+each ``.npy`` header through the zip stream and the small ``labels`` member; inspect stops
+there, so a compressed ``data`` is never inflated.
 
 No torch, torchvision or webdataset here: the CLI must start fast on a login node.
 """
