@@ -9,10 +9,11 @@ side 200–500 px, as ILSVRC2012's are mostly) made into the train tar's shape:
 - sharding downsampled 64×64 npz batches to lossless PNG: images/s.
 
 Then prints, for 1,281,167 train images of --mean-kb each (ILSVRC2012_img_train.tar is about
-138 GiB, 110 KB an image) and --tasks array tasks of --cores cores: shard count and size,
-CPU-hours, the wall time if every core writes at the measured rate ("CPU-bound"; the step's
-1→2 worker scaling is measured by bench/shard.py), the read rate that needs, and the wall time
-when the filesystem gives only --fs-gb-s (an assumption: ask your admins).
+138 GiB, 110 KB an image), --tasks array tasks of --cores writers and each --shard-mb: shard
+count and size, CPU-hours, the wall time if every writer runs at the measured rate
+("CPU-bound": shards are written whole by one process, in rounds; the step's 1→2 worker
+scaling is measured by bench/shard.py), the wall time if the filesystem gives only --fs-gb-s
+("I/O-bound": an assumption, ask your admins), and the filesystem rate the CPU-bound time needs.
 
     python bench/shard_plan.py [--images 2000] [--repeat 2] [--tasks 16] [--cores 8]
 """
@@ -23,6 +24,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -68,7 +70,12 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=16)
     parser.add_argument("--cores", type=int, default=8)
     parser.add_argument("--mean-kb", type=float, default=110.0, help="mean JPEG size of the real train set")
-    parser.add_argument("--shard-mb", type=float, default=1024.0, help="shard size of the plan (shard.shard_size_mb)")
+    parser.add_argument(
+        "--shard-mb",
+        type=lambda text: [float(v) for v in text.split(",")],
+        default=[1024.0, 128.0],
+        help="shard sizes to plan for, comma-separated (shard.shard_size_mb)",
+    )
     parser.add_argument("--fs-gb-s", type=float, default=5.0, help="read rate the shared filesystem gives the array")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-plan-", dir=os.environ.get("BENCH_DIR")) as tmp:
@@ -111,23 +118,27 @@ def main() -> None:
     print()
     print(
         f"Plan: {TRAIN_IMAGES:,} train images of {args.mean_kb:.0f} KB, {args.tasks} array tasks × {args.cores} cores"
-        f" = {cores} cores, shards of {args.shard_mb:.0f} MB, a filesystem that serves {args.fs_gb_s:g} GB/s"
+        f" = {cores} writers, a filesystem that serves {args.fs_gb_s:g} GB/s (reads and writes together)"
     )
     print(f"  listing the train tar: {TRAIN_IMAGES / (n / listed):.0f} s in each task ({TRAIN_IMAGES:,} header reads)")
     print(
-        f"  {'':<24} {'shards':>6} {'per task':>8} {'stored':>9} {'CPU-h':>6} {'CPU-bound':>9}"
-        f" {'reads':>9} {'at FS rate':>10}"
+        f"  {'':<24} {'shard MB':>8} {'shards':>6} {'stored':>9} {'CPU-h':>6} {'CPU-bound':>9}"
+        f" {'I/O-bound':>9} {'needs':>9}"
     )
     for name, rate, stored_kb, read_kb in rows:
-        stored_gb = TRAIN_IMAGES * stored_kb / 1e6
-        shards = max(1, round(stored_gb * 1e3 / args.shard_mb))
-        cpu_s = TRAIN_IMAGES / rate
-        read_gb_s = rate * cores * read_kb / 1e6
-        io_s = TRAIN_IMAGES * read_kb / 1e6 / args.fs_gb_s
-        print(
-            f"  {name:<24} {shards:6d} {shards / args.tasks:8.1f} {stored_gb:6.1f} GB {cpu_s / 3600:6.1f}"
-            f" {cpu_s / cores:7.0f} s {read_gb_s:5.1f} GB/s {max(io_s, cpu_s / cores):8.0f} s"
-        )
+        for shard_mb in args.shard_mb:
+            stored_gb = TRAIN_IMAGES * stored_kb / 1e6
+            shards = max(1, round(stored_gb * 1e3 / shard_mb))
+            # A task's writers take its shards in rounds; a shard is written by one process.
+            rounds = math.ceil(math.ceil(shards / args.tasks) / args.cores)
+            cpu_bound = rounds * (TRAIN_IMAGES / shards) / rate
+            io_bound = TRAIN_IMAGES * (read_kb + stored_kb) / 1e6 / args.fs_gb_s
+            needs = TRAIN_IMAGES * (read_kb + stored_kb) / 1e6 / cpu_bound
+            print(
+                f"  {name:<24} {shard_mb:8.0f} {shards:6d} {stored_gb:6.1f} GB {TRAIN_IMAGES / rate / 3600:6.1f}"
+                f" {cpu_bound:7.0f} s {io_bound:7.0f} s {needs:4.1f} GB/s"
+            )
+    print("  wall time ≈ the larger of CPU-bound and I/O-bound, plus the listing and the jobs' start")
 
 
 if __name__ == "__main__":
