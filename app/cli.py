@@ -134,9 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("path", type=Path, metavar="PATH", help="a shard set (with index.json), an input directory or file")
     s.add_argument(
-        "--format",
-        choices=["imagefolder", "ilsvrc-val", "ilsvrc-train-tar", "ilsvrc-val-tar", "npz", "shards"],
-        help="the layout of PATH (default: detected)",
+        "--format", metavar="F", help="the layout of PATH: a shard.*.format, or 'shards' (default: detected)"
     )
     s.add_argument("--devkit", type=Path, metavar="F", help="ILSVRC2012 devkit (.tar.gz or directory): val labels")
     s.add_argument("--ground-truth", type=Path, metavar="F", help="val ground truth, with --synsets (or --devkit)")

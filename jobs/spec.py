@@ -22,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -136,6 +137,11 @@ class ShardInput(Section):
 
     @model_validator(mode="after")
     def _labels_fit_the_format(self) -> ShardInput:
+        tar = self.format in ("ilsvrc-train-tar", "ilsvrc-val-tar")
+        if tar and self.input.is_dir():
+            raise ValueError(f"format {self.format!r} reads the .tar file itself; {self.input} is a directory")
+        if self.format in ("imagefolder", "ilsvrc-val") and self.input.is_file():
+            raise ValueError(f"format {self.format!r} needs a directory; {self.input} is a file")
         if self.format in _VAL_FORMATS:
             if self.devkit is None:
                 missing = [k for k in ("ground_truth", "synsets") if getattr(self, k) is None]
@@ -165,7 +171,7 @@ class ShardSpec(Section):
     """Processes that write shards inside one task."""
     max_skipped_fraction: float = Field(0.01, ge=0, le=1)
     """The step fails when more than this fraction of inputs is unreadable or not an image."""
-    classes: int | list[str] | None = None
+    classes: StrictInt | list[str] | None = None
     """A class subset: the first K classes in sorted wnid order, or a list of wnids; val keeps only these."""
     resize_shorter: int | None = Field(None, ge=8)
     """Pre-resize: scale images down so the shorter side is this many px (JPEG); empty keeps the original bytes."""
@@ -183,8 +189,10 @@ class ShardSpec(Section):
     def _classes_named(cls, value: int | list[str] | None) -> int | list[str] | None:
         if isinstance(value, int) and value < 1:
             raise ValueError("a class count must be at least 1")
-        if isinstance(value, list) and not value:
-            raise ValueError("an empty list keeps no class; leave it out to keep them all")
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an empty list keeps no class; leave it out to keep them all")
+            return sorted(set(value))  # the same subset however it is written
         return value
 
     @model_validator(mode="after")

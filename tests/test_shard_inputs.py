@@ -181,7 +181,7 @@ def test_a_class_subset_keeps_train_and_val_to_the_same_classes(
 
     picked = [sorted(sample_data.wnids)[4], sorted(sample_data.wnids)[1]]
     listed = shard(spec_of(tmp_path / "l", classes=picked, **inputs))
-    assert listed["classes"] == sorted(picked) and listed["settings"]["classes"] == picked
+    assert listed["classes"] == sorted(picked) and listed["settings"]["classes"] == sorted(picked)
 
     with pytest.raises(UserError, match=r"shard\.classes: n99999999 is not a class of shard\.train\.input"):
         shard(spec_of(tmp_path / "x", classes=["n99999999"], **inputs))
@@ -324,3 +324,68 @@ def test_a_model_trains_on_npz_shards(npz: NpzData, tmp_path: Path) -> None:
     epochs = [r for r in records if r["kind"] == "epoch"]
     assert len(epochs) == 1 and epochs[0]["val_samples"] == 24, "every val PNG decoded and scored"
     assert sum(r["kind"] == "train" for r in records) == 60 // 8, "full batches of the 60 train PNGs"
+
+
+def test_a_shard_written_with_another_encoding_is_not_reused(
+    sample_data: SampleData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Same samples per shard (max_samples caps it), other encoding: no shard written for the first is kept."""
+    out = tmp_path / "s"
+    inputs = {"train": sample_data.shard_inputs()["train"], "resources": {"array_tasks": 2}, "max_samples": 8}
+    run_shard_part(spec_of(out, resize_shorter=64, **inputs), "task-0", lambda _: None)  # stopped before merge
+    capsys.readouterr()
+    run_shard_part(spec_of(out, **inputs), "task-0", lambda _: None)
+    log = capsys.readouterr().out
+    assert "(written)" in log and "verified, kept" not in log
+    for s in samples(out, "train"):
+        assert s["jpg"] == (sample_data.train / json.loads(s["json"])["path"]).read_bytes()
+
+
+def test_images_no_larger_than_the_target_keep_their_bytes(sample_data: SampleData, tmp_path: Path) -> None:
+    shard(spec_of(tmp_path / "s", resize_shorter=600, train=sample_data.shard_inputs()["train"]))
+    got = samples(tmp_path / "s", "train")
+    assert len(got) == 72  # every sample image is 200–500 px on its shorter side
+    assert all(s["jpg"] == (sample_data.train / json.loads(s["json"])["path"]).read_bytes() for s in got)
+
+
+def test_long_member_names_and_damaged_tars(sample_data: SampleData, ilsvrc: dict[str, Path], tmp_path: Path) -> None:
+    wnid = sorted(sample_data.wnids)[0]
+    image = next((sample_data.train / wnid).iterdir()).read_bytes()
+    long_name = "x" * 150 + ".JPEG"
+    inner = io.BytesIO()
+    with tarfile.open(fileobj=inner, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(long_name)
+        info.size, info.pax_headers = len(image), {"comment": "é" * 40}
+        tar.addfile(info, io.BytesIO(image))
+    pax = tmp_path / "pax.tar"
+    with tarfile.open(pax, "w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(f"{wnid}.tar")
+        info.size = len(inner.getvalue())
+        tar.addfile(info, io.BytesIO(inner.getvalue()))
+    shard(spec_of(tmp_path / "p", train={"input": str(pax), "format": "ilsvrc-train-tar"}))
+    (got,) = samples(tmp_path / "p", "train")
+    assert got["jpg"] == image and json.loads(got["json"])["path"] == f"{wnid}/{long_name}"
+
+    whole = ilsvrc["train"].read_bytes()
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(whole[: len(whole) // 2 // 512 * 512])  # at a block boundary: tarfile alone would just stop
+    with pytest.raises(UserError, match=rf"{cut}.*: truncated"):
+        shard(spec_of(tmp_path / "c", train={"input": str(cut), "format": "ilsvrc-train-tar"}))
+    with tarfile.open(ilsvrc["train"]) as tar:
+        boundary = tar.getmembers()[2].offset  # where the third class tar's header starts
+    cut.write_bytes(whole[:boundary])  # two whole classes and nothing after: tarfile alone would just stop
+    with pytest.raises(UserError, match=rf"{cut}: truncated at byte {boundary}"):
+        shard(spec_of(tmp_path / "c", train={"input": str(cut), "format": "ilsvrc-train-tar"}))
+    garbled = tmp_path / "garbled.tar"
+    second_header = whole.index(b"ustar", 1024) - 257  # a header inside the first class tar
+    garbled.write_bytes(whole[:second_header] + b"\x07" * 512 + whole[second_header + 512 :])
+    with pytest.raises(UserError, match=r"damaged at byte"):
+        shard(spec_of(tmp_path / "g", train={"input": str(garbled), "format": "ilsvrc-train-tar"}))
+
+    binary = tmp_path / "truth.bin"
+    binary.write_bytes(bytes(range(256)))
+    val = {"input": str(sample_data.val), "format": "ilsvrc-val", "ground_truth": str(binary)}
+    with pytest.raises(UserError, match=rf"{binary}: not a text file"):
+        shard(spec_of(tmp_path / "b", val={**val, "synsets": str(sample_data.synsets)}))
+    with pytest.raises(UserError, match=r"reads the \.tar file itself; .* is a directory"):
+        spec_of(tmp_path / "d", train={"input": str(sample_data.train), "format": "ilsvrc-train-tar"})

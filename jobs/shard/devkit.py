@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 from jobs.errors import UserError
-from jobs.shard.sources import ValLabels, parse_ground_truth, synsets_from_meta_mat
+from jobs.shard.sources import ValLabels, parse_ground_truth, read_text, synsets_from_meta_mat
 
 META = "data/meta.mat"
 GROUND_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"
@@ -25,14 +25,14 @@ def read_devkit(path: Path) -> ValLabels:
             if not (path / needed).is_file():
                 raise UserError(f"{path}: no {needed} (expected the extracted ILSVRC2012 devkit)")
         wnids = synsets_from_meta_mat(path / META)
-        text = (path / GROUND_TRUTH).read_text()
+        text = read_text(path / GROUND_TRUTH)
         return ValLabels(wnids, parse_ground_truth(text, str(path / GROUND_TRUTH), len(wnids)), Path(GROUND_TRUTH).name)
     try:
         with tarfile.open(path) as tar:
-            found = {m.name.split("/", 1)[-1]: m for m in tar.getmembers() if m.isfile()}
+            files = [m for m in tar.getmembers() if m.isfile()]
             blobs: dict[str, bytes] = {}
             for needed in (META, GROUND_TRUTH):
-                member = found.get(needed)
+                member = next((m for m in files if m.name == needed or m.name.endswith("/" + needed)), None)
                 extracted = tar.extractfile(member) if member is not None else None
                 if extracted is None:
                     raise UserError(f"{path}: no <devkit>/{needed} inside (expected ILSVRC2012_devkit_t12.tar.gz)")
@@ -41,5 +41,9 @@ def read_devkit(path: Path) -> ValLabels:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"{path}: not a readable devkit archive ({first_line})") from None
     wnids = synsets_from_meta_mat(io.BytesIO(blobs[META]), f"{path}:{META}")
-    truth = parse_ground_truth(blobs[GROUND_TRUTH].decode(), f"{path}:{GROUND_TRUTH}", len(wnids))
+    try:
+        text = blobs[GROUND_TRUTH].decode()
+    except UnicodeDecodeError:
+        raise UserError(f"{path}:{GROUND_TRUTH}: not a text file") from None
+    truth = parse_ground_truth(text, f"{path}:{GROUND_TRUTH}", len(wnids))
     return ValLabels(wnids, truth, Path(GROUND_TRUTH).name)

@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 from PIL import Image
@@ -36,10 +36,11 @@ from jobs.shard.encode import IMAGE_FIELDS
 from jobs.shard.index import INDEX, INDEX_FORMAT
 from jobs.shard.npzsource import read_batches
 from jobs.shard.sources import VAL_NAME, Entries, FileSource, ValLabels, list_ilsvrc_val, list_imagefolder, val_labels
-from jobs.shard.tarsource import TarSource, list_train_tar, list_val_tar, tar_members
+from jobs.shard.tarsource import TarSource, list_train_tar, list_val_tar, open_for_headers, tar_members
 from jobs.shard.tarwrite import sha256_file
+from jobs.spec import ShardFormat
 
-FORMATS = ("imagefolder", "ilsvrc-val", "ilsvrc-train-tar", "ilsvrc-val-tar", "npz", "shards")
+FORMATS = (*get_args(ShardFormat), "shards")
 SIZE_SAMPLE = 64  # images whose size is measured
 SHARDS_SPREAD = 8  # a shard set's sample is spread over this many shards of a split ...
 SHARDS_READ = 16  # ... or more where they are small, up to this many
@@ -134,7 +135,7 @@ def detect(path: Path) -> str:
 
 def _tar_kind(path: Path) -> str:
     """A tar of ``<wnid>.tar`` members is the train tar; a flat tar of images is the val tar."""
-    with open(path, "rb") as f:
+    with open_for_headers(path) as f:
         first = next((m for m in tar_members(f, str(path)) if m.isfile()), None)
     if first is None:
         raise UserError(f"{path}: a tar without files")

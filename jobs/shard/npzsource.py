@@ -79,6 +79,8 @@ def data_member(path: Path) -> tuple[zipfile.ZipInfo, int]:
     with open(path, "rb") as f:
         f.seek(info.header_offset)
         header = f.read(_ZIP_LOCAL_HEADER)
+    if len(header) < _ZIP_LOCAL_HEADER or not header.startswith(b"PK\x03\x04"):
+        raise UserError(f"{path}: damaged .npz (no zip entry where the directory says 'data.npy' is)")
     name_len, extra_len = struct.unpack("<HH", header[26:30])
     return info, info.header_offset + _ZIP_LOCAL_HEADER + name_len + extra_len
 
@@ -123,7 +125,10 @@ def map_data(path: Path, mapped: Path) -> np.ndarray:
         shape, fortran, dtype, offset = npy_header(f, str(path))
     if dtype != np.uint8 or len(shape) != 2 or fortran:
         raise UserError(f"{path}: 'data' is {dtype} {shape}; expected a C-ordered N×(3·S·S) uint8 array")
-    return np.memmap(mapped, dtype=np.uint8, mode="r", offset=offset, shape=shape)
+    try:
+        return np.memmap(mapped, dtype=np.uint8, mode="r", offset=offset, shape=shape)
+    except ValueError as exc:  # shorter than its header says
+        raise UserError(f"{path}: 'data' is truncated ({exc})") from None
 
 
 def read_labels(path: Path) -> np.ndarray:
@@ -185,16 +190,15 @@ def read_batches(path: Path, synsets: Path | None) -> Batches:
         per_file.append(labels)
     assert side is not None
     highest = max((int(labels.max()) for labels in per_file if len(labels)), default=0)
-    names = given if given is not None else label_names(None, highest)
+    names = given if given is not None else label_names(highest)
     seen = {names[k - 1] for labels in per_file for k in np.unique(labels).tolist()}
     return Batches(files, per_file, side, names, sorted(names) if given is not None else sorted(seen))
 
 
-def label_names(synsets: Path | None, count: int) -> list[str]:
-    """The class name of each 1-based label, index 0 for label 1."""
-    if synsets is None:
-        return [f"{k:04d}" for k in range(1, count + 1)]
-    return read_synsets(synsets)
+def label_names(count: int) -> list[str]:
+    """Class names of labels 1..count without synsets, zero-padded so that sorting keeps the number order."""
+    width = max(4, len(str(count)))
+    return [f"{k:0{width}d}" for k in range(1, count + 1)]
 
 
 def list_npz(path: Path, synsets: Path | None, cache: Path) -> Entries:

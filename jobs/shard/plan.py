@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from jobs.shard.sources import Listing, Source
+from jobs.shard.encode import Encoder
+from jobs.shard.sources import FileSource, Listing, Source
 
 SIZE_PROBES = 256
 # Three tar headers, padding, and the .cls and .json members of one sample.
@@ -32,10 +33,21 @@ class ShardJob:
     names: list[str]
     locs: list[Any]
     labels: list[int]
+    encoder: Encoder
 
     def members_digest(self) -> str:
-        """Identifies what the shard must contain, so a shard from other settings is never reused."""
-        h = hashlib.sha256(repr(self.source).encode())
+        """Identifies what the shard must contain, so a shard from other settings is never reused.
+
+        Files stored as they are hash as they always have (shard sets made before the other
+        inputs and pre-resize existed stay valid); anything else also hashes its source,
+        each sample's locator, and the encoding.
+        """
+        h = hashlib.sha256()
+        if isinstance(self.source, FileSource) and self.encoder == Encoder():
+            for key, name, label in zip(self.keys, self.names, self.labels, strict=True):
+                h.update(f"{key}\0{name}\0{label}\n".encode())
+            return h.hexdigest()
+        h.update(f"{self.source!r}\0{self.encoder!r}\n".encode())
         for key, name, loc, label in zip(self.keys, self.names, self.locs, self.labels, strict=True):
             h.update(f"{key}\0{name}\0{loc}\0{label}\n".encode())
         return h.hexdigest()
@@ -55,7 +67,7 @@ def samples_per_shard(
     return min(count, max_samples) if max_samples else count
 
 
-def plan_split(split: str, listing: Listing, per_shard: int, seed: int) -> list[ShardJob]:
+def plan_split(split: str, listing: Listing, per_shard: int, seed: int, encoder: Encoder) -> list[ShardJob]:
     """A split's shards: the permutation of its canonical order, cut every ``per_shard`` samples."""
     order = np.random.default_rng([seed, 0]).permutation(len(listing.names))
     jobs = []
@@ -70,6 +82,7 @@ def plan_split(split: str, listing: Listing, per_shard: int, seed: int) -> list[
                 names=[listing.names[i] for i in picked],
                 locs=[listing.locs[i] for i in picked],
                 labels=[listing.labels[i] for i in picked],
+                encoder=encoder,
             )
         )
     return jobs

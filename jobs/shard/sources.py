@@ -126,11 +126,25 @@ def list_imagefolder(root: Path) -> Entries:
 def read_synsets(path: Path) -> list[str]:
     """wnids in ILSVRC2012_ID order, from a devkit meta.mat or a text file (first word of each line)."""
     if path.suffix == ".mat":
-        return synsets_from_meta_mat(path)
-    wnids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+        wnids = synsets_from_meta_mat(path)
+    else:
+        wnids = [line.split()[0] for line in read_text(path).splitlines() if line.strip()]
     if not wnids:
         raise UserError(f"{path}: no synsets found")
+    if len(set(wnids)) != len(wnids):
+        twice = next(w for w in wnids if wnids.count(w) > 1)
+        raise UserError(f"{path}: {twice} is listed twice (is this the synsets file?)")
     return wnids
+
+
+def read_text(path: Path) -> str:
+    """A small text input (synsets, ground truth); UserError naming it if it cannot be read as text."""
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def synsets_from_meta_mat(path: Path | Any, name: str | None = None) -> list[str]:
@@ -187,7 +201,7 @@ def list_ilsvrc_val(root: Path, labels: ValLabels) -> Entries:
 
 
 def read_ground_truth(path: Path, synset_count: int) -> list[int]:
-    return parse_ground_truth(path.read_text(), str(path), synset_count)
+    return parse_ground_truth(read_text(path), str(path), synset_count)
 
 
 def parse_ground_truth(text: str, name: str, synset_count: int) -> list[int]:

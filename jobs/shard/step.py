@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import time
 from collections.abc import Callable, Iterator
@@ -88,7 +89,8 @@ def check_output(spec: ShardSpec) -> None:
         except (OSError, ValueError, AttributeError):
             raise UserError(f"shard.output: {index} exists but is not a clusterdeck index") from None
         if existing != settings_of(spec):
-            diff = sorted(k for k in settings_of(spec) if existing.get(k) != settings_of(spec).get(k))
+            new = settings_of(spec)
+            diff = sorted(k for k in existing.keys() | new.keys() if existing.get(k) != new.get(k))
             raise UserError(
                 f"shard.output: {out} already holds a shard set made with other settings "
                 f"({', '.join(diff)} differ); choose another output directory or remove it"
@@ -147,7 +149,7 @@ def build_plan(spec: ShardSpec) -> ShardPlan:
         per_shard = samples_per_shard(
             listing, stored_size(listing.source), spec.shard_size_mb, spec.max_samples, spec.seed
         )
-        jobs += plan_split(split, listing, per_shard, spec.seed)
+        jobs += plan_split(split, listing, per_shard, spec.seed, encoder)
     return ShardPlan(classes, listings, jobs)
 
 
@@ -161,7 +163,7 @@ def write_task(
     started = time.monotonic()
     print(f"task {task}/{tasks}: {len(mine)} of {len(plan.jobs)} shards, {spec.workers} workers", flush=True)
     for done, (record, reused) in enumerate(
-        _run_pool(mine, spec.output, plan.classes, encoder_of(spec), spec.workers, pipeline), start=1
+        _run_pool(mine, spec.output, plan.classes, spec.workers, pipeline), start=1
     ):
         samples += record["samples"]
         size += record["bytes"]
@@ -180,17 +182,18 @@ def write_task(
 
 
 def _run_pool(
-    jobs: list[ShardJob], out: Path, classes: list[str], encoder: Encoder, workers: int, pipeline: Pipeline | None
+    jobs: list[ShardJob], out: Path, classes: list[str], workers: int, pipeline: Pipeline | None
 ) -> Iterator[tuple[dict[str, Any], bool]]:
     workers = max(1, min(workers, len(jobs)))
     if workers == 1:
         for job in jobs:
-            yield write_or_reuse(job, out, classes, encoder, pipeline)
+            yield write_or_reuse(job, out, classes, pipeline)
         return
     # fork: no CUDA state here, fork starts workers in milliseconds, and the pipeline counters are inherited.
     # (The telemetry thread holds no lock a child could need: it only reads counters.)
+    gc.freeze()  # the plan's million objects stay shared with the children, not copied as refcounts change
     with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(pipeline,)) as pool:
-        yield from pool.imap_unordered(_write_one, [(job, out, classes, encoder) for job in jobs])
+        yield from pool.imap_unordered(_write_one, [(job, out, classes) for job in jobs])
         pool.close()  # all done: let the workers exit on their own rather than be terminated
         pool.join()
 
@@ -204,7 +207,7 @@ def _init_worker(pipeline: Pipeline | None) -> None:
     worker_signals()
 
 
-def _write_one(args: tuple[ShardJob, Path, list[str], Encoder]) -> tuple[dict[str, Any], bool]:
+def _write_one(args: tuple[ShardJob, Path, list[str]]) -> tuple[dict[str, Any], bool]:
     return write_or_reuse(*args, _worker_pipeline)
 
 

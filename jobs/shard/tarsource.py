@@ -14,9 +14,10 @@ from __future__ import annotations
 import os
 import tarfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from jobs.errors import UserError
 from jobs.shard.sources import Entries, ValLabels
@@ -33,41 +34,70 @@ class TarSource:
         fd = _fds.get(self.path)
         if fd is None:
             fd = _fds[self.path] = os.open(self.path, os.O_RDONLY)
-        data = os.pread(fd, size, offset)
-        if len(data) != size:
-            raise OSError(f"{self.path} ends inside this member (truncated archive)")
-        return data
+        parts, got = [], 0
+        while got < size:
+            part = os.pread(fd, size - got, offset + got)
+            if not part:
+                raise OSError(f"{self.path} ends inside this member (truncated archive)")
+            parts.append(part)
+            got += len(part)
+        return b"".join(parts)
 
 
-def tar_members(f: BinaryIO, where: str) -> Iterator[tarfile.TarInfo]:
-    """The headers of the tar that starts at ``f``'s position; offsets are absolute in ``f``."""
+@contextmanager
+def open_for_headers(path: Path) -> Iterator[BinaryIO]:
+    """``path`` unbuffered, read at random: a buffered file would fill its buffer (``st_blksize``, megabytes
+    on Lustre and GPFS) at every seek, reading the whole archive to list its headers."""
+    try:
+        f = open(path, "rb", buffering=0)  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    with f:
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
+        yield cast(BinaryIO, f)
+
+
+def tar_members(f: BinaryIO, where: str, end: int | None = None) -> Iterator[tarfile.TarInfo]:
+    """The headers of the tar that starts at ``f``'s position (and ends by ``end``); offsets are absolute in ``f``.
+
+    tarfile ends its iteration quietly at a damaged or missing header; here the archive must end
+    with its end-of-archive block, so a truncated or damaged tar is an error, not fewer images.
+    """
     try:
         with tarfile.open(fileobj=f, mode="r:") as tar:
-            yield from tar
+            for member in tar:
+                if end is not None and member.offset_data + member.size > end:
+                    raise UserError(f"{where}: member {member.name} runs past the end of its tar")
+                yield member
+            f.seek(tar.offset)
+            block = f.read(tarfile.BLOCKSIZE)
     except tarfile.ReadError as exc:
+        if "end of data" in str(exc) or "truncated" in str(exc):
+            raise UserError(f"{where}: truncated ({exc})") from None
         raise UserError(f"{where}: not an uncompressed tar ({exc}); a .tar.gz cannot be read in place") from None
+    if len(block) < tarfile.BLOCKSIZE or any(block) or (end is not None and tar.offset + tarfile.BLOCKSIZE > end):
+        what = "truncated" if len(block) < tarfile.BLOCKSIZE else "damaged"
+        raise UserError(f"{where}: {what} at byte {tar.offset} (no valid header or end-of-archive block there)")
 
 
 def list_train_tar(path: Path) -> Entries:
     """Every image of every ``<wnid>.tar`` inside ``path``, as ``<wnid>/<file>``, sorted as a directory walk is."""
     per_class: dict[str, list[tuple[str, tuple[int, int]]]] = {}
     skipped = []
-    with open(path, "rb") as f:  # the outer and inner iterations share ``f``: tarfile seeks to each next header
+    with open_for_headers(path) as f:  # the outer and inner iterations share ``f``: tarfile seeks to each header
         for outer in tar_members(f, str(path)):
             if not outer.isfile():
                 continue
             if not outer.name.endswith(".tar"):
                 skipped.append({"path": outer.name, "reason": "not a per-class <wnid>.tar"})
                 continue
-            wnid = Path(outer.name).name.removesuffix(".tar")
+            wnid = os.path.basename(outer.name).removesuffix(".tar")
             f.seek(outer.offset_data)
             members = per_class.setdefault(wnid, [])
-            end = outer.offset_data + outer.size
-            for inner in tar_members(f, f"{path}:{outer.name}"):
-                if inner.offset_data + inner.size > end:
-                    raise UserError(f"{path}:{outer.name}: member {inner.name} runs past the end of its class tar")
+            for inner in tar_members(f, f"{path}:{outer.name}", outer.offset_data + outer.size):
                 if inner.isfile():
-                    members.append((Path(inner.name).name, (inner.offset_data, inner.size)))
+                    members.append((inner.name.removeprefix("./"), (inner.offset_data, inner.size)))
     if not per_class:
         raise UserError(f"{path}: no per-class <wnid>.tar members (expected ILSVRC2012_img_train.tar)")
     classes = sorted(per_class)
@@ -81,10 +111,10 @@ def list_train_tar(path: Path) -> Entries:
 def list_val_tar(path: Path, labels: ValLabels) -> Entries:
     """The flat validation tar: each member's number names its ground-truth line."""
     found = []
-    with open(path, "rb") as f:
+    with open_for_headers(path) as f:
         for member in tar_members(f, str(path)):
             if member.isfile():
-                found.append((Path(member.name).name, (member.offset_data, member.size)))
+                found.append((os.path.basename(member.name), (member.offset_data, member.size)))
     entries = Entries(TarSource(str(path)), [], [], [], sorted(labels.id_to_wnid))
     for name, loc in sorted(found):
         wnid, why = labels.wnid_of(name)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from jobs import atomic
-from jobs.shard.encode import Encoder, SkipSample
+from jobs.shard.encode import SkipSample
 from jobs.shard.plan import ShardJob
 from jobs.shard.tarwrite import ShardTarWriter, sha256_file
 from jobs.telemetry.pipeline import Pipeline
@@ -22,9 +22,7 @@ def part_path(out_dir: Path, name: str) -> Path:
     return out_dir / PARTS_DIR / f"{name}.json"
 
 
-def write_shard(
-    job: ShardJob, out_dir: Path, classes: list[str], encoder: Encoder, pipeline: Pipeline | None = None
-) -> dict[str, Any]:
+def write_shard(job: ShardJob, out_dir: Path, classes: list[str], pipeline: Pipeline | None = None) -> dict[str, Any]:
     """Writes ``<name>.tar`` under a temporary name, then renames it and records it; ``pipeline`` counts inputs."""
     final = out_dir / f"{job.name}.tar"
     tmp = out_dir / f".{job.name}.tar.tmp-{os.getpid()}"
@@ -40,7 +38,7 @@ def write_shard(
                 if pipeline is not None:
                     pipeline.add(raw.nbytes if isinstance(raw, np.ndarray) else len(raw))
                 try:
-                    ext, data = encoder.encode(raw)
+                    ext, data = job.encoder.encode(raw)
                 except SkipSample as exc:
                     skipped.append({"path": name, "reason": str(exc)})
                     continue
@@ -85,10 +83,10 @@ def completed_part(job: ShardJob, out_dir: Path, verify: bool = True) -> dict[st
 
 
 def write_or_reuse(
-    job: ShardJob, out_dir: Path, classes: list[str], encoder: Encoder, pipeline: Pipeline | None = None
+    job: ShardJob, out_dir: Path, classes: list[str], pipeline: Pipeline | None = None
 ) -> tuple[dict[str, Any], bool]:
     """(record, reused): a complete, verified shard is kept; anything else is written again."""
     record = completed_part(job, out_dir)
     if record is not None:
         return record, True
-    return write_shard(job, out_dir, classes, encoder, pipeline), False
+    return write_shard(job, out_dir, classes, pipeline), False
