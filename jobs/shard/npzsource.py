@@ -19,6 +19,7 @@ import math
 import os
 import re
 import shutil
+import socket
 import struct
 import zipfile
 import zlib
@@ -107,7 +108,7 @@ def data_location(path: Path, cache: Path) -> Path:
     inflated = cache / f"{path.stem}-{tag}-data.npy"
     if not inflated.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        tmp = inflated.with_name(f".{inflated.name}.tmp-{os.getpid()}")
+        tmp = inflated.with_name(f".{inflated.name}.tmp-{socket.gethostname()}-{os.getpid()}")  # tasks on many nodes
         try:
             with zipfile.ZipFile(path) as z, z.open("data.npy") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst, 8 << 20)
