@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from jobs.sample_data import SampleData, make_sample_data
+from jobs.sample_data import SampleData, make_devkit, make_sample_data, make_train_tar, make_val_tar
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,6 +24,17 @@ REPO = Path(__file__).resolve().parent.parent
 def sample_data(tmp_path_factory: pytest.TempPathFactory) -> SampleData:
     """Six classes, 12 train and 4 val images each: small enough to shard in well under a second."""
     return make_sample_data(tmp_path_factory.mktemp("sample"), classes=6, train_per_class=12, val_per_class=4, seed=1)
+
+
+@pytest.fixture(scope="session")
+def ilsvrc(sample_data: SampleData, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The sample set as the three files ImageNet is downloaded as: the train and val tars, the devkit."""
+    root = tmp_path_factory.mktemp("ilsvrc")
+    return {
+        "train": make_train_tar(sample_data, root / "ILSVRC2012_img_train.tar"),
+        "val": make_val_tar(sample_data, root / "ILSVRC2012_img_val.tar"),
+        "devkit": make_devkit(sample_data, root / "ILSVRC2012_devkit_t12.tar.gz"),
+    }
 
 
 @pytest.fixture

@@ -24,24 +24,11 @@ from app.cli import main
 from jobs.sample_data import (
     NpzData,
     SampleData,
-    make_devkit,
     make_npz_batches,
-    make_train_tar,
-    make_val_tar,
 )
 from jobs.shard.step import run_shard_part
 from jobs.spec import validate
 from tests.conftest import REPO, run_cli
-
-
-@pytest.fixture(scope="module")
-def tars(sample_data: SampleData, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("tars")
-    return {
-        "train": make_train_tar(sample_data, root / "ILSVRC2012_img_train.tar"),
-        "val": make_val_tar(sample_data, root / "ILSVRC2012_img_val.tar"),
-        "devkit": make_devkit(sample_data, root / "ILSVRC2012_devkit_t12.tar.gz"),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -158,9 +145,9 @@ def test_flat_val_with_ground_truth_and_synsets(sample_data: SampleData, capsys)
     assert report["classes"]["per_class_max"] == max(truth.values())
 
 
-def test_train_tar_is_a_tar_of_class_tars(sample_data: SampleData, tars: dict[str, Path], capsys) -> None:
+def test_train_tar_is_a_tar_of_class_tars(sample_data: SampleData, ilsvrc: dict[str, Path], capsys) -> None:
     files = image_files(sample_data.train)
-    report = inspect_json(capsys, str(tars["train"]))
+    report = inspect_json(capsys, str(ilsvrc["train"]))
     assert report["format"] == "ilsvrc-train-tar"
     assert report["images"] == len(files)
     assert report["bytes"] == sum(f.stat().st_size for f in files)  # the member sizes: the image files' sizes
@@ -168,21 +155,21 @@ def test_train_tar_is_a_tar_of_class_tars(sample_data: SampleData, tars: dict[st
     assert report["image_sizes"]["measured"] == 64 and report["image_sizes"]["unreadable"] == 0
 
 
-def test_val_tar_with_and_without_the_devkit(sample_data: SampleData, tars: dict[str, Path], capsys) -> None:
+def test_val_tar_with_and_without_the_devkit(sample_data: SampleData, ilsvrc: dict[str, Path], capsys) -> None:
     files = image_files(sample_data.val)
-    bare = inspect_json(capsys, str(tars["val"]))
+    bare = inspect_json(capsys, str(ilsvrc["val"]))
     assert bare["format"] == "ilsvrc-val-tar"
     assert bare["images"] == 24 and bare["bytes"] == sum(f.stat().st_size for f in files)
     assert bare["classes"] is None and "--devkit" in bare["classes_note"]
-    labelled = inspect_json(capsys, str(tars["val"]), "--devkit", str(tars["devkit"]))
+    labelled = inspect_json(capsys, str(ilsvrc["val"]), "--devkit", str(ilsvrc["devkit"]))
     assert labelled["classes"]["count"] == 6
     assert labelled["classes"]["per_class_min"] == labelled["classes"]["per_class_max"] == 4
     assert labelled["images"] == bare["images"] and labelled["bytes"] == bare["bytes"]
 
 
-def test_a_tar_named_otherwise_is_read_with_format(tars: dict[str, Path], tmp_path: Path, capsys) -> None:
+def test_a_tar_named_otherwise_is_read_with_format(ilsvrc: dict[str, Path], tmp_path: Path, capsys) -> None:
     renamed = tmp_path / "val.bin"
-    shutil.copy(tars["val"], renamed)
+    shutil.copy(ilsvrc["val"], renamed)
     result = run_cli("inspect", str(renamed))
     assert result.code == 2 and str(renamed) in result.err and "--format" in result.err
     assert inspect_json(capsys, str(renamed), "--format", "ilsvrc-val-tar")["images"] == 24
@@ -326,13 +313,13 @@ def test_no_verify_checks_sizes_but_not_checksums(shard_set: Path, tmp_path: Pat
     ],
 )
 def test_each_format_is_detected(
-    target: str, expected: str, sample_data: SampleData, tars, npz: NpzData, shard_set: Path, capsys
+    target: str, expected: str, sample_data: SampleData, ilsvrc, npz: NpzData, shard_set: Path, capsys
 ) -> None:
     paths = {
         "train": sample_data.train,
         "val": sample_data.val,
-        "train.tar": tars["train"],
-        "val.tar": tars["val"],
+        "train.tar": ilsvrc["train"],
+        "val.tar": ilsvrc["val"],
         "npz-dir": npz.train,
         "npz-file": npz.val,
         "shards": shard_set,
@@ -341,7 +328,7 @@ def test_each_format_is_detected(
     assert fields(text)["format"].split()[0] == expected
 
 
-def test_bad_inputs_exit_2_naming_the_path(sample_data: SampleData, tars, tmp_path: Path) -> None:
+def test_bad_inputs_exit_2_naming_the_path(sample_data: SampleData, ilsvrc, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     notes = tmp_path / "notes.txt"
@@ -353,13 +340,13 @@ def test_bad_inputs_exit_2_naming_the_path(sample_data: SampleData, tars, tmp_pa
         ([str(tmp_path / "nowhere")], tmp_path / "nowhere"),
         ([str(empty)], empty),
         ([str(notes)], notes),
-        ([str(tars["devkit"])], tars["devkit"]),  # a .tar.gz
+        ([str(ilsvrc["devkit"])], ilsvrc["devkit"]),  # a .tar.gz
         ([str(sample_data.root)], sample_data.root),  # a dataset root: train/ and val/
         ([str(bad_index)], bad_index / "index.json"),
-        ([str(tars["val"]), "--devkit", str(notes)], notes),
+        ([str(ilsvrc["val"]), "--devkit", str(notes)], notes),
         ([str(sample_data.val), "--ground-truth", str(sample_data.ground_truth)], "--synsets"),
-        ([str(tars["val"]), "--synsets", str(sample_data.synsets)], "--ground-truth"),
-        ([str(tars["train"]), "--devkit", str(tars["devkit"])], tars["train"]),
+        ([str(ilsvrc["val"]), "--synsets", str(sample_data.synsets)], "--ground-truth"),
+        ([str(ilsvrc["train"]), "--devkit", str(ilsvrc["devkit"])], ilsvrc["train"]),
         ([str(notes), "--format", "ilsvrc-val-tar"], notes),
         ([str(sample_data.train), "--format", "shards"], sample_data.train),
     ]
@@ -370,11 +357,11 @@ def test_bad_inputs_exit_2_naming_the_path(sample_data: SampleData, tars, tmp_pa
         assert "Traceback" not in result.err and result.out == ""
 
 
-def test_inspect_imports_no_torch_torchvision_or_webdataset(shard_set: Path, tars, npz: NpzData) -> None:
+def test_inspect_imports_no_torch_torchvision_or_webdataset(shard_set: Path, ilsvrc, npz: NpzData) -> None:
     runs = [
         [str(shard_set)],
-        [str(tars["train"])],
-        [str(tars["val"]), "--devkit", str(tars["devkit"])],
+        [str(ilsvrc["train"])],
+        [str(ilsvrc["val"]), "--devkit", str(ilsvrc["devkit"])],
         [str(npz.train)],
     ]
     script = f"""

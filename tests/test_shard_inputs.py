@@ -17,26 +17,12 @@ from jobs.errors import UserError
 from jobs.sample_data import (
     NpzData,
     SampleData,
-    make_devkit,
     make_npz_batches,
-    make_train_tar,
-    make_val_tar,
 )
 from jobs.shard.devkit import read_devkit
 from jobs.shard.step import run_shard_part
 from jobs.spec import ShardSpec, validate
 from tests.conftest import run_cli
-
-
-@pytest.fixture(scope="module")
-def ilsvrc(sample_data: SampleData, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The sample set as the three files ImageNet is downloaded as."""
-    root = tmp_path_factory.mktemp("ilsvrc")
-    return {
-        "train": make_train_tar(sample_data, root / "ILSVRC2012_img_train.tar"),
-        "val": make_val_tar(sample_data, root / "ILSVRC2012_img_val.tar"),
-        "devkit": make_devkit(sample_data, root / "ILSVRC2012_devkit_t12.tar.gz"),
-    }
 
 
 @pytest.fixture(scope="module")

@@ -29,11 +29,10 @@ from typing import Any, get_args
 import numpy as np
 from PIL import Image
 
-from jobs import atomic
 from jobs.errors import UserError
 from jobs.shard.devkit import read_devkit
 from jobs.shard.encode import IMAGE_FIELDS
-from jobs.shard.index import INDEX, INDEX_FORMAT
+from jobs.shard.index import INDEX, read_index
 from jobs.shard.npzsource import read_batches
 from jobs.shard.sources import VAL_NAME, Entries, FileSource, ValLabels, list_ilsvrc_val, list_imagefolder, val_labels
 from jobs.shard.tarsource import TarSource, list_train_tar, list_val_tar, open_for_headers, tar_members
@@ -267,7 +266,7 @@ def inspect_npz(path: Path, synsets: Path | None) -> dict[str, Any]:
 
 def inspect_shards(root: Path, verify: bool = True) -> dict[str, Any]:
     """A shard set from its index, every listed shard checked: present, its size, and (``verify``) its sha256."""
-    index = _read_index(root)
+    index = read_index(root)
     try:
         return _shard_report(root, index, verify)
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
@@ -304,19 +303,6 @@ def _shard_report(root: Path, index: dict[str, Any], verify: bool) -> dict[str, 
         "splits": splits,
         "verify": {"sha256": verify, "shards": total, "ok": total - len(problems), "problems": problems},
     }
-
-
-def _read_index(root: Path) -> dict[str, Any]:
-    path = root / INDEX
-    try:
-        index = atomic.read_json(path)
-    except FileNotFoundError:
-        raise UserError(f"{root}: no {INDEX}; not a shard set written by the shard step") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not a readable index ({exc})") from None
-    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
-        raise UserError(f"{path}: not a clusterdeck shard index ({INDEX_FORMAT})")
-    return index
 
 
 def _check(root: Path, shard: dict[str, Any], verify: bool) -> str | None:

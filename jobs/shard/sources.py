@@ -188,15 +188,19 @@ def val_labels(ground_truth: Path, synsets: Path) -> ValLabels:
 
 def list_ilsvrc_val(root: Path, labels: ValLabels) -> Entries:
     """Flat ``ILSVRC2012_val_%08d.JPEG`` files; the number in the name is the ground-truth line."""
-    entries = Entries(FileSource(str(root)), [], [], [], sorted(labels.id_to_wnid))
     with os.scandir(root) as found:
-        names = sorted(e.name for e in found if e.is_file())
-    for name in names:
+        return val_entries(FileSource(str(root)), [(e.name, e.name) for e in found if e.is_file()], labels)
+
+
+def val_entries(source: Source, found: list[tuple[str, Any]], labels: ValLabels) -> Entries:
+    """Val images (name, locator), sorted by name and labelled by their number; others skipped, with why."""
+    entries = Entries(source, [], [], [], sorted(labels.id_to_wnid))
+    for name, loc in sorted(found):
         wnid, why = labels.wnid_of(name)
         if wnid is None:
             entries.skipped.append({"path": name, "reason": why})
         else:
-            entries.add(name, name, wnid)
+            entries.add(name, loc, wnid)
     return entries
 
 

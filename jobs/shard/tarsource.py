@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from jobs.errors import UserError
-from jobs.shard.sources import Entries, ValLabels
+from jobs.shard.sources import Entries, ValLabels, val_entries
 
 _fds: dict[str, int] = {}  # path -> descriptor, per process (inherited across fork; pread keeps no offset)
 
@@ -115,11 +115,4 @@ def list_val_tar(path: Path, labels: ValLabels) -> Entries:
         for member in tar_members(f, str(path)):
             if member.isfile():
                 found.append((os.path.basename(member.name), (member.offset_data, member.size)))
-    entries = Entries(TarSource(str(path)), [], [], [], sorted(labels.id_to_wnid))
-    for name, loc in sorted(found):
-        wnid, why = labels.wnid_of(name)
-        if wnid is None:
-            entries.skipped.append({"path": name, "reason": why})
-        else:
-            entries.add(name, loc, wnid)
-    return entries
+    return val_entries(TarSource(str(path)), found, labels)

@@ -8,9 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs import atomic
 from jobs.errors import UserError
-from jobs.shard.index import INDEX, INDEX_FORMAT
+from jobs.shard.index import read_index
 from jobs.spec import RunSpec
 
 
@@ -40,15 +39,7 @@ class ShardSet:
 
 def read_shardset(root: Path, field: str) -> ShardSet:
     """Reads ``index.json``; ``field`` (e.g. ``train.train_shards``) names the spec key in errors."""
-    index_path = root / INDEX
-    try:
-        index = atomic.read_json(index_path)
-    except FileNotFoundError:
-        raise UserError(f"{field}: {index_path} not found; is {root} a shard set written by the shard step?") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{field}: cannot read {index_path}: {exc}") from None
-    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
-        raise UserError(f"{field}: {index_path} is not a clusterdeck shard index ({INDEX_FORMAT})")
+    index = read_index(root, field)
     splits = {
         name: [
             Shard(s["name"], root / s["file"], int(s["samples"]), int(s["bytes"]), s["sha256"]) for s in entry["shards"]
