@@ -42,6 +42,9 @@ class NpzSource:
     mapped: tuple[str, ...]  # where each file's data is mapped from: the file itself, or an inflated .npy
     side: int
 
+    def raw_size(self, loc: tuple[int, int]) -> None:
+        return None  # rows become PNGs or JPEGs: their size is known only once encoded
+
     def read(self, loc: tuple[int, int]) -> np.ndarray:
         """Row ``row`` of file ``file`` as an S×S×3 array."""
         file, row = loc

@@ -30,6 +30,10 @@ class Source(Protocol):
         """One sample's raw content: the file's bytes, or an HxWx3 uint8 array; OSError if unreadable."""
         ...
 
+    def raw_size(self, loc: Any) -> int | None:
+        """The bytes ``read`` would give, without reading them (None: unknown, or unreadable)."""
+        ...
+
 
 @dataclass(frozen=True)
 class FileSource:
@@ -38,6 +42,12 @@ class FileSource:
     def read(self, loc: str) -> bytes:
         with open(os.path.join(self.root, loc), "rb") as f:
             return f.read()
+
+    def raw_size(self, loc: str) -> int | None:
+        try:
+            return os.stat(os.path.join(self.root, loc)).st_size
+        except OSError:
+            return None
 
 
 @dataclass

@@ -129,6 +129,9 @@ def build_plan(spec: ShardSpec) -> ShardPlan:
 
     def stored_size(source: Source) -> Callable[[Any], int | None]:
         def size(loc: Any) -> int | None:
+            # Stored as it is: a stat, not a read (a hung file must not hang planning).
+            if encoder == Encoder() and (raw := source.raw_size(loc)) is not None:
+                return raw
             try:
                 return len(encoder.encode(source.read(loc))[1])
             except (OSError, SkipSample):

@@ -43,6 +43,9 @@ class TarSource:
             got += len(part)
         return b"".join(parts)
 
+    def raw_size(self, loc: tuple[int, int]) -> int:
+        return loc[1]
+
 
 @contextmanager
 def open_for_headers(path: Path) -> Iterator[BinaryIO]:
