@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from shard import make_tree, warm  # bench/shard.py (the script's directory is on sys.path)
 
@@ -41,15 +41,18 @@ from jobs.shard.tarsource import list_train_tar
 from jobs.spec import validate
 
 TRAIN_IMAGES = 1_281_167
+T = TypeVar("T")
 
 
-def best_of(repeat: int, run: Callable[[], Any]) -> float:
-    best = float("inf")
+def best_of(repeat: int, run: Callable[[], T]) -> tuple[float, T]:
+    """The best time of ``repeat`` runs, and what the last one returned."""
+    best, result = float("inf"), None
     for _ in range(repeat):
         started = time.perf_counter()
-        run()
+        result = run()
         best = min(best, time.perf_counter() - started)
-    return best
+    assert result is not None
+    return best, result
 
 
 def shard_once(out: Path, train: dict[str, str], **settings: Any) -> dict[str, Any]:
@@ -89,14 +92,12 @@ def main() -> None:
         from_tar = {"input": str(tar), "format": "ilsvrc-train-tar"}
         out = root / "out"
 
-        listed = best_of(args.repeat, lambda: list_train_tar(tar))
-        kept = best_of(args.repeat, lambda: shard_once(out, from_tar))
-        resized = best_of(args.repeat, lambda: shard_once(out, from_tar, resize_shorter=256, jpeg_quality=90))
-        resized_kb = shard_once(out, from_tar, resize_shorter=256, jpeg_quality=90)["splits"]["train"]["bytes"]
-        resized_kb /= args.images * 1e3
-        pngs = best_of(args.repeat, lambda: shard_once(out, {"input": str(npz.train), "format": "npz"}))
-        png_kb = shard_once(out, {"input": str(npz.train), "format": "npz"})["splits"]["train"]["bytes"]
-        png_kb /= args.images * 1e3
+        listed, _ = best_of(args.repeat, lambda: list_train_tar(tar))
+        kept, _ = best_of(args.repeat, lambda: shard_once(out, from_tar))
+        resized, index = best_of(args.repeat, lambda: shard_once(out, from_tar, resize_shorter=256, jpeg_quality=90))
+        resized_kb = index["splits"]["train"]["bytes"] / (args.images * 1e3)
+        pngs, index = best_of(args.repeat, lambda: shard_once(out, {"input": str(npz.train), "format": "npz"}))
+        png_kb = index["splits"]["train"]["bytes"] / (args.images * 1e3)
 
     n = args.images
     cores = args.tasks * args.cores

@@ -118,7 +118,7 @@ class ShardResources(Resources):
 
 
 ShardFormat = Literal["imagefolder", "ilsvrc-val", "ilsvrc-train-tar", "ilsvrc-val-tar", "npz"]
-_VAL_FORMATS = ("ilsvrc-val", "ilsvrc-val-tar")
+VAL_FORMATS = ("ilsvrc-val", "ilsvrc-val-tar")
 
 
 class ShardInput(Section):
@@ -142,7 +142,7 @@ class ShardInput(Section):
             raise ValueError(f"format {self.format!r} reads the .tar file itself; {self.input} is a directory")
         if self.format in ("imagefolder", "ilsvrc-val") and self.input.is_file():
             raise ValueError(f"format {self.format!r} needs a directory; {self.input} is a file")
-        if self.format in _VAL_FORMATS:
+        if self.format in VAL_FORMATS:
             if self.devkit is None:
                 missing = [k for k in ("ground_truth", "synsets") if getattr(self, k) is None]
                 if missing:

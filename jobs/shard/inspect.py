@@ -30,14 +30,14 @@ import numpy as np
 from PIL import Image
 
 from jobs.errors import UserError
-from jobs.shard.devkit import read_devkit
-from jobs.shard.encode import IMAGE_FIELDS
+from jobs.shard.encode import DEFAULT_RESIZE_QUALITY, IMAGE_FIELDS
 from jobs.shard.index import INDEX, read_index
+from jobs.shard.inputs import list_images, read_val_labels
 from jobs.shard.npzsource import read_batches
-from jobs.shard.sources import VAL_NAME, Entries, FileSource, ValLabels, list_ilsvrc_val, list_imagefolder, val_labels
-from jobs.shard.tarsource import TarSource, list_train_tar, list_val_tar, open_for_headers, tar_members
+from jobs.shard.sources import NOT_A_VAL_NAME, VAL_NAME, Entries, FileSource, ValLabels
+from jobs.shard.tarsource import TarSource, open_for_headers, tar_members
 from jobs.shard.tarwrite import sha256_file
-from jobs.spec import ShardFormat
+from jobs.spec import VAL_FORMATS, ShardFormat
 
 FORMATS = (*get_args(ShardFormat), "shards")
 SIZE_SAMPLE = 64  # images whose size is measured
@@ -57,7 +57,7 @@ class _Unlabelled(ValLabels):
     def wnid_of(self, name: str) -> tuple[str | None, str]:
         if VAL_NAME.match(name):
             return "", ""
-        return None, "not an ILSVRC2012_val_XXXXXXXX.JPEG name"
+        return None, NOT_A_VAL_NAME
 
 
 def inspect_path(
@@ -88,9 +88,9 @@ def _inspect(
     if fmt not in FORMATS:
         raise UserError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     labels_given = devkit is not None or ground_truth is not None
-    if labels_given and fmt not in ("ilsvrc-val", "ilsvrc-val-tar"):
+    if labels_given and fmt not in VAL_FORMATS:
         raise UserError(f"--devkit/--ground-truth: only for ilsvrc-val and ilsvrc-val-tar inputs ({path} is {fmt})")
-    if synsets is not None and fmt not in ("ilsvrc-val", "ilsvrc-val-tar", "npz"):
+    if synsets is not None and fmt not in (*VAL_FORMATS, "npz"):
         raise UserError(f"--synsets: only for ilsvrc-val, ilsvrc-val-tar and npz inputs ({path} is {fmt})")
     if fmt == "shards":
         return inspect_shards(path, verify)
@@ -142,12 +142,10 @@ def _tar_kind(path: Path) -> str:
 
 
 def _val_labels(devkit: Path | None, ground_truth: Path | None, synsets: Path | None) -> ValLabels | None:
-    if devkit is not None:
-        if ground_truth is not None or synsets is not None:
-            raise UserError("--devkit: give the devkit, or --ground-truth with --synsets, not both")
-        return read_devkit(devkit)
-    if ground_truth is not None and synsets is not None:
-        return val_labels(ground_truth, synsets)
+    if devkit is not None and (ground_truth is not None or synsets is not None):
+        raise UserError("--devkit: give the devkit, or --ground-truth with --synsets, not both")
+    if devkit is not None or (ground_truth is not None and synsets is not None):
+        return read_val_labels(devkit, ground_truth, synsets)
     if ground_truth is not None:
         raise UserError("--ground-truth: needs --synsets too (the class of each ILSVRC2012_ID), or give --devkit")
     if synsets is not None:
@@ -160,15 +158,7 @@ def _val_labels(devkit: Path | None, ground_truth: Path | None, synsets: Path | 
 
 def inspect_input(path: Path, fmt: str, labels: ValLabels | None) -> dict[str, Any]:
     """An image input listed as the shard step lists it; val inputs without ``labels`` are counted, not classed."""
-    known = labels if labels is not None else _Unlabelled([], [], "")
-    if fmt == "imagefolder":
-        entries = list_imagefolder(path)
-    elif fmt == "ilsvrc-train-tar":
-        entries = list_train_tar(path)
-    elif fmt == "ilsvrc-val-tar":
-        entries = list_val_tar(path, known)
-    else:
-        entries = list_ilsvrc_val(path, known)
+    entries = list_images(fmt, path, labels if labels is not None else _Unlabelled([], [], ""))
     if not entries.names and not entries.skipped:
         raise UserError(f"{path}: no images found as {fmt}")
     classed = fmt in ("imagefolder", "ilsvrc-train-tar") or labels is not None
@@ -281,9 +271,9 @@ def _shard_report(root: Path, index: dict[str, Any], verify: bool) -> dict[str, 
     for split, entry in sorted(index["splits"].items()):
         shards = entry["shards"]
         total += len(shards)
-        bad = [{"split": split, "file": s["file"], "problem": p} for s in shards if (p := _check(root, s, verify))]
-        problems += bad
-        intact = [s for s in shards if s["file"] not in {b["file"] for b in bad}]
+        bad = {s["file"]: p for s in shards if (p := _check(root, s, verify))}
+        problems += [{"split": split, "file": file, "problem": p} for file, p in bad.items()]
+        intact = [s for s in shards if s["file"] not in bad]
         splits[split] = {
             "samples": int(entry["samples"]),
             "shards": len(shards),
@@ -418,7 +408,7 @@ def _shard_lines(r: dict[str, Any]) -> list[str]:
         encoding = "original bytes"
     else:
         parts = [f"shorter side {enc['resize_shorter']}"] if enc["resize_shorter"] is not None else []
-        encoding = ", ".join([*parts, f"JPEG quality {enc['jpeg_quality'] or 90}"])
+        encoding = ", ".join([*parts, f"JPEG quality {enc['jpeg_quality'] or DEFAULT_RESIZE_QUALITY}"])
     lines = [
         _line("path", r["path"]),
         _line("format", f"shards ({r['index_format']})"),

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from jobs.errors import UserError
 
 VAL_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$", re.IGNORECASE)
+NOT_A_VAL_NAME = "not an ILSVRC2012_val_XXXXXXXX.JPEG name"
 
 
 class Source(Protocol):
@@ -184,7 +185,7 @@ class ValLabels:
         """(wnid, "") for a val image's file name, or (None, why it has none)."""
         match = VAL_NAME.match(name)
         if not match:
-            return None, "not an ILSVRC2012_val_XXXXXXXX.JPEG name"
+            return None, NOT_A_VAL_NAME
         number = int(match.group(1))
         if not 1 <= number <= len(self.truth):
             return None, f"no line {number} in {self.truth_name}"

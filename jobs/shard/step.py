@@ -12,25 +12,15 @@ from typing import Any
 
 from jobs import atomic
 from jobs.errors import UserError
-from jobs.shard.devkit import read_devkit
 from jobs.shard.encode import Encoder, SkipSample
 from jobs.shard.index import INDEX, INDEX_FORMAT
+from jobs.shard.inputs import list_images, read_val_labels
 from jobs.shard.npzsource import list_npz
 from jobs.shard.plan import ShardJob, plan_split, samples_per_shard, task_slice
-from jobs.shard.sources import (
-    Entries,
-    Listing,
-    Source,
-    labelled,
-    list_ilsvrc_val,
-    list_imagefolder,
-    select_classes,
-    val_labels,
-)
-from jobs.shard.tarsource import list_train_tar, list_val_tar
+from jobs.shard.sources import Entries, Listing, Source, labelled, select_classes
 from jobs.shard.write import completed_part, write_or_reuse
 from jobs.signals import worker_signals
-from jobs.spec import ShardInput, ShardSpec
+from jobs.spec import VAL_FORMATS, ShardInput, ShardSpec
 from jobs.telemetry.pipeline import Pipeline
 
 Report = Callable[[dict[str, float]], None]
@@ -99,20 +89,10 @@ def check_output(spec: ShardSpec) -> None:
 
 def list_input(split: str, inp: ShardInput, cache: Path) -> Entries:
     """The samples of one ``[shard.<split>]`` input, in canonical order, with their wnids."""
-    if inp.format == "imagefolder":
-        return list_imagefolder(inp.input)
-    if inp.format == "ilsvrc-train-tar":
-        return list_train_tar(inp.input)
     if inp.format == "npz":
         return list_npz(inp.input, inp.synsets, cache / split)
-    if inp.devkit is not None:
-        labels = read_devkit(inp.devkit)
-    else:
-        assert inp.ground_truth is not None and inp.synsets is not None
-        labels = val_labels(inp.ground_truth, inp.synsets)
-    if inp.format == "ilsvrc-val-tar":
-        return list_val_tar(inp.input, labels)
-    return list_ilsvrc_val(inp.input, labels)
+    labels = read_val_labels(inp.devkit, inp.ground_truth, inp.synsets) if inp.format in VAL_FORMATS else None
+    return list_images(inp.format, inp.input, labels)
 
 
 def build_plan(spec: ShardSpec) -> ShardPlan:

@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from jobs.errors import UserError
-from jobs.shard.sources import VAL_NAME, read_ground_truth, read_synsets
+from jobs.shard.sources import ValLabels, read_ground_truth, read_synsets
 
 # Link refusals that a copy gets around: another filesystem, a link count at its limit, a filesystem
 # without hard links, or a policy against linking files one does not own (fs.protected_hardlinks).
 COPY_INSTEAD = {errno.EXDEV, errno.EMLINK, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP}
 SHOWN = 10  # conflicts listed in an error, skipped files kept for the JSON record
-NAME_HINT = "not an ILSVRC2012_val_XXXXXXXX.JPEG name"
 
 
 @dataclass
@@ -116,27 +115,16 @@ def _check_paths(val_dir: Path, ground_truth: Path, synsets: Path, out: Path) ->
 
 
 def _read_synsets(path: Path) -> list[str]:
-    try:
-        wnids = read_synsets(path)
-    except UserError:
-        raise
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:  # unreadable, not text, a foreign .mat
-        raise UserError(f"--synsets {path}: cannot read synsets ({exc})") from None
-    seen: dict[str, int] = {}
+    """``read_synsets`` (named errors, no wnid twice), each wnid also a safe folder name."""
+    wnids = read_synsets(path)
     for number, wnid in enumerate(wnids, start=1):
         if wnid in (".", "..") or "/" in wnid or "\0" in wnid:
             raise UserError(f"--synsets {path}: ILSVRC2012_ID {number}: {wnid!r} cannot be a folder name")
-        if wnid in seen:
-            raise UserError(f"--synsets {path}: {wnid} is both ILSVRC2012_ID {seen[wnid]} and {number}")
-        seen[wnid] = number
     return wnids
 
 
 def _read_truth(path: Path, synset_count: int) -> list[int]:
-    try:
-        truth = read_ground_truth(path, synset_count)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"--ground-truth {path}: cannot read it ({exc})") from None
+    truth = read_ground_truth(path, synset_count)
     if not truth:
         raise UserError(f"--ground-truth {path}: no ILSVRC2012_IDs in it")
     return truth
@@ -146,20 +134,17 @@ def _plan(val_dir: Path, ground_truth: Path, wnids: list[str], truth: list[int],
     """One scandir of VAL_DIR: what goes where, and what stays (counted in ``result``)."""
     with os.scandir(val_dir) as entries:
         found = sorted((e.name, e.is_file(), e.is_dir()) for e in entries)
+    labels = ValLabels(wnids, truth, ground_truth.name)
     items = []
     for name, is_file, is_dir in found:
         if not is_file:
             result.skip(name, "a directory" if is_dir else "not a regular file")
             continue
-        match = VAL_NAME.match(name)
-        if match is None:
-            result.skip(name, NAME_HINT)
-            continue
-        number = int(match.group(1))
-        if not 1 <= number <= len(truth):
-            result.skip(name, f"no line {number} in {ground_truth.name}")
-            continue
-        items.append(_Item(name, wnids[truth[number - 1] - 1]))
+        wnid, why = labels.wnid_of(name)
+        if wnid is None:
+            result.skip(name, why)
+        else:
+            items.append(_Item(name, wnid))
     if not items:
         what = "no files" if not found else f"no ILSVRC2012_val_XXXXXXXX.JPEG file with a line in {ground_truth}"
         detail = f"; {_skipped(result, 3)}" if result.skipped else ""
