@@ -79,6 +79,16 @@ OptionalExistingPath = Annotated[
 ]
 ModelName = Annotated[str, AfterValidator(_known_model)]
 Amp = Literal["bf16", "fp16", "off"]
+Decode = Literal["auto", "cpu", "device", "pil"]
+
+
+def _workers(value: Any) -> Any:
+    if value == "auto" or (type(value) is int and value >= 0):
+        return value
+    raise ValueError(f"a number of loader processes (0: load in the training process) or 'auto', not {value!r}")
+
+
+Workers = Annotated[int | Literal["auto"], BeforeValidator(_workers)]
 
 
 class Section(BaseModel):
@@ -306,8 +316,11 @@ class TrainSpec(Section):
     """Autocast precision: bf16, fp16 (with a gradient scaler) or off."""
     channels_last: bool = True
     """Model and inputs in channels-last memory format (faster convolutions on tensor cores)."""
-    workers: int = Field(8, ge=0)
-    """Loader processes per task; 0 decodes in the training process."""
+    workers: Workers = "auto"
+    """Loader processes per task: 'auto' is the task's CPUs minus one; 0 decodes in the training process."""
+    decode: Decode = "auto"
+    """Where images are decoded: 'cpu' (loader workers, reduced-size JPEG decoding), 'device' (batched nvJPEG on
+    the GPU), 'pil' (the full-size PIL reference); 'auto' is 'device' on CUDA with fewer than 8 CPUs per GPU."""
     checkpoint_every_min: float = Field(10, ge=0)
     """Minutes between checkpoints of ``last``; 0 checkpoints at every log step."""
     weights: OptionalExistingPath = None
@@ -343,8 +356,10 @@ class EvaluateSpec(Section):
     """Crop size; empty takes it from the checkpoint's spec, else 224."""
     batch_size: int = Field(256, ge=1)
     """Samples per forward pass."""
-    workers: int = Field(8, ge=0)
-    """Loader processes."""
+    workers: Workers = "auto"
+    """Loader processes: 'auto' is the task's CPUs minus one."""
+    decode: Decode = "auto"
+    """Where images are decoded: 'cpu', 'device' (nvJPEG on the GPU), 'pil' or 'auto', as for [train]."""
     amp: Amp = "bf16"
     """Autocast precision."""
     channels_last: bool = True

@@ -92,6 +92,8 @@ def _is_union(annotation: Any) -> bool:
 
 
 def _kind(annotation: Any) -> Kind:
+    if typing.get_origin(annotation) is typing.Annotated:  # ``Annotated[int | Literal["auto"], ...]``
+        annotation = typing.get_args(annotation)[0]
     args = [a for a in typing.get_args(annotation) if a is not type(None)] if _is_union(annotation) else [annotation]
     if any(typing.get_origin(a) is list for a in args):  # ``int | list[str]`` too: TOML text parses as either
         return "list"

@@ -177,7 +177,7 @@ def test_scope_node_gives_each_node_a_fixed_share_reshuffled_within_it(sample_sh
     )
     assert spec.train is not None
     val = read_shardset(sample_shards, "t").splits["val"]
-    need = read_order(spec.train, shards, val, World(rank=2, world=4, local_rank=0, nodes=2, node=1))
+    need = read_order(spec.train, shards, val, World(rank=2, world=4, local_rank=0, nodes=2, node=1), workers=2)
     assert {s.name for s in need if s.name.startswith("train")} == {s.name for s in held[1]}
     assert {s.name for s in need if s.name.startswith("val")} == {s.name for s in val[2::4] + val[3::4]}
 

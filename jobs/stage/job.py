@@ -60,15 +60,15 @@ def resolve_to(text: str, field: str = "train.stage.to") -> Path:
     return path
 
 
-def read_order(cfg: TrainSpec, train: list[Shard], val: list[Shard], world: World) -> list[Shard]:
-    """The shards this node needs, in the order its ranks' loader workers first open them."""
+def read_order(cfg: TrainSpec, train: list[Shard], val: list[Shard], world: World, workers: int) -> list[Shard]:
+    """The shards this node needs, in the order its ranks' ``workers`` loader workers each first open them."""
     nodes = share_nodes(cfg, world.nodes)
     per_node = world.tasks_per_node
     ranks = range(world.node * per_node, (world.node + 1) * per_node)
     queues: list[list[Shard]] = []
     for rank in ranks:
         mine = rank_shards(train, seed=cfg.seed, epoch=0, world=world.world, rank=rank, nodes=nodes)
-        n = split_workers(mine, cfg.workers)
+        n = split_workers(mine, workers)
         queues.extend(mine[w::n] for w in range(n))
     order = [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
     if cfg.stage.scope == "all":
@@ -93,6 +93,7 @@ class Staging:
         world: World,
         attempt: int,
         metrics: MetricsWriter,
+        workers: int,
         interrupted: Callable[[], bool] = lambda: False,
     ) -> None:
         stage = cfg.stage
@@ -115,7 +116,7 @@ class Staging:
             return replace(shard, path=self.view / names[shard.path.parent] / shard.path.name, staging=waits)
 
         self.train, self.val = [local(s) for s in train], [local(s) for s in val]
-        order = read_order(cfg, train, val, world)
+        order = read_order(cfg, train, val, world, workers)
         self.items = [Item(s, cache / names[s.path.parent] / s.path.name) for s in order]
         self.thread: threading.Thread | None = None
         self.stager: Stager | None = None

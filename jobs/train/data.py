@@ -1,8 +1,16 @@
 """The loaders: webdataset tar streams → decoded, augmented uint8 batches, in the order ``jobs.train.order`` fixes.
 
 Batches leave the workers as uint8 NCHW tensors (a quarter of the bytes of float32); the
-training process normalises them on its device. Each sample's augmentation is seeded from
-(seed, epoch, key, pass), so an epoch replays identically however it was interrupted.
+training process normalises them on its device. Each sample's crop, flip and extra
+augmentation are drawn from a generator seeded by (seed, epoch, key, pass), so an epoch
+replays identically however it was interrupted, and whichever decoder serves it:
+
+- ``cpu``: the workers decode each crop at the smallest scale that covers it
+  (``jobs.train.crops``) and resize it as uint8;
+- ``device``: the workers only read the bytes and plan the crops; the training process
+  decodes the JPEGs in batches on its device (nvJPEG on CUDA) and crops there
+  (``jobs.train.device_decode``);
+- ``pil``: the reference: full-size PIL decode, then the same crops resized by PIL.
 """
 
 from __future__ import annotations
@@ -11,42 +19,37 @@ import hashlib
 import io
 import random
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset, get_worker_info
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from jobs.shard.encode import IMAGE_FIELDS
-from jobs.signals import worker_signals
 from jobs.stage.job import StageFailed, wait_staged
 from jobs.telemetry.pipeline import Pipeline
+from jobs.train.crops import JPEG_START, Plan, decode_crop, header_size, train_plan, val_plan
+from jobs.train.device_decode import Encoded, seeded
 from jobs.train.order import WorkerShare
-from jobs.train.shardset import Shard
+from jobs.train.shardset import Shard, ShardReadError
+from jobs.train.sizing import Decoder
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-class ShardReadError(Exception):
-    """A shard could not be read or one of its samples decoded; the message names the shard."""
-
-
-def train_transform(image_size: int, auto_augment: str) -> v2.Compose:
-    steps: list[Any] = [v2.RandomResizedCrop(image_size, antialias=True), v2.RandomHorizontalFlip()]
-    if auto_augment == "imagenet":
-        steps.append(v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET))
-    elif auto_augment == "randaugment":
-        steps.append(v2.RandAugment())
-    return v2.Compose([*steps, v2.PILToTensor()])
-
-
-def val_transform(image_size: int) -> v2.Compose:
-    return v2.Compose([v2.Resize(image_size * 256 // 224, antialias=True), v2.CenterCrop(image_size), v2.PILToTensor()])
+def extra_augment(name: str) -> v2.Transform | None:
+    """The train augmentation after crop and flip: AutoAugment's ImageNet policy, RandAugment, or none."""
+    if name == "imagenet":
+        return v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET)
+    if name == "randaugment":
+        return v2.RandAugment()
+    return None
 
 
 def read_shard(shard: Shard, pipeline: Pipeline | None = None) -> Iterator[dict[str, Any]]:
@@ -92,50 +95,151 @@ def sample_seed(*parts: object) -> int:
     return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little")
 
 
+class Augment:
+    """One sample's work in a loader: plan the crop from the header, then decode here or leave that to the device."""
+
+    def __init__(self, image_size: int, decoder: Decoder, *, train: bool, auto_augment: str = "") -> None:
+        self.size, self.decoder, self.train = image_size, decoder, train
+        self.extra = extra_augment(auto_augment) if train else None
+
+    def plan(self, data: bytes, key: str, generator: torch.Generator | None) -> Plan:
+        width, height = header_size(data, key)
+        if generator is None:
+            return val_plan(width, height, self.size)
+        return train_plan(width, height, generator)
+
+    def pixels(self, data: bytes, key: str, plan: Plan, extra_seed: int) -> torch.Tensor:
+        """The sample as uint8 (3, S, S), decoded in this process."""
+        if self.decoder == "pil":
+            image = TF.resized_crop(decode(data, key), *plan[:4], [self.size, self.size], antialias=True)
+            image = TF.horizontal_flip(image) if plan.flip else image
+            if self.extra is not None:
+                image = seeded(self.extra, image, extra_seed)
+            return TF.pil_to_tensor(image)
+        pixels = decode_crop(data, plan, self.size, key)
+        return pixels if self.extra is None else seeded(self.extra, pixels, extra_seed)
+
+
+class BatchBuilder:
+    """Collects samples into one batch: pixels written straight into a (shared-memory) uint8 tensor, or,
+    for decoding on the device, the JPEG bytes and their plans."""
+
+    def __init__(self, augment: Augment, batch_size: int) -> None:
+        self.augment, self.batch_size = augment, batch_size
+        self.shared = get_worker_info() is not None  # leave the worker through shared memory without a copy
+        self._start()
+
+    def _start(self) -> None:
+        self.n = 0
+        self.labels: list[int] = []
+        if self.augment.decoder == "device":
+            self.encoded: list[bytes] = []
+            self.plans: list[Plan] = []
+            self.seeds: list[int] = []
+            self.at: list[int] = []
+            self.keys: list[str] = []
+            self.ready: list[torch.Tensor] = []
+            self.ready_at: list[int] = []
+            return
+        size = self.augment.size
+        self.images = torch.empty((self.batch_size, 3, size, size), dtype=torch.uint8)
+        if self.shared:
+            self.images.share_memory_()
+
+    def add(self, key: str, data: bytes, label: int, generator: torch.Generator | None) -> None:
+        plan = self.augment.plan(data, key, generator)
+        extra_seed = self._extra_seed(generator)
+        if self.augment.decoder != "device":
+            self.images[self.n] = self.augment.pixels(data, key, plan, extra_seed)
+        elif data[:2] == JPEG_START:
+            self.encoded.append(data)
+            self.plans.append(plan)
+            self.seeds.append(extra_seed)
+            self.at.append(self.n)
+            self.keys.append(key)
+        else:  # PNG and the other kinds: decoded here, as nvJPEG takes only JPEG
+            self.ready.append(self.augment.pixels(data, key, plan, extra_seed))
+            self.ready_at.append(self.n)
+        self.labels.append(label)
+        self.n += 1
+
+    def _extra_seed(self, generator: torch.Generator | None) -> int:
+        if self.augment.extra is None or generator is None:
+            return 0
+        return int(torch.randint(0, 2**62, (1,), generator=generator).item())
+
+    @property
+    def full(self) -> bool:
+        return self.n == self.batch_size
+
+    def take(self) -> Batch | Encoded:
+        labels = torch.tensor(self.labels, dtype=torch.long)
+        if self.augment.decoder != "device":
+            batch: Batch | Encoded = (self.images[: self.n], labels)
+        else:
+            size = self.augment.size
+            batch = Encoded(
+                data=torch.frombuffer(bytearray(b"".join(self.encoded)), dtype=torch.uint8),
+                ends=torch.tensor([len(b) for b in self.encoded], dtype=torch.long).cumsum(0),
+                plans=torch.tensor(self.plans, dtype=torch.long).view(-1, 5),
+                seeds=torch.tensor(self.seeds, dtype=torch.long),
+                at=torch.tensor(self.at, dtype=torch.long),
+                ready=torch.stack(self.ready) if self.ready else torch.empty((0, 3, size, size), dtype=torch.uint8),
+                ready_at=torch.tensor(self.ready_at, dtype=torch.long),
+                labels=labels,
+                keys=self.keys,
+            )
+        self._start()
+        return batch
+
+
 class TrainStream(IterableDataset[Batch]):
-    """One rank's train batches for one epoch; loader worker ``w`` makes ``shares[w].batches - shares[w].skip``."""
+    """One rank's train batches, an epoch per iteration: iteration ``i`` is epoch ``epoch + i``.
+
+    ``shares(epoch=, done=)`` deals the epoch's shards to the loader workers (``train_shares``
+    with the rank's arguments bound); worker ``w`` makes ``batches - skip`` of its share. Each
+    iteration moves the stream to the next epoch, so persistent workers follow the trainer.
+    """
 
     def __init__(
         self,
-        shares: list[WorkerShare],
+        shares: Callable[..., list[WorkerShare]],
         *,
-        batch_size: int,
-        image_size: int,
-        auto_augment: str,
-        seed: int,
         epoch: int,
+        done: int,
+        batch_size: int,
+        augment: Augment,
+        seed: int,
         shuffle_buffer: int,
         pipeline: Pipeline | None = None,
     ) -> None:
-        self.shares = shares
+        self.shares, self.epoch, self.done = shares, epoch, done
+        self.batch_size, self.augment = batch_size, augment
+        self.seed, self.buffer = seed, shuffle_buffer
         self.pipeline = pipeline
-        self.batch_size = batch_size
-        self.transform = train_transform(image_size, auto_augment)
-        self.seed, self.epoch, self.buffer = seed, epoch, shuffle_buffer
 
     def __iter__(self) -> Iterator[Batch]:
+        epoch, done = self.epoch, self.done
+        self.epoch, self.done = epoch + 1, 0
         info = get_worker_info()
-        share = self.shares[info.id if info else 0]
+        share = self.shares(epoch=epoch, done=done)[info.id if info else 0]
         todo = (share.batches - share.skip) * self.batch_size
-        samples = self._samples(share.shards, share.skip * self.batch_size)
-        batch: list[tuple[torch.Tensor, int]] = []
+        samples = self._samples(share.shards, epoch, share.skip * self.batch_size)
+        batch = BatchBuilder(self.augment, self.batch_size)
         for _ in range(todo):
             key, data, label, rnd = next(samples)
-            with torch.random.fork_rng(devices=[], enabled=info is None):  # in-process: leave the trainer's RNG be
-                torch.manual_seed(sample_seed(self.seed, self.epoch, key, rnd))
-                batch.append((self.transform(decode(data, key)), label))
-            if len(batch) == self.batch_size:
-                yield collate(batch)
-                batch = []
+            batch.add(key, data, label, torch.Generator().manual_seed(sample_seed(self.seed, epoch, key, rnd)))
+            if batch.full:
+                yield batch.take()  # type: ignore[misc]
 
-    def _samples(self, shards: list[Shard], skip: int) -> Iterator[tuple[str, bytes, int, int]]:
+    def _samples(self, shards: list[Shard], epoch: int, skip: int) -> Iterator[tuple[str, bytes, int, int]]:
         """The worker's shards, shuffled, read again in new passes as long as samples are wanted."""
         for rnd in range(1_000_000):
             for shard in shards:
                 if skip >= shard.samples:  # consumed before the interruption: not even opened
                     skip -= shard.samples
                     continue
-                rng = random.Random(f"{self.seed}:{self.epoch}:{shard.name}:{rnd}")
+                rng = random.Random(f"{self.seed}:{epoch}:{shard.name}:{rnd}")
                 for sample in shuffled(read_shard(shard, self.pipeline), self.buffer, rng):
                     if skip:
                         skip -= 1
@@ -148,25 +252,23 @@ class ValStream(IterableDataset[Batch]):
     """One rank's val batches: every sample of the worker's shards once, the last batch possibly short."""
 
     def __init__(
-        self, shares: list[list[Shard]], *, batch_size: int, image_size: int, pipeline: Pipeline | None = None
+        self, shares: list[list[Shard]], *, batch_size: int, augment: Augment, pipeline: Pipeline | None = None
     ) -> None:
         self.shares = shares
         self.pipeline = pipeline
-        self.batch_size = batch_size
-        self.transform = val_transform(image_size)
+        self.batch_size, self.augment = batch_size, augment
 
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
         shards = self.shares[info.id if info else 0] if self.shares else []
-        batch: list[tuple[torch.Tensor, int]] = []
+        batch = BatchBuilder(self.augment, self.batch_size)
         for shard in shards:
             for sample in read_shard(shard, self.pipeline):
-                batch.append((self.transform(decode(image_of(sample), sample["__key__"])), int(sample["cls"])))
-                if len(batch) == self.batch_size:
-                    yield collate(batch)
-                    batch = []
-        if batch:
-            yield collate(batch)
+                batch.add(sample["__key__"], image_of(sample), int(sample["cls"]), None)
+                if batch.full:
+                    yield batch.take()  # type: ignore[misc]
+        if batch.n:
+            yield batch.take()  # type: ignore[misc]
 
 
 def image_of(sample: dict[str, Any]) -> bytes:
@@ -179,31 +281,9 @@ def image_of(sample: dict[str, Any]) -> bytes:
 
 
 def decode(data: bytes, key: str) -> Image.Image:
+    """Full-size PIL decode to RGB (the reference decoder)."""
     try:
         image = Image.open(io.BytesIO(data))
         return image.convert("RGB")
     except Exception as exc:
         raise ShardReadError(f"sample {key}: cannot decode image: {exc}") from exc
-
-
-def collate(batch: list[tuple[torch.Tensor, int]]) -> Batch:
-    return torch.stack([x for x, _ in batch]), torch.tensor([y for _, y in batch], dtype=torch.long)
-
-
-def _init_worker(_: int) -> None:
-    torch.set_num_threads(1)  # a loader worker is one core; more threads only oversubscribe
-    worker_signals()
-
-
-def make_loader(dataset: IterableDataset[Batch], workers: int, pin_memory: bool, seed: int) -> DataLoader[Batch]:
-    """``seed``: the loader's own generator, so that starting one never draws from the trainer's RNG."""
-    n = workers if workers > 0 else 0
-    return DataLoader(
-        dataset,
-        generator=torch.Generator().manual_seed(seed),
-        batch_size=None,
-        num_workers=n,
-        pin_memory=pin_memory,
-        prefetch_factor=4 if n else None,
-        worker_init_fn=_init_worker if n else None,
-    )

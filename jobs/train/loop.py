@@ -8,12 +8,13 @@ scaler, the epoch and the optimizer step inside it, and every rank's RNG states.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from jobs.metrics import MetricsWriter
@@ -29,12 +31,24 @@ from jobs.signals import Signals
 from jobs.spec import TrainSpec
 from jobs.telemetry.pipeline import Pipeline
 from jobs.train import checkpoint
-from jobs.train.data import IMAGENET_MEAN, IMAGENET_STD, TrainStream, ValStream, make_loader, sample_seed
+from jobs.train.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Augment,
+    Batch,
+    TrainStream,
+    ValStream,
+    extra_augment,
+    sample_seed,
+)
+from jobs.train.device_decode import on_device
 from jobs.train.distributed import Dist
+from jobs.train.loaders import make_loader
 from jobs.train.models import build_model, load_weights, read_weights
 from jobs.train.order import share_nodes, steps_per_epoch, train_shares, val_shares
 from jobs.train.schedule import build_optimizer, build_scheduler
 from jobs.train.shardset import Shard
+from jobs.train.sizing import Decoder, size_loader
 
 Report = Callable[[dict[str, float]], None]
 
@@ -172,6 +186,12 @@ class Trainer:
         self.last_epoch: dict[str, Any] = {}
         self.images_per_s: float | None = None
         self.tensorboard = _tensorboard(job.tensorboard_dir) if d.main else None
+        size = size_loader(cfg.workers, cfg.decode, cuda=self.device.type == "cuda")
+        self.cpus, self.decoder, self.workers = size.cpus, size.decoder, size.workers
+        self._train_loader: DataLoader[Any] | None = None
+        self._train_loader_epoch = -1
+        """The epoch the persistent train loader's next iteration reads."""
+        self._val_loader: DataLoader[Any] | None = None
 
     # --- checkpoints -------------------------------------------------------------------------------
 
@@ -235,11 +255,22 @@ class Trainer:
     # --- the loop ----------------------------------------------------------------------------------
 
     def fit(self) -> dict[str, Any]:
-        cfg, p = self.cfg, self.progress
+        p = self.progress
         self.restore()
         if p.resumed_from is not None and self.dist.main:
             print(f"resuming from {self.last_path}: epoch {p.epoch + 1}, step {p.global_step}", flush=True)
+        if self.dist.main:
+            print(
+                f"train loader: decode {self.decoder}, {self.workers} worker(s) per task ({self.cpus} CPUs)", flush=True
+            )
         self.job.report(self._progress())
+        try:
+            return self._fit()
+        finally:  # the persistent workers end with the fit
+            self._train_loader = self._val_loader = None
+
+    def _fit(self) -> dict[str, Any]:
+        cfg, p = self.cfg, self.progress
         result: dict[str, Any] = {}
         while p.epoch < cfg.epochs:
             started = time.monotonic()
@@ -290,38 +321,51 @@ class Trainer:
             out["images_per_s"] = self.images_per_s
         return out
 
-    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self) -> Iterator[Batch]:
+        """This epoch's train batches; the loader and its workers persist, each iteration is the next epoch."""
+        cfg, p = self.cfg, self.progress
+        if self._train_loader is None or self._train_loader_epoch != p.epoch:
+            self._train_loader = self._make_train_loader()
+        self._train_loader_epoch = p.epoch + 1
+        batches = iter(self._train_loader)
+        if self.decoder == "device":
+            return on_device(batches, self.device, cfg.image_size, extra_augment(cfg.auto_augment))
+        return batches
+
+    def _make_train_loader(self) -> DataLoader[Any]:
         cfg, p, d = self.cfg, self.progress, self.dist
-        shares = train_shares(
+        shares = functools.partial(
+            train_shares,
             self.job.train_shards,
             seed=cfg.seed,
-            epoch=p.epoch,
             world=d.world,
             rank=d.rank,
-            workers=cfg.workers,
+            workers=self.workers,
             batches=self.steps * cfg.grad_accum,
-            done=p.step_in_epoch * cfg.grad_accum,
             nodes=share_nodes(cfg, d.nodes),
         )
-        stream = TrainStream(
-            shares,
-            batch_size=cfg.batch_size,
-            image_size=cfg.image_size,
-            auto_augment=cfg.auto_augment,
-            seed=cfg.seed,
-            epoch=p.epoch,
-            shuffle_buffer=cfg.shuffle_buffer,
-            pipeline=self.job.pipeline,
-        )
-        workers = min(cfg.workers, len(shares))
-        if workers < cfg.workers and p.step_in_epoch == 0 and p.epoch == 0 and d.main:
+        done = p.step_in_epoch * cfg.grad_accum
+        workers = min(
+            self.workers, len(shares(epoch=p.epoch, done=done))
+        )  # a bad split is an error here, not in a worker
+        if workers < self.workers and p.step_in_epoch == 0 and p.epoch == 0 and d.main:
             print(
-                f"train.workers: {workers} of {cfg.workers} per task: a task reads {len(shares)} shard(s) an epoch; "
+                f"train.workers: {workers} of {self.workers} per task: a task reads {workers} shard(s) an epoch; "
                 "smaller shards (shard.shard_size_mb) let more workers decode in parallel",
                 flush=True,
             )
-        seed = sample_seed(cfg.seed, p.epoch, d.rank, "loader")
-        return iter(make_loader(stream, workers, self.device.type == "cuda", seed))
+        stream = TrainStream(
+            shares,
+            epoch=p.epoch,
+            done=done,
+            batch_size=cfg.batch_size,
+            augment=Augment(cfg.image_size, self.decoder, train=True, auto_augment=cfg.auto_augment),
+            seed=cfg.seed,
+            shuffle_buffer=cfg.shuffle_buffer,
+            pipeline=self.job.pipeline,
+        )
+        seed = sample_seed(cfg.seed, d.rank, "loader")
+        return make_loader(stream, workers, pin_memory=self.device.type == "cuda", seed=seed, persistent=True)
 
     def train_one_epoch(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None) -> float:
         """Trains to the end of the epoch; ``batches`` replaces the shard loader (bench/train_overhead.py)."""
@@ -423,17 +467,19 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         self.dist.sync_buffers(self.model)  # every rank evaluates the same model
-        return evaluate(
-            self.model,
-            self.job.val_shards,
-            self.dist,
-            batch_size=self.cfg.batch_size,
-            image_size=self.cfg.image_size,
-            workers=self.cfg.workers,
-            precision=self.precision,
-            channels_last=self.cfg.channels_last,
-            pipeline=self.job.pipeline,
-        )
+        if self._val_loader is None:
+            self._val_loader = val_loader(
+                self.job.val_shards,
+                self.dist,
+                batch_size=self.cfg.batch_size,
+                image_size=self.cfg.image_size,
+                workers=self.workers,
+                decoder=self.decoder,
+                pipeline=self.job.pipeline,
+                persistent=True,
+            )
+        batches = val_batches(self._val_loader, self.decoder, self.device, self.cfg.image_size)
+        return evaluate(self.model, batches, self.dist, precision=self.precision, channels_last=self.cfg.channels_last)
 
 
 @dataclass
@@ -453,47 +499,58 @@ def _tensorboard(directory: Path | None) -> Any:
     return SummaryWriter(str(directory))
 
 
-@torch.inference_mode()
-def evaluate(
-    model: torch.nn.Module,
+def val_loader(
     shards: list[Shard],
     dist: Dist,
     *,
     batch_size: int,
     image_size: int,
     workers: int,
-    precision: Precision,
-    channels_last: bool,
+    decoder: Decoder,
     pipeline: Pipeline | None = None,
+    persistent: bool = False,
+) -> DataLoader[Any] | None:
+    """This rank's val loader; None when the rank has no val shards (it still joins the sums)."""
+    shares = val_shares(shards, world=dist.world, rank=dist.rank, workers=workers)
+    if not shares:
+        return None
+    stream = ValStream(
+        shares, batch_size=batch_size, augment=Augment(image_size, decoder, train=False), pipeline=pipeline
+    )
+    on_gpu = dist.device.type == "cuda"
+    return make_loader(stream, min(workers, len(shares)), pin_memory=on_gpu, seed=0, persistent=persistent)
+
+
+def val_batches(loader: DataLoader[Any] | None, decoder: Decoder, device: torch.device, size: int) -> Iterator[Batch]:
+    if loader is None:
+        return iter(())
+    return on_device(iter(loader), device, size, None) if decoder == "device" else iter(loader)
+
+
+@torch.inference_mode()
+def evaluate(
+    model: torch.nn.Module, batches: Iterable[Batch], dist: Dist, *, precision: Precision, channels_last: bool
 ) -> dict[str, float]:
     """Top-1, top-5 and loss over every val sample, each counted once across all ranks."""
     model.eval()
-    shares = val_shares(shards, world=dist.world, rank=dist.rank, workers=workers)
     totals = torch.zeros(4, dtype=torch.float64, device=dist.device)  # loss sum, top-1, top-5, samples
-    if shares:
-        loader = make_loader(
-            ValStream(shares, batch_size=batch_size, image_size=image_size, pipeline=pipeline),
-            min(workers, len(shares)),
-            dist.device.type == "cuda",
-            seed=0,
+    for images, labels in batches:
+        x = normalize(images, dist.device, channels_last)
+        y = labels.to(dist.device, non_blocking=True)
+        with precision.autocast():
+            logits = model(x)
+        logits = logits.float()
+        k = min(5, logits.shape[1])
+        top = logits.topk(k, dim=1).indices
+        hits = top.eq(y.unsqueeze(1))
+        totals += torch.stack(
+            [
+                F.cross_entropy(logits, y, reduction="sum").double(),
+                hits[:, :1].sum().double(),
+                hits.any(dim=1).sum().double(),
+                torch.tensor(float(len(y)), dtype=torch.float64, device=dist.device),
+            ]
         )
-        for images, labels in loader:
-            x = normalize(images, dist.device, channels_last)
-            y = labels.to(dist.device, non_blocking=True)
-            with precision.autocast():
-                logits = model(x)
-            logits = logits.float()
-            k = min(5, logits.shape[1])
-            top = logits.topk(k, dim=1).indices
-            hits = top.eq(y.unsqueeze(1))
-            totals += torch.stack(
-                [
-                    F.cross_entropy(logits, y, reduction="sum").double(),
-                    hits[:, :1].sum().double(),
-                    hits.any(dim=1).sum().double(),
-                    torch.tensor(float(len(y)), dtype=torch.float64, device=dist.device),
-                ]
-            )
     loss_sum, top1, top5, n = dist.sum(totals).tolist()
     per = max(n, 1)
     return {"val_loss": loss_sum / per, "top1": top1 / per, "top5": top5 / per, "val_samples": n}

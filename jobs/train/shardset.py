@@ -13,6 +13,10 @@ from jobs.shard.index import read_index
 from jobs.spec import RunSpec
 
 
+class ShardReadError(Exception):
+    """A shard could not be read or one of its samples decoded; the message names the shard or sample."""
+
+
 @dataclass(frozen=True)
 class Shard:
     name: str

@@ -26,11 +26,11 @@ from jobs.spec import RunSpec
 from jobs.stage.job import StageInterrupted, Staging
 from jobs.telemetry.sampler import Sampler
 from jobs.train import checkpoint
-from jobs.train.data import ShardReadError
 from jobs.train.distributed import Dist, setup
-from jobs.train.loop import Job, Precision, StopRequested, Trainer, TrainingDiverged, evaluate
+from jobs.train.loop import Job, Precision, StopRequested, Trainer, TrainingDiverged, evaluate, val_batches, val_loader
 from jobs.train.models import build_model, load_file, load_weights, num_classes_of, state_dict_of
-from jobs.train.shardset import Shard, checked_split, train_inputs
+from jobs.train.shardset import Shard, ShardReadError, checked_split, train_inputs
+from jobs.train.sizing import size_loader
 from jobs.world import job_world
 
 Report = Callable[[dict[str, float]], None]
@@ -57,7 +57,8 @@ def run_train(
         place = job_world()
         # stage records from the first node's stager only: appends from several NFS clients can overwrite each other
         metrics = MetricsWriter(paths.metrics, rank=place.rank, attempt=attempt, enabled=place.node == 0)
-        staging = Staging(cfg, train, val, place, attempt, metrics, interrupted=lambda: bool(signals.stop))
+        workers = size_loader(cfg.workers, cfg.decode, cuda=torch.cuda.is_available()).workers
+        staging = Staging(cfg, train, val, place, attempt, metrics, workers, interrupted=lambda: bool(signals.stop))
     try:
         if staging is not None:
             try:
@@ -194,18 +195,24 @@ def run_evaluate(
     model.to(dist.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    print(f"evaluate: {model_name} from {path} on {sum(s.samples for s in val)} val samples, {image_size} px")
+    size = size_loader(cfg.workers, cfg.decode, cuda=dist.device.type == "cuda")
+    print(
+        f"evaluate: {model_name} from {path} on {sum(s.samples for s in val)} val samples, {image_size} px; "
+        f"decode {size.decoder}, {size.workers} worker(s)"
+    )
     with _errors_explained(dist):
-        result = evaluate(
-            model,
+        loader = val_loader(
             val,
             dist,
             batch_size=cfg.batch_size,
             image_size=image_size,
-            workers=cfg.workers,
-            precision=Precision(cfg.amp, dist.device),
-            channels_last=cfg.channels_last,
+            workers=size.workers,
+            decoder=size.decoder,
             pipeline=sampler.pipeline if sampler else None,
+        )
+        batches = val_batches(loader, size.decoder, dist.device, image_size)
+        result = evaluate(
+            model, batches, dist, precision=Precision(cfg.amp, dist.device), channels_last=cfg.channels_last
         )
     MetricsWriter(paths.metrics, attempt=attempt).write("evaluate", checkpoint=str(path), **result)
     print(f"val top-1 {result['top1']:.2%}  top-5 {result['top5']:.2%}  loss {result['val_loss']:.4f}", flush=True)

@@ -1,0 +1,127 @@
+"""Each sample's crop, planned from the image header before a pixel is decoded, and the decode that serves it.
+
+A plan is a box in the original image's pixels and a horizontal flip. Train boxes are
+torchvision's RandomResizedCrop draws (scale 0.08–1, ratio 3/4–4/3, ten tries, then the
+centre crop) from a per-sample generator; val boxes are Resize(S·256/224) + CenterCrop(S)
+expressed in the original image. Knowing the box first lets the decoder work at the smallest
+scale that still gives the crop S pixels a side: libjpeg's DCT scaling (1/2, 1/4, 1/8)
+through PIL's ``draft`` when the box is at least twice the output size, torchvision.io's
+full decode otherwise. The crop is resized as uint8 in channels-last layout (torch's
+vectorised antialiased kernel); nothing becomes float on the CPU.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision.io import ImageReadMode, decode_image
+
+from jobs.train.shardset import ShardReadError
+
+JPEG_START = b"\xff\xd8"
+TRAIN_SCALE = (0.08, 1.0)
+TRAIN_RATIO = (3 / 4, 4 / 3)
+
+
+class Plan(NamedTuple):
+    """A crop box in the original image (pixels) and whether the result is mirrored."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+    flip: bool = False
+
+
+def header_size(data: bytes, key: str) -> tuple[int, int]:
+    """(width, height) from the image header alone."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except Exception as exc:
+        raise ShardReadError(f"sample {key}: cannot decode image: {exc}") from exc
+
+
+def train_plan(width: int, height: int, generator: torch.Generator) -> Plan:
+    """RandomResizedCrop's box, drawn exactly as ``transforms.RandomResizedCrop.get_params`` draws it, then the flip."""
+    area = width * height
+    log_ratio = torch.log(torch.tensor(TRAIN_RATIO))
+    for _ in range(10):
+        target_area = area * torch.empty(1).uniform_(*TRAIN_SCALE, generator=generator).item()
+        aspect = torch.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1], generator=generator)).item()  # type: ignore[arg-type]
+        w = round(math.sqrt(target_area * aspect))
+        h = round(math.sqrt(target_area / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, size=(1,), generator=generator).item())
+            left = int(torch.randint(0, width - w + 1, size=(1,), generator=generator).item())
+            return Plan(top, left, h, w, _flip(generator))
+    ratio = width / height
+    if ratio < min(TRAIN_RATIO):
+        w, h = width, round(width / min(TRAIN_RATIO))
+    elif ratio > max(TRAIN_RATIO):
+        w, h = round(height * max(TRAIN_RATIO)), height
+    else:
+        w, h = width, height
+    return Plan((height - h) // 2, (width - w) // 2, h, w, _flip(generator))
+
+
+def _flip(generator: torch.Generator) -> bool:
+    return bool(torch.rand(1, generator=generator).item() < 0.5)  # RandomHorizontalFlip(p=0.5)
+
+
+def val_plan(width: int, height: int, size: int) -> Plan:
+    """The box that Resize(size·256/224) then CenterCrop(size) keeps, in the original image's pixels."""
+    resized_short = size * 256 // 224
+    short, long = min(width, height), max(width, height)
+    resized_long = int(resized_short * long / short)
+    rw, rh = (resized_long, resized_short) if width >= height else (resized_short, resized_long)
+    scale = short / resized_short  # original pixels per resized pixel
+    side = max(1, min(round(size * scale), short))
+    top = min(round(round((rh - size) / 2) * scale), height - side)
+    left = min(round(round((rw - size) / 2) * scale), width - side)
+    return Plan(top, left, side, side)
+
+
+def decode_crop(data: bytes, plan: Plan, size: int, key: str) -> torch.Tensor:
+    """The planned crop as uint8 (3, size, size); JPEGs decoded at a reduced scale where the box allows it."""
+    try:
+        if min(plan.height, plan.width) >= 2 * size and data[:2] == JPEG_START:
+            pixels, plan = _decode_reduced(data, plan, size)
+        else:
+            pixels = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    except Exception as exc:
+        raise ShardReadError(f"sample {key}: cannot decode image: {exc}") from exc
+    return resize_crop(pixels, plan, size)
+
+
+def _decode_reduced(data: bytes, plan: Plan, size: int) -> tuple[torch.Tensor, Plan]:
+    """libjpeg DCT scaling: the largest of 1/2, 1/4, 1/8 that keeps the box at least ``size`` a side."""
+    image: Image.Image = Image.open(io.BytesIO(data))
+    width, height = image.size
+    image.draft("RGB", (math.ceil(width * size / plan.width), math.ceil(height * size / plan.height)))
+    sx, sy = image.size[0] / width, image.size[1] / height
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)  # HWC as a channels-last CHW view
+    top, left = min(int(plan.top * sy), image.size[1] - 1), min(int(plan.left * sx), image.size[0] - 1)
+    h = max(1, min(round(plan.height * sy), image.size[1] - top))
+    w = max(1, min(round(plan.width * sx), image.size[0] - left))
+    return pixels, Plan(top, left, h, w, plan.flip)
+
+
+def resize_crop(pixels: torch.Tensor, plan: Plan, size: int) -> torch.Tensor:
+    """Crop, antialiased bilinear resize to size × size, flip: uint8 in, uint8 out, on the pixels' device."""
+    crop = pixels[:, plan.top : plan.top + plan.height, plan.left : plan.left + plan.width].unsqueeze(0)
+    crop = crop.contiguous(memory_format=torch.channels_last)
+    if crop.device.type != "cpu":  # uint8 interpolation is a CPU kernel
+        crop = crop.float()
+    out = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    if out.dtype != torch.uint8:
+        out = out.round_().clamp_(0, 255).to(torch.uint8)
+    return out.flip(-1) if plan.flip else out
