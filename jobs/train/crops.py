@@ -39,13 +39,20 @@ class Plan(NamedTuple):
     flip: bool = False
 
 
+def undecodable(key: str, exc: Exception) -> ShardReadError:
+    reason = str(exc)
+    if ".cpp:" in reason:  # torchvision's "decode_jpeg, <source file>:<line>, <reason>"
+        reason = reason.rsplit(", ", 1)[-1]
+    return ShardReadError(f"sample {key}: cannot decode image: {reason}")
+
+
 def header_size(data: bytes, key: str) -> tuple[int, int]:
     """(width, height) from the image header alone."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             return image.size
     except Exception as exc:
-        raise ShardReadError(f"sample {key}: cannot decode image: {exc}") from exc
+        raise undecodable(key, exc) from exc
 
 
 def train_plan(width: int, height: int, generator: torch.Generator) -> Plan:
@@ -79,13 +86,13 @@ def val_plan(width: int, height: int, size: int) -> Plan:
     """The box that Resize(size·256/224) then CenterCrop(size) keeps, in the original image's pixels."""
     resized_short = size * 256 // 224
     short, long = min(width, height), max(width, height)
-    resized_long = int(resized_short * long / short)
+    resized_long = int(resized_short * long / short)  # as v2.Resize rounds it
     rw, rh = (resized_long, resized_short) if width >= height else (resized_short, resized_long)
-    scale = short / resized_short  # original pixels per resized pixel
-    side = max(1, min(round(size * scale), short))
-    top = min(round(round((rh - size) / 2) * scale), height - side)
-    left = min(round(round((rw - size) / 2) * scale), width - side)
-    return Plan(top, left, side, side)
+    sx, sy = width / rw, height / rh  # original pixels per resized pixel
+    h, w = max(1, min(round(size * sy), height)), max(1, min(round(size * sx), width))
+    top = min(round(round((rh - size) / 2) * sy), height - h)
+    left = min(round(round((rw - size) / 2) * sx), width - w)
+    return Plan(top, left, h, w)
 
 
 def decode_crop(data: bytes, plan: Plan, size: int, key: str) -> torch.Tensor:
@@ -96,7 +103,7 @@ def decode_crop(data: bytes, plan: Plan, size: int, key: str) -> torch.Tensor:
         else:
             pixels = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
     except Exception as exc:
-        raise ShardReadError(f"sample {key}: cannot decode image: {exc}") from exc
+        raise undecodable(key, exc) from exc
     return resize_crop(pixels, plan, size)
 
 
@@ -109,10 +116,15 @@ def _decode_reduced(data: bytes, plan: Plan, size: int) -> tuple[torch.Tensor, P
     if image.mode != "RGB":
         image = image.convert("RGB")
     pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)  # HWC as a channels-last CHW view
-    top, left = min(int(plan.top * sy), image.size[1] - 1), min(int(plan.left * sx), image.size[0] - 1)
-    h = max(1, min(round(plan.height * sy), image.size[1] - top))
-    w = max(1, min(round(plan.width * sx), image.size[0] - left))
-    return pixels, Plan(top, left, h, w, plan.flip)
+    top, bottom = _scaled(plan.top, plan.height, sy, image.size[1])
+    left, right = _scaled(plan.left, plan.width, sx, image.size[0])
+    return pixels, Plan(top, left, bottom - top, right - left, plan.flip)
+
+
+def _scaled(start: int, length: int, scale: float, limit: int) -> tuple[int, int]:
+    """A span of the original image in the reduced one: both ends rounded, at least a pixel, inside it."""
+    first = min(round(start * scale), limit - 1)
+    return first, max(first + 1, min(round((start + length) * scale), limit))
 
 
 def resize_crop(pixels: torch.Tensor, plan: Plan, size: int) -> torch.Tensor:

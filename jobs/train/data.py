@@ -32,7 +32,7 @@ from webdataset.tariterators import group_by_keys, tar_file_iterator
 from jobs.shard.encode import IMAGE_FIELDS
 from jobs.stage.job import StageFailed, wait_staged
 from jobs.telemetry.pipeline import Pipeline
-from jobs.train.crops import JPEG_START, Plan, decode_crop, header_size, train_plan, val_plan
+from jobs.train.crops import JPEG_START, Plan, decode_crop, header_size, train_plan, undecodable, val_plan
 from jobs.train.device_decode import Encoded, seeded
 from jobs.train.order import WorkerShare
 from jobs.train.shardset import Shard, ShardReadError
@@ -286,4 +286,4 @@ def decode(data: bytes, key: str) -> Image.Image:
         image = Image.open(io.BytesIO(data))
         return image.convert("RGB")
     except Exception as exc:
-        raise ShardReadError(f"sample {key}: cannot decode image: {exc}") from exc
+        raise undecodable(key, exc) from exc

@@ -15,8 +15,7 @@ from typing import Any, NamedTuple
 import torch
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
-from jobs.train.crops import Plan, resize_crop
-from jobs.train.shardset import ShardReadError
+from jobs.train.crops import Plan, resize_crop, undecodable
 
 
 class Encoded(NamedTuple):
@@ -79,7 +78,7 @@ def _decode_one(blob: torch.Tensor, key: str, device: torch.device) -> torch.Ten
     try:
         return decode_image(blob, mode=ImageReadMode.RGB).to(device)
     except RuntimeError as exc:
-        raise ShardReadError(f"sample {key}: cannot decode image: {exc}") from exc
+        raise undecodable(key, exc) from exc
 
 
 def on_device(

@@ -1,0 +1,250 @@
+"""The training loader's decoders: the same crops as torchvision draws, pixels that match the PIL reference,
+device decoding that gives the workers' batch, sizing from the task's CPUs, and training that learns as well."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import transforms
+from torchvision.transforms import v2
+
+from jobs.errors import UserError
+from jobs.rundir import RunPaths
+from jobs.sample_data import SampleData, make_sample_data
+from jobs.spec import load_spec, validate
+from jobs.train.crops import Plan, _decode_reduced, train_plan, val_plan
+from jobs.train.data import Augment, BatchBuilder, decode
+from jobs.train.device_decode import Encoded, decode_batch
+from jobs.train.shardset import ShardReadError
+from jobs.train.sizing import CPUS_FOR_CPU_DECODE, DEVICE_WORKERS, size_loader, task_cpus
+from jobs.train.step import run_train
+from tests.conftest import SMALL_TRAIN, shard_spec
+
+
+def jpegs(data: SampleData) -> list[tuple[str, bytes]]:
+    return [(p.stem, p.read_bytes()) for p in sorted(data.train.rglob("*.JPEG"))]
+
+
+def mean_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    assert a.shape == b.shape and a.dtype == b.dtype == torch.uint8
+    return float((a.int() - b.int()).abs().float().mean())
+
+
+def smooth_jpeg(width: int, height: int) -> bytes:
+    """A large, smooth photograph-like JPEG: colour gradients and a few discs."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    pixels = np.stack([x / width * 255, y / height * 255, (x + y) / (width + height) * 255], axis=-1)
+    for cx, cy, r in [(0.3, 0.4, 0.15), (0.7, 0.6, 0.2)]:
+        pixels[(x - cx * width) ** 2 + (y - cy * height) ** 2 < (r * height) ** 2] = (250, 30, 60)
+    out = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+# --- crops ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(500, 375), (375, 500), (64, 64), (3, 2), (2000, 100), (100, 2000)])
+def test_train_plans_are_what_torchvisions_random_resized_crop_draws(size: tuple[int, int]) -> None:
+    width, height = size
+    image = Image.new("RGB", size)
+    for seed in range(200):
+        torch.manual_seed(seed)
+        top, left, h, w = transforms.RandomResizedCrop.get_params(image, [0.08, 1.0], [3 / 4, 4 / 3])
+        flip = torch.rand(1).item() < 0.5  # RandomHorizontalFlip, drawn next
+        plan = train_plan(width, height, torch.Generator().manual_seed(seed))
+        assert plan == Plan(top, left, h, w, flip), (size, seed)
+        assert plan.top >= 0 and plan.left >= 0
+        assert plan.top + plan.height <= height and plan.left + plan.width <= width
+
+
+def test_val_plans_keep_what_resize_then_center_crop_keeps(sample_data: SampleData) -> None:
+    for size in (32, 64, 224):
+        reference = v2.Compose([v2.Resize(size * 256 // 224, antialias=True), v2.CenterCrop(size), v2.PILToTensor()])
+        ours = Augment(size, "pil", train=False)
+        for key, data in jpegs(sample_data)[::7]:
+            plan = ours.plan(data, key, None)
+            assert not plan.flip
+            assert mean_abs_diff(ours.pixels(data, key, plan, 0), reference(decode(data, key))) < 4, (key, size)
+    # 500 × 375 → Resize(256) → 341 × 256 → CenterCrop(224) from (58, 16): × 500/341 and 375/256 in the original
+    assert val_plan(500, 375, 224) == Plan(23, 85, 328, 328)
+
+
+def test_the_cpu_decoder_gives_the_pil_references_pixels(sample_data: SampleData) -> None:
+    for size, auto_augment in [(224, ""), (64, ""), (64, "imagenet")]:
+        fast = Augment(size, "cpu", train=True, auto_augment=auto_augment)
+        reference = Augment(size, "pil", train=True, auto_augment=auto_augment)
+        diffs = []
+        for n, (key, data) in enumerate(jpegs(sample_data)):
+            plan = fast.plan(data, key, torch.Generator().manual_seed(n))
+            diffs.append(mean_abs_diff(fast.pixels(data, key, plan, n), reference.pixels(data, key, plan, n)))
+        # the same crop, flip and policy; only the decoder's scale (and so the box's rounding) and the resize kernel
+        # differ: at 64 px most of these crops are decoded at 1/2 or 1/4 scale, the worst ones are stripes
+        assert max(diffs) < (12 if auto_augment else 6), (size, auto_augment, max(diffs))
+        assert sum(diffs) / len(diffs) < (3 if auto_augment else 1.5), (size, auto_augment)
+
+
+def test_a_crop_much_larger_than_its_output_is_decoded_at_reduced_scale() -> None:
+    data = smooth_jpeg(1600, 1200)
+    whole = Plan(0, 0, 1200, 1600)
+    pixels, scaled = _decode_reduced(data, whole, 64)
+    assert pixels.shape == (3, 150, 200)  # libjpeg's 1/8 scale: still >= 64 px a side
+    assert scaled == Plan(0, 0, 150, 200)
+    pixels, scaled = _decode_reduced(data, Plan(100, 300, 600, 800, True), 200)
+    assert pixels.shape == (3, 600, 800)  # 1/2: 800 × 600 / 2 >= 200 a side, 1/4 would not be
+    assert scaled == Plan(50, 150, 300, 400, True)
+    fast, reference = Augment(64, "cpu", train=True), Augment(64, "pil", train=True)
+    for plan in (whole, Plan(100, 300, 600, 800, True), Plan(700, 10, 480, 500)):
+        assert mean_abs_diff(fast.pixels(data, "big", plan, 0), reference.pixels(data, "big", plan, 0)) < 2, plan
+
+
+# --- decoding on the device (run here on the CPU) ------------------------------------------------
+
+
+def test_device_decoding_gives_the_workers_batch(sample_data: SampleData) -> None:
+    samples = jpegs(sample_data)[:10]
+    png = io.BytesIO()
+    Image.open(io.BytesIO(samples[3][1])).save(png, "PNG")
+    samples[3] = ("as_png", png.getvalue())  # not JPEG: decoded in the worker either way
+    for auto_augment in ("", "imagenet"):
+        # 256 px: none of these crops is 512 px a side, so the worker decodes every pixel too
+        worker = BatchBuilder(Augment(256, "cpu", train=True, auto_augment=auto_augment), len(samples))
+        device = BatchBuilder(Augment(256, "device", train=True, auto_augment=auto_augment), len(samples))
+        for n, (key, data) in enumerate(samples):
+            worker.add(key, data, n, torch.Generator().manual_seed(n))
+            device.add(key, data, n, torch.Generator().manual_seed(n))
+        expected, labels = worker.take()  # type: ignore[misc]
+        encoded = device.take()
+        assert isinstance(encoded, Encoded)
+        assert encoded.at.tolist() == [0, 1, 2, 4, 5, 6, 7, 8, 9] and encoded.ready_at.tolist() == [3]
+        images, device_labels = decode_batch(
+            encoded, torch.device("cpu"), 256, Augment(256, "device", train=True, auto_augment=auto_augment).extra
+        )
+        assert torch.equal(device_labels, labels)
+        assert torch.equal(images, expected), auto_augment
+
+
+def test_val_batches_decoded_on_the_device_equal_the_workers(sample_data: SampleData) -> None:
+    samples = jpegs(sample_data)[:5]
+    worker = BatchBuilder(Augment(224, "cpu", train=False), 8)
+    device = BatchBuilder(Augment(224, "device", train=False), 8)
+    for n, (key, data) in enumerate(samples):
+        worker.add(key, data, n, None)
+        device.add(key, data, n, None)
+    expected, _ = worker.take()  # type: ignore[misc]
+    images, labels = decode_batch(device.take(), torch.device("cpu"), 224, None)  # type: ignore[arg-type]
+    assert images.shape == expected.shape == (5, 3, 224, 224)  # a short last batch
+    assert torch.equal(images, expected) and labels.tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("decoder", ["cpu", "device", "pil"])
+def test_an_undecodable_sample_is_named(sample_data: SampleData, decoder: str) -> None:
+    key, data = jpegs(sample_data)[0]
+    builder = BatchBuilder(Augment(64, decoder, train=True), 2)  # type: ignore[arg-type]
+    with pytest.raises(ShardReadError, match="sample not_an_image: cannot decode image"):
+        builder.add("not_an_image", b"\xff\xd8 not a JPEG at all", 0, torch.Generator().manual_seed(0))
+
+    def run() -> None:
+        builder.add(key, data, 0, torch.Generator().manual_seed(0))
+        builder.add("truncated", data[: len(data) // 3], 0, torch.Generator().manual_seed(1))  # the header is intact
+        batch = builder.take()
+        if isinstance(batch, Encoded):
+            decode_batch(batch, torch.device("cpu"), 64, None)
+
+    with pytest.raises(
+        ShardReadError, match=r"sample truncated: cannot decode image: .*(truncated|incomplete)"
+    ) as info:
+        run()
+    assert ".cpp" not in str(info.value)
+
+
+# --- sizing ----------------------------------------------------------------------------------------
+
+
+def test_workers_and_decoder_follow_the_tasks_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert size_loader("auto", "auto", cuda=False, cpus=16).__dict__ == {"decoder": "cpu", "workers": 15, "cpus": 16}
+    assert size_loader("auto", "auto", cuda=True, cpus=CPUS_FOR_CPU_DECODE).decoder == "cpu"
+    few = size_loader("auto", "auto", cuda=True, cpus=CPUS_FOR_CPU_DECODE - 1)
+    assert (few.decoder, few.workers) == ("device", min(CPUS_FOR_CPU_DECODE - 2, DEVICE_WORKERS))
+    assert size_loader("auto", "auto", cuda=False, cpus=1).workers == 1  # one worker, beside the trainer
+    assert size_loader(3, "pil", cuda=True, cpus=2).__dict__ == {"decoder": "pil", "workers": 3, "cpus": 2}
+    assert size_loader(0, "device", cuda=False, cpus=4).workers == 0
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    assert task_cpus() == 1
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "4096")
+    assert task_cpus() == len(__import__("os").sched_getaffinity(0))
+
+
+def test_bad_loader_settings_name_their_key(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'name = "t"\n[train]\ntrain_shards = "/x"\nworkers = "many"\ndecode = "gpu"\n'
+        '[evaluate]\ncheckpoint = ""\nworkers = -1\n'
+    )
+    with pytest.raises(UserError) as info:
+        load_spec(spec)
+    problems = "\n".join(info.value.problems)
+    assert (
+        "train.workers: a number of loader processes (0: load in the training process) or 'auto', not 'many'"
+        in problems
+    )
+    assert "train.decode: Input should be 'auto', 'cpu', 'device' or 'pil'" in problems
+    assert "evaluate.workers: a number of loader processes" in problems and "not -1" in problems
+
+
+# --- training ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def learnable_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """More sample data than the shared fixture: 6 classes × 50 train, 20 val each."""
+    from jobs.shard.step import run_shard_part
+
+    root = tmp_path_factory.mktemp("learnable")
+    data = make_sample_data(root / "data", classes=6, train_per_class=50, val_per_class=20)
+    (root / "spec.toml").write_text(shard_spec(data, root / "set"))
+    spec = load_spec(root / "spec.toml")
+    assert spec.shard is not None
+    with contextlib.redirect_stdout(io.StringIO()):
+        run_shard_part(spec.shard, "main", lambda progress: None)
+    return root / "set"
+
+
+def test_the_fast_decoders_train_as_well_as_the_reference(learnable_shards: Path, tmp_path: Path) -> None:
+    """8 epochs of ResNet-18 at 64 px, the same seed, crops and data order; only the decoder differs."""
+    results: dict[str, dict[str, Any]] = {}
+    for decoder in ("pil", "cpu", "device"):
+        train = {
+            **SMALL_TRAIN,
+            "train_shards": str(learnable_shards),
+            "image_size": 64,
+            "epochs": 8,
+            "batch_size": 16,
+            "optimizer": "adamw",
+            "lr": 0.002,
+            "weight_decay": 0.05,
+            "schedule": "cosine",
+            "log_every_steps": 100,
+            "workers": 1,
+            "decode": decoder,
+        }
+        progress: dict[str, Any] = {}
+        with contextlib.redirect_stdout(io.StringIO()):
+            run_train(validate({"name": "t", "train": train}), RunPaths(tmp_path / decoder), 1, progress.update)
+        results[decoder] = progress
+    chance, n = 1 / 6, 120
+    reference = results["pil"]
+    # two accuracies on the same 120 images differ by sampling noise alone with this standard deviation
+    noise = math.sqrt(2 * reference["top1"] * (1 - reference["top1"]) / n)
+    for decoder, got in results.items():
+        assert got["top1"] > 2 * chance, (decoder, results)  # it learned
+        assert abs(got["top1"] - reference["top1"]) <= 3 * noise, (decoder, results)
+        assert abs(got["train_loss"] - reference["train_loss"]) <= 0.15 * reference["train_loss"], (decoder, results)
