@@ -2,8 +2,9 @@
 
 Contenders, all on the same JPEGs (photo-like 1/f noise at ImageNet's sizes and bytes, warm
 in the page cache), the same number of loader workers (--workers, default: every core), the
-same batch size, in this one process, alternating within each trial, best of --repeat; each
-runs one epoch over all images, worker start included:
+same batch size, in this one process, alternating within each of --repeat rounds; each runs
+one epoch over all images, worker start included. Rates and ratios are medians over the rounds
+(a ratio is taken within a round, so a slow spell of the machine hits both sides):
 
 - classic: ``torchvision.datasets.ImageFolder`` + ``DataLoader`` with PIL decode,
   RandomResizedCrop, RandomHorizontalFlip, ToTensor, Normalize (float32 batches);
@@ -14,7 +15,7 @@ runs one epoch over all images, worker start included:
 - decode: ``torchvision.io.decode_jpeg`` of every image, nothing else (the ceiling of a
   loader that decodes every pixel).
 
-    python bench/loader.py [--images 2000] [--image-size 224] [--batch 64] [--workers N] [--repeat 3]
+    python bench/loader.py [--images 2000] [--image-size 224] [--batch 64] [--workers N] [--repeat 5]
 
 Prints images/s of each, then ours/classic (target >= 2.0) and ours/decode.
 
@@ -31,10 +32,12 @@ import functools
 import io
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,7 +96,7 @@ def make_tree(root: Path, images: int, classes: int = 10, seed: int = 0) -> Path
     return tree
 
 
-def classic(tree: Path, size: int, batch: int, workers: int) -> int:
+def classic(tree: Path, size: int, batch: int, workers: int) -> DataLoader[Any]:
     transform = transforms.Compose(
         [
             transforms.RandomResizedCrop(size),
@@ -103,11 +106,10 @@ def classic(tree: Path, size: int, batch: int, workers: int) -> int:
         ]
     )
     dataset = datasets.ImageFolder(str(tree), transform=transform)
-    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True)
-    return sum(len(labels) for _, labels in loader)
+    return DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True)
 
 
-def ours(shards: list[Shard], size: int, batch: int, workers: int, decoder: Decoder) -> int:
+def ours(shards: list[Shard], size: int, batch: int, workers: int, decoder: Decoder) -> DataLoader[Any]:
     steps = steps_per_epoch(sum(s.samples for s in shards), 1, batch, 1)
     shares = functools.partial(train_shares, shards, seed=0, world=1, rank=0, workers=workers, batches=steps)
     stream = TrainStream(
@@ -119,24 +121,34 @@ def ours(shards: list[Shard], size: int, batch: int, workers: int, decoder: Deco
         seed=0,
         shuffle_buffer=1000,
     )
-    loader = make_loader(stream, min(workers, len(shares(epoch=0, done=0))), pin_memory=False, seed=0)
-    return sum(len(labels) for _, labels in loader)
+    return make_loader(stream, min(workers, len(shares(epoch=0, done=0))), pin_memory=False, seed=0)
 
 
-class DecodeOnly(Dataset[int]):
+class DecodeOnly(Dataset[tuple[int, int]]):
+    """Each image decoded whole; only its height leaves the worker."""
+
     def __init__(self, files: list[Path]) -> None:
         self.files = files
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> int:
-        return int(decode_jpeg(read_file(str(self.files[index]))).shape[1])
+    def __getitem__(self, index: int) -> tuple[int, int]:
+        return int(decode_jpeg(read_file(str(self.files[index]))).shape[1]), 0
 
 
-def decode_only(files: list[Path], batch: int, workers: int) -> int:
-    loader = DataLoader(DecodeOnly(files), batch_size=batch, num_workers=workers, drop_last=True)
-    return sum(len(heights) for heights in loader)
+def decode_only(files: list[Path], batch: int, workers: int) -> DataLoader[Any]:
+    return DataLoader(DecodeOnly(files), batch_size=batch, shuffle=True, num_workers=workers, drop_last=True)
+
+
+def steady_rate(loader: DataLoader[Any], warmup: int) -> float:
+    """Images/s of an epoch after its first ``warmup`` batches (worker start, first allocations, shuffle fill)."""
+    started, images = 0.0, 0
+    for k, (_, labels) in enumerate(loader):
+        if k == warmup:
+            started, images = time.perf_counter(), 0
+        images += len(labels)
+    return images / (time.perf_counter() - started)
 
 
 def compare(args: argparse.Namespace, root: Path) -> None:
@@ -146,27 +158,34 @@ def compare(args: argparse.Namespace, root: Path) -> None:
     shard_tree(tree, root / "shards", shard_mb=8, workers=2)
     shards = read_shardset(root / "shards", "bench").splits["train"]
     workers = args.workers
+    warmup = 2 * max(workers, 1)
+    if args.images // args.batch <= 2 * warmup:
+        raise SystemExit(f"--images {args.images} makes too few batches of {args.batch} past a {warmup}-batch warm-up")
     print(
         f"{args.images} JPEGs, {size_mb / args.images * 1000:.0f} KB each, {len(shards)} shards; "
-        f"crop {args.image_size} px, batch {args.batch}, {workers} workers, {os.cpu_count()} cores"
+        f"crop {args.image_size} px, batch {args.batch}, {workers} workers, {os.cpu_count()} cores; "
+        f"timed after each loader's first {warmup} batches"
     )
-    contenders: dict[str, Callable[[], int]] = {
+    contenders: dict[str, Callable[[], DataLoader[Any]]] = {
         "classic": lambda: classic(tree, args.image_size, args.batch, workers),
         "ours": lambda: ours(shards, args.image_size, args.batch, workers, "cpu"),
         "ours-pil": lambda: ours(shards, args.image_size, args.batch, workers, "pil"),
         "decode": lambda: decode_only(files, args.batch, workers),
     }
-    best = {name: 0.0 for name in contenders}
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(args.repeat):
-        for name, run in contenders.items():
-            started = time.perf_counter()
-            count = run()
-            best[name] = max(best[name], count / (time.perf_counter() - started))
-    for name, rate in best.items():
-        print(f"{name:<9} {rate:8.0f} images/s")
-    print(f"ours / classic   {best['ours'] / best['classic']:5.2f}  (target >= 2.0)")
-    print(f"ours / decode    {best['ours'] / best['decode']:5.2f}  (share of the full-decode ceiling)")
-    print(f"ours-pil / classic {best['ours-pil'] / best['classic']:5.2f}  (the loader alone, with the classic decoder)")
+        for name, make in contenders.items():
+            rates[name].append(steady_rate(make(), warmup))
+    for name, got in rates.items():
+        print(f"{name:<9} {statistics.median(got):6.0f} images/s (rounds {', '.join(f'{r:.0f}' for r in got)})")
+
+    def ratio(a: str, b: str) -> str:
+        per_round = [x / y for x, y in zip(rates[a], rates[b], strict=True)]
+        return f"{statistics.median(per_round):5.2f}  (rounds {min(per_round):.2f}–{max(per_round):.2f})"
+
+    print(f"ours / classic     {ratio('ours', 'classic')}  target >= 2.0")
+    print(f"ours / decode      {ratio('ours', 'decode')}  share of the full-decode ceiling")
+    print(f"ours-pil / classic {ratio('ours-pil', 'classic')}  the loader alone, with the classic decoder")
 
 
 def train_rate(args: argparse.Namespace, shards: list[Shard], root: Path, synthetic: list[Batch] | None) -> float:
@@ -232,7 +251,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--train", metavar="MODEL", help="the trainer on the real loader against synthetic batches")
     parser.add_argument("--amp", default="bf16")
     parser.add_argument("--decode", default="device", help="--train: the loader's decoder (default: on the device)")

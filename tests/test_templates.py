@@ -8,6 +8,7 @@ import pytest
 
 from jobs.sample_data import make_devkit, make_npz_batches, make_train_tar, make_val_tar
 from jobs.spec import load_spec
+from jobs.train.sizing import size_loader
 from tests.conftest import REPO
 
 TEMPLATES = sorted((REPO / "templates").glob("*.toml"))
@@ -39,7 +40,8 @@ def test_template_validates(template: Path, sample_data, tmp_path: Path, monkeyp
     if spec.train is not None:
         res = spec.train.resources
         assert res.tasks == max(res.gpus_per_node, 1)  # one task per GPU
-        assert spec.train.workers <= res.cpus_per_task
+        workers = size_loader(spec.train.workers, spec.train.decode, cuda=res.gpus_per_node > 0, cpus=res.cpus_per_task)
+        assert workers.workers <= res.cpus_per_task
 
 
 @pytest.mark.parametrize("name", ["imagenet-resnet50", "imagenet-resnet152"])

@@ -127,6 +127,11 @@ def _scaled(start: int, length: int, scale: float, limit: int) -> tuple[int, int
     return first, max(first + 1, min(round((start + length) * scale), limit))
 
 
+def image_batch(n: int, size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """An empty uint8 (n, 3, size, size) batch in channels-last memory, as the crops come and the model wants."""
+    return torch.empty((n, size, size, 3), dtype=torch.uint8, device=device).permute(0, 3, 1, 2)
+
+
 def resize_crop(pixels: torch.Tensor, plan: Plan, size: int) -> torch.Tensor:
     """Crop, antialiased bilinear resize to size × size, flip: uint8 in, uint8 out, on the pixels' device."""
     crop = pixels[:, plan.top : plan.top + plan.height, plan.left : plan.left + plan.width].unsqueeze(0)

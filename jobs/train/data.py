@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import random
-import tarfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,14 +26,13 @@ from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
-from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from jobs.shard.encode import IMAGE_FIELDS
-from jobs.stage.job import StageFailed, wait_staged
 from jobs.telemetry.pipeline import Pipeline
-from jobs.train.crops import JPEG_START, Plan, decode_crop, header_size, train_plan, undecodable, val_plan
+from jobs.train.crops import JPEG_START, Plan, decode_crop, header_size, image_batch, train_plan, undecodable, val_plan
 from jobs.train.device_decode import Encoded, seeded
 from jobs.train.order import WorkerShare
+from jobs.train.shardread import read_shard
 from jobs.train.shardset import Shard, ShardReadError
 from jobs.train.sizing import Decoder
 
@@ -50,31 +48,6 @@ def extra_augment(name: str) -> v2.Transform | None:
     if name == "randaugment":
         return v2.RandAugment()
     return None
-
-
-def read_shard(shard: Shard, pipeline: Pipeline | None = None) -> Iterator[dict[str, Any]]:
-    """The samples of one shard, in file order, as ``{"__key__", "jpg" or "png", "cls"}``; ``pipeline`` counts them."""
-    if shard.staging is not None:
-        try:
-            wait_staged(shard.path, shard.staging)
-        except StageFailed as exc:
-            raise ShardReadError(str(exc)) from None
-    try:
-        with open(shard.path, "rb") as f:
-            files = ({**s, "__url__": str(shard.path)} for s in tar_file_iterator(f, select_files=_wanted))
-            read = 0
-            for sample in group_by_keys(files):
-                if pipeline is not None:
-                    position = f.tell()
-                    pipeline.add(position - read)
-                    read = position
-                yield sample
-    except (OSError, EOFError, ValueError, tarfile.TarError) as exc:
-        raise ShardReadError(f"shard {shard.path} is unreadable or corrupt: {exc}") from exc
-
-
-def _wanted(name: str) -> bool:
-    return not name.endswith(".json")
 
 
 def shuffled(samples: Iterator[dict[str, Any]], buffer: int, rng: random.Random) -> Iterator[dict[str, Any]]:
@@ -142,7 +115,7 @@ class BatchBuilder:
             self.ready_at: list[int] = []
             return
         size = self.augment.size
-        self.images = torch.empty((self.batch_size, 3, size, size), dtype=torch.uint8)
+        self.images = image_batch(self.batch_size, size)
         if self.shared:
             self.images.share_memory_()
 

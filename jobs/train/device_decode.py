@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import torch
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
-from jobs.train.crops import Plan, resize_crop, undecodable
+from jobs.train.crops import Plan, image_batch, resize_crop, undecodable
 
 
 class Encoded(NamedTuple):
@@ -49,7 +49,7 @@ def decode_batch(
     batch: Encoded, device: torch.device, size: int, extra: Callable[[torch.Tensor], torch.Tensor] | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 (n, 3, size, size) images on ``device`` and the labels (still on the CPU)."""
-    images = torch.empty((len(batch.labels), 3, size, size), dtype=torch.uint8, device=device)
+    images = image_batch(len(batch.labels), size, device)
     if len(batch.ready_at):
         images[batch.ready_at.to(device)] = batch.ready.to(device, non_blocking=True)
     if len(batch.at):

@@ -110,12 +110,13 @@ class Precision:
 
 
 def normalize(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """uint8 NCHW from the loader → normalised float on the device (the division happens there, not in workers)."""
+    """uint8 NCHW from the loader (channels-last in memory) → normalised float on the device (the division happens
+    there, not in workers)."""
     x = images.to(device, non_blocking=True).float().div_(255)
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
     x = x.sub_(mean).div_(std)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
 
 
 def batch_mixer(cfg: TrainSpec, num_classes: int) -> Callable[[torch.Tensor, torch.Tensor], Any] | None:
