@@ -15,15 +15,18 @@ import torch
 from PIL import Image
 from torchvision import transforms
 from torchvision.transforms import v2
+from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from jobs.errors import UserError
 from jobs.rundir import RunPaths
 from jobs.sample_data import SampleData, make_sample_data
+from jobs.shard.tarwrite import ShardTarWriter
 from jobs.spec import load_spec, validate
 from jobs.train.crops import Plan, _decode_reduced, train_plan, val_plan
 from jobs.train.data import Augment, BatchBuilder, decode
 from jobs.train.device_decode import Encoded, decode_batch
-from jobs.train.shardset import ShardReadError
+from jobs.train.shardread import read_shard
+from jobs.train.shardset import Shard, ShardReadError
 from jobs.train.sizing import CPUS_FOR_CPU_DECODE, DEVICE_WORKERS, size_loader, task_cpus
 from jobs.train.step import run_train
 from tests.conftest import SMALL_TRAIN, shard_spec
@@ -164,6 +167,61 @@ def test_an_undecodable_sample_is_named(sample_data: SampleData, decoder: str) -
     ) as info:
         run()
     assert ".cpp" not in str(info.value)
+
+
+# --- reading shards --------------------------------------------------------------------------------
+
+
+def webdataset_samples(path: Path) -> list[dict[str, Any]]:
+    with open(path, "rb") as f:
+        files = (
+            {**s, "__url__": str(path)} for s in tar_file_iterator(f, select_files=lambda n: not n.endswith(".json"))
+        )
+        return list(group_by_keys(files))
+
+
+def shard_at(path: Path) -> Shard:
+    return Shard(path.name, path, 0, path.stat().st_size, "")
+
+
+def test_shards_read_as_webdataset_reads_them(sample_shards: Path) -> None:
+    paths = sorted(sample_shards.glob("*.tar"))
+    assert paths
+    for path in paths:
+        ours = list(read_shard(shard_at(path)))
+        assert ours and ours == webdataset_samples(path), path
+
+
+def test_a_shard_with_other_header_kinds_is_read_whole(sample_data: SampleData, tmp_path: Path) -> None:
+    images = [data for _, data in jpegs(sample_data)[:5]]
+    keys = ["s0", "s1", "k" * 120, "s3", "s4"]  # a 124-character member name: a GNU long-name header mid-shard
+    path = tmp_path / "mixed.tar"
+    with ShardTarWriter(path) as tar:
+        for n, (key, data) in enumerate(zip(keys, images, strict=True)):
+            tar.add_sample(key, {"jpg": data, "cls": str(n).encode()})
+        tar.close()
+    samples = list(read_shard(shard_at(path)))
+    assert [s["__key__"] for s in samples] == keys
+    assert [s["jpg"] for s in samples] == images and [s["cls"] for s in samples] == [b"0", b"1", b"2", b"3", b"4"]
+    assert samples == webdataset_samples(path)
+
+
+def test_damaged_shards_are_errors_not_fewer_samples(sample_shards: Path, tmp_path: Path) -> None:
+    whole = sorted(sample_shards.glob("train-*.tar"))[0].read_bytes()
+    first_size = int(whole[124:136].rstrip(b"\0 "), 8)
+    second = 512 + (first_size + 511) // 512 * 512  # the second member's header
+    damaged = bytearray(whole)
+    damaged[second + 10] ^= 0xFF  # its name, so only the checksum tells
+    for name, data, reason in [
+        ("bad-checksum.tar", bytes(damaged), "bad tar header checksum at byte"),
+        ("cut-in-member.tar", whole[: 512 + 1000], "truncated tar member"),
+        ("cut-in-header.tar", whole[: second + 200], "truncated tar header"),
+        ("cut-between-members.tar", whole[:second], f"truncated at byte {second}"),
+    ]:
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(ShardReadError, match=f"shard {path} is unreadable or corrupt: .*{reason}"):
+            list(read_shard(shard_at(path)))
 
 
 # --- sizing ----------------------------------------------------------------------------------------

@@ -51,10 +51,10 @@ def members(f: BinaryIO, url: str) -> Iterator[dict[str, Any]]:
     offset = 0
     while True:
         header = f.read(BLOCK)
-        if not header or header == _END:
+        if header == _END:
             return
-        if len(header) < BLOCK:
-            raise EOFError(f"truncated tar header at byte {offset}")
+        if len(header) < BLOCK:  # nothing at all included: a cut at a member boundary would lose samples silently
+            raise EOFError(f"truncated tar header at byte {offset}" if header else f"truncated at byte {offset}")
         if header[156:157] not in _PLAIN or header[124] & 0x80:  # another member type, or a base-256 size
             f.seek(offset)
             yield from ({**s, "__url__": url} for s in tar_file_iterator(f, select_files=_wanted))
