@@ -19,9 +19,10 @@ one epoch over all images, worker start included. Rates and ratios are medians o
 
 Prints images/s of each, then ours/classic (target >= 2.0) and ours/decode.
 
-``--train MODEL`` instead measures the trainer's images/s on the real loader (``decode =
-"auto"``: batched nvJPEG on a GPU with few CPUs) over synthetic in-memory batches, with
-``--amp bf16``: the share of the model's speed the loader lets training reach (target >= 0.9).
+``--train MODEL`` instead measures the trainer's images/s on the real loader (``--decode``,
+by default ``device``: batched nvJPEG on a GPU) over its images/s on synthetic in-memory
+batches, with ``--amp bf16``: the share of the model's speed the loader lets training reach
+(target >= 0.9).
 """
 
 from __future__ import annotations
@@ -49,16 +50,13 @@ from torchvision.io import decode_jpeg, read_file
 
 from jobs.metrics import MetricsWriter
 from jobs.spec import TrainSpec
-from jobs.train.data import Augment, Batch, TrainStream
+from jobs.train.data import IMAGENET_MEAN, IMAGENET_STD, Augment, Batch, TrainStream
 from jobs.train.distributed import Dist
 from jobs.train.loaders import make_loader
 from jobs.train.loop import Job, Trainer
 from jobs.train.order import steps_per_epoch, train_shares
 from jobs.train.shardset import Shard, read_shardset
 from jobs.train.sizing import Decoder
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def photo(rng: np.random.Generator, width: int, height: int) -> Image.Image:
@@ -209,6 +207,7 @@ def train_rate(args: argparse.Namespace, shards: list[Shard], root: Path, synthe
         trainer.train_one_epoch(_clocked(batches, WARMUP, clock, dist.device))
     if dist.device.type == "cuda":
         torch.cuda.synchronize()
+    trainer.close()
     return (trainer.steps - WARMUP) * args.batch / (time.perf_counter() - clock[0])
 
 

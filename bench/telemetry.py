@@ -47,6 +47,7 @@ def one_epoch(job: Job, sampler: Sampler | None) -> tuple[float, float]:
         with sampler or contextlib.nullcontext():
             trainer.train_one_epoch()
         seconds = time.perf_counter() - started
+    trainer.close()
     return trainer.steps * job.cfg.batch_size / seconds, seconds
 
 

@@ -320,7 +320,7 @@ class TrainSpec(Section):
     """Loader processes per task: 'auto' is the task's CPUs minus one; 0 decodes in the training process."""
     decode: Decode = "auto"
     """Where images are decoded: 'cpu' (loader workers, reduced-size JPEG decoding), 'device' (batched nvJPEG on
-    the GPU), 'pil' (the full-size PIL reference); 'auto' is 'device' on CUDA with fewer than 8 CPUs per GPU."""
+    the GPU), 'pil' (the full-size PIL reference); 'auto' is 'device' on CUDA with fewer than 8 CPUs per task."""
     checkpoint_every_min: float = Field(10, ge=0)
     """Minutes between checkpoints of ``last``; 0 checkpoints at every log step."""
     weights: OptionalExistingPath = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -25,6 +26,7 @@ from torchvision.io import ImageReadMode, decode_image
 from jobs.train.shardset import ShardReadError
 
 JPEG_START = b"\xff\xd8"
+PNG_START = b"\x89PNG\r\n\x1a\n"
 TRAIN_SCALE = (0.08, 1.0)
 TRAIN_RATIO = (3 / 4, 4 / 3)
 
@@ -40,17 +42,25 @@ class Plan(NamedTuple):
 
 
 def undecodable(key: str, exc: Exception) -> ShardReadError:
-    reason = str(exc)
-    if ".cpp:" in reason:  # torchvision's "decode_jpeg, <source file>:<line>, <reason>"
-        reason = reason.rsplit(", ", 1)[-1]
+    reason = _SOURCE_PREFIX.sub("", str(exc))  # torchvision's "decode_jpeg, <source file>:<line>, <reason>"
     return ShardReadError(f"sample {key}: cannot decode image: {reason}")
 
 
-def header_size(data: bytes, key: str) -> tuple[int, int]:
-    """(width, height) from the image header alone."""
+_SOURCE_PREFIX = re.compile(r"^\w+, \S+\.cpp:\d+, ")
+
+
+class Header(NamedTuple):
+    width: int
+    height: int
+    mode: str
+    """PIL's mode: RGB or L for ordinary JPEGs; CMYK for the few that nvJPEG may not convert."""
+
+
+def read_header(data: bytes, key: str) -> Header:
+    """Size and colour mode from the image header alone."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return image.size
+            return Header(image.size[0], image.size[1], image.mode)
     except Exception as exc:
         raise undecodable(key, exc) from exc
 
@@ -101,23 +111,34 @@ def decode_crop(data: bytes, plan: Plan, size: int, key: str) -> torch.Tensor:
         if min(plan.height, plan.width) >= 2 * size and data[:2] == JPEG_START:
             pixels, plan = _decode_reduced(data, plan, size)
         else:
-            pixels = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+            pixels = decode_whole(data)
+        return resize_crop(pixels, plan, size)
     except Exception as exc:
         raise undecodable(key, exc) from exc
-    return resize_crop(pixels, plan, size)
+
+
+def decode_whole(data: bytes) -> torch.Tensor:
+    """uint8 RGB (3, H, W): torchvision.io for JPEG and PNG; PIL for the rest (BMP, TIFF, GIF's first frame, …)
+    and for what torchvision gives in another shape (16-bit PNG)."""
+    if data[:2] == JPEG_START or data[:8] == PNG_START:
+        pixels = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+        if pixels.dtype == torch.uint8 and pixels.dim() == 3:
+            return pixels
+    with Image.open(io.BytesIO(data)) as image:
+        rgb = image.convert("RGB")
+    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1)  # HWC as a channels-last CHW view
 
 
 def _decode_reduced(data: bytes, plan: Plan, size: int) -> tuple[torch.Tensor, Plan]:
     """libjpeg DCT scaling: the largest of 1/2, 1/4, 1/8 that keeps the box at least ``size`` a side."""
-    image: Image.Image = Image.open(io.BytesIO(data))
-    width, height = image.size
-    image.draft("RGB", (math.ceil(width * size / plan.width), math.ceil(height * size / plan.height)))
-    sx, sy = image.size[0] / width, image.size[1] / height
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)  # HWC as a channels-last CHW view
-    top, bottom = _scaled(plan.top, plan.height, sy, image.size[1])
-    left, right = _scaled(plan.left, plan.width, sx, image.size[0])
+    with Image.open(io.BytesIO(data)) as image:
+        width = image.size[0]
+        image.draft("RGB", (math.ceil(width * size / plan.width), math.ceil(image.size[1] * size / plan.height)))
+        scale = 1 / round(width / image.size[0])  # libjpeg gives ceil(W / s) × ceil(H / s) for s in 1, 2, 4, 8
+        rgb = image.convert("RGB") if image.mode != "RGB" else image
+        pixels = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)
+    top, bottom = _scaled(plan.top, plan.height, scale, pixels.shape[1])
+    left, right = _scaled(plan.left, plan.width, scale, pixels.shape[2])
     return pixels, Plan(top, left, bottom - top, right - left, plan.flip)
 
 
@@ -135,9 +156,9 @@ def image_batch(n: int, size: int, device: torch.device | str = "cpu") -> torch.
 def resize_crop(pixels: torch.Tensor, plan: Plan, size: int) -> torch.Tensor:
     """Crop, antialiased bilinear resize to size × size, flip: uint8 in, uint8 out, on the pixels' device."""
     crop = pixels[:, plan.top : plan.top + plan.height, plan.left : plan.left + plan.width].unsqueeze(0)
-    crop = crop.contiguous(memory_format=torch.channels_last)
-    if crop.device.type != "cpu":  # uint8 interpolation is a CPU kernel
-        crop = crop.float()
+    # uint8 interpolation is a CPU kernel: elsewhere the crop becomes float in the same copy
+    dtype = torch.uint8 if crop.device.type == "cpu" else torch.float32
+    crop = crop.to(dtype=dtype, memory_format=torch.channels_last)
     out = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
     if out.dtype != torch.uint8:
         out = out.round_().clamp_(0, 255).to(torch.uint8)

@@ -29,8 +29,18 @@ from torchvision.transforms.v2 import functional as TF
 
 from jobs.shard.encode import IMAGE_FIELDS
 from jobs.telemetry.pipeline import Pipeline
-from jobs.train.crops import JPEG_START, Plan, decode_crop, header_size, image_batch, train_plan, undecodable, val_plan
-from jobs.train.device_decode import Encoded, seeded
+from jobs.train.crops import (
+    JPEG_START,
+    Header,
+    Plan,
+    decode_crop,
+    image_batch,
+    read_header,
+    train_plan,
+    undecodable,
+    val_plan,
+)
+from jobs.train.device_decode import NVJPEG_MODES, Encoded, seeded
 from jobs.train.order import WorkerShare
 from jobs.train.shardread import read_shard
 from jobs.train.shardset import Shard, ShardReadError
@@ -75,11 +85,11 @@ class Augment:
         self.size, self.decoder, self.train = image_size, decoder, train
         self.extra = extra_augment(auto_augment) if train else None
 
-    def plan(self, data: bytes, key: str, generator: torch.Generator | None) -> Plan:
-        width, height = header_size(data, key)
+    def plan(self, header: Header, generator: torch.Generator | None) -> Plan:
+        """The train crop drawn from ``generator``; with None, the val crop."""
         if generator is None:
-            return val_plan(width, height, self.size)
-        return train_plan(width, height, generator)
+            return val_plan(header.width, header.height, self.size)
+        return train_plan(header.width, header.height, generator)
 
     def pixels(self, data: bytes, key: str, plan: Plan, extra_seed: int) -> torch.Tensor:
         """The sample as uint8 (3, S, S), decoded in this process."""
@@ -105,32 +115,32 @@ class BatchBuilder:
     def _start(self) -> None:
         self.n = 0
         self.labels: list[int] = []
-        if self.augment.decoder == "device":
-            self.encoded: list[bytes] = []
-            self.plans: list[Plan] = []
-            self.seeds: list[int] = []
-            self.at: list[int] = []
-            self.keys: list[str] = []
-            self.ready: list[torch.Tensor] = []
-            self.ready_at: list[int] = []
-            return
-        size = self.augment.size
-        self.images = image_batch(self.batch_size, size)
-        if self.shared:
-            self.images.share_memory_()
+        self.images: torch.Tensor | None = None  # allocated with the batch's first sample
+        self.encoded: list[bytes] = []
+        self.plans: list[Plan] = []
+        self.seeds: list[int] = []
+        self.at: list[int] = []
+        self.keys: list[str] = []
+        self.ready: list[torch.Tensor] = []
+        self.ready_at: list[int] = []
 
     def add(self, key: str, data: bytes, label: int, generator: torch.Generator | None) -> None:
-        plan = self.augment.plan(data, key, generator)
+        header = read_header(data, key)
+        plan = self.augment.plan(header, generator)
         extra_seed = self._extra_seed(generator)
         if self.augment.decoder != "device":
+            if self.images is None:
+                self.images = image_batch(self.batch_size, self.augment.size)
+                if self.shared:
+                    self.images.share_memory_()
             self.images[self.n] = self.augment.pixels(data, key, plan, extra_seed)
-        elif data[:2] == JPEG_START:
+        elif data[:2] == JPEG_START and header.mode in NVJPEG_MODES:
             self.encoded.append(data)
             self.plans.append(plan)
             self.seeds.append(extra_seed)
             self.at.append(self.n)
             self.keys.append(key)
-        else:  # PNG and the other kinds: decoded here, as nvJPEG takes only JPEG
+        else:  # PNG, CMYK JPEG and the other kinds: decoded here, as nvJPEG takes only (RGB or grey) JPEG
             self.ready.append(self.augment.pixels(data, key, plan, extra_seed))
             self.ready_at.append(self.n)
         self.labels.append(label)
@@ -148,11 +158,15 @@ class BatchBuilder:
     def take(self) -> Batch | Encoded:
         labels = torch.tensor(self.labels, dtype=torch.long)
         if self.augment.decoder != "device":
+            assert self.images is not None
             batch: Batch | Encoded = (self.images[: self.n], labels)
         else:
             size = self.augment.size
+            joined = b"".join(self.encoded)
             batch = Encoded(
-                data=torch.frombuffer(bytearray(b"".join(self.encoded)), dtype=torch.uint8),
+                data=torch.frombuffer(bytearray(joined), dtype=torch.uint8)
+                if joined
+                else torch.empty(0, dtype=torch.uint8),
                 ends=torch.tensor([len(b) for b in self.encoded], dtype=torch.long).cumsum(0),
                 plans=torch.tensor(self.plans, dtype=torch.long).view(-1, 5),
                 seeds=torch.tensor(self.seeds, dtype=torch.long),

@@ -13,9 +13,12 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import torch
-from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+from torchvision.io import ImageReadMode, decode_jpeg
 
-from jobs.train.crops import Plan, image_batch, resize_crop, undecodable
+from jobs.train.crops import Plan, decode_whole, image_batch, resize_crop, undecodable
+
+NVJPEG_MODES = ("RGB", "L")
+"""The JPEG colour modes (PIL's names) sent to the device; CMYK ones are decoded in the workers."""
 
 
 class Encoded(NamedTuple):
@@ -39,9 +42,10 @@ class Encoded(NamedTuple):
 
 
 def seeded(transform: Callable[[Any], Any], image: Any, seed: int) -> Any:
-    """``transform(image)`` with torch's global generator seeded for this sample, then restored."""
+    """``transform(image)`` with torch's CPU generator (the one v2's policies draw from) seeded for this sample,
+    then restored; CUDA generators are left alone."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.random.default_generator.manual_seed(seed)
         return transform(image)
 
 
@@ -76,14 +80,14 @@ def _decode_one(blob: torch.Tensor, key: str, device: torch.device) -> torch.Ten
     except RuntimeError:
         pass
     try:
-        return decode_image(blob, mode=ImageReadMode.RGB).to(device)
-    except RuntimeError as exc:
+        return decode_whole(blob.numpy().tobytes()).to(device)
+    except Exception as exc:
         raise undecodable(key, exc) from exc
 
 
 def on_device(
-    batches: Iterator[Any], device: torch.device, size: int, extra: Callable[[torch.Tensor], torch.Tensor] | None
+    batches: Iterator[Encoded], device: torch.device, size: int, extra: Callable[[torch.Tensor], torch.Tensor] | None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The loader's batches with every ``Encoded`` one decoded on ``device`` (inside the trainer's data wait)."""
+    """The loader's batches decoded on ``device``, each as the trainer asks for it (so inside its data wait)."""
     for batch in batches:
-        yield decode_batch(batch, device, size, extra) if isinstance(batch, Encoded) else batch
+        yield decode_batch(batch, device, size, extra)

@@ -220,6 +220,7 @@ class Trainer:
                 "best_top1": p.best_top1,
                 "rng": rngs,
                 "world": self.dist.world,
+                "loader_workers": self.workers,
                 "classes": self.job.classes,
                 "spec": self.job.spec,
                 "model_name": self.cfg.model,
@@ -250,6 +251,11 @@ class Trainer:
         p.resumed_from = p.global_step
         if state["world"] == self.dist.world:
             set_rng_state(state["rng"][self.dist.rank])
+            workers = state.get("loader_workers", self.workers) if self.cfg.workers == "auto" else self.workers
+            if workers != self.workers:  # the data order depends on it: replay the interrupted epoch as it was
+                if self.dist.main:
+                    print(f"train.workers: {workers} as when {self.last_path} was written (not {self.workers})")
+                self.workers = workers
         else:  # another world size: the data order changes anyway; reseed deterministically
             torch.manual_seed(self.cfg.seed + 1000 * p.global_step + self.dist.rank)
 
@@ -267,8 +273,12 @@ class Trainer:
         self.job.report(self._progress())
         try:
             return self._fit()
-        finally:  # the persistent workers end with the fit
-            self._train_loader = self._val_loader = None
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Ends the persistent loader workers (``fit`` does, when it returns or fails)."""
+        self._train_loader = self._val_loader = None
 
     def _fit(self) -> dict[str, Any]:
         cfg, p = self.cfg, self.progress

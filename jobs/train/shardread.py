@@ -35,15 +35,18 @@ def read_shard(shard: Shard, pipeline: Pipeline | None = None) -> Iterator[dict[
     url = str(shard.path)
     try:
         with open(shard.path, "rb", buffering=_READ_BUFFER) as f:
-            read = 0
+            read, count = 0, 0
             for sample in group_by_keys(members(f, url)):
                 if pipeline is not None:
                     position = f.tell()
                     pipeline.add(position - read)
                     read = position
+                count += 1
                 yield sample
     except (OSError, EOFError, ValueError, tarfile.TarError) as exc:
         raise ShardReadError(f"shard {shard.path} is unreadable or corrupt: {exc}") from exc
+    if shard.samples and count != shard.samples:  # the tarfile fallback stops quietly at a cut between members
+        raise ShardReadError(f"shard {shard.path} holds {count} samples, its index says {shard.samples}")
 
 
 def members(f: BinaryIO, url: str) -> Iterator[dict[str, Any]]:

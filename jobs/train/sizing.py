@@ -29,7 +29,7 @@ class LoaderSize:
 
 def task_cpus() -> int:
     """The CPUs this process may run on: its affinity (SLURM's cgroup/cpuset), capped by SLURM_CPUS_PER_TASK."""
-    cpus = len(os.sched_getaffinity(0))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS: no mask
     slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
     if slurm.isdigit() and int(slurm) > 0:
         cpus = min(cpus, int(slurm))
