@@ -134,6 +134,15 @@ def other_formats(data: SampleData) -> dict[str, bytes]:
     return out
 
 
+def test_headers_read_as_pil_reads_them(sample_data: SampleData) -> None:
+    progressive = io.BytesIO()
+    Image.open(io.BytesIO(jpegs(sample_data)[2][1])).save(progressive, "JPEG", progressive=True, exif=b"Exif\0\0")
+    samples = [*jpegs(sample_data), *other_formats(sample_data).items(), ("progressive", progressive.getvalue())]
+    for key, data in samples:
+        with Image.open(io.BytesIO(data)) as image:
+            assert read_header(data, key) == (image.size[0], image.size[1], image.mode), key
+
+
 def test_every_kind_the_shard_step_keeps_decodes_as_the_reference_does(sample_data: SampleData) -> None:
     for name, data in other_formats(sample_data).items():
         for train in (True, False):
