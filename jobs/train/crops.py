@@ -75,7 +75,7 @@ _JPEG_MODES = {1: "L", 3: "RGB", 4: "CMYK"}
 
 
 def _jpeg_frame(data: bytes) -> Header | None:
-    """The frame header's size and component count (a tenth of PIL's cost); None where PIL should look."""
+    """The frame header's size and component count, without PIL; None where PIL should look."""
     i, end = 2, len(data) - 9
     while i < end:
         if data[i] != 0xFF:
@@ -151,9 +151,13 @@ def decode_whole(data: bytes) -> torch.Tensor:
         pixels = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
         if pixels.dtype == torch.uint8 and pixels.dim() == 3:
             return pixels
+    return torch.from_numpy(np.array(pil_rgb(data))).permute(2, 0, 1)  # HWC as a channels-last CHW view
+
+
+def pil_rgb(data: bytes) -> Image.Image:
+    """Any image PIL reads, whole, as RGB (a GIF's first frame)."""
     with Image.open(io.BytesIO(data)) as image:
-        rgb = image.convert("RGB")
-    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1)  # HWC as a channels-last CHW view
+        return image.convert("RGB")
 
 
 def _decode_reduced(data: bytes, plan: Plan, size: int) -> tuple[torch.Tensor, Plan]:

@@ -16,7 +16,6 @@ replays identically however it was interrupted, and whichever decoder serves it:
 from __future__ import annotations
 
 import hashlib
-import io
 import random
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -35,6 +34,7 @@ from jobs.train.crops import (
     Plan,
     decode_crop,
     image_batch,
+    pil_rgb,
     read_header,
     train_plan,
     undecodable,
@@ -82,7 +82,7 @@ class Augment:
     """One sample's work in a loader: plan the crop from the header, then decode here or leave that to the device."""
 
     def __init__(self, image_size: int, decoder: Decoder, *, train: bool, auto_augment: str = "") -> None:
-        self.size, self.decoder, self.train = image_size, decoder, train
+        self.size, self.decoder = image_size, decoder
         self.extra = extra_augment(auto_augment) if train else None
 
     def plan(self, header: Header, generator: torch.Generator | None) -> Plan:
@@ -247,7 +247,7 @@ class ValStream(IterableDataset[Batch]):
 
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
-        shards = self.shares[info.id if info else 0] if self.shares else []
+        shards = self.shares[info.id if info else 0]
         batch = BatchBuilder(self.augment, self.batch_size)
         for shard in shards:
             for sample in read_shard(shard, self.pipeline):
@@ -270,7 +270,6 @@ def image_of(sample: dict[str, Any]) -> bytes:
 def decode(data: bytes, key: str) -> Image.Image:
     """Full-size PIL decode to RGB (the reference decoder)."""
     try:
-        image = Image.open(io.BytesIO(data))
-        return image.convert("RGB")
+        return pil_rgb(data)
     except Exception as exc:
         raise undecodable(key, exc) from exc

@@ -356,9 +356,8 @@ class Trainer:
             nodes=share_nodes(cfg, d.nodes),
         )
         done = p.step_in_epoch * cfg.grad_accum
-        workers = min(
-            self.workers, len(shares(epoch=p.epoch, done=done))
-        )  # a bad split is an error here, not in a worker
+        # dealt here first, so that a bad split is an error in the trainer, not in a worker
+        workers = min(self.workers, len(shares(epoch=p.epoch, done=done)))
         if workers < self.workers and p.step_in_epoch == 0 and p.epoch == 0 and d.main:
             print(
                 f"train.workers: {workers} of {self.workers} per task: a task reads {workers} shard(s) an epoch; "

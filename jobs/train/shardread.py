@@ -1,8 +1,7 @@
 """Reading one shard: its members in file order, grouped into samples by key, as webdataset groups them.
 
 The shard step writes plain ustar members (``jobs.shard.tarwrite``); those headers are parsed
-here directly, checksum included, at a fifth of the cost per sample of going through tarfile
-(``python bench/loader.py`` reads every sample this way). At the first header of any other
+here directly, checksum included, without tarfile's per-member work. At the first header of any other
 kind (GNU long names, PAX records, directories: a shard set made by another tool), reading
 goes on from that header with webdataset's tarfile-based iterator.
 """
