@@ -142,6 +142,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-verify", action="store_true", help="shard sets: check sizes only, not sha256")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    s = sub.add_parser(
+        "export", help="dense CSV matrices with .mtd files (or .npy) of a shard set or npz batches, for SystemDS"
+    )
+    s.add_argument("input", type=Path, metavar="INPUT", help="a shard set (with index.json) or npz batches")
+    s.add_argument("--out", type=Path, required=True, metavar="DIR", help="where the files go")
+    s.add_argument("--name", help="first part of every file name (default imagenet)")
+    size = s.add_mutually_exclusive_group(required=True)
+    size.add_argument("--size-gb", type=float, metavar="X", help="the four files together come to about X GB")
+    size.add_argument("--samples", type=int, metavar="N", help="export N samples, train and val together")
+    s.add_argument("--val-fraction", type=float, metavar="F", help="share of the samples in the val files (0.2)")
+    s.add_argument("--seed", type=int, help="seed of the choice, order and split of the samples (0)")
+    s.add_argument("--split", help="the input's part to take samples from: train (default), val or all")
+    s.add_argument("--image-size", type=int, metavar="S", help="rows hold S×S×3 values (64)")
+    s.add_argument("--fit", help="squash (default: resize whole images) or crop (their centre square)")
+    s.add_argument("--layout", help="chw (default: colour planes, as SystemDS conv2d) or hwc (r,g,b per pixel)")
+    s.add_argument("--format", help="csv (default, with .mtd files) or npy (float32 pixels, uint8 labels)")
+    s.add_argument("--decimals", type=int, metavar="D", help="CSV digits after the point (6)")
+    s.add_argument("--num-classes", type=int, metavar="K", help="one-hot width (default: the input's classes)")
+    s.add_argument("--workers", help="processes decoding shard images (default auto: this machine's CPUs)")
+    s.add_argument(
+        "--overwrite", action="store_true", help="replace files of the same names once the new ones are done"
+    )
+    s.add_argument("--inspect", action="store_true", help="show what would be written; write nothing")
+    s.add_argument("--json", action="store_true", help="print the plan (and the result) as JSON")
+
     sub.add_parser("demo", help="make sample data and shard it on this machine")
 
     s = sub.add_parser("trust", help="with --host: trust the login node's host key, given its fingerprint")
@@ -151,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-LOCAL_ONLY = ("stage", "sample-data", "val-sort", "inspect", "demo")
+LOCAL_ONLY = ("stage", "sample-data", "val-sort", "inspect", "export", "demo")
 """Commands on this machine's files: with --host, run them on the cluster itself."""
 
 
@@ -507,6 +532,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK if report["ok"] else EXIT_FAILED
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from app.export import run_export
+
+    return run_export(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from app.demo import run_demo
 
@@ -536,6 +567,7 @@ COMMANDS = {
     "sample-data": cmd_sample_data,
     "val-sort": cmd_val_sort,
     "inspect": cmd_inspect,
+    "export": cmd_export,
     "demo": cmd_demo,
     "trust": cmd_trust,
 }

@@ -143,7 +143,7 @@ class Overview:
                 return 0, 0
             size = (1, 0)
             if spec.get("cluster", {}).get("executor") == "slurm":
-                for step in ("shard", "train", "evaluate"):
+                for step in ("shard", "export", "train", "evaluate"):
                     r = (spec.get(step) or {}).get("resources") or {}
                     nodes = int(r.get("nodes", 1))
                     size = max(size, (nodes, nodes * int(r.get("gpus_per_node", 0))), key=lambda s: (s[1], s[0]))

@@ -112,6 +112,10 @@ def _dispatch(
 
         assert spec.shard is not None
         run_shard_part(spec.shard, part, report, sampler.pipeline)
+    elif step == "export":
+        from jobs.export.step import run_export_step
+
+        run_export_step(spec, report)
     elif step == "train":
         with signal_flags() as signals:  # before torch loads: a USR2 while starting is kept for the loop
             from jobs.train.step import run_train

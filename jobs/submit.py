@@ -35,6 +35,8 @@ def outputs_of(spec: RunSpec, paths: RunPaths) -> dict[str, dict[str, str]]:
     outputs = {}
     if spec.shard is not None:
         outputs["shard"] = {"dir": str(spec.shard.output), "index": str(spec.shard.output / "index.json")}
+    if spec.export is not None:
+        outputs["export"] = {"dir": str(spec.export.out)}
     if spec.train is not None:
         outputs["train"] = {"last": str(paths.checkpoints / "last.pt"), "best": str(paths.checkpoints / "best.pt")}
     return outputs
@@ -43,17 +45,28 @@ def outputs_of(spec: RunSpec, paths: RunPaths) -> dict[str, dict[str, str]]:
 def preflight(spec: RunSpec) -> None:
     """Checks that need the filesystem, done before any job is submitted."""
     if not spec.steps:
-        raise UserError("spec: nothing to run; add a [shard], [train] or [evaluate] section")
+        raise UserError("spec: nothing to run; add a [shard], [export], [train] or [evaluate] section")
     if spec.shard is not None:
         from jobs.shard.step import check_output
 
         check_output(spec.shard)
+    if spec.export is not None:
+        check_export(spec)
     if spec.train is not None and spec.train.train_shards is not None:
         check_train_inputs(spec)
     if spec.evaluate is not None and spec.evaluate.val_shards is not None:
         from jobs.train.shardset import checked_split
 
         checked_split(spec.evaluate.val_shards, "val", "evaluate.val_shards")
+
+
+def check_export(spec: RunSpec) -> None:
+    """An export's files must not replace others unless asked; its input, when it exists already, is planned now."""
+    from jobs.export.plan import check_outputs, plan_export
+
+    assert spec.export is not None
+    if spec.export.input is not None:
+        check_outputs(plan_export(spec.export, spec.export.input))
 
 
 def check_train_inputs(spec: RunSpec) -> None:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from jobs.status import RunView
 
 RESOLVED_FRESH_S = 1.0
-STEPS_WITH_RESOURCES = ("shard", "train", "evaluate")
+STEPS_WITH_RESOURCES = ("shard", "export", "train", "evaluate")
 _ERROR = re.compile(r"^clusterdeck: error: (?P<text>.*)$")
 
 

@@ -121,14 +121,20 @@ def data_location(path: Path, cache: Path) -> Path:
     return inflated
 
 
-def map_data(path: Path, mapped: Path) -> np.ndarray:
-    """``data`` of ``path`` memory-mapped from ``mapped`` (the .npz itself, or its inflated .npy)."""
+def data_span(path: Path, mapped: Path) -> tuple[int, tuple[int, int]]:
+    """(offset, shape) of ``path``'s ``data`` rows in ``mapped`` (the .npz itself, or its inflated .npy)."""
     start = data_member(path)[1] if mapped == path else 0
     with open(mapped, "rb") as f:
         f.seek(start)
         shape, fortran, dtype, offset = npy_header(f, str(path))
     if dtype != np.uint8 or len(shape) != 2 or fortran:
         raise UserError(f"{path}: 'data' is {dtype} {shape}; expected a C-ordered N×(3·S·S) uint8 array")
+    return offset, (shape[0], shape[1])
+
+
+def map_data(path: Path, mapped: Path) -> np.ndarray:
+    """``data`` of ``path`` memory-mapped from ``mapped`` (the .npz itself, or its inflated .npy)."""
+    offset, shape = data_span(path, mapped)
     try:
         return np.memmap(mapped, dtype=np.uint8, mode="r", offset=offset, shape=shape)
     except ValueError as exc:  # shorter than its header says

@@ -3,16 +3,17 @@
 The shard step writes plain ustar members (``jobs.shard.tarwrite``); those headers are parsed
 here directly, checksum included, without tarfile's per-member work. At the first header of any other
 kind (GNU long names, PAX records, directories: a shard set made by another tool), reading
-goes on from that header with webdataset's tarfile-based iterator.
+goes on from that header with webdataset's tarfile-based iterator, imported only then: webdataset loads
+torch, which ``clusterdeck export`` does without. Members are grouped into samples as webdataset's
+``group_by_keys`` groups them (``tests/test_loader.py`` checks the two agree).
 """
 
 from __future__ import annotations
 
+import re
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
-
-from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from jobs.stage.job import StageFailed, wait_staged
 from jobs.telemetry.pipeline import Pipeline
@@ -22,6 +23,7 @@ BLOCK = 512
 _END = bytes(BLOCK)
 _PLAIN = (b"0", b"\0")  # regular file type flags
 _READ_BUFFER = 1 << 20
+_KEY = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's base_plus_ext: key, then every extension
 
 
 def read_shard(shard: Shard, pipeline: Pipeline | None = None) -> Iterator[dict[str, Any]]:
@@ -58,6 +60,8 @@ def members(f: BinaryIO, url: str) -> Iterator[dict[str, Any]]:
         if len(header) < BLOCK:  # nothing at all included: a cut at a member boundary would lose samples silently
             raise EOFError(f"truncated tar header at byte {offset}" if header else f"truncated at byte {offset}")
         if header[156:157] not in _PLAIN or header[124] & 0x80:  # another member type, or a base-256 size
+            from webdataset.tariterators import tar_file_iterator
+
             f.seek(offset)
             yield from ({**s, "__url__": url} for s in tar_file_iterator(f, select_files=_wanted))
             return
@@ -77,6 +81,26 @@ def members(f: BinaryIO, url: str) -> Iterator[dict[str, Any]]:
         offset += BLOCK + size + padding
         if _wanted(name):
             yield {"fname": name, "data": data, "__url__": url}
+
+
+def group_by_keys(members: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Consecutive members sharing a key as one sample ``{"__key__", "__url__", <ext>: data …}``, extensions in
+    lower case; a name without an extension is skipped and a repeated extension is an error, as in webdataset."""
+    sample: dict[str, Any] | None = None
+    for member in members:
+        match = _KEY.match(member["fname"])
+        if match is None:
+            continue
+        key, ext = match.group(1), match.group(2).lower()
+        if sample is None or key != sample["__key__"]:
+            if sample is not None:
+                yield sample
+            sample = {"__key__": key, "__url__": member["__url__"]}
+        if ext in sample:
+            raise ValueError(f"{member['fname']}: duplicate file name in tar file {ext}")
+        sample[ext] = member["data"]
+    if sample is not None:
+        yield sample
 
 
 def _wanted(name: str) -> bool:

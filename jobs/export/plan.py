@@ -1,0 +1,214 @@
+"""What an export will write, worked out before anything is written; ``clusterdeck export --inspect`` shows it.
+
+With ``size_gb``, the sample count comes from the bytes a sample takes (its pixel row plus its
+label row), measured by encoding ``MEASURED`` seeded samples of the input: CSV rows vary in
+length with the image. The four files together then come to about ``size_gb`` × 10⁹ bytes.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jobs.errors import UserError
+from jobs.export.encode import CsvEncoder, NpyEncoder, flatten, npy_header
+from jobs.export.inputs import Key, NpzPool, ShardPool, open_pool, split_sizes
+from jobs.spec import ExportSpec
+
+MEASURED = 128
+"""Samples encoded to measure the bytes of a row."""
+MANIFEST = "export.json"
+
+
+@dataclass(frozen=True)
+class OutFile:
+    name: str  # file name in out
+    part: str  # train, train_labels, val, val_labels
+    rows: int
+    cols: int
+    bytes: int  # estimated for CSV pixels, exact otherwise
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    spec: ExportSpec
+    input: Path
+    pool: NpzPool | ShardPool
+    train: int
+    val: int
+    tag: str
+    row_bytes: float  # measured mean of one sample's pixel row
+    label_bytes: int
+    measured: int
+    files: list[OutFile]
+
+    @property
+    def samples(self) -> int:
+        return self.train + self.val
+
+    @property
+    def columns(self) -> int:
+        return 3 * self.spec.image_size**2
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.bytes for f in self.files)
+
+    @property
+    def manifest(self) -> str:
+        return f"{self.spec.name}_{self.tag}.{MANIFEST}"
+
+    def outputs(self) -> list[str]:
+        """Every file the export writes, .mtd files and the manifest included."""
+        names = [f.name for f in self.files]
+        if self.spec.format == "csv":
+            names += [f"{f.name}.mtd" for f in self.files]
+        return [*names, self.manifest]
+
+
+def size_tag(spec: ExportSpec) -> str:
+    """``6GB`` for a size target, ``50000samples`` for a sample count: the ``<size>`` of every file name."""
+    return f"{spec.size_gb:g}GB" if spec.size_gb is not None else f"{spec.samples}samples"
+
+
+def spec_key(name: str) -> str:
+    return f"export.{name}"
+
+
+def plan_export(spec: ExportSpec, input_path: Path, key: Key = spec_key) -> ExportPlan:
+    """The export ``spec`` asks for, from ``input_path``; ``key`` names settings in errors."""
+    pool = open_pool(input_path, spec.split, spec.num_classes, key)
+    if pool.size == 0:
+        raise UserError(f"{key('input')}: {input_path} holds no samples in split {spec.split!r}")
+    sample = flatten(pool.sample_rows(MEASURED, spec.seed, spec.image_size, spec.fit), spec.layout)
+    if spec.format == "csv":
+        encoder = CsvEncoder(spec.decimals, pool.classes)
+        row_bytes = len(encoder.features(sample)) / len(sample)
+        label_bytes = 2 * pool.classes
+    else:
+        row_bytes = float(sample.shape[1] * NpyEncoder.FEATURE_DTYPE.itemsize)
+        label_bytes = pool.classes * NpyEncoder.LABEL_DTYPE.itemsize
+    if spec.samples is not None:
+        samples = spec.samples
+        if samples > pool.size:
+            raise UserError(
+                f"{key('samples')}: {samples} asked for, but {input_path} holds {pool.size} ({spec.split} split)"
+            )
+    else:
+        assert spec.size_gb is not None
+        samples = math.floor(spec.size_gb * 1e9 / (row_bytes + label_bytes))
+        if samples > pool.size:
+            per_sample = row_bytes + label_bytes
+            most = pool.size * per_sample / 1e9
+            raise UserError(
+                f"{key('size_gb')}: {spec.size_gb:g} GB takes about {samples} samples of {per_sample:,.0f} bytes, "
+                f"but {input_path} holds {pool.size} ({spec.split} split, about {most:.3g} GB)"
+            )
+        if samples == 0:
+            raise UserError(
+                f"{key('size_gb')}: {spec.size_gb:g} GB is less than one sample ({row_bytes + label_bytes:,.0f} bytes)"
+            )
+    train, val = split_sizes(samples, spec.val_fraction)
+    if train == 0 or (spec.val_fraction > 0 and val == 0):
+        raise UserError(
+            f"{key('val_fraction')}: {spec.val_fraction:g} of {samples} samples leaves {train} train and {val} val; "
+            "export more samples or change val_fraction"
+        )
+    tag = size_tag(spec)
+    return ExportPlan(
+        spec, input_path, pool, train, val, tag, row_bytes, label_bytes, len(sample),
+        _files(spec, tag, train, val, 3 * spec.image_size**2, pool.classes, row_bytes, label_bytes),
+    )  # fmt: skip
+
+
+def _files(
+    spec: ExportSpec, tag: str, train: int, val: int, cols: int, classes: int, row_bytes: float, label_bytes: int
+) -> list[OutFile]:
+    ext = spec.format
+    files = []
+    for split, rows in (("train", train), ("val", val)):
+        if rows == 0:
+            continue
+        for part, width, per_row in ((split, cols, row_bytes), (f"{split}_labels", classes, label_bytes)):
+            size = round(rows * per_row)
+            if ext == "npy":
+                dtype = NpyEncoder.FEATURE_DTYPE if part == split else NpyEncoder.LABEL_DTYPE
+                size += len(npy_header(rows, width, dtype))
+            files.append(OutFile(f"{spec.name}_{part}_{tag}.{ext}", part, rows, width, size))
+    return files
+
+
+def check_outputs(plan: ExportPlan, key: Key = spec_key) -> None:
+    """Nothing of the same name is replaced unless ``overwrite``, and the disk has room for the files."""
+    out = plan.spec.out
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{key('out')}: {out} is a file, not a directory")
+    if not plan.spec.overwrite:
+        taken = [name for name in plan.outputs() if (out / name).exists()]
+        if taken:
+            raise UserError(
+                f"{key('out')}: {out / taken[0]} already exists ({len(taken)} of the files do); "
+                f"set {key('overwrite')}, or pick another {key('out')} or {key('name')}"
+            )
+    existing = next((p for p in (out, *out.parents) if p.exists()), out)
+    free = shutil.disk_usage(existing).free
+    needed = plan.total_bytes + plan.pool.inflate_bytes
+    if needed > free:
+        raise UserError(
+            f"{key('out')}: the export needs about {needed / 1e9:.2f} GB, {existing} has {free / 1e9:.2f} GB free"
+        )
+
+
+def describe(plan: ExportPlan) -> dict[str, Any]:
+    """The inspect view: what would be written, as JSON."""
+    spec = plan.spec
+    return {
+        "input": str(plan.input),
+        "input_kind": plan.pool.kind,
+        "split": spec.split,
+        "pool": plan.pool.size,
+        "classes": plan.pool.classes,
+        "image_size": spec.image_size,
+        "columns": plan.columns,
+        "layout": spec.layout,
+        "fit": spec.fit,
+        "format": spec.format,
+        "size_gb": spec.size_gb,
+        "samples": plan.samples,
+        "train": plan.train,
+        "val": plan.val,
+        "seed": spec.seed,
+        "bytes_per_row": round(plan.row_bytes, 1),
+        "bytes_per_label_row": plan.label_bytes,
+        "measured_on": plan.measured,
+        "out": str(spec.out),
+        "files": [{"name": f.name, "rows": f.rows, "cols": f.cols, "bytes": f.bytes} for f in plan.files],
+        "total_bytes": plan.total_bytes,
+        "temporary_bytes": plan.pool.inflate_bytes,
+    }
+
+
+def render(plan: ExportPlan) -> str:
+    d = describe(plan)
+    lines = [
+        f"input    {d['input']} ({d['input_kind']}, {d['split']} split): {d['pool']:,} samples, {d['classes']} classes",
+        f"rows     {d['image_size']}×{d['image_size']}×3 = {d['columns']:,} values, {d['layout']} order, "
+        f"{d['fit']} fit; labels one-hot over {d['classes']} classes",
+    ]
+    per_sample = plan.row_bytes + plan.label_bytes
+    if plan.spec.size_gb is not None:
+        lines.append(
+            f"size     {plan.spec.size_gb:g} GB target ÷ {per_sample:,.0f} bytes a sample "
+            f"(measured on {plan.measured}) = {plan.samples:,} samples"
+        )
+    lines.append(f"samples  {plan.samples:,}: {plan.train:,} train + {plan.val:,} val (seed {plan.spec.seed})")
+    approx = "~" if plan.spec.format == "csv" else ""
+    for f in plan.files:
+        lines.append(f"  {f.name:<44} {f.rows:>9,} × {f.cols:<6,} {approx}{f.bytes / 1e9:.3f} GB")
+    lines.append(f"total    {approx}{plan.total_bytes / 1e9:.3f} GB in {plan.spec.out}")
+    if plan.pool.inflate_bytes:
+        lines.append(f"         + {plan.pool.inflate_bytes / 1e9:.3f} GB while exporting: compressed npz data inflated")
+    return "\n".join(lines)
