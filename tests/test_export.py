@@ -7,8 +7,8 @@ import io
 import json
 import os
 import re
-import shutil
 import resource
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -379,3 +379,17 @@ def test_fit_keeps_the_centre_or_the_whole(sample_data: SampleData) -> None:
     squash, crop = fit_image(data, 20, "squash"), fit_image(data, 20, "crop")
     assert squash.shape == crop.shape == (20, 20, 3) and squash.dtype == np.uint8
     assert np.abs(squash.astype(int) - crop.astype(int)).mean() > 1  # different parts of the image
+
+
+def test_an_export_section_names_its_keys(tmp_path: Path, home: Path) -> None:
+    make_npz(tmp_path / "npz", [20])
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f'name = "x"\n[export]\nout = "{tmp_path / "out"}"\nsize_gb = 1\nsamples = 5\n')
+    r = run_cli("submit", str(spec))
+    assert r.code == 2 and "export: give size_gb or samples, not both" in r.err, r.err
+    spec.write_text(f'name = "x"\n[export]\nout = "{tmp_path / "out"}"\nsamples = 5\n')
+    r = run_cli("submit", str(spec))
+    assert r.code == 2 and "export.input: required when the spec has no [shard] section" in r.err, r.err
+    spec.write_text(f'name = "x"\n[export]\ninput = "{tmp_path / "npz"}"\nout = "{tmp_path / "out"}"\nsamples = 50\n')
+    r = run_cli("submit", str(spec))
+    assert r.code == 2 and "export.samples: 50 asked for, but" in r.err, r.err  # checked before any job starts

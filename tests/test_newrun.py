@@ -39,9 +39,13 @@ def test_the_form_has_a_field_for_every_key_of_a_spec(sample_shards: Path) -> No
     full["evaluate"] = RunSpec.model_validate(
         {"name": "y", "evaluate": {"checkpoint": "/", "val_shards": "/"}}, context={"check_paths": False}
     ).model_dump(mode="json")["evaluate"]
+    full["export"] = RunSpec.model_validate(
+        {"name": "z", "export": {"input": "/", "out": "/tmp/o", "samples": 1}}, context={"check_paths": False}
+    ).model_dump(mode="json")["export"]
     fields = {f.key: f for s in form_sections() for f in s.fields}
     assert set(fields) == leaf_keys(full)
-    assert {s.key for s in form_sections() if s.optional} == {"shard", "shard.train", "shard.val", "train", "evaluate"}
+    optional = {s.key for s in form_sections() if s.optional}
+    assert optional == {"shard", "shard.train", "shard.val", "export", "train", "evaluate"}
     # a section's defaults come from where it sits: the shard step's resources are not the class's
     assert fields["shard.resources.cpus_per_task"].default == 8 and fields["train.resources.partition"].default == "gpu"
     assert fields["train.optimizer"].choices == ("sgd", "adamw") and fields["train.nesterov"].kind == "bool"
@@ -151,7 +155,7 @@ async def test_a_section_problem_shows_on_the_section(home: Path) -> None:
         await until(pilot, lambda: screen.checked is not None and screen.checked.table == {"name": "only a name"})
         assert screen.checked is not None
         assert screen.checked.checked.problems == [
-            ("spec", "nothing to run; add a [shard], [train] or [evaluate] section")
+            ("spec", "nothing to run; add a [shard], [export], [train] or [evaluate] section")
         ]
         await pilot.press("escape")
         assert not isinstance(app.screen, NewRunScreen)

@@ -261,3 +261,38 @@ def test_the_apps_preview_is_the_script_sbatch_gets(sample_shards: Path, tmp_pat
         assert written == preview["train"].replace("RUN_ID", run_id)
     finally:
         run_cli("cancel", run_id)
+
+
+def test_an_export_step_runs_after_the_shard_step_on_its_output(
+    sample_data: SampleData, tmp_path: Path, home: Path
+) -> None:
+    from tests.test_export import check_mtd
+
+    shards, out = tmp_path / "shards", tmp_path / "systemds"
+    export = f"""
+[export]
+out = "{out}"
+samples = 50
+image_size = 8
+workers = 1
+[export.resources]
+partition = "cpu"
+cpus_per_task = 1
+mem_gb = 1
+time_min = 10
+"""
+    result = run_cli("submit", str(write_spec(tmp_path, sample_data, shards, export)), "--executor", "slurm", "--wait",
+                     "--json")  # fmt: skip
+    assert result.code == 0, result.err
+    view = json.loads(result.out)
+    assert [s["name"] for s in view["steps"]] == ["shard", "export"]
+    assert all(s["state"] == "COMPLETED" for s in view["steps"])
+    export_job = view["steps"][1]["job_ids"][0]
+    script = submission_script(view["path"], export_job)
+    assert f"#SBATCH --dependency=afterok:{view['steps'][0]['job_ids'][0]}" in script
+    for part in ("train", "train_labels", "val", "val_labels"):
+        meta = check_mtd(out / f"imagenet_{part}_50samples.csv")
+        assert meta["rows"] == (40 if part.startswith("train") else 10)
+    logs = run_cli("logs", view["run_id"])
+    assert "[export] samples  50: 40 train + 10 val (seed 0)" in logs.out, logs.out
+    assert view["outputs"]["export"]["dir"] == str(out)

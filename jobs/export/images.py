@@ -16,7 +16,6 @@ import io
 import numpy as np
 from PIL import Image
 
-
 DRAFT_MARGIN = 2
 
 
