@@ -52,8 +52,11 @@ def run_export(args: argparse.Namespace) -> int:
     spec = export_spec(args)
     if args.inspect:
         plan = plan_export(spec, spec.input, option)
-        check_outputs(plan, option)
         print(json.dumps(describe(plan), indent=2) if args.json else render(plan))
+        try:
+            check_outputs(plan, option)
+        except UserError as exc:  # the plan is still worth seeing; writing it would be refused
+            print(f"clusterdeck: warning: {exc}", file=sys.stderr)
         return 0
     tty = sys.stderr.isatty()
 

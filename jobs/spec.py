@@ -82,13 +82,17 @@ Amp = Literal["bf16", "fp16", "off"]
 Decode = Literal["auto", "cpu", "device", "pil"]
 
 
-def _workers(value: Any) -> Any:
-    if value == "auto" or (type(value) is int and value >= 0):
-        return value
-    raise ValueError(f"a number of loader processes (0: load in the training process) or 'auto', not {value!r}")
+def _process_count(what: str) -> Any:
+    def check(value: Any) -> Any:
+        if value == "auto" or (type(value) is int and value >= 0):
+            return value
+        raise ValueError(f"a number of {what} or 'auto', not {value!r}")
+
+    return BeforeValidator(check)
 
 
-Workers = Annotated[int | Literal["auto"], BeforeValidator(_workers)]
+Workers = Annotated[int | Literal["auto"], _process_count("loader processes (0: load in the training process)")]
+DecodeWorkers = Annotated[int | Literal["auto"], _process_count("decoding processes (0 or 1: in the main process)")]
 
 
 class Section(BaseModel):
@@ -377,7 +381,7 @@ class ExportSpec(Section):
     """Directory for <name>_train_<size>.csv, <name>_train_labels_<size>.csv, the val pair and their .mtd files."""
     name: str = Field("imagenet", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
     """First part of every file name."""
-    size_gb: float | None = Field(None, gt=0)
+    size_gb: float | None = Field(None, gt=0, allow_inf_nan=False)
     """Target size of the four files together, in GB (10^9 bytes); turned into a sample count. Or give samples."""
     samples: int | None = Field(None, ge=1)
     """Samples to export, train and val together. Or give size_gb."""
@@ -386,7 +390,8 @@ class ExportSpec(Section):
     seed: int = 0
     """Seed of which samples are chosen, their order and their split."""
     split: Literal["train", "val", "all"] = "train"
-    """Which part of the input the samples come from: a shard set's split; for npz, val* files or the others."""
+    """Which part of the input the samples come from: a shard set's split; in a directory of npz batches, val*
+    files or the others (a single .npz file is read whole)."""
     image_size: int = Field(64, ge=1, le=1024)
     """Images are resized to image_size × image_size: a row holds 3 · image_size² values."""
     fit: Literal["squash", "crop"] = "squash"
@@ -400,7 +405,7 @@ class ExportSpec(Section):
     """CSV: digits after the point (trailing zeros dropped); 3 is enough to recover every 8-bit level."""
     num_classes: int | None = Field(None, ge=1)
     """Width of the one-hot labels; empty: the input's class count (an npz input's highest label)."""
-    workers: Workers = "auto"
+    workers: DecodeWorkers = "auto"
     """Processes that decode shard images; 'auto' is the task's CPUs. npz rows are read in the main process."""
     overwrite: bool = False
     """Replace files of the same names in out (only once the new ones are complete); else that is an error."""

@@ -61,12 +61,14 @@ def preflight(spec: RunSpec) -> None:
 
 
 def check_export(spec: RunSpec) -> None:
-    """An export's files must not replace others unless asked; its input, when it exists already, is planned now."""
-    from jobs.export.plan import check_outputs, plan_export
+    """An export's files must not replace others unless asked; an input that exists already is planned now."""
+    from jobs.export.plan import check_names, check_outputs, plan_export
 
     assert spec.export is not None
     if spec.export.input is not None:
         check_outputs(plan_export(spec.export, spec.export.input))
+    else:  # this run's [shard] output, written later
+        check_names(spec.export)
 
 
 def check_train_inputs(spec: RunSpec) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -52,16 +53,19 @@ def read_matrix(path: Path) -> np.ndarray:
 
 
 def check_mtd(csv: Path) -> dict[str, object]:
-    """The .mtd beside ``csv`` describes it: rows, columns on every line, non-zeros, SystemDS's keys."""
+    """The .mtd beside ``csv`` describes it: rows, columns on every line, non-zeros, SystemDS's keys.
+    Read a line at a time: some of these files are larger than the test should hold."""
     meta = json.loads(csv.with_name(csv.name + ".mtd").read_text())
-    lines = csv.read_bytes().decode().splitlines()
-    fields = [line.split(",") for line in lines]
     assert meta["data_type"] == "matrix" and meta["value_type"] == "double"
     assert meta["format"] == "csv" and meta["header"] is False and meta["sep"] == ","
-    assert meta["rows"] == len(lines), csv
-    assert {len(f) for f in fields} == {meta["cols"]}, csv
-    assert meta["nnz"] == sum(float(v) != 0 for f in fields for v in f), csv
-    float(fields[0][0])  # no header line
+    rows = nnz = 0
+    with open(csv, "rb") as f:
+        for line in f:
+            values = np.array(line.split(b","), dtype=np.float64)  # a header or a stray text fails here
+            assert len(values) == meta["cols"], (csv, rows)
+            nnz += int(np.count_nonzero(values))
+            rows += 1
+    assert (meta["rows"], meta["nnz"]) == (rows, nnz), csv
     return meta
 
 
@@ -326,29 +330,34 @@ def test_memory_stays_bounded_when_the_export_is_larger_than_the_limit(tmp_path:
              labels=rng.integers(1, 1001, 4000))  # fmt: skip
     out = tmp_path / "out"
 
-    def limited(*argv: str) -> tuple[int, float, str]:
-        proc = subprocess.Popen(
-            [sys.executable, *argv],
+    def limited(code: str) -> tuple[int, int, str]:
+        """Exit code, resident peak (VmHWM: this process image's own, not the forked test's) and stderr."""
+        code += "\nprint(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')), file=sys.stderr)"
+        proc = subprocess.run(
+            [sys.executable, "-c", "import sys\n" + code],
             cwd=REPO,
-            stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_DATA, (limit, limit)),
         )
-        assert proc.stderr is not None
-        err = proc.stderr.read().decode()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        return proc.returncode, usage.ru_maxrss * 1024, err
+        peak = re.search(r"VmHWM:\s+(\d+) kB", proc.stderr)
+        return proc.returncode, int(peak.group(1)) * 1024 if peak else -1, proc.stderr
 
-    code, peak, err = limited("-m", "app.cli", "export", str(tmp_path / "big.npz"), "--out", str(out),
-                              "--samples", "4000")  # fmt: skip
+    def export(*argv: str) -> tuple[int, int, str]:
+        return limited(f"from app.cli import main\nrc = main({['export', *argv]!r})\nassert rc == 0, rc")
+
+    code, peak, err = export(str(tmp_path / "big.npz"), "--out", str(out), "--samples", "4000")
     assert code == 0, err
     written = sum(p.stat().st_size for p in out.glob("*.csv"))
     assert written > 1.6 * limit  # the export is larger than the limit ...
-    assert peak < limit  # ... and its resident peak stays below it
+    assert 0 < peak < limit  # ... and its resident peak stays below it
     meta = check_mtd(out / "imagenet_train_4000samples.csv")
     assert meta["rows"] == 3200 and meta["cols"] == 12288
-    code, _, err = limited("-c", f"import numpy as np; np.load({str(tmp_path / 'big.npz')!r})['data'] / 255")
+    code, peak, err = export(str(tmp_path / "big.npz"), "--out", str(tmp_path / "large"), "--samples", "200",
+                             "--image-size", "256")  # fmt: skip
+    assert code == 0, err  # large images: fewer of them to a chunk, so the bound holds at any size
+    assert sum(p.stat().st_size for p in (tmp_path / "large").glob("*.csv")) > limit and 0 < peak < limit
+    code, _, err = limited(f"import numpy as np; np.load({str(tmp_path / 'big.npz')!r})['data'] / 255")
     assert code != 0 and "MemoryError" in err  # the limit bites: the matrix itself does not fit
 
 
@@ -393,3 +402,95 @@ def test_an_export_section_names_its_keys(tmp_path: Path, home: Path) -> None:
     spec.write_text(f'name = "x"\n[export]\ninput = "{tmp_path / "npz"}"\nout = "{tmp_path / "out"}"\nsamples = 50\n')
     r = run_cli("submit", str(spec))
     assert r.code == 2 and "export.samples: 50 asked for, but" in r.err, r.err  # checked before any job starts
+
+
+def test_a_killed_export_leaves_no_workers_and_the_next_one_clears_its_files(
+    sample_shards: Path, tmp_path: Path
+) -> None:
+    import psutil
+
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "app.cli", "export", str(sample_shards), "--out", str(out), "--samples", "70",
+            "--image-size", "512", "--workers", "2"]  # fmt: skip
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while not list(out.glob(".*.part-*")) or len(psutil.Process(proc.pid).children()) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "the export ended before it could be killed"
+            time.sleep(0.05)
+        time.sleep(0.5)  # the workers are decoding and the queues filling
+        workers = psutil.Process(proc.pid).children()
+        proc.send_signal(sig)
+        assert proc.wait(30) == (130 if sig == signal.SIGTERM else -signal.SIGKILL)
+        assert proc.stderr is not None and "Traceback" not in proc.stderr.read().decode()
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive  # the workers noticed their reader was gone (SIGKILL) or were stopped (SIGTERM)
+        left = list(out.glob(".*.part-*"))
+        assert bool(left) == (sig == signal.SIGKILL)  # only a SIGKILL can leave temporary files
+    r = run_cli("export", str(sample_shards), "--out", str(out), "--samples", "5", "--image-size", "512",
+                "--workers", "1")  # fmt: skip
+    assert r.code == 0, r.err
+    assert not list(out.glob(".*.part-*"))  # the killed export's files, from a pid that is gone, removed
+
+
+def test_a_full_disk_fails_cleanly_and_keeps_the_earlier_files(tmp_path: Path) -> None:
+    make_npz(tmp_path / "npz", [100])
+    out = tmp_path / "out"
+    args = ["-m", "app.cli", "export", str(tmp_path / "npz"), "--out", str(out), "--samples", "60"]
+    assert subprocess.run([sys.executable, *args, "--image-size", "8"], cwd=REPO).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    proc = subprocess.run(
+        [sys.executable, *args, "--image-size", "8", "--overwrite", "--decimals", "17"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000)),  # a file may not grow past
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "File too large while writing; nothing was replaced" in proc.stderr and ".part-" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_more_bad_input(tmp_path: Path, home: Path) -> None:
+    make_npz(tmp_path / "npz", [30])
+    out = tmp_path / "out"
+    r = run_cli("export", str(tmp_path / "npz"), "--out", str(out), "--size-gb", "inf")
+    assert r.code == 2 and "--size-gb: Input should be a finite number" in r.err, r.err
+    r = run_cli("export", str(tmp_path / "npz"), "--out", str(out), "--samples", "5", "--workers", "many")
+    assert r.code == 2 and "--workers: a number of decoding processes" in r.err, r.err
+    # a compressed batch whose data is damaged late in its stream: found when the rows are read
+    rng = np.random.default_rng(0)
+    np.savez_compressed(tmp_path / "z.npz", data=rng.integers(0, 256, (400, 768), dtype=np.uint8),
+                        labels=rng.integers(1, 4, 400))  # fmt: skip
+    damaged = bytearray((tmp_path / "z.npz").read_bytes())
+    damaged[len(damaged) // 2 : len(damaged) // 2 + 64] = bytes(64)
+    (tmp_path / "z.npz").write_bytes(bytes(damaged))
+    r = run_cli("export", str(tmp_path / "z.npz"), "--out", str(out), "--samples", "300", "--image-size", "16")
+    assert r.code == 2 and f"{tmp_path / 'z.npz'}: its compressed 'data' is damaged" in r.err, r.err
+    assert "Traceback" not in r.err and not list(out.glob(".*"))
+    # files an export would replace: refused when the run is submitted, before its [shard] step runs
+    assert run_cli("export", str(tmp_path / "npz"), "--out", str(out), "--samples", "5", "--image-size", "16").code == 0
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f"""name = "x"
+[shard]
+output = "{tmp_path / "shards"}"
+[shard.train]
+input = "{tmp_path / "npz"}"
+format = "npz"
+[export]
+out = "{out}"
+samples = 5
+""")
+    r = run_cli("submit", str(spec))
+    assert r.code == 2 and f"export.out: {out / 'imagenet_train_5samples.csv'} already exists" in r.err, r.err
+    r = run_cli("export", str(tmp_path / "npz"), "--out", str(out), "--samples", "5", "--image-size", "16", "--inspect")
+    assert r.code == 0 and "samples  5: 4 train + 1 val" in r.out and "warning: --out:" in r.err, r.err
+    # replacing an export with one without val files removes the old val files, which its manifest no longer lists
+    r = run_cli("export", str(tmp_path / "npz"), "--out", str(out), "--samples", "5", "--image-size", "16",
+                "--val-fraction", "0", "--overwrite")  # fmt: skip
+    assert r.code == 0, r.err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "imagenet_5samples.export.json", "imagenet_train_5samples.csv", "imagenet_train_5samples.csv.mtd",
+        "imagenet_train_labels_5samples.csv", "imagenet_train_labels_5samples.csv.mtd",
+    ]  # fmt: skip

@@ -271,6 +271,33 @@ def test_a_shard_with_other_header_kinds_is_read_whole(sample_data: SampleData, 
     assert samples == webdataset_samples(path)
 
 
+def test_a_pax_shard_and_odd_member_names_read_as_webdataset_reads_them(
+    sample_data: SampleData, tmp_path: Path
+) -> None:
+    """A shard written by tarfile in PAX format (another tool's), with names grouping has to get right."""
+    import tarfile
+
+    images = [data for _, data in jpegs(sample_data)[:3]]
+    members = [
+        ("a/é-0.jpg", images[0]), ("a/é-0.CLS", b"1"),  # non-ASCII: a PAX header; upper-case extension
+        ("b.x.y/k1.seg.jpg", images[1]), ("b.x.y/k1.seg.cls", b"2"),  # dots in folders and in extensions
+        ("noext", b"skipped"), ("__meta__", b"skipped too"), ("k2.jpg", images[2]), ("k2.json", b"{}"),
+    ]  # fmt: skip
+    path = tmp_path / "pax.tar"
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    samples = list(read_shard(shard_at(path)))
+    assert samples == webdataset_samples(path)
+    assert [sorted(k for k in s if not k.startswith("__")) for s in samples] == [
+        ["cls", "jpg"],
+        ["seg.cls", "seg.jpg"],
+        ["jpg"],
+    ]
+
+
 def test_damaged_shards_are_errors_not_fewer_samples(sample_shards: Path, tmp_path: Path) -> None:
     whole = sorted(sample_shards.glob("train-*.tar"))[0].read_bytes()
     first_size = int(whole[124:136].rstrip(b"\0 "), 8)

@@ -9,3 +9,12 @@
 
 No torch, torchvision or webdataset: an export runs in a small process on a login node or a CPU job.
 """
+
+from jobs.errors import UserError
+
+
+class ExportFailed(UserError):
+    """The export could not finish for a reason other than its settings (a full disk, a worker killed):
+    said without a traceback, like a settings problem, but with exit code 1."""
+
+    exit_code = 1

@@ -8,6 +8,7 @@ per class. In ``.npy`` pixels are float32 and labels uint8.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -33,9 +34,11 @@ class CsvEncoder:
         self._one_hot = bytearray((b"0" + SEPARATOR.encode()) * classes)
         self._one_hot[-1:] = b"\n"
 
-    def features(self, rows: np.ndarray) -> bytes:
+    def features(self, rows: np.ndarray) -> Iterator[bytes]:
+        """Each row's line in turn: a chunk's text never exists whole (a 1024 px row alone is 28 MB)."""
         levels, sep = self._levels, SEPARATOR.encode()
-        return b"".join(sep.join([levels[v] for v in row.tolist()]) + b"\n" for row in rows)
+        for row in rows:
+            yield sep.join([levels[v] for v in row.tolist()]) + b"\n"
 
     def labels(self, labels: np.ndarray) -> bytes:
         out = bytearray()
@@ -54,8 +57,8 @@ class NpyEncoder:
         self._levels = (np.arange(LEVELS, dtype=np.float64) / (LEVELS - 1)).astype(self.FEATURE_DTYPE)
         self._classes = classes
 
-    def features(self, rows: np.ndarray) -> bytes:
-        return self._levels[rows].tobytes()
+    def features(self, rows: np.ndarray) -> Iterator[bytes]:
+        yield self._levels[rows].tobytes()
 
     def labels(self, labels: np.ndarray) -> bytes:
         one_hot = np.zeros((len(labels), self._classes), self.LABEL_DTYPE)

@@ -2,7 +2,7 @@
 
 ``choose`` picks the samples: a seeded random subset of the pool, in a random order, the first
 part train and the rest val. An npz pool writes them in exactly that order (rows are read
-where they lie, ``CHUNK_ROWS`` at a time, sorted within a chunk so reads run forward). A shard
+where they lie, a chunk at a time, sorted within a chunk so reads run forward). A shard
 pool cannot seek to a sample, so it reads each shard once, front to back, its shards in a
 seeded order, and writes the chosen samples in the order they come: the shard step has
 already shuffled them globally.
@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from jobs.errors import UserError
+from jobs.export import ExportFailed
 from jobs.export.images import Undecodable, fit_array, fit_image
 from jobs.export.ordered import in_order
 from jobs.shard.encode import IMAGE_FIELDS
@@ -32,7 +34,13 @@ from jobs.train.shardset import Shard, ShardReadError, check_files, read_shardse
 
 Key = Callable[[str], str]
 CHUNK_ROWS = 256
-"""Samples read, resized and written together: the unit of the memory bound."""
+CHUNK_VALUES = 1 << 22
+"""A chunk, the samples read, resized and written together (the unit of the memory bound), holds at most
+``CHUNK_ROWS`` images and, of larger ones, as many as fit in this many pixel values (4 MB as uint8)."""
+
+
+def chunk_rows(side: int) -> int:
+    return max(1, min(CHUNK_ROWS, CHUNK_VALUES // (3 * side * side)))
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,12 @@ class NpzPool:
         """Inflates every compressed ``data`` into ``cache``, so that its rows can be read in place."""
         for f in self.files:
             if f.mapped is None:
-                f.mapped = data_location(f.path, cache)
+                try:
+                    f.mapped = data_location(f.path, cache)
+                except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+                    raise UserError(f"{f.path}: its compressed 'data' is damaged ({exc})") from None
+                except OSError as exc:
+                    raise ExportFailed(f"{f.path}: cannot inflate 'data' into {cache} ({exc})") from None
                 f.offset = _checked_offset(f.path, f.mapped)
 
     def labels_of(self, indices: np.ndarray) -> np.ndarray:
@@ -144,16 +157,20 @@ class NpzPool:
     def _first_rows(self, count: int) -> np.ndarray:
         f = self.files[0]
         width = 3 * self.side * self.side
-        with zipfile.ZipFile(f.path) as z, z.open("data.npy") as stream:
-            npy_header(cast(BinaryIO, stream), str(f.path))
-            data = stream.read(min(count, f.rows) * width)
+        try:
+            with zipfile.ZipFile(f.path) as z, z.open("data.npy") as stream:
+                npy_header(cast(BinaryIO, stream), str(f.path))
+                data = stream.read(min(count, f.rows) * width)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+            raise UserError(f"{f.path}: its compressed 'data' is damaged ({exc})") from None
         rows = np.frombuffer(data, np.uint8)[: len(data) // width * width]
         return rows.reshape(-1, 3, self.side, self.side).transpose(0, 2, 3, 1)
 
     def chunks(self, choice: Choice, size: int, fit: str, workers: int, seed: int) -> Iterator[Chunk]:
+        rows = chunk_rows(max(self.side, size))
         for indices, is_val in ((choice.train, False), (choice.val, True)):
-            for start in range(0, len(indices), CHUNK_ROWS):
-                part = indices[start : start + CHUNK_ROWS]
+            for start in range(0, len(indices), rows):
+                part = indices[start : start + rows]
                 pixels = resize_all(self.rows(part), size, fit)
                 yield Chunk(pixels, self.labels_of(part), np.full(len(part), is_val))
 
@@ -208,7 +225,7 @@ class ShardTask:
 
 
 def decode_task(task: ShardTask) -> Iterator[Chunk]:
-    """The chosen samples of one shard, decoded and fitted, ``CHUNK_ROWS`` at a time."""
+    """The chosen samples of one shard, decoded and fitted, a chunk at a time."""
     from jobs.train.shardread import read_shard
 
     wanted = iter(task.positions.tolist())
@@ -235,7 +252,7 @@ def decode_task(task: ShardTask) -> Iterator[Chunk]:
                 raise UserError(f"{where}: class {label} is outside 0..{task.classes - 1}")
             labels.append(label)
             target = next(wanted, None)
-            if len(pixels) == CHUNK_ROWS or target is None:
+            if len(pixels) == chunk_rows(task.size) or target is None:
                 yield Chunk(np.stack(pixels), np.array(labels), task.val[done : done + len(pixels)])
                 done += len(pixels)
                 pixels, labels = [], []
@@ -270,13 +287,13 @@ class ShardPool:
         is_val = np.concatenate([np.zeros(len(choice.train), bool), np.ones(len(choice.val), bool)])
         order = np.argsort(chosen, kind="stable")
         chosen, is_val = chosen[order], is_val[order]
-        shard_of = np.searchsorted(starts, chosen, side="right") - 1
+        bounds = np.searchsorted(chosen, starts)  # chosen[bounds[k]:bounds[k + 1]] lie in shard k
         tasks = []
         for k in np.random.default_rng([seed, 1]).permutation(len(self.shards)).tolist():
-            mine = shard_of == k
-            if mine.any():
-                positions = chosen[mine] - starts[k]
-                tasks.append(ShardTask(self.shards[k], positions, is_val[mine], size, fit, self.classes))
+            first, end = int(bounds[k]), int(bounds[k + 1])
+            if end > first:
+                positions = chosen[first:end] - starts[k]
+                tasks.append(ShardTask(self.shards[k], positions, is_val[first:end], size, fit, self.classes))
         return tasks
 
     def sample_rows(self, count: int, seed: int, size: int, fit: str) -> np.ndarray:

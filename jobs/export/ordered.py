@@ -5,18 +5,21 @@ then an end mark. The reader takes item ``i`` from queue ``i mod W`` until its e
 results come out in item order whatever the timing, and each queue holds at most ``QUEUED``
 results: a worker that runs ahead waits. Memory is W × (QUEUED + 1) results, however many
 items there are. A worker that fails puts its error on its queue; one that dies is noticed
-within a second.
+within a second; and a worker whose reader died (SIGKILL, a node going away) exits within
+a second instead of waiting on its full queue forever.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from jobs.errors import UserError
+from jobs.export import ExportFailed
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -45,7 +48,9 @@ def in_order(work: Callable[[T], Iterator[R]], items: Sequence[T], workers: int)
     ctx = mp.get_context("spawn")  # no state of the caller (threads, open files) leaks into the workers
     queues = [ctx.Queue(maxsize=QUEUED) for _ in range(workers)]
     procs = [
-        ctx.Process(target=_worker, args=(work, items[w::workers], queues[w]), daemon=True, name=f"export-{w}")
+        ctx.Process(
+            target=_worker, args=(work, items[w::workers], queues[w], os.getpid()), daemon=True, name=f"export-{w}"
+        )
         for w in range(workers)
     ]
     for proc in procs:
@@ -77,18 +82,29 @@ def _next(q: Any, proc: Any) -> Any:
             return q.get(timeout=_POLL_S)
         except queue.Empty:
             if not proc.is_alive():
-                raise RuntimeError(f"worker {proc.name} died (exit code {proc.exitcode})") from None
+                raise ExportFailed(
+                    f"decoding worker {proc.name} died (exit code {proc.exitcode}); if it was killed for memory, "
+                    "give the job more memory or use fewer workers"
+                ) from None
 
 
-def _worker(work: Callable[[T], Iterator[R]], items: Sequence[T], out: Any) -> None:
+def _worker(work: Callable[[T], Iterator[R]], items: Sequence[T], out: Any, reader: int) -> None:
+    def put(result: object) -> None:
+        while True:
+            try:
+                return out.put(result, timeout=_POLL_S)
+            except queue.Full:
+                if os.getppid() != reader:  # the reader is gone: nobody will ever take this
+                    os._exit(1)
+
     try:
         for item in items:
             for result in work(item):
-                out.put(result)
-            out.put(_End())
+                put(result)
+            put(_End())
     except UserError as exc:
-        out.put(_Failed(str(exc), True))
+        put(_Failed(str(exc), True))
     except BaseException as exc:  # the reader re-raises it; a traceback here would go to a log nobody reads
-        out.put(_Failed(f"{type(exc).__name__}: {exc}", False))
+        put(_Failed(f"{type(exc).__name__}: {exc}", False))
     out.close()
     out.join_thread()

@@ -15,12 +15,13 @@ from typing import Any
 
 from jobs.errors import UserError
 from jobs.export.encode import CsvEncoder, NpyEncoder, flatten, npy_header
-from jobs.export.inputs import Key, NpzPool, ShardPool, open_pool, split_sizes
+from jobs.export.inputs import Key, NpzPool, ShardPool, chunk_rows, open_pool, split_sizes
 from jobs.spec import ExportSpec
 
 MEASURED = 128
-"""Samples encoded to measure the bytes of a row."""
+"""Samples encoded to measure the bytes of a row (fewer of large images: a chunk's worth, at least 8)."""
 MANIFEST = "export.json"
+PARTS = ("train", "train_labels", "val", "val_labels")
 
 
 @dataclass(frozen=True)
@@ -59,19 +60,30 @@ class ExportPlan:
 
     @property
     def manifest(self) -> str:
-        return f"{self.spec.name}_{self.tag}.{MANIFEST}"
-
-    def outputs(self) -> list[str]:
-        """Every file the export writes, .mtd files and the manifest included."""
-        names = [f.name for f in self.files]
-        if self.spec.format == "csv":
-            names += [f"{f.name}.mtd" for f in self.files]
-        return [*names, self.manifest]
+        return manifest_name(self.spec)
 
 
 def size_tag(spec: ExportSpec) -> str:
     """``6GB`` for a size target, ``50000samples`` for a sample count: the ``<size>`` of every file name."""
     return f"{spec.size_gb:g}GB" if spec.size_gb is not None else f"{spec.samples}samples"
+
+
+def data_name(spec: ExportSpec, part: str) -> str:
+    return f"{spec.name}_{part}_{size_tag(spec)}.{spec.format}"
+
+
+def manifest_name(spec: ExportSpec) -> str:
+    return f"{spec.name}_{size_tag(spec)}.{MANIFEST}"
+
+
+def output_names(spec: ExportSpec, *, val: bool | None = None) -> list[str]:
+    """Every file an export of ``spec`` writes: the data, their .mtd (CSV), the manifest; val files when
+    ``val_fraction`` > 0 (or ``val`` says)."""
+    parts = PARTS if (spec.val_fraction > 0 if val is None else val) else PARTS[:2]
+    names = [data_name(spec, part) for part in parts]
+    if spec.format == "csv":
+        names += [f"{name}.mtd" for name in names]
+    return [*names, manifest_name(spec)]
 
 
 def spec_key(name: str) -> str:
@@ -83,10 +95,11 @@ def plan_export(spec: ExportSpec, input_path: Path, key: Key = spec_key) -> Expo
     pool = open_pool(input_path, spec.split, spec.num_classes, key)
     if pool.size == 0:
         raise UserError(f"{key('input')}: {input_path} holds no samples in split {spec.split!r}")
-    sample = flatten(pool.sample_rows(MEASURED, spec.seed, spec.image_size, spec.fit), spec.layout)
+    measured = max(8, min(MEASURED, chunk_rows(spec.image_size)))
+    sample = flatten(pool.sample_rows(measured, spec.seed, spec.image_size, spec.fit), spec.layout)
     if spec.format == "csv":
         encoder = CsvEncoder(spec.decimals, pool.classes)
-        row_bytes = len(encoder.features(sample)) / len(sample)
+        row_bytes = sum(len(line) for line in encoder.features(sample)) / len(sample)
         label_bytes = 2 * pool.classes
     else:
         row_bytes = float(sample.shape[1] * NpyEncoder.FEATURE_DTYPE.itemsize)
@@ -120,39 +133,44 @@ def plan_export(spec: ExportSpec, input_path: Path, key: Key = spec_key) -> Expo
     tag = size_tag(spec)
     return ExportPlan(
         spec, input_path, pool, train, val, tag, row_bytes, label_bytes, len(sample),
-        _files(spec, tag, train, val, 3 * spec.image_size**2, pool.classes, row_bytes, label_bytes),
+        _files(spec, train, val, 3 * spec.image_size**2, pool.classes, row_bytes, label_bytes),
     )  # fmt: skip
 
 
 def _files(
-    spec: ExportSpec, tag: str, train: int, val: int, cols: int, classes: int, row_bytes: float, label_bytes: int
+    spec: ExportSpec, train: int, val: int, cols: int, classes: int, row_bytes: float, label_bytes: int
 ) -> list[OutFile]:
-    ext = spec.format
     files = []
     for split, rows in (("train", train), ("val", val)):
         if rows == 0:
             continue
         for part, width, per_row in ((split, cols, row_bytes), (f"{split}_labels", classes, label_bytes)):
             size = round(rows * per_row)
-            if ext == "npy":
+            if spec.format == "npy":
                 dtype = NpyEncoder.FEATURE_DTYPE if part == split else NpyEncoder.LABEL_DTYPE
                 size += len(npy_header(rows, width, dtype))
-            files.append(OutFile(f"{spec.name}_{part}_{tag}.{ext}", part, rows, width, size))
+            files.append(OutFile(data_name(spec, part), part, rows, width, size))
     return files
 
 
-def check_outputs(plan: ExportPlan, key: Key = spec_key) -> None:
-    """Nothing of the same name is replaced unless ``overwrite``, and the disk has room for the files."""
-    out = plan.spec.out
+def check_names(spec: ExportSpec, key: Key = spec_key) -> None:
+    """``out`` is a directory (or will be) and, unless ``overwrite``, holds no file of the export's names."""
+    out = spec.out
     if out.exists() and not out.is_dir():
         raise UserError(f"{key('out')}: {out} is a file, not a directory")
-    if not plan.spec.overwrite:
-        taken = [name for name in plan.outputs() if (out / name).exists()]
+    if not spec.overwrite:
+        taken = [name for name in output_names(spec) if (out / name).exists()]
         if taken:
             raise UserError(
                 f"{key('out')}: {out / taken[0]} already exists ({len(taken)} of the files do); "
                 f"set {key('overwrite')}, or pick another {key('out')} or {key('name')}"
             )
+
+
+def check_outputs(plan: ExportPlan, key: Key = spec_key) -> None:
+    """``check_names``, and the disk has room for the files (and an inflated npz ``data``)."""
+    check_names(plan.spec, key)
+    out = plan.spec.out
     existing = next((p for p in (out, *out.parents) if p.exists()), out)
     free = shutil.disk_usage(existing).free
     needed = plan.total_bytes + plan.pool.inflate_bytes

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +33,29 @@ def export(
     plan = plan_export(spec, input_path, key)
     check_outputs(plan, key)
     say(render(plan))
-    result = write_export(plan, export_workers(spec), on_progress)
+    with interrupted_by_termination():
+        result = write_export(plan, export_workers(spec), on_progress)
     say(summary(plan, result))
     return plan, result
+
+
+@contextlib.contextmanager
+def interrupted_by_termination() -> Iterator[None]:
+    """SIGTERM (scancel, kill) and SIGHUP (a closed SSH session) raise KeyboardInterrupt, as Ctrl-C does, so that
+    the writer's cleanup runs: its temporary files, GBs of them, are removed and its workers stopped."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def summary(plan: ExportPlan, result: ExportResult) -> str:

@@ -1,19 +1,24 @@
 """The export itself: chosen samples streamed into temporary files, renamed into place once all are complete.
 
-Memory holds one chunk of ``CHUNK_ROWS`` samples at a time (per decoding worker, a few),
-whatever the export's size. Each file is written as ``.<name>.part-<host>-<pid>`` next to
-where it goes; only when every file is complete and has the rows it should are they renamed,
-data first, then the ``.mtd`` files and the manifest. A failure or an interrupt removes the
-temporary files, so files of the same names from an earlier export are never half replaced.
+Memory holds one chunk (``inputs.chunk_rows``) at a time, plus a few per decoding worker,
+whatever the export's size; CSV is written a row at a time. Each file is written as
+``.<name>.part-<host>-<pid>`` next to where it goes. Only when every file is complete and has
+the rows it should are the ``.mtd`` files and the manifest written (under temporary names too),
+and then everything is renamed: data first. A failure or an interrupt removes the temporary
+files, so files of the same names from an earlier export are never half replaced; temporary
+files that a killed export on this host left behind are removed by the next one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import glob
 import json
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -21,9 +26,10 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from jobs.errors import UserError
+from jobs.export import ExportFailed
 from jobs.export.encode import CsvEncoder, NpyEncoder, flatten, mtd, npy_header
 from jobs.export.inputs import Choice, choose, remove_cache
-from jobs.export.plan import ExportPlan, OutFile
+from jobs.export.plan import ExportPlan, OutFile, output_names
 
 Progress = Callable[[dict[str, Any]], None]
 PROGRESS_EVERY_S = 2.0
@@ -51,37 +57,73 @@ class ExportResult:
         return sum(f["bytes"] for f in self.files.values())
 
 
+def _temp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.part-{socket.gethostname()}-{os.getpid()}")
+
+
 def write_export(plan: ExportPlan, workers: int, on_progress: Progress | None = None) -> ExportResult:
     spec = plan.spec
     out = spec.out
     out.mkdir(parents=True, exist_ok=True)
-    cache = out / f".{spec.name}_{plan.tag}.inflated-{socket.gethostname()}-{os.getpid()}"
-    suffix = f".part-{socket.gethostname()}-{os.getpid()}"
+    remove_stale(out, spec.name)
+    cache = _temp(out / f"{spec.name}_{plan.tag}.inflated")
     outputs: dict[str, _Output] = {}
     started = time.monotonic()
     try:
         for f in plan.files:
-            temp = out / f".{f.name}{suffix}"
-            handle = open(temp, "wb", buffering=_BUFFER)  # noqa: SIM115 (closed in finally)
+            temp = _temp(out / f.name)
+            handle = _disk(temp, functools.partial(open, temp, "wb", buffering=_BUFFER))
             outputs[f.part] = _Output(f, out / f.name, temp, handle)
             if spec.format == "npy":
                 dtype = NpyEncoder.FEATURE_DTYPE if f.part in ("train", "val") else NpyEncoder.LABEL_DTYPE
-                outputs[f.part].bytes += handle.write(npy_header(f.rows, f.cols, dtype))
+                _add(outputs[f.part], [npy_header(f.rows, f.cols, dtype)], 0, 0)
         plan.pool.open(cache)
         choice = choose(plan.pool.size, plan.samples, spec.val_fraction, spec.seed)
         _stream(plan, choice, outputs, workers, on_progress, started)
         for o in outputs.values():
-            o.handle.flush()
-            os.fsync(o.handle.fileno())
-            o.handle.close()
+            _disk(o.temp, functools.partial(_close, o.handle))
             if o.rows != o.file.rows:
                 raise RuntimeError(f"{o.file.name}: wrote {o.rows} rows, expected {o.file.rows}")
         return _publish(plan, outputs, time.monotonic() - started)
     finally:
         for o in outputs.values():
-            o.handle.close()
+            with contextlib.suppress(OSError):  # the disk error that brought us here, again: the file goes anyway
+                o.handle.close()
             o.temp.unlink(missing_ok=True)
         remove_cache(cache)
+
+
+def _close(handle: BinaryIO) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+    handle.close()
+
+
+def _disk(path: Path, action: Callable[[], Any]) -> Any:
+    """``action`` on ``path``; a full disk, a quota or a file size limit fails the export naming the file."""
+    try:
+        return action()
+    except OSError as exc:
+        raise ExportFailed(f"{path}: {exc.strerror or exc} while writing; nothing was replaced") from None
+
+
+def remove_stale(out: Path, name: str) -> None:
+    """Temporary files (and inflated npz data) of exports named ``name`` that were killed on this host: their pid
+    is gone. Another host's cannot be told from a live export's, so they stay."""
+    for path in out.glob(f".{glob.escape(name)}_*.part-{glob.escape(socket.gethostname())}-*"):
+        pid = path.name.rpartition("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            remove_cache(path) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _stream(
@@ -102,7 +144,7 @@ def _stream(
             rows = flatten(chunk.pixels[mask], spec.layout)
             labels = chunk.labels[mask]
             _add(outputs[split], encoder.features(rows), len(rows), int(np.count_nonzero(rows)))
-            _add(outputs[f"{split}_labels"], encoder.labels(labels), len(labels), len(labels))
+            _add(outputs[f"{split}_labels"], [encoder.labels(labels)], len(labels), len(labels))
         done += len(chunk.labels)
         now = time.monotonic()
         if on_progress is not None and (now - reported >= PROGRESS_EVERY_S or done == plan.samples):
@@ -118,8 +160,12 @@ def _stream(
             )
 
 
-def _add(o: _Output, data: bytes, rows: int, nnz: int) -> None:
-    o.bytes += o.handle.write(data)
+def _add(o: _Output, pieces: Iterable[bytes], rows: int, nnz: int) -> None:
+    try:
+        for piece in pieces:
+            o.bytes += o.handle.write(piece)
+    except OSError as exc:
+        raise ExportFailed(f"{o.temp}: {exc.strerror or exc} while writing; nothing was replaced") from None
     o.rows += rows
     o.nnz += nnz
 
@@ -127,28 +173,31 @@ def _add(o: _Output, data: bytes, rows: int, nnz: int) -> None:
 def _publish(plan: ExportPlan, outputs: dict[str, _Output], seconds: float) -> ExportResult:
     spec = plan.spec
     if not spec.overwrite:  # checked when planned; a file that appeared since is not replaced either
-        taken = [name for name in plan.outputs() if (spec.out / name).exists()]
+        taken = [name for name in output_names(spec) if (spec.out / name).exists()]
         if taken:
             raise UserError(f"{spec.out / taken[0]} appeared while exporting; nothing was replaced")
     result = ExportResult(seconds=seconds)
     for o in outputs.values():
-        os.replace(o.temp, o.final)
         result.files[o.file.name] = {"rows": o.rows, "cols": o.file.cols, "bytes": o.bytes, "nnz": o.nnz}
+    metadata = {spec.out / plan.manifest: manifest(plan, result)}
     if spec.format == "csv":
         for o in outputs.values():
-            _write_json(o.final.with_name(o.final.name + ".mtd"), mtd(o.rows, o.file.cols, o.nnz))
-    _write_json(spec.out / plan.manifest, manifest(plan, result))
-    return result
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    """Replaced whole, with the permissions the umask gives (readable by the group, like the data files)."""
-    temp = path.with_name(f".{path.name}.part-{socket.gethostname()}-{os.getpid()}")
+            metadata[o.final.with_name(o.final.name + ".mtd")] = mtd(o.rows, o.file.cols, o.nnz)
+    temps = {path: _temp(path) for path in metadata}
     try:
-        temp.write_text(json.dumps(obj, indent=4) + "\n")
-        os.replace(temp, path)
+        for path, obj in metadata.items():  # umask permissions, as the data files: readable by the group
+            _disk(temps[path], functools.partial(temps[path].write_text, json.dumps(obj, indent=4) + "\n"))
+        for o in outputs.values():
+            os.replace(o.temp, o.final)
+        for path, temp in temps.items():
+            os.replace(temp, path)
     finally:
-        temp.unlink(missing_ok=True)
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
+    if spec.overwrite and plan.val == 0:  # an earlier export's val files would sit beside a manifest without them
+        for name in set(output_names(spec, val=True)) - set(output_names(spec, val=False)):
+            (spec.out / name).unlink(missing_ok=True)
+    return result
 
 
 def manifest(plan: ExportPlan, result: ExportResult) -> dict[str, Any]:

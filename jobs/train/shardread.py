@@ -3,9 +3,10 @@
 The shard step writes plain ustar members (``jobs.shard.tarwrite``); those headers are parsed
 here directly, checksum included, without tarfile's per-member work. At the first header of any other
 kind (GNU long names, PAX records, directories: a shard set made by another tool), reading
-goes on from that header with webdataset's tarfile-based iterator, imported only then: webdataset loads
-torch, which ``clusterdeck export`` does without. Members are grouped into samples as webdataset's
-``group_by_keys`` groups them (``tests/test_loader.py`` checks the two agree).
+goes on from that header with tarfile, as webdataset's ``tar_file_iterator`` reads a tar. Members are
+grouped into samples as webdataset's ``group_by_keys`` groups them; ``tests/test_loader.py`` checks
+both against webdataset. webdataset itself is not imported: it loads torch, which ``clusterdeck
+export`` does without.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ BLOCK = 512
 _END = bytes(BLOCK)
 _PLAIN = (b"0", b"\0")  # regular file type flags
 _READ_BUFFER = 1 << 20
+_META = re.compile(r"__[^/]*__($|/)")  # names webdataset skips
 _KEY = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's base_plus_ext: key, then every extension
 
 
@@ -60,10 +62,8 @@ def members(f: BinaryIO, url: str) -> Iterator[dict[str, Any]]:
         if len(header) < BLOCK:  # nothing at all included: a cut at a member boundary would lose samples silently
             raise EOFError(f"truncated tar header at byte {offset}" if header else f"truncated at byte {offset}")
         if header[156:157] not in _PLAIN or header[124] & 0x80:  # another member type, or a base-256 size
-            from webdataset.tariterators import tar_file_iterator
-
             f.seek(offset)
-            yield from ({**s, "__url__": url} for s in tar_file_iterator(f, select_files=_wanted))
+            yield from _tarfile_members(f, url)
             return
         size = int(header[124:136].rstrip(b"\0 ") or b"0", 8)
         stored = int(header[148:156].rstrip(b"\0 ") or b"0", 8)
@@ -81,6 +81,17 @@ def members(f: BinaryIO, url: str) -> Iterator[dict[str, Any]]:
         offset += BLOCK + size + padding
         if _wanted(name):
             yield {"fname": name, "data": data, "__url__": url}
+
+
+def _tarfile_members(f: BinaryIO, url: str) -> Iterator[dict[str, Any]]:
+    """The rest of the tar through tarfile (any header kind): regular files but webdataset's ``__meta__`` ones."""
+    with tarfile.open(fileobj=f, mode="r|*") as stream:
+        for info in stream:
+            if info.isreg() and not _META.match(info.name) and _wanted(info.name):
+                member = stream.extractfile(info)
+                assert member is not None
+                yield {"fname": info.name, "data": member.read(), "__url__": url}
+            stream.members = []  # type: ignore[attr-defined]  # a stream's member list only grows
 
 
 def group_by_keys(members: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
