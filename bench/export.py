@@ -8,19 +8,21 @@ npz: --rows photo-like 64×64 images (1/f noise, as bench/loader.py draws them) 
 - ours: ``clusterdeck export --samples ROWS``, streaming.
 
 Each runs in its own process, alternating for --repeat rounds; wall time (process start
-included), peak RSS (``wait4``) and bytes written are measured. Prints MB/s, peak RSS, and
-numpy's time over ours (above 1: ours is faster) as the median of the rounds' ratios.
+included), peak RSS (the process's VmHWM) and bytes written are measured (numpy's files are larger:
+``%.6f`` keeps trailing zeros). Prints rows/s, MB/s, peak RSS, and numpy's time over ours (above 1:
+ours is faster) as the median of the rounds' ratios.
 
 ``--jpegs N`` also shards N photo-like JPEGs at ImageNet's sizes (bench/loader.py's) and
 times ``clusterdeck export`` of all of them at 64 px with 1 and 2 decoding workers.
 
-    python bench/export.py [--rows 20000] [--repeat 3] [--jpegs 2000]
+    python bench/export.py [--rows 5000] [--repeat 3] [--jpegs 2000]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -50,14 +52,23 @@ for name, rows in (("train", train), ("val", val)):
 """
 
 
-def timed(argv: list[str]) -> tuple[float, int]:
-    """(wall seconds, peak RSS bytes) of one process."""
+PEAK = "\nprint(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')), file=sys.stderr)"
+
+
+def timed(code: str, *args: str) -> tuple[float, int]:
+    """(wall seconds, peak RSS bytes) of ``python -c code args``: VmHWM, this process image's own peak (a fork's
+    ``ru_maxrss`` would count this benchmark's memory too)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{argv[:4]} failed")
-    return time.perf_counter() - start, usage.ru_maxrss * 1024
+    proc = subprocess.run([sys.executable, "-c", code + PEAK, *args], cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    peak = re.search(r"VmHWM:\s+(\d+) kB", proc.stderr)
+    if proc.returncode != 0 or peak is None:
+        raise SystemExit(f"{code[:40]}… {args} failed: {proc.stderr[-2000:]}")
+    return seconds, int(peak.group(1)) * 1024
+
+
+def export(*args: str) -> tuple[float, int]:
+    return timed("import sys\nfrom app.cli import main\nassert main(['export', *sys.argv[1:]]) == 0", *args)
 
 
 def written(out: Path) -> int:
@@ -82,16 +93,14 @@ def npz_rounds(root: Path, rows: int, repeat: int, classes: int) -> None:
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
             if name == "numpy":
-                argv = [sys.executable, "-c", NUMPY_SCRIPT, str(npz), str(out), str(classes)]
+                seconds, peak = timed(NUMPY_SCRIPT, str(npz), str(out), str(classes))
             else:
-                argv = [sys.executable, "-m", "app.cli", "export", str(npz), "--out", str(out),
-                        "--samples", str(rows), "--workers", "1"]  # fmt: skip
-            seconds, peak = timed(argv)
+                seconds, peak = export(str(npz), "--out", str(out), "--samples", str(rows), "--workers", "1")
             size = written(out)
             figures[name] = seconds
             rates[name].append(size / 1e6 / seconds)
-            print(f"  round {r + 1} {name:<5} {seconds:6.1f} s  {size / 1e9:.3f} GB  {size / 1e6 / seconds:5.0f} MB/s  "
-                  f"peak RSS {peak / 2**20:6.0f} MiB")  # fmt: skip
+            print(f"  round {r + 1} {name:<5} {seconds:6.1f} s  {rows / seconds:6.0f} rows/s  {size / 1e9:.3f} GB  "
+                  f"{size / 1e6 / seconds:5.0f} MB/s  peak RSS {peak / 2**20:6.0f} MiB")  # fmt: skip
         ratios.append(figures["numpy"] / figures["ours"])
     print(f"numpy {statistics.median(rates['numpy']):.0f} MB/s, ours {statistics.median(rates['ours']):.0f} MB/s")
     spread = f"rounds {min(ratios):.2f}–{max(ratios):.2f}"
@@ -103,15 +112,15 @@ def jpeg_export(root: Path, images: int) -> None:
     shard_tree(tree, root / "shards", 16.0, 2)
     for workers in (1, 2):
         out = root / f"jpeg-out-{workers}"
-        seconds, peak = timed([sys.executable, "-m", "app.cli", "export", str(root / "shards"), "--out", str(out),
-                               "--samples", str(images), "--workers", str(workers)])  # fmt: skip
+        seconds, peak = export(str(root / "shards"), "--out", str(out), "--samples", str(images), "--workers",
+                               str(workers))  # fmt: skip
         print(f"JPEG shards → 64 px CSV, {workers} worker(s): {images / seconds:.0f} images/s "
-              f"({seconds:.1f} s, peak RSS of its largest process {peak / 2**20:.0f} MiB)")  # fmt: skip
+              f"({seconds:.1f} s, peak RSS of the main process {peak / 2**20:.0f} MiB)")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=20000)
+    parser.add_argument("--rows", type=int, default=5000)
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--jpegs", type=int, default=2000, help="0 skips the JPEG shard export")
