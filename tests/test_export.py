@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -494,3 +496,24 @@ samples = 5
         "imagenet_5samples.export.json", "imagenet_train_5samples.csv", "imagenet_train_5samples.csv.mtd",
         "imagenet_train_labels_5samples.csv", "imagenet_train_labels_5samples.csv.mtd",
     ]  # fmt: skip
+
+
+def test_only_this_hosts_dead_exports_are_cleared(tmp_path: Path) -> None:
+    from jobs.export.write import remove_stale
+
+    host = socket.gethostname()
+    dead = _a_dead_pid()
+    mine = tmp_path / f".imagenet_train_1GB.csv.part-{host}-{dead}"
+    other_host = tmp_path / f".imagenet_train_1GB.csv.part-{host}-2-{dead}"  # host "<host>-2", not this one
+    live = tmp_path / f".imagenet_train_1GB.csv.part-{host}-{os.getpid()}"
+    other_name = tmp_path / f".other_train_1GB.csv.part-{host}-{dead}"
+    for path in (mine, other_host, live, other_name):
+        path.write_text("x")
+    remove_stale(tmp_path, "imagenet")
+    assert not mine.exists() and other_host.exists() and live.exists() and other_name.exists()
+
+
+def _a_dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid

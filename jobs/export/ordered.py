@@ -14,6 +14,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -89,14 +91,8 @@ def _next(q: Any, proc: Any) -> Any:
 
 
 def _worker(work: Callable[[T], Iterator[R]], items: Sequence[T], out: Any, reader: int) -> None:
-    def put(result: object) -> None:
-        while True:
-            try:
-                return out.put(result, timeout=_POLL_S)
-            except queue.Full:
-                if os.getppid() != reader:  # the reader is gone: nobody will ever take this
-                    os._exit(1)
-
+    threading.Thread(target=_exit_without, args=(reader,), daemon=True).start()
+    put = out.put
     try:
         for item in items:
             for result in work(item):
@@ -108,3 +104,10 @@ def _worker(work: Callable[[T], Iterator[R]], items: Sequence[T], out: Any, read
         put(_Failed(f"{type(exc).__name__}: {exc}", False))
     out.close()
     out.join_thread()
+
+
+def _exit_without(reader: int) -> None:
+    """Ends this worker once its reader is gone, whatever it is doing: decoding, or blocked on a full queue."""
+    while os.getppid() == reader:
+        time.sleep(_POLL_S)
+    os._exit(1)

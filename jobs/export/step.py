@@ -44,18 +44,22 @@ def interrupted_by_termination() -> Iterator[None]:
     """SIGTERM (scancel, kill) and SIGHUP (a closed SSH session) raise KeyboardInterrupt, as Ctrl-C does, so that
     the writer's cleanup runs: its temporary files, GBs of them, are removed and its workers stopped."""
 
+    signals = (signal.SIGTERM, signal.SIGHUP)
+
     def interrupt(signum: int, frame: object) -> None:
+        for sig in signals:  # a second one would interrupt the cleanup
+            signal.signal(sig, signal.SIG_IGN)
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {sig: signal.signal(sig, interrupt) for sig in signals}
     try:
         yield
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: not set from Python
 
 
 def summary(plan: ExportPlan, result: ExportResult) -> str:

@@ -16,9 +16,10 @@ import functools
 import glob
 import json
 import os
+import signal
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -110,10 +111,12 @@ def _disk(path: Path, action: Callable[[], Any]) -> Any:
 def remove_stale(out: Path, name: str) -> None:
     """Temporary files (and inflated npz data) of exports named ``name`` that were killed on this host: their pid
     is gone. Another host's cannot be told from a live export's, so they stay."""
-    for path in out.glob(f".{glob.escape(name)}_*.part-{glob.escape(socket.gethostname())}-*"):
-        pid = path.name.rpartition("-")[2]
-        if pid.isdigit() and not _alive(int(pid)):
-            remove_cache(path) if path.is_dir() else path.unlink(missing_ok=True)
+    host = socket.gethostname()
+    for path in out.glob(f".{glob.escape(name)}_*.part-{glob.escape(host)}-*"):
+        stem, _, pid = path.name.rpartition("-")
+        if stem.endswith(f".part-{host}") and pid.isdigit() and not _alive(int(pid)):  # not host "node-2"'s
+            with contextlib.suppress(OSError):  # someone else's, in a shared directory: theirs to remove
+                remove_cache(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
@@ -187,17 +190,29 @@ def _publish(plan: ExportPlan, outputs: dict[str, _Output], seconds: float) -> E
     try:
         for path, obj in metadata.items():  # umask permissions, as the data files: readable by the group
             _disk(temps[path], functools.partial(temps[path].write_text, json.dumps(obj, indent=4) + "\n"))
-        for o in outputs.values():
-            os.replace(o.temp, o.final)
-        for path, temp in temps.items():
-            os.replace(temp, path)
+        with _signals_held():  # the renames go through together, or not at all
+            for o in outputs.values():
+                _disk(o.final, functools.partial(os.replace, o.temp, o.final))
+            for path, temp in temps.items():
+                _disk(path, functools.partial(os.replace, temp, path))
+            if spec.overwrite and plan.val == 0:  # an earlier export's val files, beside a manifest without them
+                for name in set(output_names(spec, val=True)) - set(output_names(spec, val=False)):
+                    (spec.out / name).unlink(missing_ok=True)
     finally:
         for temp in temps.values():
             temp.unlink(missing_ok=True)
-    if spec.overwrite and plan.val == 0:  # an earlier export's val files would sit beside a manifest without them
-        for name in set(output_names(spec, val=True)) - set(output_names(spec, val=False)):
-            (spec.out / name).unlink(missing_ok=True)
     return result
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP wait until the block is done (then interrupt as usual)."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def manifest(plan: ExportPlan, result: ExportResult) -> dict[str, Any]:
