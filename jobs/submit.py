@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from jobs import atomic
@@ -42,15 +42,15 @@ def outputs_of(spec: RunSpec, paths: RunPaths) -> dict[str, dict[str, str]]:
     return outputs
 
 
-def preflight(spec: RunSpec) -> None:
-    """Checks that need the filesystem, done before any job is submitted."""
+def preflight(spec: RunSpec, steps: Collection[str] | None = None) -> None:
+    """Checks that need the filesystem, done before any job is submitted; ``steps``: those about to run (resume)."""
     if not spec.steps:
         raise UserError("spec: nothing to run; add a [shard], [export], [train] or [evaluate] section")
     if spec.shard is not None:
         from jobs.shard.step import check_output
 
         check_output(spec.shard)
-    if spec.export is not None:
+    if spec.export is not None and (steps is None or "export" in steps):  # its files exist once it has run
         check_export(spec)
     if spec.train is not None and spec.train.train_shards is not None:
         check_train_inputs(spec)
@@ -130,7 +130,7 @@ def resume_run(paths: RunPaths) -> RunPaths | None:
         return None
     todo = [s.name for s in view.steps[first:]]
     spec = load_run_spec(paths, check_paths=True)  # inputs may have moved since the first submission
-    preflight(spec)
+    preflight(spec, todo)
     plans = [PartPlan(step, record.step(step).attempt_number + 1, parts_of(spec, step)) for step in todo]
     backend = backend_for(record.executor)
     try:

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jobs.errors import UserError
 from jobs.export.encode import level_text
 from jobs.export.images import fit_image
 from jobs.sample_data import SampleData
@@ -517,3 +518,17 @@ def _a_dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
     return proc.pid
+
+
+def test_a_resumed_run_does_not_refuse_the_files_its_export_wrote(tmp_path: Path) -> None:
+    from jobs.spec import validate
+    from jobs.submit import preflight
+
+    make_npz(tmp_path / "npz", [30])
+    out = tmp_path / "out"
+    table = {"name": "x", "export": {"input": str(tmp_path / "npz"), "out": str(out), "samples": 5}}
+    assert run_cli("export", str(tmp_path / "npz"), "--out", str(out), "--samples", "5").code == 0
+    spec = validate(table)
+    with pytest.raises(UserError, match="already exists"):
+        preflight(spec)  # a new run would replace them
+    preflight(spec, ["train", "evaluate"])  # resuming the steps after a completed export
