@@ -4,11 +4,15 @@ SLURM sends USR2 ``signal_delay_s`` before the time limit (submitit asks for it)
 on scancel or preemption. Acting inside a handler would checkpoint a half-applied optimizer
 step, so the handlers only set flags. They are installed before torch is imported: a signal
 that arrives while the job is still starting is kept, not lost.
+
+A job with nothing to checkpoint (an export) instead turns SIGTERM and SIGHUP into
+KeyboardInterrupt (``interrupted_by_termination``), so that its cleanup runs.
 """
 
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,3 +57,25 @@ def worker_signals(*_: Any) -> None:
     """
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+
+
+@contextmanager
+def interrupted_by_termination() -> Iterator[None]:
+    """SIGTERM (scancel, kill) and SIGHUP (a closed SSH session) raise KeyboardInterrupt, as Ctrl-C does, so that
+    the writer's cleanup runs: its temporary files, GBs of them, are removed and its workers stopped."""
+    signals = (signal.SIGTERM, signal.SIGHUP)
+
+    def interrupt(signum: int, frame: object) -> None:
+        for sig in signals:  # a second one would interrupt the cleanup
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, interrupt) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: not set from Python

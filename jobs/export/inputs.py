@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -27,7 +26,6 @@ from jobs.errors import UserError
 from jobs.export import ExportFailed
 from jobs.export.images import Undecodable, fit_array, fit_image
 from jobs.export.ordered import in_order
-from jobs.shard.encode import IMAGE_FIELDS
 from jobs.shard.index import INDEX
 from jobs.shard.npzsource import data_location, data_member, data_span, npy_header, read_batches
 from jobs.train.shardset import Shard, ShardReadError, check_files, read_shardset
@@ -49,10 +47,6 @@ class Choice:
 
     train: np.ndarray
     val: np.ndarray
-
-    @property
-    def samples(self) -> int:
-        return len(self.train) + len(self.val)
 
 
 def split_sizes(samples: int, val_fraction: float) -> tuple[int, int]:
@@ -93,9 +87,11 @@ class NpzPool:
     class_names: list[str]
     kind: str = "npz"
     _starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    _labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # every file's, one after another
 
     def __post_init__(self) -> None:
         self._starts = np.cumsum([0] + [f.rows for f in self.files])
+        self._labels = np.concatenate([f.labels for f in self.files])
 
     @property
     def size(self) -> int:
@@ -119,8 +115,7 @@ class NpzPool:
                 f.offset = _checked_offset(f.path, f.mapped)
 
     def labels_of(self, indices: np.ndarray) -> np.ndarray:
-        file = np.searchsorted(self._starts, indices, side="right") - 1
-        return np.array([self.files[k].labels[i - self._starts[k]] for k, i in zip(file, indices, strict=True)])
+        return self._labels[indices]
 
     def rows(self, indices: np.ndarray) -> np.ndarray:
         """Rows ``indices`` (in that order) as uint8 n × S × S × 3, read in index order."""
@@ -226,7 +221,7 @@ class ShardTask:
 
 def decode_task(task: ShardTask) -> Iterator[Chunk]:
     """The chosen samples of one shard, decoded and fitted, a chunk at a time."""
-    from jobs.train.shardread import read_shard
+    from jobs.train.shardread import image_of, read_shard
 
     wanted = iter(task.positions.tolist())
     target = next(wanted, None)
@@ -238,11 +233,8 @@ def decode_task(task: ShardTask) -> Iterator[Chunk]:
             if position != target:
                 continue
             where = f"sample {sample['__key__']} of shard {task.shard.path}"
-            data = next((sample[f] for f in IMAGE_FIELDS if f in sample), None)
-            if data is None:
-                raise UserError(f"{where}: no image member")
             try:
-                pixels.append(fit_image(data, task.size, task.fit))
+                pixels.append(fit_image(image_of(sample), task.size, task.fit))
                 label = int(sample.get("cls", b""))
             except Undecodable as exc:
                 raise UserError(f"{where}: cannot decode the image ({exc})") from None
@@ -335,7 +327,3 @@ def open_pool(root: Path, split: str, num_classes: int | None, key: Key) -> NpzP
     if root.suffix == ".npz" or (root.is_dir() and any(p.suffix == ".npz" for p in root.iterdir())):
         return npz_pool(root, split, num_classes, key)
     raise UserError(f"{key('input')}: {root} is neither a shard set (no {INDEX}) nor npz batches (no .npz files)")
-
-
-def remove_cache(cache: Path) -> None:
-    shutil.rmtree(cache, ignore_errors=True)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from jobs.export.inputs import Key
 from jobs.export.plan import ExportPlan, check_outputs, plan_export, render, spec_key
 from jobs.export.write import ExportResult, Progress, write_export
+from jobs.signals import interrupted_by_termination
 from jobs.spec import ExportSpec, RunSpec
 from jobs.train.sizing import task_cpus
 
@@ -37,29 +35,6 @@ def export(
         result = write_export(plan, export_workers(spec), on_progress)
     say(summary(plan, result))
     return plan, result
-
-
-@contextlib.contextmanager
-def interrupted_by_termination() -> Iterator[None]:
-    """SIGTERM (scancel, kill) and SIGHUP (a closed SSH session) raise KeyboardInterrupt, as Ctrl-C does, so that
-    the writer's cleanup runs: its temporary files, GBs of them, are removed and its workers stopped."""
-
-    signals = (signal.SIGTERM, signal.SIGHUP)
-
-    def interrupt(signum: int, frame: object) -> None:
-        for sig in signals:  # a second one would interrupt the cleanup
-            signal.signal(sig, signal.SIG_IGN)
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, interrupt) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: not set from Python
 
 
 def summary(plan: ExportPlan, result: ExportResult) -> str:

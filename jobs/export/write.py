@@ -12,10 +12,10 @@ files that a killed export on this host left behind are removed by the next one.
 from __future__ import annotations
 
 import contextlib
-import functools
 import glob
 import json
 import os
+import shutil
 import signal
 import socket
 import time
@@ -29,7 +29,7 @@ import numpy as np
 from jobs.errors import UserError
 from jobs.export import ExportFailed
 from jobs.export.encode import CsvEncoder, NpyEncoder, flatten, mtd, npy_header
-from jobs.export.inputs import Choice, choose, remove_cache
+from jobs.export.inputs import Choice, choose
 from jobs.export.plan import ExportPlan, OutFile, output_names
 
 Progress = Callable[[dict[str, Any]], None]
@@ -73,7 +73,8 @@ def write_export(plan: ExportPlan, workers: int, on_progress: Progress | None = 
     try:
         for f in plan.files:
             temp = _temp(out / f.name)
-            handle = _disk(temp, functools.partial(open, temp, "wb", buffering=_BUFFER))
+            with _writing(temp):
+                handle = open(temp, "wb", buffering=_BUFFER)  # noqa: SIM115 (closed below, or in finally)
             outputs[f.part] = _Output(f, out / f.name, temp, handle)
             if spec.format == "npy":
                 dtype = NpyEncoder.FEATURE_DTYPE if f.part in ("train", "val") else NpyEncoder.LABEL_DTYPE
@@ -82,7 +83,10 @@ def write_export(plan: ExportPlan, workers: int, on_progress: Progress | None = 
         choice = choose(plan.pool.size, plan.samples, spec.val_fraction, spec.seed)
         _stream(plan, choice, outputs, workers, on_progress, started)
         for o in outputs.values():
-            _disk(o.temp, functools.partial(_close, o.handle))
+            with _writing(o.temp):
+                o.handle.flush()
+                os.fsync(o.handle.fileno())
+                o.handle.close()
             if o.rows != o.file.rows:
                 raise RuntimeError(f"{o.file.name}: wrote {o.rows} rows, expected {o.file.rows}")
         return _publish(plan, outputs, time.monotonic() - started)
@@ -91,19 +95,14 @@ def write_export(plan: ExportPlan, workers: int, on_progress: Progress | None = 
             with contextlib.suppress(OSError):  # the disk error that brought us here, again: the file goes anyway
                 o.handle.close()
             o.temp.unlink(missing_ok=True)
-        remove_cache(cache)
+        shutil.rmtree(cache, ignore_errors=True)
 
 
-def _close(handle: BinaryIO) -> None:
-    handle.flush()
-    os.fsync(handle.fileno())
-    handle.close()
-
-
-def _disk(path: Path, action: Callable[[], Any]) -> Any:
-    """``action`` on ``path``; a full disk, a quota or a file size limit fails the export naming the file."""
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A full disk, a quota or a file size limit fails the export naming the file."""
     try:
-        return action()
+        yield
     except OSError as exc:
         raise ExportFailed(f"{path}: {exc.strerror or exc} while writing; nothing was replaced") from None
 
@@ -116,7 +115,7 @@ def remove_stale(out: Path, name: str) -> None:
         stem, _, pid = path.name.rpartition("-")
         if stem.endswith(f".part-{host}") and pid.isdigit() and not _alive(int(pid)):  # not host "node-2"'s
             with contextlib.suppress(OSError):  # someone else's, in a shared directory: theirs to remove
-                remove_cache(path) if path.is_dir() else path.unlink(missing_ok=True)
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
@@ -164,11 +163,9 @@ def _stream(
 
 
 def _add(o: _Output, pieces: Iterable[bytes], rows: int, nnz: int) -> None:
-    try:
+    with _writing(o.temp):
         for piece in pieces:
             o.bytes += o.handle.write(piece)
-    except OSError as exc:
-        raise ExportFailed(f"{o.temp}: {exc.strerror or exc} while writing; nothing was replaced") from None
     o.rows += rows
     o.nnz += nnz
 
@@ -189,12 +186,12 @@ def _publish(plan: ExportPlan, outputs: dict[str, _Output], seconds: float) -> E
     temps = {path: _temp(path) for path in metadata}
     try:
         for path, obj in metadata.items():  # umask permissions, as the data files: readable by the group
-            _disk(temps[path], functools.partial(temps[path].write_text, json.dumps(obj, indent=4) + "\n"))
+            with _writing(temps[path]):
+                temps[path].write_text(json.dumps(obj, indent=4) + "\n")
         with _signals_held():  # the renames go through together, or not at all
-            for o in outputs.values():
-                _disk(o.final, functools.partial(os.replace, o.temp, o.final))
-            for path, temp in temps.items():
-                _disk(path, functools.partial(os.replace, temp, path))
+            for final, temp in [*((o.final, o.temp) for o in outputs.values()), *temps.items()]:
+                with _writing(final):
+                    os.replace(temp, final)
             if spec.overwrite and plan.val == 0:  # an earlier export's val files, beside a manifest without them
                 for name in set(output_names(spec, val=True)) - set(output_names(spec, val=False)):
                     (spec.out / name).unlink(missing_ok=True)

@@ -26,7 +26,6 @@ from torch.utils.data import IterableDataset, get_worker_info
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from jobs.shard.encode import IMAGE_FIELDS
 from jobs.telemetry.pipeline import Pipeline
 from jobs.train.crops import (
     JPEG_START,
@@ -42,7 +41,7 @@ from jobs.train.crops import (
 )
 from jobs.train.device_decode import NVJPEG_MODES, Encoded, seeded
 from jobs.train.order import WorkerShare
-from jobs.train.shardread import read_shard
+from jobs.train.shardread import image_of, read_shard
 from jobs.train.shardset import Shard, ShardReadError
 from jobs.train.sizing import Decoder
 
@@ -256,15 +255,6 @@ class ValStream(IterableDataset[Batch]):
                     yield batch.take()  # type: ignore[misc]
         if batch.n:
             yield batch.take()  # type: ignore[misc]
-
-
-def image_of(sample: dict[str, Any]) -> bytes:
-    """The image member of a sample: .jpg, or .png (lossless npz inputs) and the other kinds the shard step keeps."""
-    for field in IMAGE_FIELDS:
-        if field in sample:
-            data: bytes = sample[field]
-            return data
-    raise ShardReadError(f"sample {sample['__key__']} in {sample.get('__url__')}: no image member")
 
 
 def decode(data: bytes, key: str) -> Image.Image:

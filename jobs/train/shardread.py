@@ -16,6 +16,7 @@ import tarfile
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
+from jobs.shard.encode import IMAGE_FIELDS
 from jobs.stage.job import StageFailed, wait_staged
 from jobs.telemetry.pipeline import Pipeline
 from jobs.train.shardset import Shard, ShardReadError
@@ -112,6 +113,15 @@ def group_by_keys(members: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]
         sample[ext] = member["data"]
     if sample is not None:
         yield sample
+
+
+def image_of(sample: dict[str, Any]) -> bytes:
+    """The image member of a sample: .jpg, or .png (lossless npz inputs) and the other kinds the shard step keeps."""
+    for field in IMAGE_FIELDS:
+        if field in sample:
+            data: bytes = sample[field]
+            return data
+    raise ShardReadError(f"sample {sample['__key__']} in {sample.get('__url__')}: no image member")
 
 
 def _wanted(name: str) -> bool:
