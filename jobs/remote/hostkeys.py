@@ -63,7 +63,7 @@ def check_host_key(target: Target, key: PKey) -> None:
     if not entry:
         raise HostKeyError(
             f"{target.host_key_name} ({target.name}) is not a known host: it is in no known_hosts file "
-            f"({', '.join(map(str, known_hosts_files(target)))}); refusing to connect.",
+            f"({', '.join(map(str, _named(target)))}); refusing to connect.",
             f"it offers the {offered} key. If that is the cluster's key (ask its admins), trust it with:",
             f"    clusterdeck --host {target.name} trust {fingerprint(key)}",
         )
@@ -76,6 +76,11 @@ def check_host_key(target: Target, key: PKey) -> None:
         "Someone may be intercepting the connection, or the host was reinstalled. If its admins confirm the "
         f"new key, remove the old one with: ssh-keygen -f {_holding(target)} -R '{target.host_key_name}'",
     )
+
+
+def _named(target: Target) -> list[Path]:
+    """The files to name in a refusal: the user's first (where trust writes), and the others that exist."""
+    return [target.known_hosts, *(p for p in target.also_known_hosts if p.exists())]
 
 
 def _holding(target: Target) -> Path:

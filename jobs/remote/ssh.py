@@ -265,7 +265,14 @@ class SshConnection:
                 tried.append(label)
                 continue
             except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise ConnectionLost(f"{hop.address}: connection lost while logging in ({exc})") from None
+                # after refused keys, most likely the server's MaxAuthTries: say how to offer fewer
+                hint = (
+                    f"; the host hung up after {len(tried)} refused keys, too many for its MaxAuthTries? "
+                    f"Set IdentitiesOnly yes and IdentityFile for {hop.name} in ~/.ssh/config"
+                    if tried and not hop.identities_only
+                    else ""
+                )
+                raise ConnectionLost(f"{hop.address}: connection lost while logging in ({exc}){hint}") from None
             if t.is_authenticated():
                 return
             tried.append(f"{label} (accepted; more is asked)")
