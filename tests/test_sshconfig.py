@@ -268,3 +268,21 @@ def test_a_jump_hosts_own_proxyjump_is_followed_through_a_real_sshd(laptop: Lapt
 def fingerprint(key: Path) -> str:
     out = subprocess.run(["ssh-keygen", "-l", "-f", str(key.with_suffix(".pub"))], capture_output=True, text=True)
     return out.stdout.split()[1]
+
+
+@pytest.mark.parametrize(("ci", "code", "said"), [("true", 1, "CI=true and a real component is missing"), ("", 0, "")])
+def test_without_sshd_the_remote_tests_fail_under_ci_and_skip_elsewhere(ci: str, code: int, said: str) -> None:
+    """A CI run that passes with the remote tests skipped would say nothing about remote mode."""
+    env = {**os.environ, "CI": ci, "PATH": "/nonexistent"}  # no ssh-keygen: the test sshd cannot be made
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", __file__, "-k", "included_file"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert proc.returncode == code, proc.stdout
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert ("1 error" if ci else "1 skipped") in summary, proc.stdout
+    assert said in proc.stdout and "ssh-keygen is not installed" in proc.stdout
