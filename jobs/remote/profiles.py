@@ -221,10 +221,10 @@ def _ssh_options(lookup: dict[str, Any], path: Path, alias: str, hostname: str, 
     """The Target fields of UserKnownHostsFile, GlobalKnownHostsFile and IdentitiesOnly."""
     tokens = {"%": "%", "d": str(Path.home()), "u": _local_user(), "h": hostname, "n": alias, "p": str(port), "r": user}
     files = [
-        _paths(str(lookup.get(key, default)), tokens, path, key)
+        _paths(str(lookup.get(key.lower(), default)), tokens, path, key)
         for key, default in (
-            ("userknownhostsfile", USER_KNOWN_HOSTS),
-            ("globalknownhostsfile", GLOBAL_KNOWN_HOSTS),
+            ("UserKnownHostsFile", USER_KNOWN_HOSTS),
+            ("GlobalKnownHostsFile", GLOBAL_KNOWN_HOSTS),
         )
     ]
     user_files = files[0] or [Path(os.devnull)]  # "none": nothing of the user's is read, and trust has nowhere to write
