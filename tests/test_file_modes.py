@@ -22,7 +22,7 @@ import pytest
 from jobs import atomic
 from jobs.rundir import RunPaths
 from jobs.sample_data import SampleData
-from tests.conftest import REPO, shard_spec, train_section
+from tests.conftest import REPO, require_slurm, shard_spec, train_section
 
 UMASKS = [0o022, 0o002]
 
@@ -109,20 +109,49 @@ def test_each_kind_of_file_has_the_umasks_mode(written: Written, kind: str) -> N
     assert_file_modes(KINDS[kind](written), written.umask)
 
 
-def test_every_file_and_directory_written_has_the_umasks_mode(written: Written) -> None:
-    """Nothing left out of the list above: every file, and every directory clusterdeck made."""
+def assert_tree_modes(trees: list[Path], umask: int) -> int:
+    """Every regular file under ``trees`` is ``0o666 & ~umask``, every directory ``0o777 & ~umask``; the
+    number of files checked."""
     files, wrong = 0, {}
-    for path in everything_under(written.trees):
+    for path in everything_under(trees):
         st = path.lstat()
         if stat.S_ISDIR(st.st_mode):
-            expected = 0o777 & ~written.umask
+            expected = 0o777 & ~umask
         elif stat.S_ISREG(st.st_mode):
-            expected, files = file_mode(written.umask), files + 1
+            expected, files = file_mode(umask), files + 1
         else:
             continue  # a symlink's own mode means nothing
         if stat.S_IMODE(st.st_mode) != expected:
             wrong[str(path)] = f"{stat.S_IMODE(st.st_mode):04o}, expected {expected:04o}"
-    assert files > 30 and not wrong, wrong
+    assert not wrong, f"under umask {umask:03o}: {wrong}"
+    return files
+
+
+def test_every_file_and_directory_written_has_the_umasks_mode(written: Written) -> None:
+    """Nothing left out of the list above: every file, and every directory clusterdeck made."""
+    assert assert_tree_modes(written.trees, written.umask) > 30
+
+
+@pytest.mark.slurm
+def test_jobs_on_slurm_write_with_the_submitters_umask(sample_data: SampleData, tmp_path: Path) -> None:
+    """sbatch carries the umask to the job (SLURM_UMASK): the shard job's files, the job logs slurmstepd
+    creates and the run's records all get the submitting shell's 002."""
+    require_slurm()
+    umask, home, shards = 0o002, tmp_path / "home", tmp_path / "shards"
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        shard_spec(sample_data, shards, name="modes on slurm")
+        + '[shard.resources]\npartition = "cpu"\ncpus_per_task = 1\nmem_gb = 1\ntime_min = 10\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "app.cli", "submit", str(spec), "--executor", "slurm", "--wait", "--json"],
+        capture_output=True, text=True, timeout=240, cwd=REPO, umask=umask,
+        env={**os.environ, "CLUSTERDECK_HOME": str(home)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    run = RunPaths(Path(json.loads(proc.stdout)["path"]))
+    assert (shards / "index.json").exists() and list(run.submitit.glob("*_log.out"))
+    assert assert_tree_modes([home, shards], umask) > 10
 
 
 @pytest.mark.parametrize("umask", UMASKS, ids=lambda u: f"umask{u:03o}")
