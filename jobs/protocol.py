@@ -34,8 +34,8 @@ SCHEMAS: dict[str, int] = {
 }
 """Every document ``--json`` prints, by name, with the major this clusterdeck writes and reads."""
 
-READ_FROM_PEER = ("version", "run-view", "run-list", "run-resume", "run-diff")
-"""The documents the remote deck reads from the login node: their majors must agree on both sides."""
+READ_FROM_PEER = ("run-view", "run-list", "run-resume", "run-diff")
+"""The documents the remote deck reads from the login node (and ``version``): their majors must agree."""
 
 STAMP = ("schema", "clusterdeck")
 
@@ -80,8 +80,8 @@ def parse_schema(doc: dict[str, Any]) -> tuple[str, int]:
 
 def read(doc: Any, name: str, peer: str) -> dict[str, Any]:
     """The body of the document ``name`` that ``peer`` (the login node) printed; ProtocolError for another major."""
-    if not isinstance(doc, dict):
-        raise ProtocolError(f"{peer}: clusterdeck printed a JSON {type(doc).__name__}, not a {name} document")
+    if not isinstance(doc, dict):  # `ls --json` printed a bare list before versioned JSON
+        check_major(name, 0, "", peer)
     got, major = parse_schema(doc)
     if got and got != name:
         raise ProtocolError(f"{peer}: clusterdeck printed a {doc['schema']} document where {name} was expected")

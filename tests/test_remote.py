@@ -48,6 +48,9 @@ from tests.sshd import SBIN, Sshd, add_user, keygen, remove_user, sshd_available
 
 pytestmark = pytest.mark.slurm
 HOST = "testcluster"
+LOGIN_SETUP = f". {shlex.quote(str(Path(sys.prefix) / 'bin' / 'activate'))}\nexport PYTHONPATH={shlex.quote(str(REPO))}"
+"""The login node's setup: this checkout's virtual environment and this checkout's code (the environment's editable
+install may point at another checkout, whose clusterdeck would then answer for this one)."""
 SHARD_RESOURCES = {"partition": "cpu", "cpus_per_task": 1, "mem_gb": 1, "time_min": 10}
 
 
@@ -97,7 +100,7 @@ class Laptop:
             "user": "root",
             "identity_file": str(self.sshd.client_key),
             "runs_root": str(self.runs),
-            "setup": f". {Path(sys.prefix) / 'bin' / 'activate'}",
+            "setup": LOGIN_SETUP,
             "partition": "cpu",
             **values,
         }
@@ -453,7 +456,7 @@ def test_a_two_factor_login_is_answered_on_the_terminal(two_factor: TwoFactor, t
 
 def connection(laptop: Laptop, key: Path | None = None, prompter: Prompter | None = None) -> SshConnection:
     """The laptop's connection, made in this process: the profile the CLI reads, as a Target."""
-    profile = Profile(runs_root=str(laptop.runs), setup=f". {Path(sys.prefix) / 'bin' / 'activate'}")
+    profile = Profile(runs_root=str(laptop.runs), setup=LOGIN_SETUP)
     target = Target(
         name=HOST,
         hostname="127.0.0.1",
