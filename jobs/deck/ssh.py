@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.deck.base import Deck
 from jobs.errors import UserError
-from jobs.protocol import ProtocolError, check_peer, read, version
+from jobs.protocol import SCHEMAS, ProtocolError, check_peer, read, version
 from jobs.remote.sftp import SftpFiles
 
 if TYPE_CHECKING:
@@ -88,8 +88,8 @@ class SshDeck(Deck):
                 if done.returncode == 2 and _NO_VERSION.search(done.stderr):
                     raise ProtocolError(
                         f"{self.target.name}: its clusterdeck has no `version` command (from before versioned JSON), "
-                        f"this clusterdeck {version()} speaks version/1: upgrade clusterdeck on {self.target.name} "
-                        "(pip install -U clusterdeck there)"
+                        f"this clusterdeck {version()} speaks version/{SCHEMAS['version']}: "
+                        f"upgrade clusterdeck on {self.target.name} (pip install -U clusterdeck there)"
                     )
                 self.peer_version = check_peer(self._parse("version", done), self.target.name)
                 self._checked_generation = self.conn.generation
