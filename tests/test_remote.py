@@ -14,6 +14,7 @@ import pty
 import re
 import secrets
 import select
+import shlex
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,7 @@ import tomli_w
 from jobs.deck.base import Prompter
 from jobs.deck.ssh import SshDeck
 from jobs.errors import UserError
+from jobs.protocol import stamp, version_doc
 from jobs.remote.profiles import Profile, Target
 from jobs.remote.ssh import SshConnection
 from jobs.sample_data import SampleData
@@ -46,6 +48,9 @@ from tests.sshd import SBIN, Sshd, add_user, keygen, remove_user, sshd_available
 
 pytestmark = pytest.mark.slurm
 HOST = "testcluster"
+LOGIN_SETUP = f". {shlex.quote(str(Path(sys.prefix) / 'bin' / 'activate'))}\nexport PYTHONPATH={shlex.quote(str(REPO))}"
+"""The login node's setup: this checkout's virtual environment and this checkout's code (the environment's editable
+install may point at another checkout, whose clusterdeck would then answer for this one)."""
 SHARD_RESOURCES = {"partition": "cpu", "cpus_per_task": 1, "mem_gb": 1, "time_min": 10}
 
 
@@ -95,7 +100,7 @@ class Laptop:
             "user": "root",
             "identity_file": str(self.sshd.client_key),
             "runs_root": str(self.runs),
-            "setup": f". {Path(sys.prefix) / 'bin' / 'activate'}",
+            "setup": LOGIN_SETUP,
             "partition": "cpu",
             **values,
         }
@@ -194,7 +199,7 @@ def test_a_name_and_a_root_full_of_shell_syntax_are_only_data(
     spec.write_text(shard_toml(sample_data, tmp_path / "set", "placeholder").replace('"placeholder"', json.dumps(name)))
     run_id = submitted_id(laptop.cli("submit", str(spec), "--wait"))
 
-    listed = json.loads(laptop.cli("ls", "--json").out)
+    listed = json.loads(laptop.cli("ls", "--json").out)["runs"]
     assert [(e["run_id"], e["name"], e["state"]) for e in listed] == [(run_id, name, "COMPLETED")]
     assert name in laptop.cli("ls").out
     by_name = laptop.cli("show", name, "--json")  # the name as an argument on the remote command line
@@ -410,9 +415,15 @@ def test_a_two_factor_login_is_answered_on_the_terminal(two_factor: TwoFactor, t
         "setup": f". {Path(sys.prefix) / 'bin' / 'activate'}",
     }
     # The throwaway user cannot run root's Python (under /root), so clusterdeck there is a stand-in that
-    # answers `ls --json` with no runs; what is tested is the login, and the argv it got.
+    # answers `version --json` as this clusterdeck and `ls --json` with no runs; what is tested is the login, and
+    # the argv it got.
     stand_in = two_factor.sshd.root.parent / "clusterdeck"
-    stand_in.write_text('#!/bin/sh\necho "$@" > "$HOME/argv"\necho "[]"\n')
+    answers = {"version": version_doc(), "ls": stamp("run-list", {"runs": []})}
+    stand_in.write_text(
+        '#!/bin/sh\necho "$@" >> "$HOME/argv"\ncase "$*" in\n'
+        + "".join(f"  *{cmd}*) echo {shlex.quote(json.dumps(doc))} ;;\n" for cmd, doc in answers.items())
+        + "esac\n"
+    )
     stand_in.chmod(0o755)
     profile |= {"command": str(stand_in), "setup": ""}
     config.write_text(tomli_w.dumps({"hosts": {"otp": profile}}))
@@ -422,7 +433,8 @@ def test_a_two_factor_login_is_answered_on_the_terminal(two_factor: TwoFactor, t
     code, shown = on_a_terminal(["--host", "otp", "ls"], env, two_factor.password)
     assert code == 0, shown
     assert "Password:" in shown and "no runs under otp:/nonexistent/runs" in shown
-    assert (two_factor.sshd.root.parent / "home" / "argv").read_text() == "--runs-root /nonexistent/runs ls --json\n"
+    argv = (two_factor.sshd.root.parent / "home" / "argv").read_text()
+    assert argv == "version --json\n--runs-root /nonexistent/runs ls --json\n"
     assert two_factor.password not in shown  # not echoed
     written = [p.read_bytes() for p in home.rglob("*") if p.is_file()]
     assert not any(two_factor.password.encode() in data for data in written)  # and not kept
@@ -444,7 +456,7 @@ def test_a_two_factor_login_is_answered_on_the_terminal(two_factor: TwoFactor, t
 
 def connection(laptop: Laptop, key: Path | None = None, prompter: Prompter | None = None) -> SshConnection:
     """The laptop's connection, made in this process: the profile the CLI reads, as a Target."""
-    profile = Profile(runs_root=str(laptop.runs), setup=f". {Path(sys.prefix) / 'bin' / 'activate'}")
+    profile = Profile(runs_root=str(laptop.runs), setup=LOGIN_SETUP)
     target = Target(
         name=HOST,
         hostname="127.0.0.1",
