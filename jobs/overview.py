@@ -67,7 +67,8 @@ class Overview:
         self._final: dict[str, tuple[float | None, float | None, float | None]] = {}
 
     def listing(self) -> list[dict[str, Any]]:
-        """``clusterdeck ls --json``: each run's summary and its row's figures, which ``RunRow.from_entry`` reads."""
+        """``clusterdeck ls --json``'s runs: each run's summary and its row's figures, read by ``RunRow.from_entry``
+        (which ignores fields it does not know: a newer login node's)."""
         entries = []
         for view in view_runs(list_runs(self.root)):
             row = self.row(view)

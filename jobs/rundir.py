@@ -21,6 +21,10 @@ Every path of a run is named here and nowhere else::
 
 The shard set itself goes where the spec's ``shard.output`` says (usually scratch),
 not into the run directory.
+
+Every file and directory here, in a shard set and in a stage cache gets the mode a plain ``open()`` or
+``mkdir()`` gives under the submitting user's umask (SLURM carries it to the jobs): 0644/0755 under 022,
+0664/0775 under 002, so a group that shares a runs root or a shard set can read it (``jobs.atomic``).
 """
 
 from __future__ import annotations

@@ -100,20 +100,23 @@ class RunView:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunView:
-        """The view ``to_json`` wrote (a remote ``clusterdeck show --json``)."""
+        """The view ``to_json`` wrote (a remote ``clusterdeck show --json``); fields it does not know are ignored:
+        a newer clusterdeck on the login node may have added some (``jobs.protocol``)."""
+        from jobs.protocol import from_fields
 
         def parts(items: list[dict[str, Any]]) -> list[PartView]:
-            return [PartView(**p) for p in items]
+            return [from_fields(PartView, p) for p in items]
 
         steps = [
-            StepView(
-                **{k: v for k, v in s.items() if k not in ("parts", "attempts")},
-                parts=parts(s["parts"]),
-                attempts=[AttemptView(**{**a, "parts": parts(a["parts"])}) for a in s.get("attempts", [])],
+            from_fields(
+                StepView,
+                s,
+                parts=parts(s.get("parts", [])),
+                attempts=[from_fields(AttemptView, a, parts=parts(a.get("parts", []))) for a in s.get("attempts", [])],
             )
-            for s in data["steps"]
+            for s in data.get("steps", [])
         ]
-        return cls(**{**data, "steps": steps})
+        return from_fields(cls, data, steps=steps)
 
 
 def part_state(status: PartStatus | None, sched: JobState | None, cancelled: bool) -> str:

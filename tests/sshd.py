@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +27,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+REPO = Path(__file__).resolve().parent.parent
+LOGIN_SETUP = f". {shlex.quote(str(Path(sys.prefix) / 'bin' / 'activate'))}\nexport PYTHONPATH={shlex.quote(str(REPO))}"
+"""The login node's setup: this checkout's virtual environment and this checkout's code (the environment's editable
+install may point at another checkout, whose clusterdeck would then answer for this one)."""
 SBIN = Path("/usr/sbin")  # not on every PATH (CI runs with a bare one)
 SSHD = SBIN / "sshd"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from jobs.spec_form import (
 )
 from jobs.submit import preflight
 from tests.conftest import run_cli, train_section, until
-from tests.sshd import Sshd, serve
+from tests.sshd import LOGIN_SETUP, Sshd, serve
 from tests.test_tui import submit
 
 
@@ -231,7 +230,7 @@ def login_node(sshd: Sshd, tmp_path: Path) -> SshDeck:
         port=sshd.port,
         user="root",
         identity_files=[str(sshd.client_key)],
-        profile=Profile(runs_root=str(tmp_path / "runs"), setup=f". {Path(sys.prefix) / 'bin' / 'activate'}"),
+        profile=Profile(runs_root=str(tmp_path / "runs"), setup=LOGIN_SETUP),
         known_hosts=known_hosts,
     )
     conn = SshConnection(target)

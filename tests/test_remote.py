@@ -44,7 +44,17 @@ from tests.conftest import (
     train_section,
     until,
 )
-from tests.sshd import SBIN, Sshd, add_user, keygen, remove_user, serve, sshd_available, unavailable
+from tests.sshd import (
+    LOGIN_SETUP,
+    SBIN,
+    Sshd,
+    add_user,
+    keygen,
+    remove_user,
+    serve,
+    sshd_available,
+    unavailable,
+)
 
 pytestmark = pytest.mark.slurm
 HOST = "testcluster"
@@ -92,7 +102,7 @@ class Laptop:
             "user": "root",
             "identity_file": str(self.sshd.client_key),
             "runs_root": str(self.runs),
-            "setup": f". {Path(sys.prefix) / 'bin' / 'activate'}",
+            "setup": LOGIN_SETUP,
             "partition": "cpu",
             **values,
         }
@@ -191,7 +201,7 @@ def test_a_name_and_a_root_full_of_shell_syntax_are_only_data(
     spec.write_text(shard_toml(sample_data, tmp_path / "set", "placeholder").replace('"placeholder"', json.dumps(name)))
     run_id = submitted_id(laptop.cli("submit", str(spec), "--wait"))
 
-    listed = json.loads(laptop.cli("ls", "--json").out)
+    listed = json.loads(laptop.cli("ls", "--json").out)["runs"]
     assert [(e["run_id"], e["name"], e["state"]) for e in listed] == [(run_id, name, "COMPLETED")]
     assert name in laptop.cli("ls").out
     by_name = laptop.cli("show", name, "--json")  # the name as an argument on the remote command line
@@ -435,6 +445,7 @@ def test_a_two_factor_login_is_answered_on_the_terminal(two_factor: TwoFactor, t
         "user": two_factor.user,
         "identity_file": str(two_factor.sshd.client_key),
         "runs_root": "/nonexistent/runs",
+        "setup": f"export PYTHONPATH={shlex.quote(str(REPO))}",  # this checkout's code, as LOGIN_SETUP
         "command": two_factor.command,
     }
     config.write_text(tomli_w.dumps({"hosts": {"otp": profile}}))
@@ -467,7 +478,7 @@ def test_a_two_factor_login_is_answered_on_the_terminal(two_factor: TwoFactor, t
 
 def connection(laptop: Laptop, key: Path | None = None, prompter: Prompter | None = None) -> SshConnection:
     """The laptop's connection, made in this process: the profile the CLI reads, as a Target."""
-    profile = Profile(runs_root=str(laptop.runs), setup=f". {Path(sys.prefix) / 'bin' / 'activate'}")
+    profile = Profile(runs_root=str(laptop.runs), setup=LOGIN_SETUP)
     target = Target(
         name=HOST,
         hostname="127.0.0.1",

@@ -23,7 +23,7 @@ from jobs.errors import UserError
 from jobs.remote.profiles import jump_chain, resolve_target
 from jobs.remote.sshconfig import lookup
 from tests.conftest import REPO, Result
-from tests.sshd import Sshd, keygen, serve
+from tests.sshd import LOGIN_SETUP, Sshd, keygen, serve
 
 
 @pytest.fixture
@@ -143,7 +143,7 @@ class Laptop:
 
     def profiles(self, *names: str) -> None:
         """Profiles naming no host, user, port or key: everything but the runs root comes from ~/.ssh/config."""
-        profile = {"runs_root": str(self.runs), "setup": f". {Path(sys.prefix) / 'bin' / 'activate'}"}
+        profile = {"runs_root": str(self.runs), "setup": LOGIN_SETUP}
         write(
             self.home / ".config" / "clusterdeck" / "config.toml",
             tomli_w.dumps({"hosts": dict.fromkeys(names, profile)}),
@@ -175,8 +175,9 @@ def block(alias: str, sshd: Sshd, key: Path, *extra: str) -> str:
 
 
 def listed(result: Result) -> object:
+    """The runs ``ls --json`` listed."""
     assert result.code == 0, result.err
-    return json.loads(result.out)
+    return json.loads(result.out)["runs"]
 
 
 def test_an_alias_defined_only_in_an_included_file_connects(laptop: Laptop, sshd: Sshd) -> None:
