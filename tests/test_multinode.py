@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs.dispatch.base import JobState
 from jobs.dispatch.slurm import node_failures, parse_sacct
 from jobs.sample_data import SampleData
 from jobs.shard.step import run_shard_part
@@ -154,10 +155,10 @@ def test_two_nodes_train_one_ddp_job_each_staging_only_its_share(
     seen = node_local_files(nodes, cache)
     assert not cache.exists()
     for k, node in enumerate(nodes):
-        share = {s.name for s in node_shards(train, seed=0, nodes=2, node=k)} | {s.name for s in val[k::2]}
+        share = {s.path.name for s in node_shards(train, seed=0, nodes=2, node=k)} | {s.path.name for s in val[k::2]}
         assert seen[node] == sorted(share), node
     first, second = ({n for n in seen[node] if n.startswith("train")} for node in nodes)
-    assert first.isdisjoint(second) and first | second == {s.name for s in train}
+    assert first.isdisjoint(second) and first | second == {s.path.name for s in train}
 
     # each node's stager printed its summary, with the rate of its copy (it said "0 MB/s")
     for log, n in zip(logs, (len(seen[node]) for node in nodes), strict=True):
@@ -260,3 +261,27 @@ def test_a_requeued_job_reads_as_its_latest_run_and_names_its_lost_node() -> Non
     assert (states["35"].state, states["35"].node, states["35"].reason) == ("PENDING", "", "BeginTime")
     assert states["36"].state == "COMPLETED"
     assert node_failures(text) == {"35": ("node[1-2]", "2026-12-06T04:03:07", "2026-12-06T04:03:58")}
+
+
+@pytest.mark.slurm
+def test_a_job_slurm_requeued_after_losing_its_node_reads_as_pending_with_the_node_named(
+    nodes: list[str], timed: None
+) -> None:
+    """Without ``sacct -D`` such a job read NODE_FAIL while it waited to run again: a resume would start a twin."""
+    from jobs.dispatch.slurm import sacct_states
+
+    lost = nodes[1]
+    job_id = subprocess.run(
+        ["sbatch", "--parsable", "-p", "multi", "-w", lost, "-c", "1", "--mem=64M", "-t", "5", "-o", "/dev/null",
+         "--requeue", "-J", "cd-node-loss", "--wrap", "sleep 300"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    try:
+        wait_for("the job to run", lambda: sacct_states([job_id]).get(job_id, JobState("")).state == "RUNNING", 60)
+        node_sh("kill", lost)
+        wait_for("the requeue", lambda: sacct_states([job_id])[job_id].node_failure, timeout=150)
+        state = sacct_states([job_id])[job_id]
+        assert state.state == "PENDING" and state.node_failure == f"node {lost} (Not responding) failed"
+    finally:
+        subprocess.run(["scancel", job_id], check=False)
+        node_sh("up", lost)
