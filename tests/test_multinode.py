@@ -285,3 +285,16 @@ def test_a_job_slurm_requeued_after_losing_its_node_reads_as_pending_with_the_no
     finally:
         subprocess.run(["scancel", job_id], check=False)
         node_sh("up", lost)
+
+
+def test_rank_1_reading_rank_0s_record_of_the_same_start_is_no_restart() -> None:
+    """Rank 1 started a moment after rank 0 had written this start's status, and said "restart 1"."""
+    from jobs.payloads import _earlier_starts
+    from jobs.records import PartStatus
+    from jobs.world import World
+
+    rank0 = PartStatus(step="train", attempt=1, part="main", state="RUNNING", node="node1", job_id="7", started_at=1.0)
+    assert _earlier_starts(rank0, World(rank=1, world=2, job_id="7")) == []
+    after_requeue = World(rank=0, world=2, job_id="7", restarts=1)
+    assert [(s.job_id, s.node) for s in _earlier_starts(rank0, after_requeue)] == [("7", "node1")]
+    assert _earlier_starts(None, after_requeue) == []
