@@ -121,10 +121,25 @@ def sacct_states(job_ids: list[str]) -> dict[str, JobState]:
     except (OSError, subprocess.SubprocessError):
         return {}
     states = parse_sacct(out)
-    for job_id, (nodes, start, end) in node_failures(out).items():
+    failures = node_failures(out)
+    # The accounting database records the requeued run a moment after the NODE_FAIL one: ask the controller.
+    again = queued([j for j in failures if states[j].state == "NODE_FAIL"])
+    for job_id, (nodes, start, end) in failures.items():
         lost = lost_nodes(nodes, start, end) or f"one of {nodes}"
-        states[job_id] = replace(states[job_id], node_failure=f"node {lost} failed")
+        state = JobState(again[job_id]) if job_id in again else states[job_id]
+        states[job_id] = replace(state, node_failure=f"node {lost} failed")
     return states
+
+
+def queued(job_ids: list[str]) -> dict[str, str]:
+    """The controller's state of those of ``job_ids`` it still holds (``squeue``): a requeued job is PENDING."""
+    if not job_ids:
+        return {}
+    try:
+        out = _run(["squeue", "-h", "-o", "%i|%T", "-j", ",".join(job_ids)])
+    except (OSError, subprocess.SubprocessError):
+        return {}  # squeue fails when none of them is known any more
+    return dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
 
 
 def parse_sacct(text: str) -> dict[str, JobState]:
