@@ -134,11 +134,13 @@ def part_state(status: PartStatus | None, sched: JobState | None, cancelled: boo
 
 
 def _error(status: PartStatus | None, sched: JobState | None) -> str:
-    """What went wrong: a lost node first (the ranks that survive it only saw a peer vanish), then the part's
-    own words, then the scheduler's reason."""
+    """What went wrong: a lost node first (the ranks that survive it only saw a peer vanish), while the job
+    ended with it or waits to run again after it; then the part's own words, then the scheduler's reason."""
     if sched is not None and sched.node_failure:
-        again = "" if sched.state == "NODE_FAIL" else "; SLURM requeued the job"
-        return sched.node_failure + again
+        if sched.state == "NODE_FAIL":
+            return sched.node_failure
+        if not sched.terminal:
+            return f"{sched.node_failure}; SLURM requeued the job"
     return status.error if status else (sched.reason if sched else "")
 
 

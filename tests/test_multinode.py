@@ -298,3 +298,15 @@ def test_rank_1_reading_rank_0s_record_of_the_same_start_is_no_restart() -> None
     after_requeue = World(rank=0, world=2, job_id="7", restarts=1)
     assert [(s.job_id, s.node) for s in _earlier_starts(rank0, after_requeue)] == [("7", "node1")]
     assert _earlier_starts(None, after_requeue) == []
+
+
+def test_the_lost_node_is_the_error_while_it_explains_the_jobs_state() -> None:
+    from jobs.records import PartStatus
+    from jobs.status import _error
+
+    lost = "node node2 (Not responding) failed"
+    rank0 = PartStatus(step="train", attempt=1, part="main", state="FAILED", node="node1", started_at=1.0,
+                       error="Connection closed by peer")  # fmt: skip
+    assert _error(rank0, JobState("NODE_FAIL", node_failure=lost)) == lost
+    assert _error(rank0, JobState("PENDING", node_failure=lost)) == f"{lost}; SLURM requeued the job"
+    assert _error(rank0, JobState("FAILED", node_failure=lost)) == "Connection closed by peer"  # a later run's own
