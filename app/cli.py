@@ -502,7 +502,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
     if tty:
         print(file=sys.stderr)
     if args.json:
-        _print_json("stage-tally", {"cache": str(cache), **tally.record()})
+        _print_json("stage-tally", {"cache": str(cache), **tally.record(final=True)})  # the whole run's rate
     else:
         print(f"{summary(tally)}\n{cache}")
     return EXIT_OK

@@ -136,6 +136,17 @@ def part_state(status: PartStatus | None, sched: JobState | None, cancelled: boo
     return "PENDING"
 
 
+def _error(status: PartStatus | None, sched: JobState | None) -> str:
+    """What went wrong: a lost node first (the ranks that survive it only saw a peer vanish), while the job
+    ended with it or waits to run again after it; then the part's own words, then the scheduler's reason."""
+    if sched is not None and sched.node_failure:
+        if sched.state == "NODE_FAIL":
+            return sched.node_failure
+        if not sched.terminal:
+            return f"{sched.node_failure}; SLURM requeued the job"
+    return status.error if status else (sched.reason if sched else "")
+
+
 def _sched_for(job: JobRef, part: str, sched: dict[str, JobState]) -> JobState | None:
     if job.role == "array" and part.startswith("task-"):
         task_id = f"{job.job_id}_{part.removeprefix('task-')}"
@@ -171,7 +182,7 @@ def _attempt_view(
                     state=part_state(status, js, cancelled),
                     job_id=(status.job_id if status and status.job_id else job.job_id),
                     node=(js.node if js and js.node else status.node if status else ""),
-                    error=status.error if status else (js.reason if js else ""),
+                    error=_error(status, js),
                     started_at=status.started_at if status else None,
                     ended_at=status.ended_at if status else None,
                     exit_code=js.exit_code
