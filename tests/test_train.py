@@ -104,19 +104,30 @@ def test_a_stopped_run_resumes_mid_epoch_and_ends_with_the_same_weights(sample_s
     assert [r["top1"] for r in records(stopped, "epoch")] == [r["top1"] for r in records(straight, "epoch")]
 
 
-def test_a_crash_while_writing_a_checkpoint_leaves_the_last_one_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_full_disk_while_writing_a_checkpoint_leaves_the_last_one_whole(tmp_path: Path) -> None:
+    """A real write failure: the writing process may not grow a file past 64 kB (RLIMIT_FSIZE, EFBIG)."""
+    import resource
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
     path = tmp_path / "last.pt"
     checkpoint.save(path, {"global_step": 1, "model": {"w": torch.ones(3)}})
-
-    def dies_half_way(obj: Any, f: Any) -> None:
-        f.write(b"PK\x03\x04 half a checkpoint")
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(torch, "save", dies_half_way)
-    with pytest.raises(OSError, match="No space left"):
-        checkpoint.save(path, {"global_step": 2})
+    script = (
+        "import sys, torch\n"
+        "from pathlib import Path\n"
+        "from jobs.train import checkpoint\n"
+        "checkpoint.save(Path(sys.argv[1]), {'global_step': 2, 'model': {'w': torch.ones(100_000)}})\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (65_536, 65_536)),
+    )
+    assert proc.returncode == 1 and "File too large" in proc.stderr, proc.stderr
     assert checkpoint.load(path)["global_step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
 
