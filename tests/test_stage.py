@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -9,7 +10,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,19 +123,55 @@ def test_a_destination_without_room_fails_before_copying(sample_shards: Path, tm
     assert not [p for p in dest.rglob("*") if p.is_file() and not p.name.startswith(".")]  # not a byte copied
 
 
+def wait_for(condition: Callable[[], bool], procs: list[subprocess.Popen[str]], what: str) -> None:
+    """Waits for ``condition`` while every process in ``procs`` still runs."""
+    deadline = time.monotonic() + 120
+    while not condition():
+        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
 def test_two_stagers_into_one_cache_make_one_copy_and_share_the_work(sample_shards: Path, tmp_path: Path) -> None:
+    """The test holds the locks of the first two shards, as a third stager would, and hands them out so that
+    each stager must copy while the other waits, whatever the speed of either."""
+    from jobs.stage.cache import locked
+
     total = len(index_of(sample_shards))
-    procs = [stage_process(sample_shards, tmp_path, "--streams", "1", "--max-mb-s", "1") for _ in range(2)]
-    tallies = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        tallies.append(json.loads(out))
+    cache = cache_of(sample_shards, tmp_path)
+    cache.mkdir(parents=True)
+    first, second, *rest = [cache / s.path.name for s in read_shardset(sample_shards, "t").split("train", "t")]
+    rest += [cache / s.path.name for s in read_shardset(sample_shards, "t").split("val", "t")]
+    held = {dest: contextlib.ExitStack() for dest in (first, second)}
+    for dest, stack in held.items():
+        assert stack.enter_context(locked(dest, wait=False, stop=threading.Event()))
+    procs = [stage_process(sample_shards, tmp_path, "--streams", "1")]
+    try:
+        # A puts both held shards back and copies the rest, then waits for the first (the next in its queue)
+        wait_for(lambda: all(p.exists() for p in rest), procs, "the stager never copied the shards not held")
+        held[second].close()
+        procs.append(stage_process(sample_shards, tmp_path, "--streams", "1"))
+        # B finds the first held, the second free (A waits on the first): B copies it, then reuses A's copies
+        wait_for(second.exists, procs, "the second stager never copied the shard released to it")
+        held[first].close()  # both wait for it: one copies it, the other verifies that copy and reuses it
+        tallies = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+            tallies.append(json.loads(out))
+    finally:
+        for stack in held.values():
+            stack.close()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     assert sum(t["copied"] for t in tallies) == total  # each shard copied once, by one of them
     assert sum(t["reused"] for t in tallies) == total  # and verified and reused by the other
-    assert all(t["copied"] > 0 for t in tallies)  # they ran at the same time and split the copying
+    a, b = (t["copied"] for t in tallies)
+    assert a - len(rest) in (0, 1) and b - 1 in (0, 1)  # both copied: the rest and the second, and one the first
     assert all(t["repaired"] == 0 for t in tallies)
-    assert_one_good_copy(sample_shards, cache_of(sample_shards, tmp_path))
+    assert_one_good_copy(sample_shards, cache)
 
 
 def test_bad_stage_settings_are_named(sample_shards: Path, tmp_path: Path) -> None:
