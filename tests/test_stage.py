@@ -315,29 +315,49 @@ def test_an_unset_staging_variable_fails_the_job_with_its_name(sample_shards: Pa
 
 
 def test_usr2_while_staging_before_training_requeues_the_job(sample_shards: Path, tmp_path: Path) -> None:
-    """The time limit is near while the copy still runs: stop copying, requeue (no checkpoint to save yet)."""
-    import threading
+    """The time limit is near while the copy still runs: stop copying, requeue (no checkpoint to save yet).
 
+    The test holds one shard's lock, as another job's stager copying it would, so staging cannot end before
+    the signal comes, however fast the copy; it sends USR2 once every other shard is copied."""
     from jobs.errors import RequeueJob
     from jobs.rundir import RunPaths
+    from jobs.stage.cache import locked, node_dir
     from jobs.train.step import run_train
 
     node = tmp_path / "node-ssd"
-    table = {
-        **SMALL_TRAIN,
-        "train_shards": str(sample_shards),
-        "stage": {"mode": "before", "to": str(node), "max_mb_s": 0.5},
-    }
+    table = {**SMALL_TRAIN, "train_shards": str(sample_shards), "stage": {"mode": "before", "to": str(node)}}
     spec = validate({"name": "t", "train": table})
     paths = RunPaths(tmp_path / "run")
     paths.root.mkdir()
-    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGUSR2))
-    timer.start()
-    started = time.monotonic()
-    with pytest.raises(RequeueJob, match="SIGUSR2 while staging"):
-        run_train(spec, paths, 1, lambda progress: None)
-    assert time.monotonic() - started < 5  # answered within a progress interval, not after the whole copy
+    shard_set = read_shardset(sample_shards, "t")
+    cache = node_dir(node, str(os.getpid()), 0) / "cache" / set_name(shard_set)  # keep = false: this job's own
+    cache.mkdir(parents=True)
+    names = [s.path.name for split in shard_set.splits.values() for s in split]
+    held = contextlib.ExitStack()
+    assert held.enter_context(locked(cache / names[-1], wait=False, stop=threading.Event()))
+    failures: list[str] = []
+
+    def usr2_once_the_rest_is_copied() -> None:
+        deadline = time.monotonic() + 120
+        while not all((cache / name).exists() for name in names[:-1]):
+            if time.monotonic() > deadline:
+                failures.append("the shards not held were never copied")
+                held.close()  # let the run end rather than hang
+                return
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGUSR2)  # the stager now waits for the held shard
+
+    sender = threading.Thread(target=usr2_once_the_rest_is_copied)
+    sender.start()
+    try:
+        with pytest.raises(RequeueJob, match="SIGUSR2 while staging"):
+            run_train(spec, paths, 1, lambda progress: None)
+    finally:
+        sender.join()
+        held.close()
+    assert not failures, failures
     assert not (paths.checkpoints / "last.pt").exists()
     assert not list((node / "clusterdeck").glob("job-*"))  # keep = false: this start's copies are gone
     records = [json.loads(line) for line in paths.metrics.read_text().splitlines()]
     assert records and records[-1]["kind"] == "stage" and not records[-1]["done"]
+    assert records[-1]["files_done"] == len(names) - 1  # it stopped waiting for the held shard: no copy of it
