@@ -234,12 +234,47 @@ def train_run(tmp_path: Path, shards: Path, name: str, **train: Any) -> dict[str
     return json.loads(result.out)
 
 
+def _stepped(runs: Path, *, but: Path) -> bool:
+    """Whether a run under ``runs`` other than ``but`` has logged a training step."""
+    for metrics in (run / "metrics.jsonl" for run in runs.iterdir() if run != but):
+        if metrics.exists() and any(json.loads(line)["kind"] == "train" for line in metrics.read_text().splitlines()):
+            return True
+    return False
+
+
 def test_training_from_staged_shards_sees_the_same_data(sample_shards: Path, tmp_path: Path, home: Path) -> None:
-    """'ahead' trains while the copy runs, 'before' copies first; both end with the weights of reading in place."""
+    """'ahead' trains while the copy runs, 'before' copies first; both end with the weights of reading in place.
+
+    'ahead' keeps its copies in the node cache, where the test holds the val shards' locks (as another job's
+    stager would) until training has logged a step: the copy cannot be done before training starts."""
+    from jobs.stage.cache import locked
+
     in_place = train_run(tmp_path, sample_shards, "in-place")
     node = tmp_path / "node-ssd"
-    ahead = train_run(tmp_path, sample_shards, "ahead", stage={"mode": "ahead", "to": str(node), "max_mb_s": 0.6})
-    before = train_run(tmp_path, sample_shards, "before", stage={"mode": "before", "to": str(node), "keep": True})
+    cache = cache_of(sample_shards, node)
+    cache.mkdir(parents=True)
+    spec = tmp_path / "ahead.toml"
+    stage = {"mode": "ahead", "to": str(node), "keep": True}
+    spec.write_text('name = "ahead"\n' + train_section(sample_shards, epochs=1, stage=stage))
+    with contextlib.ExitStack() as held:
+        for shard in read_shardset(sample_shards, "t").split("val", "t"):
+            assert held.enter_context(locked(cache / shard.path.name, wait=False, stop=threading.Event()))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "submit", str(spec), "--wait", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        try:
+            wait_for(lambda: _stepped(home / "runs", but=Path(in_place["path"])), [proc], "'ahead' never logged a step")
+        except BaseException:
+            proc.kill()
+            raise
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    ahead = json.loads(out)
+    before = train_run(tmp_path, sample_shards, "before", stage={"mode": "before", "to": str(node)})
 
     digest = metrics_of(in_place, "final")[0]["weights_sha256"]
     assert metrics_of(ahead, "final")[0]["weights_sha256"] == digest
@@ -251,9 +286,10 @@ def test_training_from_staged_shards_sees_the_same_data(sample_shards: Path, tmp
     assert first_step < staged["time"]  # training began before the last shard landed
 
     staged = metrics_of(before, "stage")[-1]
-    assert staged["done"] and staged["time"] < metrics_of(before, "train")[0]["time"]
+    assert staged["done"] and staged["copied"] == staged["files_total"]  # keep = false: its own copies
+    assert staged["time"] < metrics_of(before, "train")[0]["time"]
     assert not list((node / "clusterdeck").glob("job-*"))  # each job removed its own copies and views
-    assert_one_good_copy(sample_shards, cache_of(sample_shards, node))  # keep = true left the node cache
+    assert_one_good_copy(sample_shards, cache)  # keep = true left the node cache
     assert stage_json(sample_shards, node)["reused"] == len(index_of(sample_shards))
 
 
