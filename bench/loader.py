@@ -2,20 +2,22 @@
 
 Contenders, all on the same JPEGs (photo-like 1/f noise at ImageNet's sizes and bytes, warm
 in the page cache), the same number of loader workers (--workers, default: every core), the
-same batch size, in this one process, alternating within each of --repeat rounds; each runs
-one epoch over all images, worker start included. Rates and ratios are medians over the rounds
-(a ratio is taken within a round, so a slow spell of the machine hits both sides):
+same batch size, in this one process, in a fresh random order in each of --repeat rounds
+(--seed); each runs one epoch over all images, worker start included. Rates and ratios are
+medians over the rounds (a ratio is taken within a round, so a slow spell of the machine hits
+both sides). Each side's timed batches are what training takes in: normalised float32 images.
 
 - classic: ``torchvision.datasets.ImageFolder`` + ``DataLoader`` with PIL decode,
   RandomResizedCrop, RandomHorizontalFlip, ToTensor, Normalize (float32 batches);
 - ours: clusterdeck's train loader over the same images sharded (``decode = "cpu"``): crops
   planned from the header, JPEGs decoded at reduced DCT scale when the crop allows it,
-  uint8 batches (normalisation happens on the training device);
+  uint8 batches, normalised to float32 in this process by the trainer's own ``normalize``
+  (training does it on its device), inside the timing;
 - ours-pil: the same loader with ``decode = "pil"`` (full-size PIL decode, PIL resize);
 - decode: ``torchvision.io.decode_jpeg`` of every image, nothing else (the ceiling of a
   loader that decodes every pixel).
 
-    python bench/loader.py [--images 2000] [--image-size 224] [--batch 64] [--workers N] [--repeat 5]
+    python bench/loader.py [--images 2000] [--image-size 224] [--batch 64] [--workers N] [--repeat 5] [--seed 0]
 
 Prints images/s of each, then ours/classic (target >= 2.0) and ours/decode.
 
@@ -32,6 +34,7 @@ import contextlib
 import functools
 import io
 import os
+import random
 import shutil
 import statistics
 import tempfile
@@ -53,7 +56,7 @@ from jobs.spec import TrainSpec
 from jobs.train.data import IMAGENET_MEAN, IMAGENET_STD, Augment, Batch, TrainStream
 from jobs.train.distributed import Dist
 from jobs.train.loaders import make_loader
-from jobs.train.loop import Job, Trainer
+from jobs.train.loop import Job, Trainer, normalize
 from jobs.train.order import steps_per_epoch, train_shares
 from jobs.train.shardset import Shard, read_shardset
 from jobs.train.sizing import Decoder
@@ -139,12 +142,21 @@ def decode_only(files: list[Path], batch: int, workers: int) -> DataLoader[Any]:
     return DataLoader(DecodeOnly(files), batch_size=batch, shuffle=True, num_workers=workers, drop_last=True)
 
 
-def steady_rate(loader: DataLoader[Any], warmup: int) -> float:
-    """Images/s of an epoch after its first ``warmup`` batches (worker start, first allocations, shuffle fill)."""
+def as_float(images: torch.Tensor) -> torch.Tensor:
+    """Our uint8 batch as the classic side's: normalised float32 (the trainer's ``normalize``, here on the CPU)."""
+    return normalize(images, torch.device("cpu"), channels_last=False)
+
+
+def steady_rate(
+    loader: DataLoader[Any], warmup: int, finish: Callable[[torch.Tensor], Any] = lambda images: images
+) -> float:
+    """Images/s of an epoch after its first ``warmup`` batches (worker start, first allocations, shuffle fill);
+    ``finish`` (timed) turns each batch into what training takes in."""
     started, images = 0.0, 0
-    for k, (_, labels) in enumerate(loader):
+    for k, (batch, labels) in enumerate(loader):
         if k == warmup:
             started, images = time.perf_counter(), 0
+        finish(batch)
         images += len(labels)
     return images / (time.perf_counter() - started)
 
@@ -164,16 +176,18 @@ def compare(args: argparse.Namespace, root: Path) -> None:
         f"crop {args.image_size} px, batch {args.batch}, {workers} workers, {os.cpu_count()} cores; "
         f"timed after each loader's first {warmup} batches"
     )
-    contenders: dict[str, Callable[[], DataLoader[Any]]] = {
-        "classic": lambda: classic(tree, args.image_size, args.batch, workers),
-        "ours": lambda: ours(shards, args.image_size, args.batch, workers, "cpu"),
-        "ours-pil": lambda: ours(shards, args.image_size, args.batch, workers, "pil"),
-        "decode": lambda: decode_only(files, args.batch, workers),
+    print("classic, ours and ours-pil each timed to normalised float32 batches (ours: uint8 + normalize)")
+    contenders: dict[str, Callable[[], float]] = {
+        "classic": lambda: steady_rate(classic(tree, args.image_size, args.batch, workers), warmup),
+        "ours": lambda: steady_rate(ours(shards, args.image_size, args.batch, workers, "cpu"), warmup, as_float),
+        "ours-pil": lambda: steady_rate(ours(shards, args.image_size, args.batch, workers, "pil"), warmup, as_float),
+        "decode": lambda: steady_rate(decode_only(files, args.batch, workers), warmup),
     }
     rates: dict[str, list[float]] = {name: [] for name in contenders}
+    rng = random.Random(args.seed)
     for _ in range(args.repeat):
-        for name, make in contenders.items():
-            rates[name].append(steady_rate(make(), warmup))
+        for name in rng.sample(list(contenders), len(contenders)):
+            rates[name].append(contenders[name]())
     for name, got in rates.items():
         print(f"{name:<9} {statistics.median(got):6.0f} images/s (rounds {', '.join(f'{r:.0f}' for r in got)})")
 
@@ -251,6 +265,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0, help="the rounds' random orders")
     parser.add_argument("--train", metavar="MODEL", help="the trainer on the real loader against synthetic batches")
     parser.add_argument("--amp", default="bf16")
     parser.add_argument("--decode", default="device", help="--train: the loader's decoder (default: on the device)")

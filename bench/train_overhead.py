@@ -3,8 +3,10 @@
 Both get synthetic batches already in memory, so only the loops differ: ours normalises uint8
 batches on the device, runs the scaler/autocast wrappers, counts data-wait time, writes
 metrics every ``--log-every`` steps, checks for signals and checkpoint deadlines; the bare
-loop is forward, loss, backward, step on float tensors. They alternate, in this process,
-``--rounds`` times; the ratio printed is the median of the per-round ratios.
+loop is forward, loss, backward, step on float tensors. Both run in this process in each of
+``--rounds`` rounds, taking turns to go first (bare first in odd rounds, ours in even ones), so
+neither always gets the warmer or the cooler machine; the ratio printed is the median of the
+per-round ratios.
 
     python bench/train_overhead.py [--model resnet18] [--image-size 64] [--batch 32] [--steps 20] [--rounds 5]
 """
@@ -104,10 +106,18 @@ def main() -> None:
         our_loop(cfg, images[:2], labels[:2], Path(tmp) / "warm.jsonl")
         ratios = []
         for r in range(args.rounds):
-            bare = bare_loop(cfg, images, labels)
-            ours = our_loop(cfg, images, labels, Path(tmp) / f"m{r}.jsonl")
+            if r % 2 == 0:
+                bare = bare_loop(cfg, images, labels)
+                ours = our_loop(cfg, images, labels, Path(tmp) / f"m{r}.jsonl")
+            else:
+                ours = our_loop(cfg, images, labels, Path(tmp) / f"m{r}.jsonl")
+                bare = bare_loop(cfg, images, labels)
             ratios.append(ours / bare)
-            print(f"round {r + 1}: bare {bare:.1f} img/s, clusterdeck {ours:.1f} img/s, ratio {ours / bare:.3f}")
+            first = "bare" if r % 2 == 0 else "clusterdeck"
+            print(
+                f"round {r + 1} ({first} first): bare {bare:.1f} img/s, clusterdeck {ours:.1f} img/s, "
+                f"ratio {ours / bare:.3f}"
+            )
     print(f"clusterdeck / bare PyTorch images/s: {statistics.median(ratios):.3f} (median of {args.rounds} rounds)")
 
 

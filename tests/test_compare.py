@@ -292,7 +292,18 @@ async def test_the_compare_screen_shows_differences_and_curves_at_80x24(two_runs
 
 
 def test_a_nan_point_is_not_drawn() -> None:
+    """A NaN or infinite value (a diverged loss) is left out: the chart is the one of the finite points alone,
+    its scale from them, its line joining the neighbours of the gap."""
     from app.tui.chart import Series, render_chart
 
-    text = render_chart("loss", [Series("A", [(1.0, 2.0), (2.0, float("nan")), (3.0, 1.0)], "red")], 40, 8)
-    assert "nan" not in text.plain and "2" in text.plain
+    nan, inf = float("nan"), float("inf")
+    with_gaps = [(1.0, 2.0), (2.0, nan), (3.0, 1.0), (4.0, inf), (nan, 5.0), (5.0, 1.5)]
+    finite = [(1.0, 2.0), (3.0, 1.0), (5.0, 1.5)]
+    text = render_chart("loss", [Series("A", with_gaps, "red")], 40, 8)
+    assert text.plain == render_chart("loss", [Series("A", finite, "red")], 40, 8).plain
+    assert "nan" not in text.plain and "inf" not in text.plain
+    rows = text.plain.splitlines()
+    assert rows[1].split("┤")[0].strip() == "2" and rows[-3].split("┤")[0].strip() == "1"  # y from 1 to 2, not 0 or 5
+    assert rows[-1].split() == ["1", "epoch", "5"]  # x from 1 to 5
+    nothing_finite = render_chart("loss", [Series("A", [(1.0, nan), (2.0, inf)], "red")], 40, 8)
+    assert nothing_finite.plain.endswith("no data yet")

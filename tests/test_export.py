@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -407,6 +408,13 @@ def test_an_export_section_names_its_keys(tmp_path: Path, home: Path) -> None:
     assert r.code == 2 and "export.samples: 50 asked for, but" in r.err, r.err  # checked before any job starts
 
 
+def decoders(pid: int) -> list[Any]:
+    """The decoding worker processes of the export running as ``pid`` (not multiprocessing's resource tracker)."""
+    import psutil
+
+    return [c for c in psutil.Process(pid).children() if "spawn_main" in " ".join(c.cmdline())]
+
+
 def test_a_killed_export_leaves_no_workers_and_the_next_one_clears_its_files(
     sample_shards: Path, tmp_path: Path
 ) -> None:
@@ -417,13 +425,18 @@ def test_a_killed_export_leaves_no_workers_and_the_next_one_clears_its_files(
             "--image-size", "512", "--workers", "2"]  # fmt: skip
     for sig in (signal.SIGTERM, signal.SIGKILL):
         proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while not list(out.glob(".*.part-*")) or len(psutil.Process(proc.pid).children()) < 2:
+        deadline = time.monotonic() + 120
+        while not list(out.glob(".*.part-*")) or len(decoders(proc.pid)) < 2:
             assert proc.poll() is None and time.monotonic() < deadline, "the export ended before it could be killed"
             time.sleep(0.05)
-        time.sleep(0.5)  # the workers are decoding and the queues filling
+        proc.send_signal(signal.SIGSTOP)  # from here the export cannot end, however fast it is
+        # each worker has decoded a chunk and is putting it on its queue (wchar counts the pipe's first write)
+        while not all(w.io_counters().write_chars > 0 for w in decoders(proc.pid)):
+            assert time.monotonic() < deadline, "the decoding workers never sent a result"
+            time.sleep(0.05)
         workers = psutil.Process(proc.pid).children()
         proc.send_signal(sig)
+        proc.send_signal(signal.SIGCONT)  # the SIGTERM is handled from here; a SIGKILL needed no waking
         assert proc.wait(30) == (130 if sig == signal.SIGTERM else -signal.SIGKILL)
         assert proc.stderr is not None and "Traceback" not in proc.stderr.read().decode()
         _, alive = psutil.wait_procs(workers, timeout=10)

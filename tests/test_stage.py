@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -9,7 +10,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,19 +123,55 @@ def test_a_destination_without_room_fails_before_copying(sample_shards: Path, tm
     assert not [p for p in dest.rglob("*") if p.is_file() and not p.name.startswith(".")]  # not a byte copied
 
 
+def wait_for(condition: Callable[[], bool], procs: list[subprocess.Popen[str]], what: str) -> None:
+    """Waits for ``condition`` while every process in ``procs`` still runs."""
+    deadline = time.monotonic() + 120
+    while not condition():
+        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
 def test_two_stagers_into_one_cache_make_one_copy_and_share_the_work(sample_shards: Path, tmp_path: Path) -> None:
+    """The test holds the locks of the first two shards, as a third stager would, and hands them out so that
+    each stager must copy while the other waits, whatever the speed of either."""
+    from jobs.stage.cache import locked
+
     total = len(index_of(sample_shards))
-    procs = [stage_process(sample_shards, tmp_path, "--streams", "1", "--max-mb-s", "1") for _ in range(2)]
-    tallies = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        tallies.append(json.loads(out))
+    cache = cache_of(sample_shards, tmp_path)
+    cache.mkdir(parents=True)
+    first, second, *rest = [cache / s.path.name for s in read_shardset(sample_shards, "t").split("train", "t")]
+    rest += [cache / s.path.name for s in read_shardset(sample_shards, "t").split("val", "t")]
+    held = {dest: contextlib.ExitStack() for dest in (first, second)}
+    for dest, stack in held.items():
+        assert stack.enter_context(locked(dest, wait=False, stop=threading.Event()))
+    procs = [stage_process(sample_shards, tmp_path, "--streams", "1")]
+    try:
+        # A puts both held shards back and copies the rest, then waits for the first (the next in its queue)
+        wait_for(lambda: all(p.exists() for p in rest), procs, "the stager never copied the shards not held")
+        held[second].close()
+        procs.append(stage_process(sample_shards, tmp_path, "--streams", "1"))
+        # B finds the first held, the second free (A waits on the first): B copies it, then reuses A's copies
+        wait_for(second.exists, procs, "the second stager never copied the shard released to it")
+        held[first].close()  # both wait for it: one copies it, the other verifies that copy and reuses it
+        tallies = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+            tallies.append(json.loads(out))
+    finally:
+        for stack in held.values():
+            stack.close()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     assert sum(t["copied"] for t in tallies) == total  # each shard copied once, by one of them
     assert sum(t["reused"] for t in tallies) == total  # and verified and reused by the other
-    assert all(t["copied"] > 0 for t in tallies)  # they ran at the same time and split the copying
+    a, b = (t["copied"] for t in tallies)
+    assert a - len(rest) in (0, 1) and b - 1 in (0, 1)  # both copied: the rest and the second, and one the first
     assert all(t["repaired"] == 0 for t in tallies)
-    assert_one_good_copy(sample_shards, cache_of(sample_shards, tmp_path))
+    assert_one_good_copy(sample_shards, cache)
 
 
 def test_bad_stage_settings_are_named(sample_shards: Path, tmp_path: Path) -> None:
@@ -195,12 +234,47 @@ def train_run(tmp_path: Path, shards: Path, name: str, **train: Any) -> dict[str
     return json.loads(result.out)
 
 
+def _stepped(runs: Path, *, but: Path) -> bool:
+    """Whether a run under ``runs`` other than ``but`` has logged a training step."""
+    for metrics in (run / "metrics.jsonl" for run in runs.iterdir() if run != but):
+        if metrics.exists() and any(json.loads(line)["kind"] == "train" for line in metrics.read_text().splitlines()):
+            return True
+    return False
+
+
 def test_training_from_staged_shards_sees_the_same_data(sample_shards: Path, tmp_path: Path, home: Path) -> None:
-    """'ahead' trains while the copy runs, 'before' copies first; both end with the weights of reading in place."""
+    """'ahead' trains while the copy runs, 'before' copies first; both end with the weights of reading in place.
+
+    'ahead' keeps its copies in the node cache, where the test holds the val shards' locks (as another job's
+    stager would) until training has logged a step: the copy cannot be done before training starts."""
+    from jobs.stage.cache import locked
+
     in_place = train_run(tmp_path, sample_shards, "in-place")
     node = tmp_path / "node-ssd"
-    ahead = train_run(tmp_path, sample_shards, "ahead", stage={"mode": "ahead", "to": str(node), "max_mb_s": 0.6})
-    before = train_run(tmp_path, sample_shards, "before", stage={"mode": "before", "to": str(node), "keep": True})
+    cache = cache_of(sample_shards, node)
+    cache.mkdir(parents=True)
+    spec = tmp_path / "ahead.toml"
+    stage = {"mode": "ahead", "to": str(node), "keep": True}
+    spec.write_text('name = "ahead"\n' + train_section(sample_shards, epochs=1, stage=stage))
+    with contextlib.ExitStack() as held:
+        for shard in read_shardset(sample_shards, "t").split("val", "t"):
+            assert held.enter_context(locked(cache / shard.path.name, wait=False, stop=threading.Event()))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "submit", str(spec), "--wait", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        try:
+            wait_for(lambda: _stepped(home / "runs", but=Path(in_place["path"])), [proc], "'ahead' never logged a step")
+        except BaseException:
+            proc.kill()
+            raise
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    ahead = json.loads(out)
+    before = train_run(tmp_path, sample_shards, "before", stage={"mode": "before", "to": str(node)})
 
     digest = metrics_of(in_place, "final")[0]["weights_sha256"]
     assert metrics_of(ahead, "final")[0]["weights_sha256"] == digest
@@ -212,9 +286,10 @@ def test_training_from_staged_shards_sees_the_same_data(sample_shards: Path, tmp
     assert first_step < staged["time"]  # training began before the last shard landed
 
     staged = metrics_of(before, "stage")[-1]
-    assert staged["done"] and staged["time"] < metrics_of(before, "train")[0]["time"]
+    assert staged["done"] and staged["copied"] == staged["files_total"]  # keep = false: its own copies
+    assert staged["time"] < metrics_of(before, "train")[0]["time"]
     assert not list((node / "clusterdeck").glob("job-*"))  # each job removed its own copies and views
-    assert_one_good_copy(sample_shards, cache_of(sample_shards, node))  # keep = true left the node cache
+    assert_one_good_copy(sample_shards, cache)  # keep = true left the node cache
     assert stage_json(sample_shards, node)["reused"] == len(index_of(sample_shards))
 
 
@@ -276,32 +351,52 @@ def test_an_unset_staging_variable_fails_the_job_with_its_name(sample_shards: Pa
 
 
 def test_usr2_while_staging_before_training_requeues_the_job(sample_shards: Path, tmp_path: Path) -> None:
-    """The time limit is near while the copy still runs: stop copying, requeue (no checkpoint to save yet)."""
-    import threading
+    """The time limit is near while the copy still runs: stop copying, requeue (no checkpoint to save yet).
 
+    The test holds one shard's lock, as another job's stager copying it would, so staging cannot end before
+    the signal comes, however fast the copy; it sends USR2 once every other shard is copied."""
     from jobs.errors import RequeueJob
     from jobs.rundir import RunPaths
+    from jobs.stage.cache import locked, node_dir
     from jobs.train.step import run_train
 
     node = tmp_path / "node-ssd"
-    table = {
-        **SMALL_TRAIN,
-        "train_shards": str(sample_shards),
-        "stage": {"mode": "before", "to": str(node), "max_mb_s": 0.5},
-    }
+    table = {**SMALL_TRAIN, "train_shards": str(sample_shards), "stage": {"mode": "before", "to": str(node)}}
     spec = validate({"name": "t", "train": table})
     paths = RunPaths(tmp_path / "run")
     paths.root.mkdir()
-    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGUSR2))
-    timer.start()
-    started = time.monotonic()
-    with pytest.raises(RequeueJob, match="SIGUSR2 while staging"):
-        run_train(spec, paths, 1, lambda progress: None)
-    assert time.monotonic() - started < 5  # answered within a progress interval, not after the whole copy
+    shard_set = read_shardset(sample_shards, "t")
+    cache = node_dir(node, str(os.getpid()), 0) / "cache" / set_name(shard_set)  # keep = false: this job's own
+    cache.mkdir(parents=True)
+    names = [s.path.name for split in shard_set.splits.values() for s in split]
+    held = contextlib.ExitStack()
+    assert held.enter_context(locked(cache / names[-1], wait=False, stop=threading.Event()))
+    failures: list[str] = []
+
+    def usr2_once_the_rest_is_copied() -> None:
+        deadline = time.monotonic() + 120
+        while not all((cache / name).exists() for name in names[:-1]):
+            if time.monotonic() > deadline:
+                failures.append("the shards not held were never copied")
+                held.close()  # let the run end rather than hang
+                return
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGUSR2)  # the stager now waits for the held shard
+
+    sender = threading.Thread(target=usr2_once_the_rest_is_copied)
+    sender.start()
+    try:
+        with pytest.raises(RequeueJob, match="SIGUSR2 while staging"):
+            run_train(spec, paths, 1, lambda progress: None)
+    finally:
+        sender.join()
+        held.close()
+    assert not failures, failures
     assert not (paths.checkpoints / "last.pt").exists()
     assert not list((node / "clusterdeck").glob("job-*"))  # keep = false: this start's copies are gone
     records = [json.loads(line) for line in paths.metrics.read_text().splitlines()]
     assert records and records[-1]["kind"] == "stage" and not records[-1]["done"]
+    assert records[-1]["files_done"] == len(names) - 1  # it stopped waiting for the held shard: no copy of it
 
 
 def test_the_stage_summary_gives_the_rate_of_the_whole_copy(sample_shards: Path, tmp_path: Path) -> None:

@@ -104,19 +104,30 @@ def test_a_stopped_run_resumes_mid_epoch_and_ends_with_the_same_weights(sample_s
     assert [r["top1"] for r in records(stopped, "epoch")] == [r["top1"] for r in records(straight, "epoch")]
 
 
-def test_a_crash_while_writing_a_checkpoint_leaves_the_last_one_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_full_disk_while_writing_a_checkpoint_leaves_the_last_one_whole(tmp_path: Path) -> None:
+    """A real write failure: the writing process may not grow a file past 64 kB (RLIMIT_FSIZE, EFBIG)."""
+    import resource
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
     path = tmp_path / "last.pt"
     checkpoint.save(path, {"global_step": 1, "model": {"w": torch.ones(3)}})
-
-    def dies_half_way(obj: Any, f: Any) -> None:
-        f.write(b"PK\x03\x04 half a checkpoint")
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(torch, "save", dies_half_way)
-    with pytest.raises(OSError, match="No space left"):
-        checkpoint.save(path, {"global_step": 2})
+    script = (
+        "import sys, torch\n"
+        "from pathlib import Path\n"
+        "from jobs.train import checkpoint\n"
+        "checkpoint.save(Path(sys.argv[1]), {'global_step': 2, 'model': {'w': torch.ones(100_000)}})\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (65_536, 65_536)),
+    )
+    assert proc.returncode == 1 and "File too large" in proc.stderr, proc.stderr
     assert checkpoint.load(path)["global_step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
 
@@ -186,12 +197,50 @@ def test_shard_set_problems_are_found_at_submit(sample_shards: Path, tmp_path: P
     assert not (home / "runs").exists() or not any((home / "runs").iterdir())  # nothing was submitted
 
 
+def topk_by_hand(weights: dict[str, torch.Tensor], model: str, shards: Path, size: int) -> tuple[float, float, int]:
+    """Top-1 and top-5 over a shard set's val split, worked out here from the model's logits: each sample read with
+    ``tarfile``, cut as the val transform cuts it (Resize(size·256/224) + CenterCrop), normalised, run as one batch."""
+    import tarfile
+
+    from jobs.train.crops import decode_crop, read_header, val_plan
+
+    shard_set = read_shardset(shards, "x")
+    net = torchvision.models.get_model(model, num_classes=len(shard_set.classes))
+    net.load_state_dict(weights)
+    net.eval()
+    images, labels = [], []
+    for shard in shard_set.split("val", "x"):
+        members: dict[str, dict[str, bytes]] = {}
+        with tarfile.open(shard.path) as tar:
+            for member in tar.getmembers():
+                key, ext = member.name.split(".", 1)
+                data = tar.extractfile(member)
+                assert data is not None
+                members.setdefault(key, {})[ext] = data.read()
+        for key, sample in members.items():
+            jpeg = sample["jpg"]
+            header = read_header(jpeg, key)
+            images.append(decode_crop(jpeg, val_plan(header.width, header.height, size), size, key))
+            labels.append(int(sample["cls"]))
+    x = torch.stack(images).float() / 255
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])  # ImageNet's
+    x = (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    with torch.no_grad():
+        logits = net(x)
+    y = torch.tensor(labels)
+    top5 = logits.topk(5, dim=1).indices
+    n = len(labels)
+    return (logits.argmax(dim=1) == y).sum().item() / n, (top5 == y[:, None]).any(dim=1).sum().item() / n, n
+
+
 def test_shard_train_evaluate_on_the_local_executor(sample_data: Any, tmp_path: Path, home: Path) -> None:
     from tests.conftest import shard_spec
 
     spec = tmp_path / "spec.toml"
     spec.write_text(
-        shard_spec(sample_data, tmp_path / "shards", name="pipeline") + train_section() + "[evaluate]\nworkers = 1\n"
+        shard_spec(sample_data, tmp_path / "shards", name="pipeline")
+        + train_section()
+        + '[evaluate]\nworkers = 1\ndecode = "cpu"\n'  # the decoder topk_by_hand's crops are exact for
     )
     result = run_cli("submit", str(spec), "--wait", "--json", timeout=300)
     assert result.code == 0, result.err
@@ -205,6 +254,9 @@ def test_shard_train_evaluate_on_the_local_executor(sample_data: Any, tmp_path: 
     saved = checkpoint.load(paths.checkpoints / "last.pt")
     assert saved["epoch"] == 2 and saved["global_step"] == len(train)
     assert evaluated[0]["val_samples"] == 24 and evaluated[0]["checkpoint"].endswith("best.pt")
+    best = torch.load(paths.checkpoints / "best.pt", map_location="cpu", weights_only=True)
+    top1, top5, n = topk_by_hand(best["model"], "resnet18", tmp_path / "shards", 32)
+    assert n == 24 and (evaluated[0]["top1"], evaluated[0]["top5"]) == pytest.approx((top1, top5))
     evaluate_part = view["steps"][2]["parts"][0]
     assert evaluate_part["progress"]["top1"] == evaluated[0]["top1"]
     assert read_shardset(tmp_path / "shards", "x").classes == saved["classes"]
@@ -267,11 +319,14 @@ def test_evaluate_a_plain_weights_file(sample_shards: Path, tmp_path: Path) -> N
     paths = RunPaths(tmp_path / "run")
     paths.root.mkdir()
     section = {"checkpoint": str(weights), "val_shards": str(sample_shards), "workers": 0, "amp": "off"}
+    section["decode"] = "cpu"  # the decoder whose crops topk_by_hand makes exactly
     with pytest.raises(UserError, match=r"evaluate.model: .* is a plain weights file; say which model"):
         run_evaluate(validate({"name": "e", "evaluate": section}), paths, 1, lambda progress: None)
     spec = validate({"name": "e", "evaluate": {**section, "model": "resnet18", "image_size": 32}})
     result = run_evaluate(spec, paths, 1, lambda progress: None)
-    assert result["val_samples"] == 24 and 0 <= result["top1"] <= result["top5"] <= 1
+    top1, top5, n = topk_by_hand(torch.load(weights, weights_only=True), "resnet18", sample_shards, 32)
+    assert result["val_samples"] == n == 24 and (result["top1"], result["top5"]) == pytest.approx((top1, top5))
+    assert 0 < top1 < top5 < 1  # a check that can tell top-1 from top-5 and from all or nothing
     assert records(paths, "evaluate")[0]["top5"] == result["top5"]
 
     torch.save(torchvision.models.resnet18(num_classes=1000).state_dict(), weights)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,14 +101,14 @@ def test_a_conflicting_destination_stops_everything_before_any_link(data: Sample
     assert sorted(os.listdir(data.val)) == val_before
 
 
-def test_across_filesystems_the_images_are_copied(data: SampleData) -> None:
-    shm = Path("/dev/shm")
-    if not shm.is_dir() or not os.access(shm, os.W_OK):
-        pytest.skip("no writable /dev/shm here")
-    if os.stat(shm).st_dev == os.stat(data.val).st_dev:
-        pytest.skip("/dev/shm is on the same filesystem as the temporary directory here")
-    with tempfile.TemporaryDirectory(dir=shm) as where:
-        out = Path(where) / "sorted"
+def test_across_filesystems_the_images_are_copied(data: SampleData, tmp_path: Path) -> None:
+    """A real second filesystem (a small tmpfs mounted here; the tests run as root): hard links cannot cross it."""
+    where = tmp_path / "other-fs"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(where)], check=True)
+    try:
+        assert os.stat(where).st_dev != os.stat(data.val).st_dev
+        out = where / "sorted"
         result = val_sort(data, out, "--json")
         assert result.code == 0, result.err
         record = json.loads(result.out)
@@ -121,6 +121,8 @@ def test_across_filesystems_the_images_are_copied(data: SampleData) -> None:
         assert not list(out.rglob(".*"))  # no temporary copies left behind
         again = val_sort(data, out, "--json")
         assert json.loads(again.out)["already_there"] == 24
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
 
 
 def test_files_that_cannot_be_sorted_are_counted_and_named(data: SampleData, tmp_path: Path) -> None:
