@@ -20,8 +20,17 @@ def under_ci() -> bool:
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.skipped and not hasattr(report, "wasxfail"):  # an expected failure is not a skip
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        _SKIPPED.append((report.nodeid, reason.removeprefix("Skipped: ")))
+        _note(report)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.skipped:  # a whole module skipped at import (pytest.skip(allow_module_level=True))
+        _note(report)
+
+
+def _note(report: pytest.TestReport | pytest.CollectReport) -> None:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    _SKIPPED.append((report.nodeid, reason.removeprefix("Skipped: ")))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -17,6 +17,7 @@ from textual.pilot import Pilot
 
 from jobs.sample_data import SampleData, make_devkit, make_sample_data, make_train_tar, make_val_tar
 from tests.ci_skips import (  # the hooks, found here by pytest: under CI a skip fails the run
+    pytest_collectreport,  # noqa: F401
     pytest_runtest_logreport,  # noqa: F401
     pytest_sessionfinish,  # noqa: F401
     pytest_terminal_summary,  # noqa: F401
