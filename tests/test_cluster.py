@@ -106,8 +106,8 @@ def slurm_out(*args: str, timeout: float = 60) -> str:
         time.sleep(1)
 
 
-def sbatch(*args: str) -> str:
-    out = slurm_out("sbatch", "--parsable", "-p", "cpu", "-c", "1", "-o", "/dev/null", *args)
+def sbatch(*args: str, partition: str = "cpu") -> str:
+    out = slurm_out("sbatch", "--parsable", "-p", partition, "-c", "1", "-o", "/dev/null", *args)
     return out.strip().split(";")[0]
 
 
@@ -141,15 +141,20 @@ def configured_partitions() -> list[ConfiguredPartition]:
     return found
 
 
-def wait_running(job_id: str, timeout: float = 180) -> str:
-    """Waits until squeue says the job runs (other tests' jobs may hold the CPUs first); returns its node."""
+def partition_names() -> list[str]:
+    return [p["PartitionName"] for p in scontrol("partition")]
+
+
+def wait_running(job_id: str, timeout: float = 180) -> tuple[str, str]:
+    """Waits until squeue says the job runs (other tests' jobs may hold the CPUs first); returns its node and
+    the partition it runs in."""
     deadline = time.monotonic() + timeout
     while (state := slurm_out("squeue", "-h", "-j", job_id, "-o", "%T").strip()) != "RUNNING":
         assert state in ("PENDING", "CONFIGURING", ""), f"job {job_id} is {state}, not running"
         assert time.monotonic() < deadline, f"job {job_id} still {state or 'not listed'} after {timeout:.0f} s"
         time.sleep(0.5)
     (record,) = scontrol("job", job_id)
-    return record["NodeList"]
+    return record["NodeList"], record["Partition"]
 
 
 def settled_view() -> tuple[ClusterView, list[ConfiguredPartition]]:
@@ -167,8 +172,9 @@ def settled_view() -> tuple[ClusterView, list[ConfiguredPartition]]:
 
 @pytest.fixture
 def job(slurm: None) -> Iterator[str]:
-    """A real job that sleeps; cancelled after the test."""
-    job_id = sbatch("--wrap", "sleep 600", "-J", "cd-cluster-test")
+    """A real job that sleeps, in whichever partition has a CPU first (the cluster may be shared); cancelled after
+    the test."""
+    job_id = sbatch("--wrap", "sleep 600", "-J", "cd-cluster-test", partition=",".join(partition_names()))
     try:
         yield job_id
     finally:
@@ -177,18 +183,19 @@ def job(slurm: None) -> Iterator[str]:
 
 @pytest.mark.slurm
 def test_the_live_cluster_and_a_running_job(job: str) -> None:
-    node = wait_running(job)
+    node, partition = wait_running(job)
     view, configured = settled_view()
     assert [(p.name, p.default, p.state, p.nodes_total, p.gpus_total) for p in view.partitions] == [
         (p.name, p.default, p.state, len(p.nodes), p.gpus) for p in configured
     ]
     mine = [j for j in view.jobs if j.job_id == job]
     assert mine, f"job {job} not in {view.jobs}"
-    assert (mine[0].name, mine[0].state, mine[0].partition, mine[0].nodes) == ("cd-cluster-test", "RUNNING", "cpu", 1)
+    assert (mine[0].name, mine[0].state, mine[0].partition, mine[0].nodes) == ("cd-cluster-test", "RUNNING",
+                                                                                partition, 1)  # fmt: skip
     assert mine[0].reason_or_nodelist == node
     # the node runs our job: it is not idle, in each partition that holds it
     holding = [p.name for p in configured if node in p.nodes]
-    assert "cpu" in holding
+    assert partition in holding
     assert all(p.nodes_idle < p.nodes_total for p in view.partitions if p.name in holding), view.partitions
 
 
@@ -221,7 +228,7 @@ def measured(table: DataTable[Any], columns: int) -> bool:
 async def test_the_cluster_screen_shows_partitions_and_my_jobs(job: str, tmp_path: Path) -> None:
     held = sbatch("--hold", "--wrap", "true", "-J", "[bold]not markup")
     try:
-        node = wait_running(job)
+        node, partition = wait_running(job)
         configured = configured_partitions()
         app = make_app(tmp_path / "runs")
         async with app.run_test(size=(80, 24)) as pilot:  # the smallest terminal it is made for
@@ -242,7 +249,7 @@ async def test_the_cluster_screen_shows_partitions_and_my_jobs(job: str, tmp_pat
                 assert total == len(p.nodes) and (idle < total if node in p.nodes else idle <= total)
                 assert gpus == "-" if p.gpus == 0 else re.fullmatch(rf"\d+/{p.gpus}", gpus)
             row = jobs.get_row(job)
-            assert texts(row)[:4] == [job, "cd-cluster-test", "RUNNING", "cpu"]
+            assert texts(row)[:4] == [job, "cd-cluster-test", "RUNNING", partition]
             assert texts(row)[6:] == ["1", node]
             row = jobs.get_row(held)
             assert texts(row)[:4] == [held, "[bold]not markup", "PENDING", "cpu"]
