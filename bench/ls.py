@@ -1,14 +1,19 @@
-"""`clusterdeck ls` over a runs root of N finished runs: wall time of the real command, and what it imported.
+"""`clusterdeck ls` over a runs root of N finished runs, as a whole cold process, against a bare interpreter.
 
     python bench/ls.py [--runs 1000] [--repeat 5]
 
-Prints each wall time, the ratio of the slowest to the 1 s budget, and whether torch was imported.
+Runs `python -m app.cli ls` and its baseline `python -c pass` alternately, ``--repeat`` times each,
+and prints their wall times, the median ratio ls/baseline (what clusterdeck adds to an interpreter
+start, whatever the machine's speed), the median against the 1 s budget, and whether torch was
+imported. The timing lives here, not in the tests: on a loaded 2-core CI machine a wall-clock
+assertion fails for reasons that are not the code's.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,19 +51,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ls-") as home:
         make_runs(Path(home) / "runs", args.runs)
         env = {**os.environ, "CLUSTERDECK_HOME": home}
-        times = []
-        for _ in range(args.repeat):
+        ls_times, base_times = [], []
+        for _ in range(args.repeat):  # alternately: a burst of load on the machine hits both alike
+            base_times.append(wall([sys.executable, "-c", "pass"], env))
             started = time.perf_counter()
             out = subprocess.run(
                 [sys.executable, "-m", "app.cli", "ls"], env=env, capture_output=True, text=True, check=True
             ).stdout
-            times.append(time.perf_counter() - started)
+            ls_times.append(time.perf_counter() - started)
             assert out.count("run-") == args.runs
         probe = "import sys; from app.cli import main; main(['ls']); sys.stderr.write(str('torch' in sys.modules))"
         torch = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True).stderr
-        print(f"clusterdeck ls, {args.runs} runs: " + " ".join(f"{t:.2f}s" for t in times))
-        print(f"ratio slowest/1s budget: {max(times):.2f} (target < 1.0); torch imported: {torch}")
+        ls, base = statistics.median(ls_times), statistics.median(base_times)
+        print(f"clusterdeck ls, {args.runs} runs: " + " ".join(f"{t:.3f}s" for t in ls_times))
+        print("baseline python -c pass: " + " ".join(f"{t:.3f}s" for t in base_times))
+        print(f"ratio ls/baseline (medians): {ls / base:.1f} ({ls:.3f}s / {base:.3f}s)")
+        print(f"median against the 1 s budget: {ls:.2f} (target < 1.0); torch imported: {torch}")
 
+
+def wall(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, env=env, capture_output=True, check=True)
+    return time.perf_counter() - started
 
 if __name__ == "__main__":
     main()

@@ -104,8 +104,13 @@ async def test_fill_a_template_see_the_problem_submit_and_clone(
         error = screen.query_one(f"#{widget_id('train.epochs')}-error", Static)
         await until(pilot, lambda: "valid integer" in str(error.content) and error.display)
         assert "train.epochs" in str(screen.query_one("#problems", Static).content)
-        await pilot.press("ctrl+s")  # refused: nothing is submitted
-        await pilot.pause(0.5)
+        # the form is checked as it stands (no check due or on its way): ctrl+s meets the problem, not a pending check
+        await until(pilot, lambda: screen.pending is None and screen.checked is not None
+                    and screen.checked.version == screen.version)  # fmt: skip
+        await pilot.press("ctrl+s")  # refused: the form says so, names where, and submits nothing
+        refused = "1 problem(s) to fix first"
+        await until(pilot, lambda: any(n.message == refused for n in app._notifications) and app.focused is epochs)
+        assert not screen.submitting and not [w for w in app.workers if w.name == "submit"]
         assert not (home / "runs").exists() or not any((home / "runs").iterdir())
 
         epochs.value = "1"

@@ -67,22 +67,20 @@ def test_runs_are_addressed_by_id_unique_prefix_or_name(tmp_path: Path) -> None:
     assert [r.run_id for r in list_runs(tmp_path)] == sorted(r.run_id for r in list_runs(tmp_path))
 
 
-def test_ls_of_a_thousand_runs_is_fast_and_never_imports_torch(tmp_path: Path) -> None:
+def test_ls_of_a_thousand_runs_never_imports_torch(tmp_path: Path) -> None:
+    """What ``ls`` imports, checked here; how fast it is, measured by bench/ls.py against a bare interpreter."""
     root = tmp_path / "runs"
     for k in range(1000):
         fake_record(root, f"run-{k}", state="COMPLETED" if k % 3 else "FAILED")
     probe = (
-        "import sys, time; t = time.perf_counter(); from app.cli import main; code = main(['ls']); "
-        "sys.stderr.write(f'{time.perf_counter() - t:.3f} {code} {sorted(m for m in sys.modules "
+        "import sys; from app.cli import main; code = main(['ls']); "
+        "sys.stderr.write(f'{code} {sorted(m for m in sys.modules "
         'if m.split(".")[0] in ("torch", "torchvision", "webdataset", "textual"))}\')'
     )
     env = {**os.environ, "CLUSTERDECK_HOME": str(tmp_path)}
-    started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=REPO)
-    wall = time.perf_counter() - started
-    seconds, code, heavy = proc.stderr.split(" ", 2)
+    code, heavy = proc.stderr.split(" ", 1)
     assert code == "0"
     assert heavy == "[]"
     assert proc.stdout.count("run-") == 1000
     assert proc.stdout.count("shard:FAILED") == 334
-    assert wall < 1.0, f"ls of 1000 runs took {wall:.2f}s (in-process {seconds}s)"

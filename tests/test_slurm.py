@@ -160,7 +160,7 @@ def train_spec(tmp_path: Path, shards: Path, name: str, **train: object) -> Path
     path = tmp_path / f"{name}.toml"
     path.write_text(
         f'name = "{name}"\n[cluster]\nexecutor = "slurm"\n'
-        + train_section(shards, batch_size=4, workers=0, resources=resources, **train)
+        + train_section(shards, resources=resources, **{"batch_size": 4, "workers": 0, **train})
     )
     return path
 
@@ -207,38 +207,58 @@ def test_two_tasks_train_as_one_ddp_job(sample_shards: Path, tmp_path: Path, hom
     ]
 
 
-def test_a_train_job_at_its_time_limit_requeues_and_resumes(sample_shards: Path, tmp_path: Path, home: Path) -> None:
-    """One-minute limit, USR2 30 s before it: the job checkpoints, requeues itself (same job id) and carries on."""
-    epochs = 30
+def test_a_train_job_signalled_mid_epoch_requeues_and_resumes(sample_shards: Path, tmp_path: Path, home: Path) -> None:
+    """USR2, the signal SLURM sends ``signal_delay_s`` before the time limit, sent once training is mid-epoch: the
+    job checkpoints, requeues itself (same job id), resumes from the checkpoint and ends with exactly its epochs.
+
+    Nothing waits for a time limit: the signal is sent when the first train record proves the job's handler is
+    installed and its first epoch under way, so the requeue happens on any hardware, at the next control point.
+    """
+    deadline = time.monotonic() + 240  # under pytest's 300 s timeout: a hang fails here, with the run's state
+    epochs, per_epoch = 2, 9  # 72 samples, 8 a batch: after the first step 17 more, 2 evaluations and 2 saves
     spec = train_spec(
-        tmp_path,
-        sample_shards,
-        "requeue",
-        epochs=epochs,
-        log_every_steps=3,
-        max_requeues=5,
-        resources={"time_min": 1, "signal_delay_s": 30},
-    )
+        tmp_path, sample_shards, "requeue", epochs=epochs, batch_size=8, log_every_steps=1, max_requeues=5,
+        resources={"signal_delay_s": 30},
+    )  # fmt: skip
     result = run_cli("submit", str(spec), "--json")
     assert result.code == 0, result.err
-    run_id = json.loads(result.out)["run_id"]
+    run_id, run_path = json.loads(result.out)["run_id"], Path(json.loads(result.out)["path"])
     job_id = json.loads(result.out)["steps"][0]["job_ids"][0]
-    deadline = time.monotonic() + 400
-    while (view := show(run_id))["state"] not in ("COMPLETED", "FAILED", "TIMEOUT") and time.monotonic() < deadline:
-        # SLURM holds a requeued job for two minutes (BeginTime); release it now, as an operator would.
-        subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], capture_output=True)
-        time.sleep(2)
+    assert "#SBATCH --signal=USR2@30" in submission_script(str(run_path), job_id)  # the signal sent below
+    try:
+        while not (first := records(run_path / "metrics.jsonl", "train")):
+            assert time.monotonic() < deadline, f"no train record: {show(run_id)}"
+            time.sleep(0.05)
+        subprocess.run(["scancel", "--signal=USR2", job_id], check=True, capture_output=True)
+        while (view := show(run_id))["state"] not in ("COMPLETED", "FAILED", "CANCELLED"):
+            assert time.monotonic() < deadline, f"the run did not end: {view}"
+            # SLURM holds a requeued job for two minutes (BeginTime); release it now, as an operator would.
+            subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], capture_output=True)
+            time.sleep(1)
+    finally:
+        run_cli("cancel", run_id)  # whatever failed above, nothing is left queued
     part = view["steps"][0]["parts"][0]
     assert view["state"] == "COMPLETED", part
-    assert part["job_id"] == job_id and part["history"], "the job was never requeued"
-    assert all(h["state"] == "REQUEUED" and h["job_id"] == job_id for h in part["history"])
+    assert part["job_id"] == job_id and len(part["history"]) == 1, f"requeued {len(part['history'])} times: {part}"
+    assert part["history"][0]["state"] == "REQUEUED" and part["history"][0]["job_id"] == job_id
     steps = [r["step"] for r in metrics(view, "train")]
-    assert steps == sorted(set(steps)) and steps[-1] == epochs * 18  # no step twice, every epoch done
+    assert steps == list(range(1, epochs * per_epoch + 1))  # no step twice, none missing
     assert [r["epoch"] for r in metrics(view, "epoch")] == list(range(1, epochs + 1))
-    saved = {r["step"] for r in metrics(view, "checkpoint")}
-    assert part["progress"]["resumed_from_step"] in saved
-    log = (Path(view["path"]) / "submitit" / f"{job_id}_0_log.out").read_text()
-    assert f"resuming from {view['path']}/checkpoints/last.pt" in log
+    resumed = int(part["progress"]["resumed_from_step"])
+    assert first[0]["step"] <= resumed < per_epoch  # stopped in the first epoch, after the signal
+    assert resumed in {r["step"] for r in metrics(view, "checkpoint")}
+    log = (run_path / "submitit" / f"{job_id}_0_log.out").read_text()
+    assert f"[clusterdeck] train main: stopped at step {resumed} after SIGUSR2; checkpoint saved; requeueing" in log
+    assert f"resuming from {run_path}/checkpoints/last.pt: epoch 1, step {resumed}" in log
+
+
+def records(path: Path, kind: str) -> list[dict]:
+    """The records of ``kind`` written so far (a line still being written is left for the next read)."""
+    try:
+        lines = path.read_text().splitlines(keepends=True)
+    except FileNotFoundError:
+        return []
+    return [r for r in (json.loads(x) for x in lines if x.endswith("\n")) if r["kind"] == kind]
 
 
 def test_the_apps_preview_is_the_script_sbatch_gets(sample_shards: Path, tmp_path: Path, home: Path) -> None:

@@ -75,10 +75,12 @@ async def test_watch_a_live_run_then_cancel_it(sample_shards: Path, tmp_path: Pa
             seen = len(logs.lines)
             await until(pilot, lambda: len(logs.lines) > seen)  # it keeps arriving
             assert screen.view is not None and screen.view.state == "RUNNING"
-            await pilot.press("c")  # once: asks
-            await pilot.pause(2.5)
-            assert screen.view.state == "RUNNING"
+            await pilot.press("c")  # once: asks, and cancels nothing
+            asked = f"press c again to cancel run {run_id}"
+            await until(pilot, lambda: any(n.message == asked for n in app._notifications))
+            assert not [w for w in app.workers if w.name == "cancel"] and screen.view.state == "RUNNING"
             await pilot.press("c")  # twice: cancels
+            await until(pilot, lambda: any(n.message == f"run {run_id}: cancel requested" for n in app._notifications))
             await until(pilot, lambda: screen.view is not None and screen.view.state == "CANCELLED")
     finally:
         run_cli("cancel", run_id)  # whatever failed above, no run is left training
