@@ -48,7 +48,8 @@ def check_room_at_submit(spec: ShardSpec) -> None:
             return
         needed += size
     if needed:
-        require_free("shard.output", spec.output, needed - _already_there(spec.output), "the input images", HINT)
+        needed -= _already_there(spec.output)
+        require_free("shard.output", spec.output, needed, "storing the input images", HINT)
 
 
 def _input_bytes(path: Path) -> int | None:
