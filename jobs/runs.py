@@ -49,7 +49,15 @@ def list_runs(root: Path) -> list[RunPaths]:
         return []
     with os.scandir(root) as entries:
         names = [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
-    return [RunPaths(root / n) for n in sorted(names) if (root / n / "run.json").exists()]
+    return [RunPaths(root / n) for n in sorted(names) if _has_record(root / n)]
+
+
+def _has_record(path: Path) -> bool:
+    """A run directory has its ``run.json``; one that cannot be looked into is listed too, and named as damaged."""
+    try:
+        return (path / "run.json").exists()
+    except OSError:
+        return True
 
 
 def resolve_run(root: Path, address: str) -> RunPaths:

@@ -290,6 +290,14 @@ RECORD_CASES = [
         ("@/run.json", "Permission"),
         no_dac=True,
     ),
+    Case(
+        "a run directory unreadable (chmod 000)",
+        chmod0("."),
+        ("ls",),
+        0,
+        ("DAMAGED", "run.json", "Permission"),
+        no_dac=True,
+    ),
 ]
 
 # ---- appended records, and what else a runs root may hold --------------------------------------------------

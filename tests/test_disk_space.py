@@ -176,3 +176,16 @@ def test_a_disk_that_fills_midway_names_the_file_keeps_the_shards_and_resume_fin
         log = run_cli("--runs-root", str(runs), "logs", run).out
         assert f"{jobs[0].name}.tar: {len(jobs[0].keys)} samples" in log and "(verified, kept)" in log
         assert len(jobs[0].keys) == 4
+
+
+def test_an_export_too_large_for_its_disk_is_refused_before_the_first_byte(sample_shards: Path, tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "small", 64 * 1024) as small:
+        out = small / "export"
+        result = run_cli("export", str(sample_shards), "--out", str(out), "--samples", "40", "--image-size", "32")
+        assert result.code == 2, result.err
+        assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1
+        free = os.statvfs(small).f_bavail * os.statvfs(small).f_frsize
+        line = result.err.strip()
+        assert f"--out: not enough space in {small}: the export (" in line, line
+        assert f" bytes), {free / 1e9:.2f} GB ({free} bytes) are free" in line, line
+        assert not out.exists() or not list(out.iterdir())
