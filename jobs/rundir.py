@@ -21,6 +21,13 @@ Every path of a run is named here and nowhere else::
 
 The shard set itself goes where the spec's ``shard.output`` says (usually scratch),
 not into the run directory.
+
+Readers never write to a run they only look at, beyond caching a finished run's final state
+in ``run.json``. A run whose ``run.json``, ``spec.json`` or a status file cannot be read as
+what it should be is damaged (``jobs.damage``): listings show it as ``DAMAGED`` with the file
+and what is wrong, every other command refuses it naming the file, and nothing of it is
+rewritten. Lines of ``metrics.jsonl`` and telemetry files that are not records are skipped
+and counted (a writer cut off mid-line leaves one); ``clusterdeck metrics`` names them.
 """
 
 from __future__ import annotations
