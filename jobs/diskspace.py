@@ -14,12 +14,13 @@ from pathlib import Path
 
 from jobs.errors import UserError
 
-FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-"""No space left, a quota reached, a file size limit: the disk (or the user's share of it) is full."""
+FULL = (errno.ENOSPC, errno.EDQUOT)
+"""No space left, or a quota reached: the disk (or the user's share of it) is full."""
 
 
-class DiskFull(UserError):
-    """The disk filled while writing: said without a traceback, but the step failed (exit 1)."""
+class WriteFailed(UserError):
+    """A file could not be written (the disk filled, a size limit, an I/O error): one line naming it, no
+    traceback, but the step failed (exit 1)."""
 
     exit_code = 1
 

@@ -435,12 +435,12 @@ def main() -> None:
     from jobs.sample_data import make_sample_data
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+        root = Path(tmp) / "pristine"
         data = make_sample_data(root / "data", classes=3, train_per_class=6, val_per_class=2, seed=1)
         run = make_finished_run(data, root)
         print("| input | command | exit | message |\n|---|---|---|---|")
         for k, case in enumerate(CASES):
-            result, _, _ = run_case(case, run, root / f"case{k}")
+            result, _, _ = run_case(case, run, Path(tmp) / f"case{k}")
             if case.command[0] == "ls" and "--json" not in case.command:
                 text = next((line for line in result.out.splitlines() if line.startswith(run.name)), "")
             elif case.command[0] == "ls":

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from jobs.sample_data import SampleData
 from jobs.shard.plan import PER_SAMPLE_OVERHEAD
 from jobs.shard.step import build_plan
@@ -197,3 +199,34 @@ def test_an_export_too_large_for_its_disk_is_refused_before_the_first_byte(sampl
         assert f"--out: not enough space in {small}: the export (" in line, line
         assert f" bytes), {free / 1e9:.2f} GB ({free} bytes) are free" in line, line
         assert not out.exists() or not list(out.iterdir())
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_file_size_limit_midway_is_one_line_naming_the_file(
+    sample_data: SampleData, tmp_path: Path, workers: int
+) -> None:
+    """Not a full disk but a write that fails all the same (RLIMIT_FSIZE: EFBIG): one line, the file named,
+    from the step's own process or from its writer processes."""
+    import resource
+
+    out, runs = tmp_path / "set", tmp_path / "runs"
+    spec = write_spec(sample_data, out, tmp_path)
+    spec.write_text(spec.read_text().replace("workers = 1", f"workers = {workers}"))
+    limit = 200_000  # below one shard (0.3 MB); the run's own small files stay under it
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "--runs-root", str(runs), "submit", str(spec), "--wait"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parent.parent,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
+    )
+    assert done.returncode == 1, done.stderr
+    run = the_run(runs)
+    show = run_cli("--runs-root", str(runs), "show", run)
+    (line,) = [x.strip() for x in show.out.splitlines() if "File too large" in x]
+    assert line.startswith(f"shard.output: File too large while writing {out}/train-0000"), line
+    assert ".tar; " in line and "shard(s) of this task are finished and kept" in line, line
+    logs = run_cli("--runs-root", str(runs), "logs", run, "--err")
+    assert "Traceback" not in logs.out + logs.err
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]

@@ -15,7 +15,7 @@ import os
 import tarfile
 from pathlib import Path
 
-from jobs.diskspace import DiskFull, free_text, is_full, require_free
+from jobs.diskspace import WriteFailed, free_text, is_full, require_free
 from jobs.shard.plan import ShardJob
 from jobs.shard.write import completed_part
 from jobs.spec import ShardSpec
@@ -81,13 +81,15 @@ def remove_temps(out: Path, jobs: list[ShardJob]) -> None:
             temp.unlink(missing_ok=True)
 
 
-def disk_full_midway(exc: OSError, where: Path, done: int, total: int) -> BaseException:
-    """A full disk as one line naming the file being written and what is kept; any other error as it is."""
-    if not is_full(exc):
+def write_failed(exc: OSError, where: Path, done: int, total: int) -> BaseException:
+    """A file that could not be written (a full disk above all) as one line naming it and saying what is kept;
+    an error that names no file it was writing is left as it is."""
+    if not (is_full(exc) or exc.filename):
         return exc
     name = Path(exc.filename) if exc.filename else where
-    return DiskFull(
-        f"shard.output: {exc.strerror} while writing {name} ({free_text(name.parent)}); {done} of {total} shard(s) "
-        f"of this task are finished and kept: {HINT}, then resume the run"
+    space = f" ({free_text(name.parent)})" if is_full(exc) else ""
+    then = f"{HINT}, then resume the run" if is_full(exc) else "resume the run once that is mended"
+    return WriteFailed(
+        f"shard.output: {exc.strerror or exc} while writing {name}{space}; {done} of {total} shard(s) of this task "
+        f"are finished and kept: {then}"
     )
-

@@ -18,7 +18,7 @@ from jobs.shard.inputs import list_images, read_val_labels
 from jobs.shard.npzsource import list_npz
 from jobs.shard.plan import ShardJob, plan_split, sample_bytes, samples_per_shard, task_slice
 from jobs.shard.sources import Entries, Listing, Source, labelled, select_classes
-from jobs.shard.space import check_room, disk_full_midway, remove_temps
+from jobs.shard.space import check_room, remove_temps, write_failed
 from jobs.shard.write import completed_part, write_or_reuse
 from jobs.signals import worker_signals
 from jobs.spec import VAL_FORMATS, ShardInput, ShardSpec
@@ -176,7 +176,7 @@ def write_task(
             )
     except OSError as exc:  # the pool is gone by now: its workers' temporary files can go too
         remove_temps(spec.output, mine)
-        raise disk_full_midway(exc, spec.output, done, len(mine)) from None
+        raise write_failed(exc, spec.output, done, len(mine)) from None
 
 
 def _run_pool(
@@ -244,7 +244,7 @@ def merge_index(spec: ShardSpec, plan: ShardPlan) -> dict[str, Any]:
     try:
         atomic.write_json(spec.output / INDEX, index)
     except OSError as exc:
-        raise disk_full_midway(exc, spec.output / INDEX, len(plan.jobs), len(plan.jobs)) from None
+        raise write_failed(exc, spec.output / INDEX, len(plan.jobs), len(plan.jobs)) from None
     for split, entry in splits.items():
         print(
             f"{split}: {entry['samples']} samples in {len(entry['shards'])} shards, "
