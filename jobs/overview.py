@@ -46,7 +46,7 @@ class RunRow:
             run_id=entry["run_id"],
             name=entry["name"],
             state=entry["state"],
-            steps=" ".join(f"{step}:{state}" for step, state in entry["steps"].items()),
+            steps=entry.get("damaged") or " ".join(f"{step}:{state}" for step, state in entry["steps"].items()),
             progress=entry.get("progress"),
             created_at=entry["created_at"],
             ended_at=entry.get("ended_at"),

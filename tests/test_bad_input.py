@@ -428,6 +428,33 @@ def test_bad_input_is_named_without_a_traceback(case: Case, pristine: Path, tmp_
         assert [p.name for p in (tmp_path / "case" / "runs").iterdir()] == [run.name]  # no run was made
 
 
+async def test_the_app_lists_a_damaged_run_and_names_the_file_when_it_is_opened(tmp_path: Path) -> None:
+    from textual.widgets import DataTable
+
+    from app.tui.app import make_app
+    from app.tui.detail import RunDetailScreen
+    from tests.conftest import until
+    from tests.test_snapshots import make_run
+
+    root = tmp_path / "runs"
+    make_run(root, "20261120-100000-aaaaaa", "whole", 0.1, 2, [0.3, 0.5])
+    damaged = make_run(root, "20261121-100000-bbbbbb", "damaged", 0.1, 2, [0.3, 0.5])
+    truncate("run.json")(tmp_path, damaged.root)
+    before = snapshot(root)
+    app = make_app(root)
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.screen.query_one(DataTable)
+        await until(pilot, lambda: table.row_count == 2)
+        row = [str(c) for c in table.get_row(damaged.run_id)]
+        assert row[3] == "DAMAGED" and row[2].startswith("run.json: truncated JSON"), row
+        table.move_cursor(row=table.get_row_index(damaged.run_id))
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, RunDetailScreen)
+        await until(pilot, lambda: f"{damaged.record}: truncated JSON" in screen.trouble)
+    assert snapshot(root) == before
+
+
 def main() -> None:
     """The table for the closing note: input → command → exit code → message (first line)."""
     import tempfile
