@@ -47,8 +47,11 @@ def list_runs(root: Path) -> list[RunPaths]:
     """Runs with a record, oldest first."""
     if not root.is_dir():
         return []
-    with os.scandir(root) as entries:
-        names = [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
+    try:
+        with os.scandir(root) as entries:
+            names = [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
+    except OSError as exc:
+        raise UserError(f"{root}: cannot list the runs root ({exc.strerror or exc})") from None
     return [RunPaths(root / n) for n in sorted(names) if _has_record(root / n)]
 
 

@@ -337,7 +337,13 @@ def _stray(case: Path, run: Path) -> str:
     return str(stray)
 
 
+def _root_unreadable(case: Path, run: Path) -> str:
+    run.parent.chmod(0)
+    return str(run.parent)
+
+
 OTHER_CASES += [
+    Case("the runs root unreadable (chmod 000)", _root_unreadable, ("ls",), 2, ("{}", "Permission"), no_dac=True),
     Case("a stray non-run directory in the runs root", _stray, ("ls",), 0, ("COMPLETED",)),
     Case("a stray non-run directory in the runs root", _stray, ("show", "notes"), 2, ("{}", "not a run")),
 ]
@@ -413,10 +419,10 @@ def test_bad_input_is_named_without_a_traceback(case: Case, pristine: Path, tmp_
     assert "Traceback" not in result.err and "Traceback" not in result.out
     assert result.code == case.code, (result.out, result.err)
     wanted = [n.replace("{}", value).replace("@", str(run)) for n in case.named]
-    if case.command[0] == "ls" and "--json" not in case.command:
+    if case.command[0] == "ls" and case.code == 0 and "--json" not in case.command:
         (row,) = [line for line in result.out.splitlines() if line.startswith(run.name)]
         assert all(w in row for w in wanted), row
-    elif case.command[0] == "ls":
+    elif case.command[0] == "ls" and case.code == 0:
         (entry,) = [e for e in json.loads(result.out) if e["run_id"] == run.name]
         assert all(w in json.dumps(entry) for w in wanted), entry
     else:
@@ -468,9 +474,9 @@ def main() -> None:
         print("| input | command | exit | message |\n|---|---|---|---|")
         for k, case in enumerate(CASES):
             result, _, _ = run_case(case, run, Path(tmp) / f"case{k}")
-            if case.command[0] == "ls" and "--json" not in case.command:
+            if case.command[0] == "ls" and case.code == 0 and "--json" not in case.command:
                 text = next((line for line in result.out.splitlines() if line.startswith(run.name)), "")
-            elif case.command[0] == "ls":
+            elif case.command[0] == "ls" and case.code == 0:
                 entry = next(e for e in json.loads(result.out) if e["run_id"] == run.name)
                 text = f"state {entry['state']}, damaged: {entry.get('damaged')}"
             else:
