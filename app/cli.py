@@ -1,6 +1,9 @@
 """The headless CLI: ``clusterdeck submit|ls|show|diff|logs|metrics|watch|cancel|resume|stage|sample-data|demo``,
-``val-sort`` (a flat ILSVRC2012 val set as ImageFolder class folders) and ``inspect`` (what an input or a
-shard set holds).
+``val-sort`` (a flat ILSVRC2012 val set as ImageFolder class folders), ``inspect`` (what an input or a
+shard set holds) and ``version``.
+
+Every document ``--json`` prints carries ``schema`` and ``clusterdeck`` (``jobs.protocol``): the
+remote deck reads them on the laptop from another installation.
 
 ``--host NAME`` does the same on a cluster's login node over SSH (``app.remote``): every
 command that works on runs goes through a ``Deck``, this machine's or the login node's.
@@ -21,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.formats import duration
-from jobs import __version__
 from jobs.errors import UserError
 
 if TYPE_CHECKING:
@@ -30,6 +32,16 @@ if TYPE_CHECKING:
     from jobs.status import RunView
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed version, looked up only when asked (not at every start)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from jobs.protocol import version
+
+        print(f"clusterdeck {version()}")
+        parser.exit()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,7 +53,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="clusterdeck", description="Shard, stage and train image models on SLURM clusters.")
-    p.add_argument("--version", action="version", version=f"clusterdeck {__version__}")
+    p.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     p.add_argument("--runs-root", type=Path, help="runs root (default $CLUSTERDECK_HOME/runs or ~/.clusterdeck/runs)")
     p.add_argument(
         "--host",
@@ -87,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run")
     s.add_argument("--kind", action="append", default=[], metavar="K", help="only records of kind K (repeatable)")
     s.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
-    s.add_argument("--json", action="store_true", help="one JSON object per line, as written")
+    s.add_argument("--json", action="store_true", help="one JSON object per line: a record, schema and clusterdeck")
 
     s = sub.add_parser("watch", help="a live view of a run until it ends; exits with the run's code")
     s.add_argument("run")
@@ -169,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", help="make sample data and shard it on this machine")
 
+    s = sub.add_parser("version", help="this clusterdeck's version and JSON schemas (with --host: the login node's)")
+    s.add_argument("--json", action="store_true")
+
     s = sub.add_parser("trust", help="with --host: trust the login node's host key, given its fingerprint")
     s.add_argument(
         "fingerprint", metavar="SHA256:…", help="the fingerprint the refusal showed, checked with the admins"
@@ -241,8 +256,11 @@ def _root(args: argparse.Namespace) -> Path:
     return args.runs_root.expanduser() if args.runs_root else default_runs_root()
 
 
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, sort_keys=True, default=str))
+def _print_json(schema: str, doc: dict[str, Any]) -> None:
+    """``doc`` as the document ``schema`` of ``jobs.protocol``: stamped with its schema and this version."""
+    from jobs.protocol import stamp
+
+    print(json.dumps(stamp(schema, doc), indent=2, sort_keys=True, default=str))
 
 
 def exit_for(state: str) -> int:
@@ -263,11 +281,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
             print(f"submitted run {paths.run_id} ({view.name}) to {view.executor}: {paths.root}", flush=True)
         if not args.wait:
             if args.json:
-                _print_json(view.to_json())
+                _print_json("run-view", view.to_json())
             return EXIT_OK
         view = wait_run(paths, on_update=None if args.json else _progress_printer(), view_of=deck.view)
     if args.json:
-        _print_json(view.to_json())
+        _print_json("run-view", view.to_json())
     else:
         print(f"run {view.run_id} {view.state}")
         _print_failures(view)
@@ -301,7 +319,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     with open_deck(args) as deck:
         entries, where = deck.listing(), deck.where
     if args.json:
-        _print_json(entries)
+        _print_json("run-list", {"runs": entries})
         return EXIT_OK
     if not entries:
         print(f"no runs under {where}")
@@ -330,7 +348,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     with open_deck(args) as deck:
         view = deck.view(deck.resolve(args.run))
     if args.json:
-        _print_json(view.to_json())
+        _print_json("run-view", view.to_json())
         return EXIT_OK
     print(f"run      {view.run_id}  {view.name}")
     print(f"state    {view.state}   executor {view.executor}   elapsed {_elapsed(view.created_at, view.ended_at)}")
@@ -372,7 +390,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     with open_deck(args) as deck:
         comparison = deck.compare(args.runs)
     if args.json:
-        _print_json(comparison.to_json())
+        _print_json("run-diff", comparison.to_json())
     else:
         _print_comparison(comparison)
     return EXIT_OK
@@ -446,7 +464,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     with open_deck(args) as deck:
         view = deck.cancel(deck.resolve(args.run))
     if args.json:
-        _print_json(view.to_json())
+        _print_json("run-view", view.to_json())
     else:
         print(f"run {view.run_id}: cancel requested" if not view.ended else f"run {view.run_id} is {view.state}")
     return EXIT_OK
@@ -457,7 +475,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         paths = deck.resolve(args.run)
         resumed = deck.resume(paths)
         if args.json:
-            _print_json({**deck.view(paths).to_json(), "resumed": resumed})
+            _print_json("run-resume", {**deck.view(paths).to_json(), "resumed": resumed})
             return EXIT_OK
     if not resumed:
         print(f"run {paths.run_id}: every step completed; nothing to resume")
@@ -487,7 +505,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
     if tty:
         print(file=sys.stderr)
     if args.json:
-        _print_json({"cache": str(cache), **tally.record()})
+        _print_json("stage-tally", {"cache": str(cache), **tally.record(final=True)})  # the whole run's rate
     else:
         print(f"{summary(tally)}\n{cache}")
     return EXIT_OK
@@ -509,7 +527,7 @@ def cmd_val_sort(args: argparse.Namespace) -> int:
 
     result = sort_val(args.val_dir, args.ground_truth, args.synsets, args.out)
     if args.json:
-        _print_json(result.record())
+        _print_json("val-sort", result.record())
     else:
         print(summary(result))
     return EXIT_OK
@@ -527,7 +545,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         verify=not args.no_verify,
     )
     if args.json:
-        _print_json(report)
+        _print_json("inspect-report", report)
     else:
         print(render(report))
     for problem in failures(report):
@@ -545,6 +563,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from app.demo import run_demo
 
     return run_demo(args.runs_root)
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    """This clusterdeck's version and schemas; with ``--host``, the login node's too, once checked against them."""
+    from jobs.protocol import SCHEMAS, version, version_doc
+
+    peer: dict[str, Any] = {}
+    if args.host:
+        with open_deck(args) as deck:
+            peer = deck.check_version()  # type: ignore[attr-defined]  # --host: an SshDeck
+    if args.json:
+        doc = version_doc() | ({"login_node": {"host": args.host, **peer}} if args.host else {})
+        _print_json("version", doc)
+        return EXIT_OK
+    print(f"clusterdeck {version()} (JSON {', '.join(f'{k}/{v}' for k, v in SCHEMAS.items())})")
+    if args.host:
+        print(f"{args.host}: clusterdeck {peer.get('clusterdeck', '?')}, the same JSON schemas")
+    return EXIT_OK
 
 
 def cmd_trust(args: argparse.Namespace) -> int:
@@ -572,6 +608,7 @@ COMMANDS = {
     "inspect": cmd_inspect,
     "export": cmd_export,
     "demo": cmd_demo,
+    "version": cmd_version,
     "trust": cmd_trust,
 }
 

@@ -48,11 +48,12 @@ def export_spec(args: argparse.Namespace) -> Any:
 def run_export(args: argparse.Namespace) -> int:
     from jobs.export.plan import check_outputs, describe, plan_export, render
     from jobs.export.step import export
+    from jobs.protocol import stamp
 
     spec = export_spec(args)
     if args.inspect:
         plan = plan_export(spec, spec.input, option)
-        print(json.dumps(describe(plan), indent=2) if args.json else render(plan))
+        print(json.dumps(stamp("export-plan", describe(plan)), indent=2) if args.json else render(plan))
         try:
             check_outputs(plan, option)
         except UserError as exc:  # the plan is still worth seeing; writing it would be refused
@@ -70,5 +71,6 @@ def run_export(args: argparse.Namespace) -> int:
     if tty:
         print(file=sys.stderr)
     if args.json:
-        print(json.dumps({**describe(plan), "written": result.files, "seconds": round(result.seconds, 1)}, indent=2))
+        result_doc = {**describe(plan), "written": result.files, "seconds": round(result.seconds, 1)}
+        print(json.dumps(stamp("export-result", result_doc), indent=2))
     return 0

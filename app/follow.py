@@ -107,6 +107,7 @@ def cmd_logs(args: argparse.Namespace, deck: Deck, paths: RunPaths) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace, deck: Deck, paths: RunPaths) -> int:
+    from jobs.protocol import stamp
     from jobs.tail.run import RunMetrics
 
     kinds = {k for spec in args.kind for k in spec.split(",") if k} or None
@@ -114,8 +115,9 @@ def cmd_metrics(args: argparse.Namespace, deck: Deck, paths: RunPaths) -> int:
 
     def poll(final: bool) -> bool:
         records = metrics.poll(final)
-        for record in records:
-            print(json.dumps(record, separators=(",", ":")) if args.json else format_record(record))
+        for record in records:  # --json: each line a metric-record document, the record's fields after the stamp
+            line = json.dumps(stamp("metric-record", record), separators=(",", ":")) if args.json else ""
+            print(line or format_record(record))
         sys.stdout.flush()
         return bool(records) or metrics.more
 

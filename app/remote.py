@@ -41,7 +41,8 @@ def tell(text: str) -> None:
 
 
 def connect(host: str, runs_root: str | None = None) -> SshDeck:
-    """The login node ``host`` names (a profile, an ssh alias or a hostname), connected and checked."""
+    """The login node ``host`` names (a profile, an ssh alias or a hostname), connected and checked: its host key,
+    and its clusterdeck's JSON schemas against this one's (``jobs.protocol``)."""
     from jobs.deck.ssh import RemoteFailed, SshDeck
     from jobs.remote.profiles import resolve_target
     from jobs.remote.ssh import ConnectionLost, SshConnection
@@ -52,7 +53,13 @@ def connect(host: str, runs_root: str | None = None) -> SshDeck:
         conn.connect()
     except ConnectionLost as exc:
         raise RemoteFailed(f"--host {host}: {exc}") from None
-    return SshDeck(conn, runs_root)
+    deck = SshDeck(conn, runs_root)
+    try:
+        deck.check_version()  # a login node with another major is refused here, before any command
+    except BaseException:
+        deck.close()
+        raise
+    return deck
 
 
 def trust(host: str, expected: str) -> str:

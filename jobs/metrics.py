@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from jobs import atomic
+
 
 class MetricsWriter:
     def __init__(self, path: Path, *, rank: int = 0, attempt: int = 1, enabled: bool = True) -> None:
@@ -30,7 +32,7 @@ class MetricsWriter:
         record = {"time": time.time(), "kind": kind, "node": self.node, "rank": self.rank, "attempt": self.attempt}
         record.update(values)
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, atomic.FILE_MODE)
         try:
             os.write(fd, line)  # one write of the whole line: a reader never sees half of it for long
         finally:

@@ -67,7 +67,8 @@ class Overview:
         self._final: dict[str, tuple[float | None, float | None, float | None]] = {}
 
     def listing(self) -> list[dict[str, Any]]:
-        """``clusterdeck ls --json``: each run's summary and its row's figures, which ``RunRow.from_entry`` reads.
+        """``clusterdeck ls --json``'s runs: each run's summary and its row's figures, read by ``RunRow.from_entry``
+        (which ignores fields it does not know: a newer login node's).
 
         A run whose record, spec or a status file is damaged is listed with state ``DAMAGED`` and a
         ``damaged`` reason that names the file; nothing of it is rewritten.

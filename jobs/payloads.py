@@ -19,7 +19,7 @@ import submitit
 
 from jobs.errors import RequeueJob, UserError
 from jobs.metrics import MetricsWriter
-from jobs.records import PartStatus, load_run_spec, load_status, now, save_status
+from jobs.records import PartStatus, Start, load_run_spec, load_status, now, save_status
 from jobs.rundir import RunPaths
 from jobs.signals import signal_flags
 from jobs.spec import RunSpec
@@ -33,7 +33,6 @@ def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
     paths = RunPaths(Path(run_root))
     world = job_world()
     rank = world.rank
-    earlier = load_status(paths, step, attempt, part)
     status = PartStatus(
         step=step,
         attempt=attempt,
@@ -41,8 +40,9 @@ def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
         state="RUNNING",
         node=socket.gethostname(),
         job_id=world.job_id,
+        restarts=world.restarts,
         started_at=now(),
-        history=[*earlier.history, earlier.as_start()] if earlier is not None else [],
+        history=_earlier_starts(load_status(paths, step, attempt, part), world),
     )
 
     def save(update: dict[str, Any]) -> None:
@@ -52,9 +52,10 @@ def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
             save_status(paths, status)
 
     save({})
-    restarts = f", restart {len(status.history)}" if status.history else ""
+    n = len(status.history)
+    requeues = f", after {n} requeue{'s' if n > 1 else ''}" if n else ""
     print(
-        f"[clusterdeck] {step} {part} (attempt {attempt}{restarts}) rank {rank} on {status.node}, job {status.job_id}",
+        f"[clusterdeck] {step} {part} (attempt {attempt}{requeues}) rank {rank} on {status.node}, job {status.job_id}",
         flush=True,
     )
     try:
@@ -85,6 +86,16 @@ def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
         raise
     print(f"[clusterdeck] {step} {part} completed", flush=True)  # before the status: a follower stops on it
     save({"state": "COMPLETED", "ended_at": now(), "exit_code": 0})
+
+
+def _earlier_starts(earlier: PartStatus | None, world: World) -> list[Start]:
+    """The starts of this part before this one. The status file may already hold this very start, written by
+    rank 0 a moment ago (same job, same SLURM restart count): a rank that reads it then is not a restart."""
+    if earlier is None:
+        return []
+    if earlier.job_id == world.job_id and earlier.restarts == world.restarts:
+        return list(earlier.history)
+    return [*earlier.history, earlier.as_start()]
 
 
 def _failed(save: Any, step: str, part: str, message: str) -> None:

@@ -109,6 +109,8 @@ class PartStatus(Record):
     state: PartState
     node: str
     job_id: str = ""
+    restarts: int = 0
+    """SLURM_RESTART_COUNT of the start that wrote this: with ``job_id``, which start of a requeued job it is."""
     started_at: float
     ended_at: float | None = None
     exit_code: int | None = None

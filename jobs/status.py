@@ -109,20 +109,23 @@ class RunView:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunView:
-        """The view ``to_json`` wrote (a remote ``clusterdeck show --json``)."""
+        """The view ``to_json`` wrote (a remote ``clusterdeck show --json``); fields it does not know are ignored:
+        a newer clusterdeck on the login node may have added some (``jobs.protocol``)."""
+        from jobs.protocol import from_fields
 
         def parts(items: list[dict[str, Any]]) -> list[PartView]:
-            return [PartView(**p) for p in items]
+            return [from_fields(PartView, p) for p in items]
 
         steps = [
-            StepView(
-                **{k: v for k, v in s.items() if k not in ("parts", "attempts")},
-                parts=parts(s["parts"]),
-                attempts=[AttemptView(**{**a, "parts": parts(a["parts"])}) for a in s.get("attempts", [])],
+            from_fields(
+                StepView,
+                s,
+                parts=parts(s.get("parts", [])),
+                attempts=[from_fields(AttemptView, a, parts=parts(a.get("parts", []))) for a in s.get("attempts", [])],
             )
-            for s in data["steps"]
+            for s in data.get("steps", [])
         ]
-        return cls(**{**data, "steps": steps})
+        return from_fields(cls, data, steps=steps)
 
 
 def part_state(status: PartStatus | None, sched: JobState | None, cancelled: bool) -> str:
@@ -140,6 +143,17 @@ def part_state(status: PartStatus | None, sched: JobState | None, cancelled: boo
     if status is not None or (sched is not None and sched.state == "RUNNING"):
         return "RUNNING"
     return "PENDING"
+
+
+def _error(status: PartStatus | None, sched: JobState | None) -> str:
+    """What went wrong: a lost node first (the ranks that survive it only saw a peer vanish), while the job
+    ended with it or waits to run again after it; then the part's own words, then the scheduler's reason."""
+    if sched is not None and sched.node_failure:
+        if sched.state == "NODE_FAIL":
+            return sched.node_failure
+        if not sched.terminal:
+            return f"{sched.node_failure}; SLURM requeued the job"
+    return status.error if status else (sched.reason if sched else "")
 
 
 def _sched_for(job: JobRef, part: str, sched: dict[str, JobState]) -> JobState | None:
@@ -177,7 +191,7 @@ def _attempt_view(
                     state=part_state(status, js, cancelled),
                     job_id=(status.job_id if status and status.job_id else job.job_id),
                     node=(js.node if js and js.node else status.node if status else ""),
-                    error=status.error if status else (js.reason if js else ""),
+                    error=_error(status, js),
                     started_at=status.started_at if status else None,
                     ended_at=status.ended_at if status else None,
                     exit_code=js.exit_code

@@ -3,6 +3,10 @@
 It logs in the user running the tests (root on CI) with the client key only, and serves SFTP.
 ``kill_sessions`` kills the per-connection sshd processes (what a dropped network does to a
 client) while the listener stays up, so the client can reconnect.
+
+Where it cannot run, ``serve`` skips the tests with the reason, except under CI
+(``CI=true``), where a missing real component fails them: a CI run that passes with the
+remote tests skipped would say nothing about remote mode.
 """
 
 from __future__ import annotations
@@ -10,15 +14,23 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+import pytest
 
+REPO = Path(__file__).resolve().parent.parent
+LOGIN_SETUP = f". {shlex.quote(str(Path(sys.prefix) / 'bin' / 'activate'))}\nexport PYTHONPATH={shlex.quote(str(REPO))}"
+"""The login node's setup: this checkout's virtual environment and this checkout's code (the environment's editable
+install may point at another checkout, whose clusterdeck would then answer for this one)."""
 SBIN = Path("/usr/sbin")  # not on every PATH (CI runs with a bare one)
 SSHD = SBIN / "sshd"
 
@@ -43,8 +55,9 @@ class Sshd:
     proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def start(cls, root: Path, two_factor_user: str = "") -> Sshd:
-        """``two_factor_user`` logs in with the client key and then a keyboard-interactive password (PAM)."""
+    def start(cls, root: Path, two_factor_user: str = "", extra: str = "") -> Sshd:
+        """``two_factor_user`` logs in with the client key and then a keyboard-interactive password (PAM);
+        ``extra``: more sshd_config lines (``MaxAuthTries 3``), before any Match block."""
         root.mkdir(parents=True, exist_ok=True)
         server = cls(root, free_port(), keygen(root / "host_ed25519", "test host"), keygen(root / "client", "laptop"))
         shutil.copy(server.client_key.with_suffix(".pub"), root / "authorized_keys")
@@ -65,6 +78,8 @@ StrictModes no
 Subsystem sftp internal-sftp
 LogLevel VERBOSE
 """
+            + extra
+            + ("\n" if extra and not extra.endswith("\n") else "")
             + (
                 f"Match User {two_factor_user}\n    AuthenticationMethods publickey,keyboard-interactive\n"
                 if two_factor_user
@@ -114,6 +129,9 @@ LogLevel VERBOSE
         )
         return out.stdout.split()[1]
 
+    def log(self) -> str:
+        return (self.root / "sshd.log").read_text(errors="replace")
+
 
 def add_user(name: str, home: Path, password: str) -> None:
     """A throwaway login with a password (PAM's second factor here); ``remove_user`` deletes it."""
@@ -136,3 +154,25 @@ def sshd_available() -> str:
     if os.geteuid() != 0:
         return "the test sshd needs root (its privilege separation)"
     return ""
+
+
+def unavailable(why: str) -> None:
+    """A real component the tests need is missing: a skip with ``why``, but a failure under CI (``CI=true``)."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and a real component is missing: {why}", pytrace=False)
+    pytest.skip(why)
+
+
+def serve(root: Path, **options: str) -> Iterator[Sshd]:
+    """A module fixture's body: a running sshd (see ``Sshd.start``), stopped afterwards."""
+    why = sshd_available()
+    if why:
+        unavailable(why)
+    try:
+        server = Sshd.start(root, **options)
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        pytest.fail(f"the test sshd did not start: {exc}", pytrace=False)  # installed, yet broken: never a skip
+    try:
+        yield server
+    finally:
+        server.stop()

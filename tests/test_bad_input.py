@@ -354,6 +354,12 @@ CASES = SPEC_CASES + RECORD_CASES + OTHER_CASES
 # ---- running a case -------------------------------------------------------------------------------------------
 
 
+def listed(out: str) -> list[dict[str, object]]:
+    """The runs of ``ls --json``."""
+    runs: list[dict[str, object]] = json.loads(out)["runs"]
+    return runs
+
+
 def make_finished_run(data: SampleData, root: Path) -> Path:
     """A real finished run (a small shard step on the local executor), to damage copies of."""
     spec = root / "spec.toml"
@@ -423,7 +429,7 @@ def test_bad_input_is_named_without_a_traceback(case: Case, pristine: Path, tmp_
         (row,) = [line for line in result.out.splitlines() if line.startswith(run.name)]
         assert all(w in row for w in wanted), row
     elif case.command[0] == "ls" and case.code == 0:
-        (entry,) = [e for e in json.loads(result.out) if e["run_id"] == run.name]
+        (entry,) = [e for e in listed(result.out) if e["run_id"] == run.name]
         assert all(w in json.dumps(entry) for w in wanted), entry
     else:
         assert all(w in result.err for w in wanted), result.err
@@ -477,7 +483,7 @@ def main() -> None:
             if case.command[0] == "ls" and case.code == 0 and "--json" not in case.command:
                 text = next((line for line in result.out.splitlines() if line.startswith(run.name)), "")
             elif case.command[0] == "ls" and case.code == 0:
-                entry = next(e for e in json.loads(result.out) if e["run_id"] == run.name)
+                entry = next(e for e in listed(result.out) if e["run_id"] == run.name)
                 text = f"state {entry['state']}, damaged: {entry.get('damaged')}"
             else:
                 text = (result.err.strip().splitlines() or [""])[0]

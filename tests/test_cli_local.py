@@ -51,7 +51,7 @@ def test_submit_wait_show_logs_ls(sample_data: SampleData, tmp_path: Path, home:
     assert "train-000000.tar: " in logs.out and "[clusterdeck] shard main completed" in logs.out
     listing = run_cli("ls")
     assert view["run_id"] in listing.out and "shard:COMPLETED" in listing.out
-    assert json.loads(run_cli("ls", "--json").out)[0]["state"] == "COMPLETED"
+    assert json.loads(run_cli("ls", "--json").out)["runs"][0]["state"] == "COMPLETED"
     again = run_cli("resume", view["run_id"])
     assert again.code == 0 and "nothing to resume" in again.out
 

@@ -84,7 +84,8 @@ def test_no_slurm_is_an_error_text_not_an_exception(tmp_path: Path, monkeypatch:
     assert view == ClusterView([], [], "no SLURM on this machine (sinfo not found on PATH)")
 
 
-# Real SLURM from here on: the one-node cluster of tests/cluster/slurm-up.sh (node in partitions cpu and gpu).
+# Real SLURM from here on: the cluster of tests/cluster/slurm-up.sh (this machine's node in partitions cpu and gpu,
+# two more nodes in partition multi).
 
 
 @pytest.fixture(scope="module")
@@ -125,13 +126,14 @@ def test_the_live_cluster_and_a_submitted_job(job: str) -> None:
     assert [(p.name, p.default, p.state, p.nodes_total, p.gpus_total) for p in view.partitions] == [
         ("cpu", True, "up", 1, 0),
         ("gpu", False, "up", 1, 0),
+        ("multi", False, "up", 2, 0),
     ]
     assert mine, f"job {job} not in {view.jobs}"
     assert (mine[0].name, mine[0].partition, mine[0].nodes) == ("cd-cluster-test", "cpu", 1)
     assert mine[0].state in ("PENDING", "RUNNING")
     if mine[0].state == "RUNNING":  # the node runs a job: no longer idle, in both of its partitions
         assert mine[0].reason_or_nodelist == "vm"
-        assert [p.nodes_idle for p in view.partitions] == [0, 0]
+        assert [p.nodes_idle for p in view.partitions[:2]] == [0, 0]
 
 
 @pytest.mark.slurm
@@ -169,7 +171,7 @@ async def test_the_cluster_screen_shows_partitions_and_my_jobs(job: str, tmp_pat
             partitions = screen.query_one("#partitions", DataTable)
             jobs = screen.query_one("#my-jobs", DataTable)
             status = screen.query_one("#cluster-status", Static)
-            await until(pilot, lambda: partitions.row_count == 2 and job in jobs.rows and held in jobs.rows)
+            await until(pilot, lambda: partitions.row_count == 3 and job in jobs.rows and held in jobs.rows)
             cpu, gpu = texts(partitions.get_row("cpu")), texts(partitions.get_row("gpu"))
             assert cpu[:2] == ["cpu*", "up"] and cpu[2] in ("0/1", "1/1") and cpu[3] == "-"  # no GPUs here
             assert gpu[:2] == ["gpu", "up"] and gpu[2] in ("0/1", "1/1")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from textual.widgets import Input, OptionList, Select, Static
@@ -13,9 +13,10 @@ from app.tui.app import make_app
 from app.tui.detail import RunDetailScreen
 from app.tui.newrun import NewRunScreen, widget_id
 from jobs import atomic
-from jobs.deck.local import LocalDeck
+from jobs.deck.ssh import SshDeck
 from jobs.errors import UserError
-from jobs.rundir import RunPaths
+from jobs.remote.profiles import Profile, Target
+from jobs.remote.ssh import SshConnection
 from jobs.spec import RunSpec, load_spec
 from jobs.spec_form import (
     check_table,
@@ -28,6 +29,7 @@ from jobs.spec_form import (
 )
 from jobs.submit import preflight
 from tests.conftest import run_cli, train_section, until
+from tests.sshd import LOGIN_SETUP, Sshd, serve
 from tests.test_tui import submit
 
 
@@ -213,21 +215,30 @@ async def test_what_the_form_cannot_hold_is_named_and_left_out(home: Path) -> No
         assert get_key(screen.table(), "train.learning_rate") is None
 
 
-class LoginNodeDeck(LocalDeck):
-    """Runs on "a login node": the spec's paths are the login node's, so the form must not check them here."""
-
-    remote = True
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.submitted: list[tuple[dict[str, Any], str]] = []
-
-    def submit(self, table: dict[str, Any], source: str) -> RunPaths:
-        self.submitted.append((table, source))
-        raise UserError(f"{source}: train.train_shards: path does not exist: /on/login1/shards")
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    yield from serve(tmp_path_factory.mktemp("sshd"))
 
 
-async def test_a_remote_decks_paths_are_checked_at_submission_not_in_the_form(home: Path) -> None:
+def login_node(sshd: Sshd, tmp_path: Path) -> SshDeck:
+    """A real SSH deck to "login1": this machine through the test sshd, clusterdeck run there over SSH."""
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(sshd.host_key_line())
+    target = Target(
+        name="login1",
+        hostname="127.0.0.1",
+        port=sshd.port,
+        user="root",
+        identity_files=[str(sshd.client_key)],
+        profile=Profile(runs_root=str(tmp_path / "runs"), setup=LOGIN_SETUP),
+        known_hosts=known_hosts,
+    )
+    conn = SshConnection(target)
+    conn.connect()
+    return SshDeck(conn)
+
+
+async def test_a_remote_decks_paths_are_checked_at_submission_not_in_the_form(sshd: Sshd, tmp_path: Path) -> None:
     table = {
         "name": "remote",
         "cluster": {"executor": "slurm"},
@@ -238,7 +249,7 @@ async def test_a_remote_decks_paths_are_checked_at_submission_not_in_the_form(ho
     assert spec is not None
     with pytest.raises(UserError, match=r"index\.json not found"):  # and submit's own check of the shard set
         preflight(spec)
-    deck = LoginNodeDeck(home / "runs")
+    deck = login_node(sshd, tmp_path)
     app = make_app(deck=deck)
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.press("n")
@@ -257,10 +268,13 @@ async def test_a_remote_decks_paths_are_checked_at_submission_not_in_the_form(ho
         assert screen.checked is not None and screen.checked.checked.problems == []  # neither ran on this machine
         assert "#SBATCH" in screen.checked.scripts["train"]  # the preview needs no filesystem: still shown
 
-        await pilot.press("ctrl+s")  # the deck checks, and its problem lands under the field it names
-        error = screen.query_one(f"#{widget_id('train.train_shards')}-error", Static)
-        await until(pilot, lambda: error.display, timeout=10)
-        assert str(error.content) == "↳ path does not exist: /on/login1/shards"
-        assert deck.submitted == [(screen.checked.table, "new run form")]
-        assert any(n.message.startswith("submit failed: new run form: train.train_shards") for n in app._notifications)
+        await pilot.press("ctrl+s")  # clusterdeck on the login node checks, its problem lands under the field
+        error = screen.query_one(f"#{widget_id('train.weights')}-error", Static)
+        await until(pilot, lambda: error.display, timeout=60)
+        assert str(error.content) == "↳ path does not exist: /on/login1/w.pt"
+        assert any(
+            n.message.startswith("submit failed: login1: new run form: train.weights") for n in app._notifications
+        )
         assert not screen.submitting and isinstance(app.screen, NewRunScreen)
+    deck.close()
+    assert not (tmp_path / "runs").exists()  # refused before anything was written there

@@ -14,9 +14,11 @@ import pty
 import re
 import secrets
 import select
+import shlex
 import shutil
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 from collections.abc import Iterator
@@ -42,7 +44,17 @@ from tests.conftest import (
     train_section,
     until,
 )
-from tests.sshd import SBIN, Sshd, add_user, keygen, remove_user, sshd_available
+from tests.sshd import (
+    LOGIN_SETUP,
+    SBIN,
+    Sshd,
+    add_user,
+    keygen,
+    remove_user,
+    serve,
+    sshd_available,
+    unavailable,
+)
 
 pytestmark = pytest.mark.slurm
 HOST = "testcluster"
@@ -51,12 +63,7 @@ SHARD_RESOURCES = {"partition": "cpu", "cpus_per_task": 1, "mem_gb": 1, "time_mi
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    why = sshd_available()
-    if why:
-        pytest.skip(why)
-    server = Sshd.start(tmp_path_factory.mktemp("sshd"))
-    yield server
-    server.stop()
+    yield from serve(tmp_path_factory.mktemp("sshd"))
 
 
 @dataclass
@@ -95,7 +102,7 @@ class Laptop:
             "user": "root",
             "identity_file": str(self.sshd.client_key),
             "runs_root": str(self.runs),
-            "setup": f". {Path(sys.prefix) / 'bin' / 'activate'}",
+            "setup": LOGIN_SETUP,
             "partition": "cpu",
             **values,
         }
@@ -194,7 +201,7 @@ def test_a_name_and_a_root_full_of_shell_syntax_are_only_data(
     spec.write_text(shard_toml(sample_data, tmp_path / "set", "placeholder").replace('"placeholder"', json.dumps(name)))
     run_id = submitted_id(laptop.cli("submit", str(spec), "--wait"))
 
-    listed = json.loads(laptop.cli("ls", "--json").out)
+    listed = json.loads(laptop.cli("ls", "--json").out)["runs"]
     assert [(e["run_id"], e["name"], e["state"]) for e in listed] == [(run_id, name, "COMPLETED")]
     assert name in laptop.cli("ls").out
     by_name = laptop.cli("show", name, "--json")  # the name as an argument on the remote command line
@@ -345,6 +352,8 @@ class TwoFactor:
     sshd: Sshd
     user: str
     password: str
+    command: str
+    """clusterdeck of this checkout, as that user can run it."""
 
 
 @pytest.fixture(scope="module")
@@ -352,20 +361,49 @@ def two_factor() -> Iterator[TwoFactor]:
     """An sshd that asks a throwaway user for the client key and then a password (PAM, keyboard-interactive)."""
     why = sshd_available() or ("" if (SBIN / "useradd").exists() else "useradd is not installed")
     if why:
-        pytest.skip(why)
+        unavailable(why)
     base = Path(f"/tmp/clusterdeck-2fa-{secrets.token_hex(4)}")  # readable by that user: sshd reads its keys as it
     base.mkdir(mode=0o755)
     user, password = f"cd2fa{secrets.token_hex(3)}", secrets.token_urlsafe(16)
     add_user(user, base / "home", password)
+    command = user_clusterdeck(base / "venv")
+    probe = subprocess.run(
+        [str(SBIN / "runuser"), "-u", user, "--", *shlex.split(command), "--version"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+    )
+    if probe.returncode != 0:
+        remove_user(user)
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.fail(f"another user cannot run this checkout's clusterdeck ({command}): {probe.stderr[-300:]}")
     server = Sshd.start(base / "sshd", two_factor_user=user)
     (base / "sshd").chmod(0o755)
     (base / "sshd" / "authorized_keys").chmod(0o644)
     try:
-        yield TwoFactor(server, user, password)
+        yield TwoFactor(server, user, password, command)
     finally:
         server.stop()
         remove_user(user)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def user_clusterdeck(venv: Path) -> str:
+    """This checkout's clusterdeck, for a user who cannot enter /root (where pyenv keeps CI's Python).
+
+    A virtual environment of the system's Python of the same minor version, seeing this
+    one's packages (the checkout's editable install included) through a ``.pth`` file.
+    """
+    system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    if Path(sys.executable).resolve().is_relative_to("/root") and system.exists():
+        subprocess.run([str(system), "-m", "venv", "--without-pip", str(venv)], check=True)
+        site = venv / "lib" / system.name / "site-packages"
+        (site / "clusterdeck-checkout.pth").write_text(
+            f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n"
+        )
+        subprocess.run(["chmod", "-R", "a+rX", str(venv)], check=True)
+        return f"{venv / 'bin' / 'python'} -m app.cli"
+    return f"{sys.executable} -m app.cli"
 
 
 def on_a_terminal(args: list[str], env: dict[str, str], answer: str, timeout: float = 90) -> tuple[int, str]:
@@ -401,20 +439,15 @@ def test_a_two_factor_login_is_answered_on_the_terminal(two_factor: TwoFactor, t
     (home / ".ssh" / "known_hosts").write_text(two_factor.sshd.host_key_line())
     config = home / ".config" / "clusterdeck" / "config.toml"
     config.parent.mkdir(parents=True)
-    profile = {
+    profile = {  # the real clusterdeck of this checkout, run by that user on the login node
         "host": "127.0.0.1",
         "port": two_factor.sshd.port,
         "user": two_factor.user,
         "identity_file": str(two_factor.sshd.client_key),
         "runs_root": "/nonexistent/runs",
-        "setup": f". {Path(sys.prefix) / 'bin' / 'activate'}",
+        "setup": f"export PYTHONPATH={shlex.quote(str(REPO))}",  # this checkout's code, as LOGIN_SETUP
+        "command": two_factor.command,
     }
-    # The throwaway user cannot run root's Python (under /root), so clusterdeck there is a stand-in that
-    # answers `ls --json` with no runs; what is tested is the login, and the argv it got.
-    stand_in = two_factor.sshd.root.parent / "clusterdeck"
-    stand_in.write_text('#!/bin/sh\necho "$@" > "$HOME/argv"\necho "[]"\n')
-    stand_in.chmod(0o755)
-    profile |= {"command": str(stand_in), "setup": ""}
     config.write_text(tomli_w.dumps({"hosts": {"otp": profile}}))
     env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
     env |= {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "TERM": "dumb"}
@@ -422,7 +455,8 @@ def test_a_two_factor_login_is_answered_on_the_terminal(two_factor: TwoFactor, t
     code, shown = on_a_terminal(["--host", "otp", "ls"], env, two_factor.password)
     assert code == 0, shown
     assert "Password:" in shown and "no runs under otp:/nonexistent/runs" in shown
-    assert (two_factor.sshd.root.parent / "home" / "argv").read_text() == "--runs-root /nonexistent/runs ls --json\n"
+    code, shown = on_a_terminal(["--host", "otp", "show", "nope"], env, two_factor.password)
+    assert code == 2 and "otp: no run 'nope' under /nonexistent/runs" in shown, shown  # clusterdeck's own words
     assert two_factor.password not in shown  # not echoed
     written = [p.read_bytes() for p in home.rglob("*") if p.is_file()]
     assert not any(two_factor.password.encode() in data for data in written)  # and not kept
@@ -444,7 +478,7 @@ def test_a_two_factor_login_is_answered_on_the_terminal(two_factor: TwoFactor, t
 
 def connection(laptop: Laptop, key: Path | None = None, prompter: Prompter | None = None) -> SshConnection:
     """The laptop's connection, made in this process: the profile the CLI reads, as a Target."""
-    profile = Profile(runs_root=str(laptop.runs), setup=f". {Path(sys.prefix) / 'bin' / 'activate'}")
+    profile = Profile(runs_root=str(laptop.runs), setup=LOGIN_SETUP)
     target = Target(
         name=HOST,
         hostname="127.0.0.1",

@@ -302,3 +302,15 @@ def test_usr2_while_staging_before_training_requeues_the_job(sample_shards: Path
     assert not list((node / "clusterdeck").glob("job-*"))  # keep = false: this start's copies are gone
     records = [json.loads(line) for line in paths.metrics.read_text().splitlines()]
     assert records and records[-1]["kind"] == "stage" and not records[-1]["done"]
+
+
+def test_the_stage_summary_gives_the_rate_of_the_whole_copy(sample_shards: Path, tmp_path: Path) -> None:
+    """A copy of a fraction of a second printed "(0 MB/s)": the rate of the moment after its last progress record."""
+    import re
+
+    text = run_cli("stage", str(sample_shards), "--to", str(tmp_path / "a"))
+    assert text.code == 0, text.err
+    found = re.search(r"stage: (\d+)/\1 shards ready, [\d.]+ GB in [\d.]+ s \(([\d.]+) MB/s\)", text.out)
+    assert found and float(found[2]) > 0, text.out
+    tally = stage_json(sample_shards, tmp_path / "b")
+    assert tally["copied"] == tally["files_total"] and tally["mb_s"] > 0

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from jobs.metrics import MetricsWriter
+from jobs.protocol import unstamped, version
 from jobs.rundir import RunPaths
 from jobs.telemetry.pipeline import Pipeline
 from jobs.telemetry.sampler import Sampler
@@ -96,7 +97,9 @@ def test_a_real_training_run_followed_by_logs_metrics_and_watch(sample_shards: P
     assert any(line.startswith("step ") for lines_ in followed.values() for line in lines_)
 
     # metrics --follow --json: every record of every file once, each file's records in its order
-    records = [json.loads(line) for line in outputs["metrics"][0].splitlines()]
+    stamped = [json.loads(line) for line in outputs["metrics"][0].splitlines()]
+    assert {(r["schema"], r["clusterdeck"]) for r in stamped} == {("metric-record/1", version())}
+    records = [unstamped(r) for r in stamped]
     telemetry = sorted(paths.telemetry_dir.glob("*.jsonl"))
     assert len(telemetry) == 1
     assert [r for r in records if r["kind"] not in ("system", "gpu")] == jsonl(paths.metrics)

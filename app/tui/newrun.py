@@ -429,7 +429,8 @@ class NewRunScreen(DeckScreen):
         self.submitting = False
         self.app.notify("submit failed: " + "; ".join(problems), severity="error", markup=False, timeout=15)
         if self.app.screen is self:  # under its field: a problem of the spec without the source it names
-            self.show_problems([split_problem(p.removeprefix(f"{source}: ")) for p in problems])
+            # (and without the login node's name before it: "login1: new run form: train.lr: …")
+            self.show_problems([split_problem(p.partition(f"{source}: ")[2] or p) for p in problems])
 
     def submitted(self, path: str, run_id: str, elsewhere: str) -> None:
         from app.tui.detail import RunDetailScreen

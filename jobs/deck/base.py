@@ -45,7 +45,7 @@ class Deck(ABC):
 
     @abstractmethod
     def listing(self) -> list[dict[str, Any]]:
-        """One entry per run, oldest first, as ``clusterdeck ls --json`` prints them."""
+        """One entry per run, oldest first, as ``clusterdeck ls --json`` prints them (its ``runs``)."""
 
     @abstractmethod
     def resolve(self, address: str) -> RunPaths:

@@ -3,6 +3,10 @@
 Each operation is one remote ``clusterdeck … --json`` (a listing of a thousand runs is one
 round trip, and the scheduler is asked there, by the engine that knows its runs). Logs and
 metrics are followed through ``files`` from byte offsets, as on the login node itself.
+
+The two clusterdecks are installed apart: once per connection the login node's
+``clusterdeck version --json`` is checked against this one's (``jobs.protocol``), and every
+document read from it is checked again for its schema's major, its unknown fields ignored.
 """
 
 from __future__ import annotations
@@ -10,24 +14,27 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.deck.base import Deck
 from jobs.errors import UserError
+from jobs.protocol import SCHEMAS, ProtocolError, check_peer, read, version
 from jobs.remote.sftp import SftpFiles
 
 if TYPE_CHECKING:
     from jobs.cluster import ClusterView
     from jobs.compare import Comparison
-    from jobs.remote.ssh import SshConnection
+    from jobs.remote.ssh import Completed, SshConnection
     from jobs.rundir import RunPaths
     from jobs.status import RunView
 
 RESOLVED_FRESH_S = 1.0
 STEPS_WITH_RESOURCES = ("shard", "export", "train", "evaluate")
 _ERROR = re.compile(r"^clusterdeck: error: (?P<text>.*)$")
+_NO_VERSION = re.compile(r"invalid choice: '?version'?")  # argparse's words: a clusterdeck from before `version`
 
 
 class RemoteFailed(UserError):
@@ -46,6 +53,10 @@ class SshDeck(Deck):
         self.files = SftpFiles(conn)
         self._resolved: dict[str, tuple[float, dict[str, Any]]] = {}
         """The view each ``resolve`` or ``submit`` got, by path: the ``view`` right after it costs no round trip."""
+        self.peer_version: dict[str, Any] = {}
+        """The login node's ``clusterdeck version --json``, read once per connection (``check_version``)."""
+        self._checked_generation = -1
+        self._check_lock = threading.Lock()
 
     @property
     def events(self) -> Any:  # type: ignore[override]
@@ -67,18 +78,45 @@ class SshDeck(Deck):
     def where(self) -> str:
         return f"{self.target.name}:{self.runs_root or '~/.clusterdeck/runs'}"
 
+    def check_version(self) -> dict[str, Any]:
+        """The login node's version document, asked once per connection (again after a reconnect, which may reach
+        another login node); ProtocolError when the two clusterdecks speak different majors."""
+        with self._check_lock:
+            if self._checked_generation != self.conn.generation or not self.peer_version:
+                command = shlex.split(self.target.profile.command)
+                done = self.conn.run([*command, "version", "--json"])
+                if done.returncode == 2 and _NO_VERSION.search(done.stderr):
+                    raise ProtocolError(
+                        f"{self.target.name}: its clusterdeck has no `version` command (from before versioned JSON), "
+                        f"this clusterdeck {version()} speaks version/{SCHEMAS['version']}: "
+                        f"upgrade clusterdeck on {self.target.name} (pip install -U clusterdeck there)"
+                    )
+                self.peer_version = check_peer(self._parse("version", done), self.target.name)
+                self._checked_generation = self.conn.generation
+            return self.peer_version
+
     def clusterdeck(self, *args: str, stdin: bytes | None = None, retry: bool = True) -> Any:
-        """Runs ``clusterdeck [--runs-root R] ARGS`` there and returns its JSON output."""
+        """Runs ``clusterdeck [--runs-root R] ARGS`` there and returns its JSON output (after ``check_version``)."""
+        self.check_version()
         command = shlex.split(self.target.profile.command)  # the user's own words: `python -m app.cli` is three
         argv = [*command, *(["--runs-root", self.runs_root] if self.runs_root else []), *args]
         done = self.conn.run(argv, stdin=stdin, retry=retry)
+        self.check_version()  # the command ran on a new connection (a reconnect): that one is checked too
+        return self._parse(args[0], done)
+
+    def document(self, name: str, *args: str, stdin: bytes | None = None, retry: bool = True) -> dict[str, Any]:
+        """The body of the document ``name`` that ``clusterdeck ARGS`` prints there, its major checked."""
+        return read(self.clusterdeck(*args, stdin=stdin, retry=retry), name, self.target.name)
+
+    def _parse(self, command: str, done: Completed) -> Any:
+        """The JSON that ``clusterdeck COMMAND`` printed; its failure as the one line the remote side gave."""
         if done.returncode != 0:
-            raise self._failure(args[0], done.returncode, done.stderr)
+            raise self._failure(command, done.returncode, done.stderr)
         try:
             return json.loads(done.stdout[_json_start(done.stdout) :])
         except ValueError:
             raise RemoteFailed(
-                f"{self.target.name}: `clusterdeck {args[0]}` printed no JSON: {done.stdout.strip()[:200]!r} "
+                f"{self.target.name}: `clusterdeck {command}` printed no JSON: {done.stdout.strip()[:200]!r} "
                 "(does the login shell print on startup?)"
             ) from None
 
@@ -100,13 +138,13 @@ class SshDeck(Deck):
         )
 
     def listing(self) -> list[dict[str, Any]]:
-        entries: list[dict[str, Any]] = self.clusterdeck("ls", "--json")
+        entries: list[dict[str, Any]] = self.document("run-list", "ls", "--json")["runs"]
         return entries
 
     def resolve(self, address: str) -> RunPaths:
         from jobs.rundir import RunPaths
 
-        view = self.clusterdeck("show", "--json", "--", address)  # after --, a name starting with - is a name
+        view = self.document("run-view", "show", "--json", "--", address)  # after --, a name starting with - is a name
         self._resolved[view["path"]] = (time.monotonic(), view)
         return RunPaths(Path(view["path"]))
 
@@ -115,7 +153,7 @@ class SshDeck(Deck):
 
         at, data = self._resolved.pop(str(paths.root), (0.0, {}))
         if time.monotonic() - at > RESOLVED_FRESH_S:
-            data = self.clusterdeck("show", "--json", "--", paths.run_id)
+            data = self.document("run-view", "show", "--json", "--", paths.run_id)
         return RunView.from_json(data)
 
     def submit(self, table: dict[str, Any], source: str) -> RunPaths:
@@ -125,7 +163,7 @@ class SshDeck(Deck):
 
         table = self.with_defaults(table)
         text = tomli_w.dumps(table).encode()
-        view = self.clusterdeck("submit", "-", "--spec-source", source, "--json", stdin=text, retry=False)
+        view = self.document("run-view", "submit", "-", "--spec-source", source, "--json", stdin=text, retry=False)
         self._resolved[view["path"]] = (time.monotonic(), view)  # the view that follows a submit needs no round trip
         return RunPaths(Path(view["path"]))
 
@@ -147,16 +185,16 @@ class SshDeck(Deck):
         from jobs.status import RunView
 
         self._resolved.clear()  # a view from before this change is stale
-        return RunView.from_json(self.clusterdeck("cancel", "--json", "--", paths.run_id))
+        return RunView.from_json(self.document("run-view", "cancel", "--json", "--", paths.run_id))
 
     def resume(self, paths: RunPaths) -> bool:
         self._resolved.clear()  # a view from before this change is stale
-        return bool(self.clusterdeck("resume", "--json", "--", paths.run_id, retry=False)["resumed"])
+        return bool(self.document("run-resume", "resume", "--json", "--", paths.run_id, retry=False)["resumed"])
 
     def compare(self, addresses: list[str]) -> Comparison:
         from jobs.compare import Comparison
 
-        return Comparison.from_json(self.clusterdeck("diff", "--json", "--", *addresses))
+        return Comparison.from_json(self.document("run-diff", "diff", "--json", "--", *addresses))
 
     def cluster(self) -> ClusterView:
         from jobs.cluster import ClusterView, cluster_view

@@ -41,6 +41,8 @@ class JobState:
     node: str = ""
     exit_code: str = ""
     reason: str = ""
+    node_failure: str = ""
+    """Set when a run of this job ended NODE_FAIL: which node failed, e.g. "node node2 (Not responding) failed"."""
 
     @property
     def terminal(self) -> bool:

@@ -6,6 +6,8 @@ import shlex
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import submitit
@@ -19,7 +21,7 @@ from jobs.records import JobRef, Role, now
 from jobs.rundir import RunPaths
 from jobs.spec import RunSpec
 
-SACCT_FIELDS = "JobID,State,ExitCode,NodeList,Reason"
+SACCT_FIELDS = "JobID,State,ExitCode,NodeList,Reason,Start,End"
 
 
 class SlurmBackend(Backend):
@@ -109,23 +111,39 @@ def _groups(parts: list[str]) -> list[list[str]]:
 
 
 def sacct_states(job_ids: list[str]) -> dict[str, JobState]:
-    """Every job's state from one ``sacct`` call (never one call per job)."""
+    """Every job's state from one ``sacct`` call (never one call per job); a job that lost a node says which."""
     if not job_ids:
         return {}
     try:
-        out = subprocess.run(
-            ["sacct", "-X", "-n", "-P", "-o", SACCT_FIELDS, "-j", ",".join(job_ids)],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout
+        # -D: every run of a requeued job, oldest first. Without it, a job that SLURM requeued after a node
+        # failure reads NODE_FAIL while it waits to run again, and a resume would start a second copy.
+        out = _run(["sacct", "-X", "-D", "-n", "-P", "-o", SACCT_FIELDS, "-j", ",".join(job_ids)])
     except (OSError, subprocess.SubprocessError):
         return {}
-    return parse_sacct(out)
+    states = parse_sacct(out)
+    failures = node_failures(out)
+    # The accounting database records the requeued run a moment after the NODE_FAIL one: ask the controller.
+    again = queued([j for j in failures if states[j].state == "NODE_FAIL"])
+    for job_id, (nodes, start, end) in failures.items():
+        lost = lost_nodes(nodes, start, end) or f"one of {nodes}"
+        state = JobState(again[job_id]) if job_id in again else states[job_id]
+        states[job_id] = replace(state, node_failure=f"node {lost} failed")
+    return states
+
+
+def queued(job_ids: list[str]) -> dict[str, str]:
+    """The controller's state of those of ``job_ids`` it still holds (``squeue``): a requeued job is PENDING."""
+    if not job_ids:
+        return {}
+    try:
+        out = _run(["squeue", "-h", "-o", "%i|%T", "-j", ",".join(job_ids)])
+    except (OSError, subprocess.SubprocessError):
+        return {}  # squeue fails when none of them is known any more
+    return dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
 
 
 def parse_sacct(text: str) -> dict[str, JobState]:
+    """The latest run of each job (``sacct -D`` lists a requeued job's runs oldest first)."""
     states: dict[str, JobState] = {}
     for line in text.splitlines():
         fields = line.split("|")
@@ -140,3 +158,37 @@ def parse_sacct(text: str) -> dict[str, JobState]:
             reason if reason != "None" else "",
         )
     return states
+
+
+def node_failures(text: str) -> dict[str, tuple[str, str, str]]:
+    """Jobs whose latest NODE_FAIL run (``sacct -D`` lines) is known: its nodes, start and end."""
+    failed = {}
+    for line in text.splitlines():
+        fields = line.split("|")
+        if len(fields) >= 7 and fields[1] == "NODE_FAIL" and fields[6] not in ("", "Unknown"):
+            failed[fields[0]] = (fields[3], fields[5], fields[6])
+    return failed
+
+
+def lost_nodes(nodes: str, start: str, end: str) -> str:
+    """Which of ``nodes`` went down while a job ran on them, and why, from the accounting database's node
+    events (``sacctmgr show event``; a node is marked down as its jobs end, so up to a minute after ``end``):
+    sacct names only all of the job's nodes. Empty when unknown."""
+    try:
+        until = (datetime.fromisoformat(end) + timedelta(minutes=1)).isoformat(timespec="seconds")
+        out = _run(
+            ["sacctmgr", "-n", "-P", "show", "event", f"Nodes={nodes}", f"Start={start}", f"End={until}",
+             "format=NodeName,Reason"]
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return ""
+    found: dict[str, str] = {}
+    for line in out.splitlines():
+        node, _, reason = line.partition("|")
+        if node and node not in found:
+            found[node] = reason
+    return ", ".join(f"{node} ({reason})" if reason else node for node, reason in found.items())
+
+
+def _run(argv: list[str]) -> str:
+    return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL).stdout

@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from jobs import atomic
 from jobs.diskspace import free_text, is_full
 from jobs.errors import UserError
 from jobs.export import ExportFailed
@@ -197,6 +198,8 @@ def _publish(plan: ExportPlan, outputs: dict[str, _Output], seconds: float) -> E
             if spec.overwrite and plan.val == 0:  # an earlier export's val files, beside a manifest without them
                 for name in set(output_names(spec, val=True)) - set(output_names(spec, val=False)):
                     (spec.out / name).unlink(missing_ok=True)
+            with _writing(spec.out):
+                atomic.fsync_dir(spec.out)  # the renames survive a crash of the node, as jobs.atomic's do
     finally:
         for temp in temps.values():
             temp.unlink(missing_ok=True)

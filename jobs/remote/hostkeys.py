@@ -3,6 +3,9 @@
 Nothing is ever accepted silently. An unknown host's refusal shows its key's fingerprint and
 the command that trusts exactly that key (``clusterdeck --host NAME trust SHA256:…``), which
 connects again and writes the key only if the host still offers the one the user checked.
+
+The files read are ssh's: UserKnownHostsFile (several, when ``~/.ssh/config`` lists
+several), then GlobalKnownHostsFile; a trusted key is written to the first of the user's.
 """
 
 from __future__ import annotations
@@ -20,8 +23,6 @@ if TYPE_CHECKING:
 
     from jobs.remote.profiles import Target
 
-SYSTEM_KNOWN_HOSTS = Path("/etc/ssh/ssh_known_hosts")
-
 
 class HostKeyError(UserError):
     """The host's key is unknown or has changed: refused, with what to do about it."""
@@ -32,11 +33,16 @@ def fingerprint(key: PKey) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
 
 
+def known_hosts_files(target: Target) -> list[Path]:
+    """Every file read for the host's key, the user's first (where ``trust`` writes)."""
+    return [target.known_hosts, *target.also_known_hosts]
+
+
 def known_keys(target: Target) -> HostKeys:
     from paramiko import HostKeys
 
-    keys = HostKeys()
-    for path in (SYSTEM_KNOWN_HOSTS, target.known_hosts):
+    keys = HostKeys()  # a host found in several files: its keys from all of them
+    for path in known_hosts_files(target):
         if path.is_file():
             try:
                 keys.load(str(path))
@@ -57,7 +63,7 @@ def check_host_key(target: Target, key: PKey) -> None:
     if not entry:
         raise HostKeyError(
             f"{target.host_key_name} ({target.name}) is not a known host: it is in no known_hosts file "
-            f"({target.known_hosts}); refusing to connect.",
+            f"({', '.join(map(str, _named(target)))}); refusing to connect.",
             f"it offers the {offered} key. If that is the cluster's key (ask its admins), trust it with:",
             f"    clusterdeck --host {target.name} trust {fingerprint(key)}",
         )
@@ -68,8 +74,23 @@ def check_host_key(target: Target, key: PKey) -> None:
         f"WARNING: THE HOST KEY OF {target.host_key_name} ({target.name}) HAS CHANGED; refusing to connect.",
         f"known: {known}; offered now: {offered}.",
         "Someone may be intercepting the connection, or the host was reinstalled. If its admins confirm the "
-        f"new key, remove the old one with: ssh-keygen -f {target.known_hosts} -R '{target.host_key_name}'",
+        f"new key, remove the old one with: ssh-keygen -f {_holding(target)} -R '{target.host_key_name}'",
     )
+
+
+def _named(target: Target) -> list[Path]:
+    """The files to name in a refusal: the user's first (where trust writes), and the others that exist."""
+    return [target.known_hosts, *(p for p in target.also_known_hosts if p.exists())]
+
+
+def _holding(target: Target) -> Path:
+    """The first file with a key of the host: the one to remove a changed key from."""
+    from paramiko import HostKeys
+
+    for path in known_hosts_files(target):
+        if path.is_file() and HostKeys(str(path)).lookup(target.host_key_name):
+            return path
+    return target.known_hosts
 
 
 def trust_host_key(target: Target, key: PKey, expected: str) -> Path:
@@ -85,6 +106,8 @@ def trust_host_key(target: Target, key: PKey, expected: str) -> Path:
     if entry:
         check_host_key(target, key)  # a changed key is never overwritten from here: raises loudly
     path = target.known_hosts
+    if str(path) == os.devnull:
+        raise HostKeyError(f"{target.name}: UserKnownHostsFile is none in ~/.ssh/config: nowhere to write the key")
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     line = f"{target.host_key_name} {key.get_name()} {key.get_base64()}\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

@@ -14,13 +14,17 @@
 
 ``--host NAME`` names a profile, or else a ``~/.ssh/config`` alias or a plain hostname. What
 the profile leaves out, ``~/.ssh/config`` fills in (HostName, User, Port, IdentityFile,
-ProxyJump, ProxyCommand), as ``ssh NAME`` would.
+ProxyJump, ProxyCommand), as ``ssh NAME`` would; its Includes are read
+(``jobs.remote.sshconfig``), and so are UserKnownHostsFile, GlobalKnownHostsFile and
+IdentitiesOnly. A jump host's own ProxyJump is followed, as ssh follows it (``jump_chain``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +33,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobs.errors import UserError
+from jobs.remote import sshconfig
+
+USER_KNOWN_HOSTS = "~/.ssh/known_hosts ~/.ssh/known_hosts2"
+GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2"
+"""OpenSSH's defaults of UserKnownHostsFile and GlobalKnownHostsFile."""
+MAX_JUMPS = 16
 
 
 class Profile(BaseModel):
@@ -71,6 +81,13 @@ class Target:
     proxy_command: str = ""
     profile: Profile = field(default_factory=Profile)
     known_hosts: Path = field(default_factory=lambda: Path("~/.ssh/known_hosts").expanduser())
+    """The user's known_hosts file, where ``trust`` writes: the first of UserKnownHostsFile."""
+    also_known_hosts: list[Path] = field(
+        default_factory=lambda: _paths(USER_KNOWN_HOSTS)[1:] + _paths(GLOBAL_KNOWN_HOSTS)
+    )
+    """Read too when checking a host's key: UserKnownHostsFile's other files, then GlobalKnownHostsFile's."""
+    identities_only: bool = False
+    """IdentitiesOnly: only the identity files' keys are offered (an agent's copy of one of them included)."""
 
     @property
     def address(self) -> str:
@@ -126,42 +143,109 @@ def resolve_target(name: str, *, config: Path | None = None, ssh_config: Path | 
     if not name or name.startswith("-") or any(c.isspace() for c in name):
         raise UserError(f"--host: {name!r} is not a profile, an ssh alias or a hostname")
     profile = load_profiles(config).get(name, Profile())
-    lookup = _ssh_lookup(profile.host or name, ssh_config or ssh_config_path())
+    path = ssh_config or ssh_config_path()
+    lookup = _ssh_lookup(profile.host or name, path)
     try:
         port = profile.port or int(lookup.get("port", 22))
     except ValueError:
-        raise UserError(f"{ssh_config or ssh_config_path()}: Port of {name!r} is not a number") from None
+        raise UserError(f"{path}: Port of {name!r} is not a number") from None
     # a profile's key must exist; ~/.ssh/config's may not (a Host * block lists several), as with ssh
     identity = [profile.identity_file] if profile.identity_file else _existing(lookup.get("identityfile", []))
     jump = profile.proxy_jump or lookup.get("proxyjump", "")
+    hostname = lookup.get("hostname", profile.host or name)
+    user = profile.user or lookup.get("user") or _local_user()
     return Target(
         name=name,
-        hostname=lookup.get("hostname", profile.host or name),
+        hostname=hostname,
         port=port,
-        user=profile.user or lookup.get("user") or _local_user(),
+        user=user,
         identity_files=[os.path.expanduser(p) for p in identity],
-        proxy_jump=[hop.strip() for hop in jump.split(",") if hop.strip() and jump.lower() != "none"],
-        proxy_command="" if jump else str(lookup.get("proxycommand", "")).removeprefix("none"),
+        proxy_jump=_hops(jump),
+        proxy_command="" if jump else _proxy_command(lookup),
         profile=profile,
+        **_ssh_options(lookup, path, name, hostname, port, user),
     )
 
 
 def hop_target(hop: str, *, ssh_config: Path | None = None) -> Target:
-    """A ProxyJump hop, ``[user@]host[:port]``, with what ``~/.ssh/config`` says of its host."""
+    """A ProxyJump hop, ``[user@]host[:port]``, with what ``~/.ssh/config`` says of its host (its own ProxyJump too)."""
     user, _, rest = hop.rpartition("@")
     host, _, port = rest.partition(":")
-    lookup = _ssh_lookup(host, ssh_config or ssh_config_path())
+    path = ssh_config or ssh_config_path()
+    lookup = _ssh_lookup(host, path)
     try:
         number = int(port or lookup.get("port", 22))
     except ValueError:
         raise UserError(f"proxy jump {hop!r}: the port is not a number") from None
+    hostname = lookup.get("hostname", host)
+    user = user or lookup.get("user") or _local_user()
+    jump = lookup.get("proxyjump", "")
     return Target(
         name=host,
-        hostname=lookup.get("hostname", host),
+        hostname=hostname,
         port=number,
-        user=user or lookup.get("user") or _local_user(),
+        user=user,
         identity_files=_existing(lookup.get("identityfile", [])),
+        proxy_jump=_hops(jump),
+        proxy_command="" if jump else _proxy_command(lookup),
+        **_ssh_options(lookup, path, host, hostname, number, user),
     )
+
+
+def jump_chain(target: Target, *, ssh_config: Path | None = None, _via: tuple[str, ...] = ()) -> list[Target]:
+    """The hosts to pass through, in order, to reach ``target``, as ssh goes.
+
+    ``ProxyJump B1,B2`` is ``ssh -J B1 -W target B2``: B2 is reached through B1 whatever
+    B2's own ProxyJump says, while B1 is reached as ``ssh B1`` would reach it: through its
+    own ProxyJump, recursively.
+    """
+    if not target.proxy_jump:
+        return []
+    via = (*_via, target.name)
+    first, *rest = (hop_target(hop, ssh_config=ssh_config) for hop in target.proxy_jump)
+    if first.name in via or len(via) > MAX_JUMPS:
+        raise UserError(f"ProxyJump of {via[0]!r} goes round in a loop: {' -> '.join((*via, first.name))}")
+    before = jump_chain(first, ssh_config=ssh_config, _via=via)
+    return [*before, first, *(dataclasses.replace(hop, proxy_jump=[], proxy_command="") for hop in rest)]
+
+
+def _hops(jump: str) -> list[str]:
+    return [hop.strip() for hop in jump.split(",") if hop.strip() and jump.lower() != "none"]
+
+
+def _proxy_command(lookup: dict[str, Any]) -> str:
+    return str(lookup.get("proxycommand") or "").removeprefix("none")
+
+
+def _ssh_options(lookup: dict[str, Any], path: Path, alias: str, hostname: str, port: int, user: str) -> dict[str, Any]:
+    """The Target fields of UserKnownHostsFile, GlobalKnownHostsFile and IdentitiesOnly."""
+    tokens = {"%": "%", "d": str(Path.home()), "u": _local_user(), "h": hostname, "n": alias, "p": str(port), "r": user}
+    files = [
+        _paths(str(lookup.get(key.lower(), default)), tokens, path, key)
+        for key, default in (
+            ("UserKnownHostsFile", USER_KNOWN_HOSTS),
+            ("GlobalKnownHostsFile", GLOBAL_KNOWN_HOSTS),
+        )
+    ]
+    user_files = files[0] or [Path(os.devnull)]  # "none": nothing of the user's is read, and trust has nowhere to write
+    return {
+        "known_hosts": user_files[0],
+        "also_known_hosts": user_files[1:] + files[1],
+        "identities_only": str(lookup.get("identitiesonly", "no")).lower() == "yes",
+    }
+
+
+def _paths(value: str, tokens: dict[str, str] | None = None, path: Path | None = None, key: str = "") -> list[Path]:
+    """A list of known_hosts files as ssh_config gives it: space-separated, ``~`` and ``%`` tokens expanded."""
+    if value.strip().lower() == "none":
+        return []
+
+    def token(match: re.Match[str]) -> str:
+        if tokens is None or match.group(1) not in tokens:
+            raise UserError(f"{path}: {key}: unknown token %{match.group(1)} in {value!r}")
+        return tokens[match.group(1)]
+
+    return [Path(os.path.expanduser(re.sub(r"%(.)", token, word))) for word in value.split()]
 
 
 def _existing(paths: list[str]) -> list[str]:
@@ -169,15 +253,7 @@ def _existing(paths: list[str]) -> list[str]:
 
 
 def _ssh_lookup(host: str, path: Path) -> dict[str, Any]:
-    from paramiko import SSHConfig
-
-    try:
-        config = SSHConfig.from_path(str(path)) if path.is_file() else SSHConfig()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
-    except Exception as exc:  # paramiko's parser: a malformed line
-        raise UserError(f"{path}: {exc}") from None
-    return dict(config.lookup(host))
+    return sshconfig.lookup(host, path)
 
 
 def _local_user() -> str:

@@ -5,7 +5,9 @@ later is made again with backoff (1, 2, 4 … 30 s), telling ``events`` so the u
 the threads using it wait meanwhile and then carry on. Host keys are checked
 (``jobs.remote.hostkeys``) before any authentication; keys are tried from the SSH agent,
 then the identity files (a passphrase is asked through the prompter, never stored), then
-keyboard-interactive (two-factor) prompts, also answered through the prompter.
+keyboard-interactive (two-factor) prompts, also answered through the prompter. With
+IdentitiesOnly, the agent's keys are offered only if they are an identity file's: a server
+with MaxAuthTries 3 would otherwise hang up on a user whose agent holds many keys.
 
 Remote commands are strings only because SSH carries strings: every argument goes through
 ``shlex.quote``, so names and paths with spaces, quotes or ``$`` reach the command as they are.
@@ -13,6 +15,7 @@ Remote commands are strings only because SSH carries strings: every argument goe
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import select
@@ -22,11 +25,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.errors import UserError
 from jobs.remote.hostkeys import check_host_key, known_types
-from jobs.remote.profiles import Target, hop_target
+from jobs.remote.profiles import Target, jump_chain
+from jobs.remote.sshconfig import ssh_dir
 
 if TYPE_CHECKING:
     from paramiko import PKey, SFTPClient, Transport
@@ -44,6 +49,15 @@ class ConnectionLost(ConnectionError):
 
 class AuthFailed(UserError):
     """The login node refused every way we had to log in."""
+
+
+def _public_blob(path: str) -> bytes | None:
+    """The key in ``path.pub`` (OpenSSH's one-line form), as an agent lists it; None if there is none to read."""
+    try:
+        words = Path(path + ".pub").read_text().split()
+        return base64.b64decode(words[1], validate=True)
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -167,7 +181,7 @@ class SshConnection:
 
     def _open(self) -> None:
         """Connects through the jump hosts (if any) to the login node; every hop's key is checked."""
-        hops = [hop_target(h) for h in self.target.proxy_jump] + [self.target]
+        hops = [*jump_chain(self.target), self.target]  # a jump host's own ProxyJump too, as ssh goes
         transports: list[Transport] = []
         try:
             for i, hop in enumerate(hops):
@@ -193,11 +207,11 @@ class SshConnection:
                 )
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 raise ConnectionLost(f"cannot reach {where} through the jump host: {exc}") from None
-        if first and self.target.proxy_command and hop is self.target:
+        if first and hop.proxy_command:  # the login node's, or the first jump host's
             try:
-                return paramiko.ProxyCommand(self.target.proxy_command)
+                return paramiko.ProxyCommand(hop.proxy_command)
             except (paramiko.SSHException, OSError) as exc:
-                raise ConnectionLost(f"ProxyCommand {self.target.proxy_command!r} failed: {exc}") from None
+                raise ConnectionLost(f"ProxyCommand {hop.proxy_command!r} failed: {exc}") from None
         try:
             return socket.create_connection((hop.hostname, hop.port), timeout=self.timeout_s)
         except socket.gaierror as exc:
@@ -251,7 +265,14 @@ class SshConnection:
                 tried.append(label)
                 continue
             except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise ConnectionLost(f"{hop.address}: connection lost while logging in ({exc})") from None
+                # after refused keys, most likely the server's MaxAuthTries: say how to offer fewer
+                hint = (
+                    f"; the host hung up after {len(tried)} refused keys, too many for its MaxAuthTries? "
+                    f"Set IdentitiesOnly yes and IdentityFile for {hop.name} in ~/.ssh/config"
+                    if tried and not hop.identities_only
+                    else ""
+                )
+                raise ConnectionLost(f"{hop.address}: connection lost while logging in ({exc}){hint}") from None
             if t.is_authenticated():
                 return
             tried.append(f"{label} (accepted; more is asked)")
@@ -295,24 +316,26 @@ class SshConnection:
     def _keys(self, hop: Target) -> Iterator[tuple[str, PKey]]:
         """(label, key) in the order tried: the agent's, then the identity files (the defaults if none named).
 
-        Lazily: a file's passphrase is asked only once the agent's keys have failed.
+        Lazily: a file's passphrase is asked only once the agent's keys have failed. With
+        IdentitiesOnly, an agent key is offered only if it is one of the files' (by its ``.pub``).
         """
         import paramiko
 
+        files = hop.identity_files or [str(p) for name in DEFAULT_KEYS if (p := ssh_dir() / name).is_file()]
+        wanted = {blob for path in files if (blob := _public_blob(path))} if hop.identities_only else None
         agent = None
         offered: set[bytes] = set()
         with contextlib.suppress(paramiko.SSHException, OSError):
             agent = paramiko.Agent()
         try:
             for key in agent.get_keys() if agent else ():
+                if wanted is not None and key.asbytes() not in wanted:
+                    continue
                 offered.add(key.asbytes())
                 yield f"agent key {key.get_name()}", key
         finally:
             if agent is not None:
                 agent.close()
-        files = hop.identity_files or [
-            str(p) for name in DEFAULT_KEYS if (p := hop.known_hosts.parent / name).is_file()
-        ]
         for path in files:
             key = self._load_key(path)
             if key.asbytes() not in offered:

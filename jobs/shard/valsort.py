@@ -231,10 +231,15 @@ def _place(val_dir: Path, out: Path, todo: list[_Item], result: ValSort) -> None
 
 
 def _copy(source: Path, dest: Path) -> None:
-    """A copy under a hidden temporary name, renamed when complete: an interrupted run leaves no half image."""
+    """A copy under a hidden temporary name, renamed when complete: an interrupted run leaves no half image.
+
+    The copy keeps the source's times but takes its mode from the umask, as every file clusterdeck writes
+    (``shutil.copy2`` would carry a private 0600 over into a set the group shares)."""
     part = dest.with_name(f".{dest.name}.part")
     try:
-        shutil.copy2(source, part)
+        shutil.copyfile(source, part)
+        st = os.stat(source)
+        os.utime(part, ns=(st.st_atime_ns, st.st_mtime_ns))
         os.rename(part, dest)
     except BaseException:
         part.unlink(missing_ok=True)

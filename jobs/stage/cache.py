@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from jobs import atomic
 from jobs.stage.copy import Cancelled
 from jobs.train.shardset import ShardSet
 
@@ -75,7 +76,8 @@ def locked(dest: Path, *, wait: bool, stop: threading.Event) -> Iterator[bool]:
 
     Waiting polls, so a stager asked to stop (``stop``) is never stuck behind another one's lock.
     """
-    fd = os.open(dest.with_name(f".{dest.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    # The umask's mode, as the shards: under umask 002 the group's stagers open and lock it too.
+    fd = os.open(dest.with_name(f".{dest.name}.lock"), os.O_RDWR | os.O_CREAT, atomic.FILE_MODE)
     with _held_lock:
         _held.add(fd)
     try:

@@ -247,10 +247,13 @@ def _raise_if_failed(view: Path) -> None:
 
 
 def summary(tally: Tally) -> str:
-    r = tally.record()
+    """The line a finished stager prints; its rate is over the whole run (a plain ``record()`` made after the
+    stager's own last one would measure the moment since then, in which nothing was copied: "0 MB/s")."""
+    r = tally.record(final=True)
+    rate = f"{r['mb_s']:.0f}" if r["mb_s"] >= 10 else f"{r['mb_s']:.2g}"
     return (
         f"stage: {r['files_done']}/{r['files_total']} shards ready, {r['bytes_done'] / 1e9:.2f} GB in "
-        f"{r['seconds']:.1f} s ({r['mb_s']:.0f} MB/s): {r['copied']} copied, {r['reused']} reused, "
+        f"{r['seconds']:.1f} s ({rate} MB/s): {r['copied']} copied, {r['reused']} reused, "
         f"{r['repaired']} repaired"
     )
 

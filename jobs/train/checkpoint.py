@@ -1,4 +1,5 @@
-"""Checkpoints: ``last`` and ``best``, each written to a temporary file, flushed, then renamed over the old one.
+"""Checkpoints: ``last`` and ``best``, each written to a temporary file, flushed, then renamed over the old one
+(``jobs.atomic``, which also gives them the umask's mode, as every file of a run).
 
 A job killed while writing leaves the previous ``last`` intact: readers only ever see a
 complete file. Checkpoints load on any device (``map_location``).
@@ -6,31 +7,19 @@ complete file. Checkpoints load on any device (``map_location``).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from jobs import atomic
+
 FORMAT = "clusterdeck-checkpoint/1"
 
 
 def save(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    with atomic.replacing(path) as f:  # group-readable under the umask, synced, renamed, directory synced
+        torch.save({"format": FORMAT, **state}, f)
 
 
 def load(path: Path) -> dict[str, Any]:

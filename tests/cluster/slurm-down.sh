@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stop the one-node SLURM test cluster started by tests/cluster/slurm-up.sh.
+# Stop the SLURM test cluster started by tests/cluster/slurm-up.sh (its extra nodes too).
 # Not used by CI; for developers who want their machine back.
 #
 # Usage: tests/cluster/slurm-down.sh [--purge]
@@ -66,7 +66,14 @@ if pgrep -x slurmctld >/dev/null; then
     fi
 fi
 
-stop slurmd /run/slurmd.pid
+# The extra nodes (tests/cluster/node.sh), each a slurmd in its own namespaces.
+HERE=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
+mapfile -t extra < <(sed -n 's/^NodeName=\([^ ]*\) .*NodeHostname=.* Port=.*/\1/p' /etc/slurm/slurm.conf 2>/dev/null || true)
+for n in "${extra[@]}"; do
+    bash "$HERE/node.sh" stop "$n" || true
+done
+stop slurmd "/run/slurmd-$(hostname -s).pid"
+rm -f /run/slurmd.pid
 stop slurmctld /run/slurmctld.pid
 stop slurmdbd /run/slurmdbd.pid
 

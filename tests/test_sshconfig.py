@@ -1,0 +1,289 @@
+"""``~/.ssh/config`` as users write it: Include, UserKnownHostsFile, IdentitiesOnly and a jump host's own ProxyJump.
+
+The parsing is checked on its own (no server needed); the connections against a real sshd
+on 127.0.0.1 (tests/sshd.py), with clusterdeck on a "laptop" whose HOME holds the config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from jobs.errors import UserError
+from jobs.remote.profiles import jump_chain, resolve_target
+from jobs.remote.sshconfig import lookup
+from tests.conftest import REPO, Result
+from tests.sshd import LOGIN_SETUP, Sshd, keygen, serve
+
+
+@pytest.fixture
+def ssh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A HOME of our own: ``~`` and ``~/.ssh`` are read from it."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    return home
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+# -- parsing ---------------------------------------------------------------------------------------
+
+
+def test_include_globs_relative_to_dot_ssh_nested_and_in_order(ssh_home: Path) -> None:
+    config = write(ssh_home / ".ssh" / "config", "Include config.d/*.conf\nHost *\n  User fallback\n")
+    write(ssh_home / ".ssh" / "config.d" / "b.conf", "Host login\n  Port 2202\n")  # later in order: a's Port wins
+    write(ssh_home / ".ssh" / "config.d" / "a.conf", "Host login\n  HostName login1.example.org\n  Port 2201\n")
+    write(ssh_home / ".ssh" / "config.d" / "c.conf", "Include ~/shared/ssh.conf\n")  # nested, ~ expanded
+    write(ssh_home / "shared" / "ssh.conf", "Host gpu-*\n  ProxyJump login\n")
+    write(ssh_home / ".ssh" / "config.d" / "ignored.txt", "Host login\n  User nobody\n")
+
+    assert lookup("login", config) == {"hostname": "login1.example.org", "port": "2201", "user": "fallback"}
+    assert lookup("gpu-7", config)["proxyjump"] == "login"
+    assert lookup("other", config) == {"hostname": "other", "user": "fallback"}
+
+
+def test_an_include_inside_a_host_block_applies_only_there(ssh_home: Path) -> None:
+    config = write(
+        ssh_home / ".ssh" / "config",
+        "Host cluster\n  User me\n  Include cluster.conf\n  Port 2222\nHost *\n  User fallback\n",
+    )
+    # the included file's own Host blocks need the enclosing block too; lines before them are that block's
+    write(
+        ssh_home / ".ssh" / "cluster.conf", "HostName login.cluster\nHost other\n  User wrong\nHost cluster\n  Port 1\n"
+    )
+
+    assert lookup("cluster", config) == {"hostname": "login.cluster", "user": "me", "port": "1"}
+    assert lookup("other", config) == {"hostname": "other", "user": "fallback"}  # not inside Host cluster
+
+
+def test_include_loops_and_bad_lines_are_named(ssh_home: Path) -> None:
+    config = write(ssh_home / ".ssh" / "config", "Include config\n")  # includes itself
+    with pytest.raises(UserError, match=r"config: Include nested more than 16 deep"):
+        lookup("x", config)
+    write(ssh_home / ".ssh" / "config", "Include bad.conf\n")
+    bad = write(ssh_home / ".ssh" / "bad.conf", "Host x\n  =oops\n")
+    with pytest.raises(UserError, match=rf"{re.escape(str(bad))}:2: cannot parse"):
+        lookup("x", config)
+
+
+def test_known_hosts_files_and_identities_only_from_the_config(ssh_home: Path) -> None:
+    write(
+        ssh_home / ".ssh" / "config",
+        "Host login\n  HostName 10.1.2.3\n  User me\n  IdentitiesOnly yes\n"
+        "  UserKnownHostsFile ~/.ssh/kh-%r /etc/team/known_hosts_%h\n  GlobalKnownHostsFile none\n",
+    )
+    target = resolve_target("login")
+    assert target.known_hosts == ssh_home / ".ssh" / "kh-me"
+    assert target.also_known_hosts == [Path("/etc/team/known_hosts_10.1.2.3")]
+    assert target.identities_only
+
+    plain = resolve_target("elsewhere")  # OpenSSH's defaults
+    assert plain.known_hosts == ssh_home / ".ssh" / "known_hosts" and not plain.identities_only
+    assert plain.also_known_hosts == [
+        ssh_home / ".ssh" / "known_hosts2",
+        Path("/etc/ssh/ssh_known_hosts"),
+        Path("/etc/ssh/ssh_known_hosts2"),
+    ]
+
+
+def test_a_jump_hosts_own_proxyjump_is_followed(ssh_home: Path) -> None:
+    write(
+        ssh_home / ".ssh" / "config",
+        "Host a\n  ProxyJump b\nHost b\n  ProxyJump c\nHost d\n  ProxyJump b,e\nHost e\n  ProxyJump nowhere\n"
+        "Host loop1\n  ProxyJump loop2\nHost loop2\n  ProxyJump loop1\n",
+    )
+    assert [t.name for t in jump_chain(resolve_target("a"))] == ["c", "b"]
+    # a later hop of a list is reached through the one before it, whatever its own ProxyJump says (as ssh -J)
+    assert [t.name for t in jump_chain(resolve_target("d"))] == ["c", "b", "e"]
+    with pytest.raises(UserError, match="goes round in a loop: loop1 -> loop2 -> loop1"):
+        jump_chain(resolve_target("loop1"))
+
+
+# -- against a real sshd ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    yield from serve(tmp_path_factory.mktemp("sshd"))
+
+
+@dataclass
+class Laptop:
+    """A client whose HOME holds ~/.ssh/config; profiles give only the runs root and the setup."""
+
+    home: Path
+    runs: Path
+    agent: str = ""
+    """SSH_AUTH_SOCK of an ssh-agent, or none."""
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "CLUSTERDECK_HOME")}
+        env |= {"HOME": str(self.home), "XDG_CONFIG_HOME": str(self.home / ".config")}
+        return env | ({"SSH_AUTH_SOCK": self.agent} if self.agent else {})
+
+    def ssh_config(self, text: str) -> None:
+        write(self.home / ".ssh" / "config", text)
+
+    def profiles(self, *names: str) -> None:
+        """Profiles naming no host, user, port or key: everything but the runs root comes from ~/.ssh/config."""
+        profile = {"runs_root": str(self.runs), "setup": LOGIN_SETUP}
+        write(
+            self.home / ".config" / "clusterdeck" / "config.toml",
+            tomli_w.dumps({"hosts": dict.fromkeys(names, profile)}),
+        )
+
+    def cli(self, host: str, *args: str) -> Result:
+        proc = subprocess.run(
+            [sys.executable, "-m", "app.cli", "--host", host, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=self.env,
+            cwd=REPO,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def laptop(tmp_path: Path) -> Laptop:
+    machine = Laptop(tmp_path / "laptop", tmp_path / "runs")
+    (machine.home / ".ssh").mkdir(parents=True, mode=0o700)
+    machine.runs.mkdir()
+    return machine
+
+
+def block(alias: str, sshd: Sshd, key: Path, *extra: str) -> str:
+    lines = [f"Host {alias}", "  HostName 127.0.0.1", f"  Port {sshd.port}", "  User root", f"  IdentityFile {key}"]
+    return "\n".join([*lines, *(f"  {x}" for x in extra)]) + "\n"
+
+
+def listed(result: Result) -> object:
+    """The runs ``ls --json`` listed."""
+    assert result.code == 0, result.err
+    return json.loads(result.out)["runs"]
+
+
+def test_an_alias_defined_only_in_an_included_file_connects(laptop: Laptop, sshd: Sshd) -> None:
+    (laptop.home / ".ssh" / "known_hosts").write_text(sshd.host_key_line())
+    laptop.ssh_config("Include config.d/*\n")
+    write(laptop.home / ".ssh" / "config.d" / "cluster", block("included", sshd, sshd.client_key))
+    laptop.profiles("included")
+    assert listed(laptop.cli("included", "ls", "--json")) == []
+
+
+def test_a_host_key_in_a_custom_known_hosts_file_is_accepted_and_trust_writes_the_first(
+    laptop: Laptop, sshd: Sshd, tmp_path: Path
+) -> None:
+    team = write(tmp_path / "team" / "known_hosts", sshd.host_key_line())  # the lab's shared file
+    mine = laptop.home / ".ssh" / "hosts-mine"
+    laptop.ssh_config(block("custom", sshd, sshd.client_key, f"UserKnownHostsFile ~/.ssh/hosts-mine {team}"))
+    laptop.profiles("custom")
+    assert listed(laptop.cli("custom", "ls", "--json")) == []
+    assert not (laptop.home / ".ssh" / "known_hosts").exists() and not mine.exists()
+
+    team.write_text("")  # known nowhere now: refused, every file named; trusted into the first file
+    refused = laptop.cli("custom", "ls")
+    assert refused.code == 2 and f"({mine}, {team})" in refused.err, refused.err
+    trusted = laptop.cli("custom", "trust", sshd.fingerprint())
+    assert trusted.code == 0, trusted.err
+    assert mine.read_text() == sshd.host_key_line() and team.read_text() == ""
+    assert listed(laptop.cli("custom", "ls", "--json")) == []
+
+
+@contextlib.contextmanager
+def ssh_agent(sock: Path, keys: list[Path]) -> Iterator[str]:
+    """A real ssh-agent holding ``keys``, on ``sock``."""
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert agent.stdout is not None
+        assert "SSH_AUTH_SOCK" in agent.stdout.readline()  # it prints its socket once it listens
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        for key in keys:
+            subprocess.run(["ssh-add", "-q", str(key)], env=env, check=True, capture_output=True)
+        listing = subprocess.run(["ssh-add", "-l"], env=env, capture_output=True, text=True, check=True)
+        assert len(listing.stdout.splitlines()) == len(keys)
+        yield str(sock)
+    finally:
+        agent.terminate()
+        agent.wait(10)
+
+
+def test_identities_only_skips_many_agent_keys_against_max_auth_tries_3(laptop: Laptop, tmp_path: Path) -> None:
+    with contextlib.contextmanager(serve)(tmp_path / "strict", extra="MaxAuthTries 3") as strict:
+        strangers = [keygen(tmp_path / f"agent{i}", f"agent key {i}") for i in range(5)]
+        (laptop.home / ".ssh" / "known_hosts").write_text(strict.host_key_line())
+        laptop.ssh_config(
+            block("only", strict, strict.client_key, "IdentitiesOnly yes") + block("every", strict, strict.client_key)
+        )
+        laptop.profiles("only", "every")
+        with ssh_agent(tmp_path / "agent.sock", strangers) as sock:
+            laptop.agent = sock
+            assert listed(laptop.cli("only", "ls", "--json")) == []
+            # the check can fail: offered first, the agent's five keys use up the server's three tries
+            every = laptop.cli("every", "ls")
+            assert every.code == 1 and "Traceback" not in every.err
+            assert "refused keys, too many for its MaxAuthTries? Set IdentitiesOnly yes" in every.err, every.err
+            assert "Too many authentication failures" in strict.log()
+
+
+def test_a_jump_hosts_own_proxyjump_is_followed_through_a_real_sshd(laptop: Laptop, sshd: Sshd, tmp_path: Path) -> None:
+    """a → (ProxyJump b) → (ProxyJump c): three logins, c's first; each alias logs in with its own key."""
+    keys = {alias: keygen(tmp_path / f"key-{alias}", f"hop {alias}") for alias in "abc"}
+    authorized = sshd.root / "authorized_keys"
+    before = authorized.read_text()
+    authorized.write_text(before + "".join(k.with_suffix(".pub").read_text() for k in keys.values()))
+    (laptop.home / ".ssh" / "known_hosts").write_text(sshd.host_key_line())
+    laptop.ssh_config(
+        block("a", sshd, keys["a"], "ProxyJump b")
+        + block("b", sshd, keys["b"], "ProxyJump c")
+        + block("c", sshd, keys["c"])
+    )
+    laptop.profiles("a")
+    seen = len(sshd.log())
+    try:
+        assert listed(laptop.cli("a", "ls", "--json")) == []
+    finally:
+        authorized.write_text(before)
+    fingerprints = {fingerprint(k): alias for alias, k in keys.items()}
+    accepted = re.findall(r"Accepted publickey for root from \S+ port \d+ ssh2: \S+ (SHA256:\S+)", sshd.log()[seen:])
+    assert [fingerprints.get(f, f) for f in accepted] == ["c", "b", "a"]
+
+
+def fingerprint(key: Path) -> str:
+    out = subprocess.run(["ssh-keygen", "-l", "-f", str(key.with_suffix(".pub"))], capture_output=True, text=True)
+    return out.stdout.split()[1]
+
+
+@pytest.mark.parametrize(("ci", "code", "said"), [("true", 1, "CI=true and a real component is missing"), ("", 0, "")])
+def test_without_sshd_the_remote_tests_fail_under_ci_and_skip_elsewhere(ci: str, code: int, said: str) -> None:
+    """A CI run that passes with the remote tests skipped would say nothing about remote mode."""
+    env = {**os.environ, "CI": ci, "PATH": "/nonexistent"}  # no ssh-keygen: the test sshd cannot be made
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", __file__, "-k", "included_file"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert proc.returncode == code, proc.stdout
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert ("1 error" if ci else "1 skipped") in summary, proc.stdout
+    assert said in proc.stdout and "ssh-keygen is not installed" in proc.stdout
