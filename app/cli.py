@@ -328,6 +328,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for e in entries:
         steps = " ".join(f"{step}:{state}" for step, state in e["steps"].items())
         created = e["created_at"]
+        if e.get("damaged"):  # the file and what is wrong, where the steps would be
+            rows.append([e["run_id"], e["name"] or "-", e["state"], e["damaged"], _when(created), "-"])
+            continue
         rows.append([e["run_id"], e["name"], e["state"], steps, _when(created), _elapsed(created, e["ended_at"])])
     _print_table(rows)
     return EXIT_OK

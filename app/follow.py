@@ -123,6 +123,11 @@ def cmd_metrics(args: argparse.Namespace, deck: Deck, paths: RunPaths) -> int:
 
     view = follow(deck, paths, poll, keep_going=args.follow)
     metrics.close()
+    for path, (count, first) in sorted(metrics.bad.items()):
+        print(
+            f"clusterdeck: warning: {path}: {count} line(s) are not records (first: line {first}); skipped",
+            file=sys.stderr,
+        )
     return exit_for(view.state) if view else EXIT_OK
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import IO, Any
 
@@ -171,6 +172,11 @@ class LineReporter:
             self._print(f"run {self.view.run_id} {self.view.state}")
 
     def record(self, record: dict[str, Any], view: RunView) -> None:
+        # a record of another version or writer, without the fields its line needs, is not shown
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            self._record(record, view)
+
+    def _record(self, record: dict[str, Any], view: RunView) -> None:
         kind = record.get("kind")
         if kind == "train":
             live = LiveRun(train=record)

@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from jobs import atomic
 from jobs.records import Attempt, FinalState, JobRef, RunRecord, StepRecord, save_record
 from jobs.runs import create_run_dir
 
@@ -30,6 +31,7 @@ def make_runs(root: Path, count: int) -> None:
         paths = create_run_dir(root)
         job = JobRef(job_id=str(1000 + k), submitted_at=t, parts=["main"])
         state = "COMPLETED" if k % 3 else "FAILED"
+        atomic.write_json(paths.spec, {"name": f"run-{k}", "cluster": {"executor": "slurm"}})  # as submit writes it
         save_record(
             paths,
             RunRecord(

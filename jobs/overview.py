@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs import atomic
-from jobs.records import load_statuses
+from jobs.damage import DamagedRecord
+from jobs.records import load_statuses, read_spec_json
 from jobs.rundir import RunPaths
 from jobs.runs import list_runs
-from jobs.status import RunView, view_runs
+from jobs.status import RunView, damaged_view, view_runs
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class RunRow:
             run_id=entry["run_id"],
             name=entry["name"],
             state=entry["state"],
-            steps=" ".join(f"{step}:{state}" for step, state in entry["steps"].items()),
+            steps=entry.get("damaged") or " ".join(f"{step}:{state}" for step, state in entry["steps"].items()),
             progress=entry.get("progress"),
             created_at=entry["created_at"],
             ended_at=entry.get("ended_at"),
@@ -68,30 +68,44 @@ class Overview:
 
     def listing(self) -> list[dict[str, Any]]:
         """``clusterdeck ls --json``'s runs: each run's summary and its row's figures, read by ``RunRow.from_entry``
-        (which ignores fields it does not know: a newer login node's)."""
+        (which ignores fields it does not know: a newer login node's).
+
+        A run whose record, spec or a status file is damaged is listed with state ``DAMAGED`` and a
+        ``damaged`` reason that names the file; nothing of it is rewritten.
+        """
         entries = []
         for view in view_runs(list_runs(self.root)):
-            row = self.row(view)
-            entries.append(
-                {
-                    "run_id": view.run_id,
-                    "name": view.name,
-                    "state": view.state,
-                    "executor": view.executor,
-                    "created_at": view.created_at,
-                    "ended_at": view.ended_at,
-                    "path": view.path,
-                    "steps": {s.name: s.state for s in view.steps},
-                    "progress": row.progress,
-                    "nodes": row.nodes,
-                    "gpus": row.gpus,
-                    "images_per_s": row.images_per_s,
-                    "best_top1": row.best_top1,
-                }
-            )
+            try:
+                row = self.row(view)
+            except DamagedRecord as exc:  # its spec, or a status file of a finished run, read here
+                view = damaged_view(RunPaths(Path(view.path)), exc)
+                row = self.row(view)
+            entry = {
+                "run_id": view.run_id,
+                "name": view.name,
+                "state": view.state,
+                "executor": view.executor,
+                "created_at": view.created_at,
+                "ended_at": view.ended_at,
+                "path": view.path,
+                "steps": {s.name: s.state for s in view.steps},
+                "progress": row.progress,
+                "nodes": row.nodes,
+                "gpus": row.gpus,
+                "images_per_s": row.images_per_s,
+                "best_top1": row.best_top1,
+            }
+            if view.damaged:
+                entry["damaged"] = view.damaged
+            entries.append(entry)
         return entries
 
     def row(self, view: RunView) -> RunRow:
+        if view.damaged:
+            # the reason stands where the steps would: the runs list shows it without a column of its own
+            return RunRow(
+                view.run_id, "", "DAMAGED", view.damaged, None, view.created_at, None, 0, 0, None, None, view.path
+            )
         nodes, gpus = self._size(view)
         progress, images_per_s, best = self._figures(view)
         return RunRow(
@@ -136,17 +150,15 @@ class Overview:
         return figures
 
     def _size(self, view: RunView) -> tuple[int, int]:
-        """(nodes, GPUs) of the biggest step, as the spec asks for them."""
+        """(nodes, GPUs) of the biggest step, as the spec asks for them; ``DamagedRecord`` for a damaged spec."""
         if view.run_id not in self._sizes:
-            try:
-                spec: dict[str, Any] = atomic.read_json(RunPaths(Path(view.path)).spec)
-            except (OSError, ValueError):
-                return 0, 0
+            spec = read_spec_json(RunPaths(Path(view.path)))
             size = (1, 0)
-            if spec.get("cluster", {}).get("executor") == "slurm":
+            if (spec.get("cluster") or {}).get("executor") == "slurm":
                 for step in ("shard", "export", "train", "evaluate"):
                     r = (spec.get(step) or {}).get("resources") or {}
-                    nodes = int(r.get("nodes", 1))
-                    size = max(size, (nodes, nodes * int(r.get("gpus_per_node", 0))), key=lambda s: (s[1], s[0]))
+                    nodes, gpus = r.get("nodes", 1), r.get("gpus_per_node", 0)
+                    if type(nodes) is int and type(gpus) is int:  # another version's values are not counted
+                        size = max(size, (nodes, nodes * gpus), key=lambda s: (s[1], s[0]))
             self._sizes[view.run_id] = size
         return self._sizes[view.run_id]

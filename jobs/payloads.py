@@ -81,6 +81,8 @@ def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
         if not isinstance(exc, (UserError, KeyboardInterrupt)):
             traceback.print_exc()
         _failed(save, step, part, message)
+        if isinstance(exc, UserError):  # said in one line; submitit would log a traceback of any exception
+            raise SystemExit(exc.exit_code or 1) from None
         raise
     print(f"[clusterdeck] {step} {part} completed", flush=True)  # before the status: a follower stops on it
     save({"state": "COMPLETED", "ended_at": now(), "exit_code": 0})

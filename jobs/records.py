@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from jobs import atomic
+from jobs.damage import DamagedRecord, model_problem, read_record
 from jobs.rundir import RunPaths
-from jobs.spec import RunSpec, validate
+from jobs.spec import RunSpec, Section, _section_type, validate
 
 Executor = Literal["local", "slurm"]
 Role = Literal["main", "array", "merge"]
@@ -129,17 +131,59 @@ class PartStatus(Record):
         )
 
 
+M = TypeVar("M", bound=Record)
+
+
+def _parsed(model: type[M], what: str, path: Path) -> M:
+    """The record in ``path``; ``DamagedRecord`` naming it when it is not one (``FileNotFoundError`` passes)."""
+    data = read_record(path)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise DamagedRecord(path, model_problem(what, exc)) from None
+
+
 def save_record(paths: RunPaths, record: RunRecord) -> None:
     atomic.write_json(paths.record, record.model_dump(mode="json"))
 
 
 def load_record(paths: RunPaths) -> RunRecord:
-    return RunRecord.model_validate(atomic.read_json(paths.record))
+    """The run record; ``DamagedRecord`` (a ``ValueError``) naming ``run.json`` when it is not one."""
+    return _parsed(RunRecord, "a run record", paths.record)
+
+
+def read_spec_json(paths: RunPaths) -> dict[str, Any]:
+    """The run's ``spec.json`` as JSON, its sections checked to be tables; ``DamagedRecord`` when it is not one.
+
+    Only the shape is checked, not every value: a spec written by another version still shows.
+    """
+    try:
+        spec = read_record(paths.spec)
+    except FileNotFoundError:
+        raise DamagedRecord(paths.spec, "missing (every run has its spec)") from None
+    problem = _shape_problem(spec, RunSpec, "")
+    if problem is None and not isinstance(spec.get("name"), str):
+        problem = "name: not a string"
+    if problem is not None:
+        raise DamagedRecord(paths.spec, f"not a run spec ({problem})")
+    return spec
+
+
+def _shape_problem(value: Any, model: type[Section], key: str) -> str | None:
+    if not isinstance(value, dict):
+        return f"{key or 'the spec'}: not a table"
+    for name, field in model.model_fields.items():
+        section = _section_type(field.annotation)
+        if section is not None and value.get(name) is not None:
+            problem = _shape_problem(value[name], section, f"{key}{name}")
+            if problem is not None:
+                return problem
+    return None
 
 
 def load_run_spec(paths: RunPaths, *, check_paths: bool) -> RunSpec:
-    """The resolved spec a run was submitted with."""
-    return validate(atomic.read_json(paths.spec), source=str(paths.spec), check_paths=check_paths)
+    """The resolved spec a run was submitted with, validated (problems name ``spec.json``)."""
+    return validate(read_spec_json(paths), source=str(paths.spec), check_paths=check_paths)
 
 
 def save_status(paths: RunPaths, status: PartStatus) -> None:
@@ -154,15 +198,26 @@ def load_status(paths: RunPaths, step: str, attempt: int, part: str) -> PartStat
 
 
 def load_statuses(paths: RunPaths) -> dict[tuple[str, int, str], PartStatus]:
+    """Every part's status; ``DamagedRecord`` naming the first file that is not one (they are written whole)."""
     found = {}
     if paths.status_dir.is_dir():
-        for file in paths.status_dir.glob("*.json"):
+        for file in sorted(paths.status_dir.glob("*.json")):
             try:
-                st = PartStatus.model_validate(atomic.read_json(file))
-            except (OSError, ValueError):
-                continue  # a part that is being written for the first time
+                st = _parsed(PartStatus, "a part status", file)
+            except FileNotFoundError:
+                continue  # removed since it was listed
             found[(st.step, st.attempt, st.part)] = st
     return found
+
+
+def check_run(paths: RunPaths) -> None:
+    """Reads the run's record, spec and status files: ``DamagedRecord`` naming the first one that is damaged.
+
+    A directory without ``run.json`` is not a run (or one being created): ``FileNotFoundError``.
+    """
+    load_record(paths)
+    read_spec_json(paths)
+    load_statuses(paths)
 
 
 def now() -> float:

@@ -25,6 +25,13 @@ not into the run directory.
 Every file and directory here, in a shard set and in a stage cache gets the mode a plain ``open()`` or
 ``mkdir()`` gives under the submitting user's umask (SLURM carries it to the jobs): 0644/0755 under 022,
 0664/0775 under 002, so a group that shares a runs root or a shard set can read it (``jobs.atomic``).
+
+Readers never write to a run they only look at, beyond caching a finished run's final state
+in ``run.json``. A run whose ``run.json``, ``spec.json`` or a status file cannot be read as
+what it should be is damaged (``jobs.damage``): listings show it as ``DAMAGED`` with the file
+and what is wrong, every other command refuses it naming the file, and nothing of it is
+rewritten. Lines of ``metrics.jsonl`` and telemetry files that are not records are skipped
+and counted (a writer cut off mid-line leaves one); ``clusterdeck metrics`` names them.
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ import secrets
 import time
 from pathlib import Path
 
+from jobs.damage import DamagedRecord
 from jobs.errors import RunNotFound, UserError
-from jobs.records import load_record
+from jobs.records import check_run, load_record
 from jobs.rundir import RunPaths
 
 ID_TIME_FORMAT = "%Y%m%d-%H%M%S"
@@ -46,13 +47,40 @@ def list_runs(root: Path) -> list[RunPaths]:
     """Runs with a record, oldest first."""
     if not root.is_dir():
         return []
-    with os.scandir(root) as entries:
-        names = [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
-    return [RunPaths(root / n) for n in sorted(names) if (root / n / "run.json").exists()]
+    try:
+        with os.scandir(root) as entries:
+            names = [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
+    except OSError as exc:
+        raise UserError(f"{root}: cannot list the runs root ({exc.strerror or exc})") from None
+    return [RunPaths(root / n) for n in sorted(names) if _has_record(root / n)]
+
+
+def _has_record(path: Path) -> bool:
+    """A run directory has its ``run.json``; one that cannot be looked into is listed too, and named as damaged."""
+    try:
+        return (path / "run.json").exists()
+    except OSError:
+        return True
 
 
 def resolve_run(root: Path, address: str) -> RunPaths:
-    """A run by id, unique id prefix, or unique name."""
+    """A run by id, unique id prefix, or unique name; a ``UserError`` naming the file when it is damaged."""
+    return whole(_find_run(root, address))
+
+
+def whole(run: RunPaths) -> RunPaths:
+    """``run``, once its record, spec and status files have been read: a ``UserError`` naming the first damaged
+    one. Nothing is written: a damaged run stays as it is until the user moves or mends it."""
+    try:
+        check_run(run)
+    except FileNotFoundError:
+        raise RunNotFound(f"{run.root}: not a run any more (its run.json is gone)") from None
+    except DamagedRecord as exc:
+        raise UserError(f"{exc}: run {run.run_id} is damaged (it was left as it is)") from None
+    return run
+
+
+def _find_run(root: Path, address: str) -> RunPaths:
     runs = list_runs(root)
     exact = [r for r in runs if r.run_id == address]
     if exact:
@@ -68,6 +96,9 @@ def resolve_run(root: Path, address: str) -> RunPaths:
         return by_name[0]
     if len(by_name) > 1:
         raise RunNotFound(f"run name '{address}' is used by {len(by_name)} runs under {root}; give an id")
+    stray = root / address
+    if address not in ("", ".", "..") and "/" not in address and stray.is_dir():
+        raise RunNotFound(f"{stray}: not a run (it has no run.json); no run '{address}' under {root}")
     raise RunNotFound(f"no run '{address}' under {root}")
 
 

@@ -96,7 +96,8 @@ DecodeWorkers = Annotated[int | Literal["auto"], _process_count("decoding proces
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # inf and nan are TOML floats, but no key means them: refused here, not met later as an OverflowError
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, allow_inf_nan=False)
 
 
 class Resources(Section):
@@ -526,18 +527,54 @@ def apply_overrides(table: dict[str, Any], overrides: list[str]) -> dict[str, An
     return table
 
 
+MAX_SPEC_BYTES = 1 << 20
+"""A spec is a page of TOML; a file past 1 MiB is some other file, refused without reading it all."""
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def read_table(path: Path) -> dict[str, Any]:
-    """The TOML table of a spec file; ``-`` reads standard input (a spec sent by a remote ``--host`` submit)."""
+    """The TOML table of a spec file; ``-`` reads standard input (a spec sent by a remote ``--host`` submit).
+
+    Whatever the file is (binary, empty, huge, a directory, unreadable, UTF-16), the problem
+    is one line naming it. A UTF-8 byte-order mark, which some editors write, is skipped.
+    """
     try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text()
+        if str(path) == "-":
+            data = sys.stdin.buffer.read(MAX_SPEC_BYTES + 1)
+        else:
+            with open(path, "rb") as f:
+                data = f.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError:
         raise UserError(f"{path}: spec file not found") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, not a spec file") from None
     except OSError as exc:
-        raise UserError(f"{path}: cannot read spec file ({exc.strerror})") from None
+        raise UserError(f"{path}: cannot read spec file ({exc.strerror or exc})") from None
     try:
-        return tomllib.loads(text)
+        table = tomllib.loads(spec_text(path, data))
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: invalid TOML: {exc}") from None
+    if not table:
+        raise UserError(f"{path}: the spec is empty (it sets no key); start from one in templates/")
+    return table
+
+
+def spec_text(path: Path, data: bytes) -> str:
+    """The text of a spec file's bytes; a ``UserError`` naming the file for anything that is not UTF-8 TOML text."""
+    if len(data) > MAX_SPEC_BYTES:
+        raise UserError(f"{path}: larger than {MAX_SPEC_BYTES >> 20} MiB; not a spec file (a spec is short TOML)")
+    if data.startswith(_UTF16_BOMS):
+        raise UserError(f"{path}: UTF-16 text (it starts with a byte-order mark); save the spec as UTF-8")
+    if b"\0" in data:
+        raise UserError(f"{path}: a binary file (it holds NUL bytes), not a TOML spec")
+    try:
+        return data.removeprefix(_UTF8_BOM).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UserError(
+            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); save the spec as UTF-8"
+        ) from None
 
 
 def validate(table: dict[str, Any], *, source: str = "spec", check_paths: bool = True) -> RunSpec:

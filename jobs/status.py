@@ -9,9 +9,12 @@ query per backend (one ``sacct`` for all SLURM jobs), never one per job.
 from __future__ import annotations
 
 import contextlib
+import os
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from jobs.damage import DamagedRecord
 from jobs.dispatch import JobState, backend_for
 from jobs.dispatch.base import FAILED_STATES
 from jobs.records import (
@@ -28,6 +31,7 @@ from jobs.records import (
     save_record,
 )
 from jobs.rundir import RunPaths
+from jobs.runs import ID_TIME_FORMAT, whole
 
 # When parts disagree, the step shows the most telling one.
 PRECEDENCE = (*FAILED_STATES, "RUNNING", "REQUEUED", "PENDING", "COMPLETED")
@@ -86,6 +90,8 @@ class RunView:
     steps: list[StepView]
     outputs: dict[str, dict[str, str]]
     path: str
+    damaged: str = ""
+    """Why the run cannot be shown (state ``DAMAGED``): the file, from the run directory, and what is wrong."""
 
     @property
     def ended(self) -> bool:
@@ -96,7 +102,10 @@ class RunView:
         return any(p.job_alive for s in self.steps for p in s.parts)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.damaged:  # only listings hold damaged runs; a view of a whole run reads as it always has
+            del data["damaged"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunView:
@@ -210,13 +219,19 @@ def run_state(steps: list[StepView]) -> str:
 
 
 def view_runs(runs: list[RunPaths], *, use_final: bool = True) -> list[RunView]:
-    """Views of many runs; finished runs answer from their record, live ones from one query per backend."""
-    records: list[tuple[RunPaths, RunRecord]] = []
+    """Views of many runs; finished runs answer from their record, live ones from one query per backend.
+
+    A run whose record or status files are damaged is a ``DAMAGED`` view naming the file.
+    """
+    loaded: list[tuple[RunPaths, RunRecord | DamagedRecord]] = []
     for paths in runs:
         try:
-            records.append((paths, load_record(paths)))
-        except (OSError, ValueError):
-            continue  # a run directory still being created, or not ours
+            loaded.append((paths, load_record(paths)))
+        except FileNotFoundError:
+            continue  # a run directory still being created, or removed since it was listed
+        except DamagedRecord as exc:
+            loaded.append((paths, exc))
+    records = [(paths, r) for paths, r in loaded if isinstance(r, RunRecord)]
     live: dict[Executor, list[JobRef]] = {}
     for _, record in records:
         if not (use_final and record.final):
@@ -225,11 +240,32 @@ def view_runs(runs: list[RunPaths], *, use_final: bool = True) -> list[RunView]:
     sched: dict[str, JobState] = {}
     for executor, jobs in live.items():
         sched.update(backend_for(executor).states(jobs))
-    return [_view(paths, record, sched, use_final) for paths, record in records]
+    views = []
+    for paths, record in loaded:
+        try:
+            if isinstance(record, DamagedRecord):
+                raise record
+            views.append(_view(paths, record, sched, use_final))
+        except DamagedRecord as exc:
+            views.append(damaged_view(paths, exc))
+    return views
 
 
 def view_run(paths: RunPaths) -> RunView:
-    return view_runs([paths], use_final=False)[0]
+    """The run's state now; a ``UserError`` naming the file when its record, spec or a status file is damaged."""
+    return view_runs([whole(paths)], use_final=False)[0]
+
+
+def damaged_view(paths: RunPaths, damage: DamagedRecord) -> RunView:
+    """A run that cannot be read, as listings show it: its id, when it was made (from the id), why."""
+    try:
+        created = time.mktime(time.strptime(paths.run_id[:15], ID_TIME_FORMAT))
+    except ValueError:
+        try:
+            created = os.stat(paths.root).st_mtime
+        except OSError:
+            created = 0.0
+    return RunView(paths.run_id, "", "DAMAGED", "", created, None, [], {}, str(paths.root), damage.within(paths.root))
 
 
 def _view(paths: RunPaths, record: RunRecord, sched: dict[str, JobState], use_final: bool) -> RunView:

@@ -16,6 +16,8 @@ from jobs.runs import create_run_dir, default_runs_root
 from jobs.spec import RunSpec
 from jobs.status import RunView, view_run
 
+NOTHING_TO_RUN = "nothing to run; add a [shard], [export], [train] or [evaluate] section"
+
 
 def runs_root_for(spec: RunSpec | None, override: Path | None = None) -> Path:
     if override is not None:
@@ -45,11 +47,13 @@ def outputs_of(spec: RunSpec, paths: RunPaths) -> dict[str, dict[str, str]]:
 def preflight(spec: RunSpec, steps: Collection[str] | None = None) -> None:
     """Checks that need the filesystem, done before any job is submitted; ``steps``: those about to run (resume)."""
     if not spec.steps:
-        raise UserError("spec: nothing to run; add a [shard], [export], [train] or [evaluate] section")
+        raise UserError(f"spec: {NOTHING_TO_RUN}")
     if spec.shard is not None:
+        from jobs.shard.space import check_room_at_submit
         from jobs.shard.step import check_output
 
         check_output(spec.shard)
+        check_room_at_submit(spec.shard)
     if spec.export is not None and (steps is None or "export" in steps):  # its files exist once it has run
         check_export(spec)
     if spec.train is not None and spec.train.train_shards is not None:

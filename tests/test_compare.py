@@ -255,7 +255,8 @@ def test_diff_refuses_one_run_unknown_runs_and_runs_without_a_spec(two_runs: Two
     (root / broken / "spec.json").unlink()
     result = run_cli("--runs-root", str(root), "diff", two_runs.a, broken)
     assert result.code == 2 and "Traceback" not in result.err
-    assert f"clusterdeck: error: run {broken}: it has no spec" in result.err
+    assert f"clusterdeck: error: {root / broken / 'spec.json'}: missing" in result.err  # a damaged run, named
+    assert f"run {broken} is damaged" in result.err
 
 
 async def test_the_compare_screen_shows_differences_and_curves_at_80x24(two_runs: TwoRuns) -> None:

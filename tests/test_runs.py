@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs import atomic
 from jobs.errors import RunNotFound
 from jobs.records import Attempt, FinalState, JobRef, RunRecord, StepRecord, save_record
 from jobs.runs import create_run_dir, list_runs, resolve_run
@@ -33,6 +34,7 @@ def fake_record(root: Path, name: str, state: str | None = "COMPLETED", at: floa
         steps=[StepRecord(name="shard", attempts=[Attempt(number=1, submitted_at=t, jobs=[job])])],
         final=FinalState(state=state, ended_at=t + 5, steps={"shard": state}) if state else None,
     )
+    atomic.write_json(paths.spec, {"name": name, "cluster": {"executor": "local"}})  # every run has its spec
     save_record(paths, record)
     return record
 

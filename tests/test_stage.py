@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from jobs.diskspace import free_bytes
 from jobs.spec import validate
 from jobs.stage.cache import set_name, shared_cache
 from jobs.stage.job import read_order
-from jobs.stage.stager import free_bytes
 from jobs.train.order import node_shards, rank_shards
 from jobs.train.shardset import Shard, read_shardset
 from jobs.world import World

@@ -46,10 +46,14 @@ class LocalDeck(Deck):
         return view_run(paths)
 
     def submit(self, table: dict[str, Any], source: str) -> RunPaths:
+        from jobs.errors import UserError
         from jobs.spec import validate
-        from jobs.submit import submit_run
+        from jobs.submit import NOTHING_TO_RUN, submit_run
 
-        return submit_run(validate(table, source=source), self.root if self.root_given else None)
+        spec = validate(table, source=source)
+        if not spec.steps:  # said here too, so that the line names the file rather than "spec"
+            raise UserError(f"{source}: {NOTHING_TO_RUN}")
+        return submit_run(spec, self.root if self.root_given else None)
 
     def cancel(self, paths: RunPaths) -> RunView:
         from jobs.submit import cancel_run

@@ -8,11 +8,11 @@ length with the image. The four files together then come to about ``size_gb`` ×
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jobs.diskspace import require_free
 from jobs.errors import UserError
 from jobs.export.encode import CsvEncoder, NpyEncoder, flatten, npy_header
 from jobs.export.inputs import Key, NpzPool, ShardPool, chunk_rows, open_pool, split_sizes
@@ -170,14 +170,14 @@ def check_names(spec: ExportSpec, key: Key = spec_key) -> None:
 def check_outputs(plan: ExportPlan, key: Key = spec_key) -> None:
     """``check_names``, and the disk has room for the files (and an inflated npz ``data``)."""
     check_names(plan.spec, key)
-    out = plan.spec.out
-    existing = next((p for p in (out, *out.parents) if p.exists()), out)
-    free = shutil.disk_usage(existing).free
-    needed = plan.total_bytes + plan.pool.inflate_bytes
-    if needed > free:
-        raise UserError(
-            f"{key('out')}: the export needs about {needed / 1e9:.2f} GB, {existing} has {free / 1e9:.2f} GB free"
-        )
+    inflated = f" and {plan.pool.inflate_bytes} bytes of inflated npz data" if plan.pool.inflate_bytes else ""
+    require_free(
+        key("out"),
+        plan.spec.out,
+        plan.total_bytes + plan.pool.inflate_bytes,
+        f"the export ({len(plan.files)} files of about {plan.total_bytes} bytes{inflated})",
+        f"free some space, export fewer samples, or pick another {key('out')}",
+    )
 
 
 def describe(plan: ExportPlan) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from jobs import atomic
+from jobs.diskspace import free_text, is_full
 from jobs.errors import UserError
 from jobs.export import ExportFailed
 from jobs.export.encode import CsvEncoder, NpyEncoder, flatten, mtd, npy_header
@@ -105,7 +106,8 @@ def _writing(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise ExportFailed(f"{path}: {exc.strerror or exc} while writing; nothing was replaced") from None
+        space = f" ({free_text(path.parent)})" if is_full(exc) else ""
+        raise ExportFailed(f"{path}: {exc.strerror or exc} while writing{space}; nothing was replaced") from None
 
 
 def remove_stale(out: Path, name: str) -> None:

@@ -53,17 +53,19 @@ class ShardJob:
         return h.hexdigest()
 
 
-def samples_per_shard(
-    listing: Listing, stored_size: Callable[[Any], int | None], shard_size_mb: float, max_samples: int | None, seed: int
-) -> int:
-    """Samples per shard from the mean stored size of a seeded sample (``stored_size(loc)``; None: unreadable)."""
+def sample_bytes(listing: Listing, stored_size: Callable[[Any], int | None], seed: int) -> float:
+    """Mean bytes one sample takes in a shard, from a seeded sample (``stored_size(loc)``; None: unreadable)."""
     if not listing.names:
-        return 1
+        return float(PER_SAMPLE_OVERHEAD)
     rng = np.random.default_rng([seed, 1])
     probes = rng.choice(len(listing.names), size=min(SIZE_PROBES, len(listing.names)), replace=False)
     sizes = [size for i in sorted(probes.tolist()) if (size := stored_size(listing.locs[i])) is not None]
-    mean = (sum(sizes) / len(sizes) if sizes else 0) + PER_SAMPLE_OVERHEAD
-    count = max(1, math.floor(shard_size_mb * 1e6 / mean))
+    return (sum(sizes) / len(sizes) if sizes else 0) + PER_SAMPLE_OVERHEAD
+
+
+def samples_per_shard(mean_bytes: float, shard_size_mb: float, max_samples: int | None) -> int:
+    """Samples per shard, for shards of about ``shard_size_mb`` of samples of ``mean_bytes`` each."""
+    count = max(1, math.floor(shard_size_mb * 1e6 / mean_bytes))
     return min(count, max_samples) if max_samples else count
 
 

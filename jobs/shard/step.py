@@ -16,8 +16,9 @@ from jobs.shard.encode import Encoder, SkipSample
 from jobs.shard.index import INDEX, INDEX_FORMAT
 from jobs.shard.inputs import list_images, read_val_labels
 from jobs.shard.npzsource import list_npz
-from jobs.shard.plan import ShardJob, plan_split, samples_per_shard, task_slice
+from jobs.shard.plan import ShardJob, plan_split, sample_bytes, samples_per_shard, task_slice
 from jobs.shard.sources import Entries, Listing, Source, labelled, select_classes
+from jobs.shard.space import check_room, remove_temps, write_failed
 from jobs.shard.write import completed_part, write_or_reuse
 from jobs.signals import worker_signals
 from jobs.spec import VAL_FORMATS, ShardInput, ShardSpec
@@ -36,6 +37,8 @@ class ShardPlan:
     classes: list[str]
     listings: dict[str, Listing]
     jobs: list[ShardJob]
+    sample_bytes: dict[str, float]
+    """Per split, the mean bytes a sample takes in a shard (measured on a seeded sample): the space to find."""
 
 
 def settings_of(spec: ShardSpec) -> dict[str, Any]:
@@ -121,6 +124,7 @@ def build_plan(spec: ShardSpec) -> ShardPlan:
 
     listings: dict[str, Listing] = {}
     jobs: list[ShardJob] = []
+    means: dict[str, float] = {}
     for split, found in entries.items():
         listing = labelled(found, classes)
         inp = spec.train if split == "train" else spec.val
@@ -129,39 +133,50 @@ def build_plan(spec: ShardSpec) -> ShardPlan:
             kept = f" of the {len(classes)} classes kept" if listing.excluded else ""
             raise UserError(f"shard.{split}.input: {inp.input} holds no images{kept}")
         listings[split] = listing
-        per_shard = samples_per_shard(
-            listing, stored_size(listing.source), spec.shard_size_mb, spec.max_samples, spec.seed
-        )
+        means[split] = sample_bytes(listing, stored_size(listing.source), spec.seed)
+        per_shard = samples_per_shard(means[split], spec.shard_size_mb, spec.max_samples)
         jobs += plan_split(split, listing, per_shard, spec.seed, encoder)
-    return ShardPlan(classes, listings, jobs)
+    return ShardPlan(classes, listings, jobs, means)
 
 
 def write_task(
     spec: ShardSpec, plan: ShardPlan, task: int, tasks: int, report: Report, pipeline: Pipeline | None = None
 ) -> None:
-    """Writes (or verifies and keeps) this task's contiguous range of shards."""
+    """Writes (or verifies and keeps) this task's contiguous range of shards; checks the space first.
+
+    A disk that fills anyway ends the task with one line naming the file; the shards finished
+    stay (with their records), so a resume writes only the rest.
+    """
     mine = [plan.jobs[i] for i in task_slice(len(plan.jobs), task, tasks)]
+    remove_temps(spec.output, mine)  # a killed attempt's half-written shards: space this one needs
+    check_room(spec.output, mine, plan.sample_bytes)  # before the first byte, whatever was checked at submit
     spec.output.mkdir(parents=True, exist_ok=True)
-    samples = size = 0
+    samples = size = done = 0
     started = time.monotonic()
     print(f"task {task}/{tasks}: {len(mine)} of {len(plan.jobs)} shards, {spec.workers} workers", flush=True)
-    for done, (record, reused) in enumerate(
-        _run_pool(mine, spec.output, plan.classes, spec.workers, pipeline), start=1
-    ):
-        samples += record["samples"]
-        size += record["bytes"]
-        how = "verified, kept" if reused else "written"
-        print(f"{record['file']}: {record['samples']} samples, {record['bytes'] / 1e6:.1f} MB ({how})", flush=True)
-        elapsed = max(time.monotonic() - started, 1e-9)
-        report(
-            {
-                "shards_done": done,
-                "shards_total": len(mine),
-                "samples": samples,
-                "bytes": size,
-                "mb_per_s": size / 1e6 / elapsed,
-            }
-        )
+    try:
+        for done, (record, reused) in enumerate(
+            _run_pool(mine, spec.output, plan.classes, spec.workers, pipeline), start=1
+        ):
+            samples += record["samples"]
+            size += record["bytes"]
+            how = "verified, kept" if reused else "written"
+            print(
+                f"{record['file']}: {record['samples']} samples, {record['bytes'] / 1e6:.1f} MB ({how})", flush=True
+            )
+            elapsed = max(time.monotonic() - started, 1e-9)
+            report(
+                {
+                    "shards_done": done,
+                    "shards_total": len(mine),
+                    "samples": samples,
+                    "bytes": size,
+                    "mb_per_s": size / 1e6 / elapsed,
+                }
+            )
+    except OSError as exc:  # the pool is gone by now: its workers' temporary files can go too
+        remove_temps(spec.output, mine)
+        raise write_failed(exc, spec.output, done, len(mine)) from None
 
 
 def _run_pool(
@@ -226,7 +241,10 @@ def merge_index(spec: ShardSpec, plan: ShardPlan) -> dict[str, Any]:
         "encoding": {"resize_shorter": spec.resize_shorter, "jpeg_quality": spec.jpeg_quality},
         "splits": splits,
     }
-    atomic.write_json(spec.output / INDEX, index)
+    try:
+        atomic.write_json(spec.output / INDEX, index)
+    except OSError as exc:
+        raise write_failed(exc, spec.output / INDEX, len(plan.jobs), len(plan.jobs)) from None
     for split, entry in splits.items():
         print(
             f"{split}: {entry['samples']} samples in {len(entry['shards'])} shards, "

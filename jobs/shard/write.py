@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ def write_shard(job: ShardJob, out_dir: Path, classes: list[str], pipeline: Pipe
     tmp = out_dir / f".{job.name}.tar.tmp-{os.getpid()}"
     skipped = []
     try:
-        with ShardTarWriter(tmp) as tar:
+        with named(final), ShardTarWriter(tmp) as tar:
             for key, name, loc, label in zip(job.keys, job.names, job.locs, job.labels, strict=True):
                 try:
                     raw = job.source.read(loc)
@@ -46,7 +48,8 @@ def write_shard(job: ShardJob, out_dir: Path, classes: list[str], pipeline: Pipe
                 tar.add_sample(key, {ext: data, "cls": str(label).encode(), "json": meta})
             sha256 = tar.close()
             samples, size = tar.samples, tar.bytes
-        os.replace(tmp, final)
+        with named(final):
+            os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
     record = {
@@ -59,8 +62,20 @@ def write_shard(job: ShardJob, out_dir: Path, classes: list[str], pipeline: Pipe
         "members": job.members_digest(),
         "skipped": skipped,
     }
-    atomic.write_json(part_path(out_dir, job.name), record)
+    with named(part_path(out_dir, job.name)):
+        atomic.write_json(part_path(out_dir, job.name), record)
     return record
+
+
+@contextlib.contextmanager
+def named(path: Path) -> Iterator[None]:
+    """An OSError of a write (a full disk) names the file being written, for the one line the step ends with."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
 
 
 def completed_part(job: ShardJob, out_dir: Path, verify: bool = True) -> dict[str, Any] | None:

@@ -8,8 +8,6 @@ split the work, and the second finds the first's copies and reuses them.
 
 from __future__ import annotations
 
-import errno
-import os
 import socket
 import threading
 import time
@@ -19,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobs.diskspace import free_text, is_full, require_free
 from jobs.errors import UserError
 from jobs.stage.cache import locked
 from jobs.stage.copy import Cancelled, Mismatch, Throttle, copy_verified, file_digest
@@ -73,13 +72,6 @@ class Tally:
             }
 
 
-def free_bytes(path: Path) -> int:
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
-
-
-def _gb(n: int) -> str:
-    return f"{n / 1e9:.2f} GB"
 
 
 class Stager:
@@ -121,15 +113,14 @@ class Stager:
         if not self.items:
             return
         missing = [i for i in self.items if not _has_size(i.dest, i.shard.bytes)]
-        needed = sum(i.shard.bytes for i in missing)
-        where = self.items[0].dest.parent
-        free = free_bytes(where)
-        if needed > free:
-            fewer = "use train.stage.scope = 'node'" if self.field.startswith("train.") else "stage fewer splits"
-            raise UserError(
-                f"{self.field}: not enough space in {where}: staging {len(missing)} shard(s) needs {_gb(needed)} "
-                f"({needed} bytes), {_gb(free)} ({free} bytes) are free; free some space, stage elsewhere, or {fewer}"
-            )
+        fewer = "use train.stage.scope = 'node'" if self.field.startswith("train.") else "stage fewer splits"
+        require_free(
+            self.field,
+            self.items[0].dest.parent,
+            sum(i.shard.bytes for i in missing),
+            f"staging {len(missing)} shard(s)",
+            f"free some space, stage elsewhere, or {fewer}",
+        )
 
     def run(self) -> Tally:
         """Stages every item; raises the first error, or ``Cancelled`` when stopped before the end."""
@@ -224,10 +215,10 @@ class Stager:
         host = socket.gethostname()
         name = Path(exc.filename) if exc.filename else None
         sources = {item.shard.path for item in self.items}
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT) and name not in sources:
+        if is_full(exc) and name not in sources:
             where = name.parent if name else self.items[0].dest.parent
             return UserError(
-                f"{self.field}: {where} on {host} ran out of space while staging ({_gb(free_bytes(where))} free): "
+                f"{self.field}: {where} on {host} ran out of space while staging ({free_text(where)}): "
                 "another process filled it; free space and resume"
             )
         if name in sources:

@@ -45,8 +45,8 @@ class LiveRun:
         elif kind == "system":
             self.system[(node, rank)] = record
             self.newest = max(self.newest, float(record.get("time", 0.0)))
-        elif kind == "gpu":
-            self.gpus[(node, rank, int(record.get("gpu", 0)))] = record
+        elif kind == "gpu" and type(record.get("gpu", 0)) is int:  # another writer's gpu line is not folded
+            self.gpus[(node, rank, record.get("gpu", 0))] = record
         elif kind == "stage":
             self.stage[node] = record
 

@@ -124,6 +124,21 @@ class RunLogs:
         self.files.close()
 
 
+def is_record(value: Any) -> bool:
+    """A metrics or telemetry record: an object whose fields every reader uses have their types."""
+    if not isinstance(value, dict):
+        return False
+    number = value.get("time", 0.0)
+    return (
+        isinstance(number, int | float)
+        and not isinstance(number, bool)
+        and isinstance(value.get("kind", ""), str)
+        and isinstance(value.get("node", ""), str)
+        and type(value.get("rank", 0)) is int
+        and type(value.get("attempt", 1)) is int
+    )
+
+
 class RunMetrics:
     """New records of ``metrics.jsonl`` and every telemetry file; ``kinds`` filters them."""
 
@@ -140,7 +155,10 @@ class RunMetrics:
         self.kinds = kinds
         self.files = _Files(self.access, budget)
         self.skipped = 0
-        """Lines that were not JSON objects (none, unless something else wrote to the files)."""
+        """Lines that were not records (none, unless a writer was cut off or something else wrote to the files)."""
+        self.bad: dict[str, tuple[int, int]] = {}
+        """Per file with lines that are not records: (how many, the line number of the first)."""
+        self._lines: dict[str, int] = {}
 
     @property
     def more(self) -> bool:
@@ -148,20 +166,24 @@ class RunMetrics:
 
     def poll(self, final: bool = False) -> list[dict[str, Any]]:
         paths = [str(self.paths.metrics), *self.access.list(str(self.paths.telemetry_dir), "*.jsonl")]
-        batches = [self._parse(lines) for _, lines in self.files.poll(paths, final)]
+        batches = [self._parse(paths[i], lines) for i, lines in self.files.poll(paths, final)]
         return list(heapq.merge(*batches, key=lambda r: r.get("time", 0.0)))
 
-    def _parse(self, lines: list[str]) -> list[dict[str, Any]]:
+    def _parse(self, path: str, lines: list[str]) -> list[dict[str, Any]]:
         records = []
-        for line in lines:
+        seen = self._lines.get(path, 0)
+        self._lines[path] = seen + len(lines)
+        for number, line in enumerate(lines, start=seen + 1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except ValueError:
                 record = None
-            if not isinstance(record, dict):
+            if not is_record(record):  # cut off, or another program's line: named once, at the end
                 self.skipped += 1
+                count, first = self.bad.get(path, (0, number))
+                self.bad[path] = (count + 1, first)
                 continue
             if self.kinds is None or record.get("kind") in self.kinds:
                 records.append(record)
