@@ -268,7 +268,7 @@ def exit_for(state: str) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from jobs.spec import apply_overrides, read_table
+    from jobs.specfile import apply_overrides, read_table
     from jobs.submit import wait_run
 
     overrides = list(args.overrides) + ([f'cluster.executor="{args.executor}"'] if args.executor else [])

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from jobs.errors import UserError
-from jobs.spec import read_table
+from jobs.specfile import read_table
 
 BUILT_IN = Path(__file__).resolve().parent.parent / "templates"
 

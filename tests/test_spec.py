@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from jobs.errors import UserError
-from jobs.spec import apply_overrides, load_spec, parse_override
+from jobs.spec import load_spec
+from jobs.specfile import apply_overrides, parse_override
 from tests.conftest import run_cli, shard_spec
 
 
