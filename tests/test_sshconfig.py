@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -70,6 +71,20 @@ def test_an_include_inside_a_host_block_applies_only_there(ssh_home: Path) -> No
 
     assert lookup("cluster", config) == {"hostname": "login.cluster", "user": "me", "port": "1"}
     assert lookup("other", config) == {"hostname": "other", "user": "fallback"}  # not inside Host cluster
+
+
+def test_after_each_included_file_the_enclosing_block_goes_on(ssh_home: Path) -> None:
+    """a ends inside Host a; b's top-level lines are the top level's (every host), not Host a's: as ssh -G reads it."""
+    config = write(ssh_home / ".ssh" / "config", "Include config.d/*\n")
+    write(ssh_home / ".ssh" / "config.d" / "a", "Host a\n  HostName a.example.org\n")
+    write(ssh_home / ".ssh" / "config.d" / "b", "User common\nPort 2222\n")
+
+    assert lookup("other", config) == {"hostname": "other", "user": "common", "port": "2222"}
+    assert lookup("a", config) == {"hostname": "a.example.org", "user": "common", "port": "2222"}
+    if shutil.which("ssh"):  # the reference: OpenSSH's own reading of the same files
+        out = subprocess.run(["ssh", "-F", str(config), "-G", "other"], capture_output=True, text=True, check=True)
+        options = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
+        assert (options["user"], options["port"]) == ("common", "2222")
 
 
 def test_include_loops_and_bad_lines_are_named(ssh_home: Path) -> None:
