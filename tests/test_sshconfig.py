@@ -172,6 +172,7 @@ class Laptop:
             timeout=120,
             env=self.env,
             cwd=REPO,
+            stdin=subprocess.DEVNULL,  # no terminal: nothing can be asked
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
@@ -258,6 +259,56 @@ def test_identities_only_skips_many_agent_keys_against_max_auth_tries_3(laptop: 
             assert "Too many authentication failures" in strict.log()
 
 
+@contextlib.contextmanager
+def authorized(sshd: Sshd, keys: list[Path]) -> Iterator[None]:
+    """``keys`` may log in too, for the block's length."""
+    path = sshd.root / "authorized_keys"
+    before = path.read_text()
+    path.write_text(before + "".join(k.with_suffix(".pub").read_text() for k in keys))
+    try:
+        yield
+    finally:
+        path.write_text(before)
+
+
+def test_identities_only_with_a_pub_file_or_an_encrypted_key_uses_the_agents_copy(
+    laptop: Laptop, sshd: Sshd, tmp_path: Path
+) -> None:
+    """IdentityFile names the .pub of a key only the agent holds (1Password, a YubiKey), or a key with a passphrase
+    and no .pub: the agent's copy is offered, nothing is loaded as a private key, and nothing is asked."""
+    held = keygen(tmp_path / "held", "agent only")
+    locked = keygen(tmp_path / "locked", "with a passphrase")
+    expected = [fingerprint(held), fingerprint(locked)]
+    (laptop.home / ".ssh" / "known_hosts").write_text(sshd.host_key_line())
+    with authorized(sshd, [held, locked]), ssh_agent(tmp_path / "agent.sock", [held, locked]) as sock:
+        held.unlink()  # only the public half is on disk
+        subprocess.run(["ssh-keygen", "-q", "-p", "-P", "", "-N", "secret", "-f", str(locked)], check=True)
+        locked.with_suffix(".pub").unlink()
+        laptop.ssh_config(
+            block("pub", sshd, held.with_suffix(".pub"), "IdentitiesOnly yes")
+            + block("locked", sshd, locked, "IdentitiesOnly yes")
+        )
+        laptop.profiles("pub", "locked")
+        laptop.agent = sock
+        seen = len(sshd.log())
+        assert listed(laptop.cli("pub", "ls", "--json")) == []
+        assert listed(laptop.cli("locked", "ls", "--json")) == []
+        accepted = re.findall(r"Accepted publickey for root from .* (SHA256:\S+)", sshd.log()[seen:])
+        assert accepted == expected
+
+
+def test_a_named_identity_file_that_is_missing_is_named_and_no_default_key_is_tried(
+    laptop: Laptop, sshd: Sshd
+) -> None:
+    (laptop.home / ".ssh" / "known_hosts").write_text(sshd.host_key_line())
+    shutil.copy(sshd.client_key, laptop.home / ".ssh" / "id_ed25519")  # a default key the server would accept
+    missing = laptop.home / ".ssh" / "gone"
+    laptop.ssh_config(block("gone", sshd, missing))
+    laptop.profiles("gone")
+    result = laptop.cli("gone", "ls")
+    assert result.code != 0 and f"IdentityFile not found: {missing}" in result.err, result.err
+
+
 def test_a_jump_hosts_own_proxyjump_is_followed_through_a_real_sshd(laptop: Laptop, sshd: Sshd, tmp_path: Path) -> None:
     """a → (ProxyJump b) → (ProxyJump c): three logins, c's first; each alias logs in with its own key."""
     keys = {alias: keygen(tmp_path / f"key-{alias}", f"hop {alias}") for alias in "abc"}
@@ -282,7 +333,9 @@ def test_a_jump_hosts_own_proxyjump_is_followed_through_a_real_sshd(laptop: Lapt
 
 
 def fingerprint(key: Path) -> str:
-    out = subprocess.run(["ssh-keygen", "-l", "-f", str(key.with_suffix(".pub"))], capture_output=True, text=True)
+    """The fingerprint of ``key`` (its .pub; ``key`` itself when it is the .pub)."""
+    pub = key if key.suffix == ".pub" else key.with_suffix(".pub")
+    out = subprocess.run(["ssh-keygen", "-l", "-f", str(pub)], capture_output=True, text=True)
     return out.stdout.split()[1]
 
 

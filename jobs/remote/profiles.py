@@ -76,6 +76,8 @@ class Target:
     port: int
     user: str
     identity_files: list[str] = field(default_factory=list)
+    identity_missing: list[str] = field(default_factory=list)
+    """IdentityFile lines of ~/.ssh/config naming no file: skipped (as ssh does), but no default key is tried either."""
     proxy_jump: list[str] = field(default_factory=list)
     """Hops, in order, each ``[user@]host[:port]`` (resolved through ``~/.ssh/config`` too)."""
     proxy_command: str = ""
@@ -150,7 +152,8 @@ def resolve_target(name: str, *, config: Path | None = None, ssh_config: Path | 
     except ValueError:
         raise UserError(f"{path}: Port of {name!r} is not a number") from None
     # a profile's key must exist; ~/.ssh/config's may not (a Host * block lists several), as with ssh
-    identity = [profile.identity_file] if profile.identity_file else _existing(lookup.get("identityfile", []))
+    named = [] if profile.identity_file else lookup.get("identityfile", [])
+    identity = [profile.identity_file] if profile.identity_file else _existing(named)
     jump = profile.proxy_jump or lookup.get("proxyjump", "")
     hostname = lookup.get("hostname", profile.host or name)
     user = profile.user or lookup.get("user") or _local_user()
@@ -160,6 +163,7 @@ def resolve_target(name: str, *, config: Path | None = None, ssh_config: Path | 
         port=port,
         user=user,
         identity_files=[os.path.expanduser(p) for p in identity],
+        identity_missing=_missing(named),
         proxy_jump=_hops(jump),
         proxy_command="" if jump else _proxy_command(lookup),
         profile=profile,
@@ -186,6 +190,7 @@ def hop_target(hop: str, *, ssh_config: Path | None = None) -> Target:
         port=number,
         user=user,
         identity_files=_existing(lookup.get("identityfile", [])),
+        identity_missing=_missing(lookup.get("identityfile", [])),
         proxy_jump=_hops(jump),
         proxy_command="" if jump else _proxy_command(lookup),
         **_ssh_options(lookup, path, host, hostname, number, user),
@@ -249,7 +254,16 @@ def _paths(value: str, tokens: dict[str, str] | None = None, path: Path | None =
 
 
 def _existing(paths: list[str]) -> list[str]:
-    return [path for p in paths if os.path.exists(path := os.path.expanduser(p))]
+    """The identity files there are: the key, or only its ``.pub`` (the key is in an agent), as ssh reads them."""
+    return [path for p in paths if _found(path := os.path.expanduser(p))]
+
+
+def _missing(paths: list[str]) -> list[str]:
+    return [path for p in paths if not _found(path := os.path.expanduser(p))]
+
+
+def _found(path: str) -> bool:
+    return os.path.exists(path) or os.path.exists(path + ".pub")
 
 
 def _ssh_lookup(host: str, path: Path) -> dict[str, Any]:
