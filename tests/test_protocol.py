@@ -9,6 +9,7 @@ login node's clusterdeck (tests/login_node.py) is checked once per connection.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import shlex
@@ -133,10 +134,14 @@ def test_every_json_command_prints_its_schema_and_version(
     assert run_cli("--version").out == f"clusterdeck {version()}\n"
 
 
-def test_the_version_is_the_installed_distributions() -> None:
+def test_the_version_is_the_running_codes_and_the_installed_distributions() -> None:
+    """One version, in jobs/__init__.py: the packaging reads it (pyproject's dynamic version), version() returns it."""
     from importlib.metadata import version as installed
 
-    assert version() == installed("clusterdeck")
+    from jobs import __version__
+
+    assert version() == __version__
+    assert installed("clusterdeck") == __version__  # the metadata is built from it: fails if it lives twice
 
 
 # -- the readers ---------------------------------------------------------------------------------
@@ -201,6 +206,20 @@ def test_from_fields_drops_unknown_fields_and_names_missing_ones() -> None:
     assert part == PartView(part="main", state="RUNNING", job_id="7")
     with pytest.raises(ProtocolError, match="a PartView without state, job_id"):
         from_fields(PartView, {"part": "main"})
+
+
+@dataclass
+class _Derived:
+    name: str
+    label: str = dataclasses.field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        self.label = self.name.upper()
+
+
+def test_from_fields_ignores_a_field_the_constructor_does_not_take() -> None:
+    """A field with init=False that a document carries (its writer serialised every field) is not passed to cls."""
+    assert from_fields(_Derived, {"name": "a", "label": "stale"}).label == "A"
 
 
 # -- the login node, over the real sshd -------------------------------------------------------------
