@@ -223,6 +223,35 @@ def test_a_host_key_in_a_custom_known_hosts_file_is_accepted_and_trust_writes_th
     assert listed(laptop.cli("custom", "ls", "--json")) == []
 
 
+def test_a_stale_key_in_one_known_hosts_file_does_not_hide_the_right_one_in_another(
+    laptop: Laptop, sshd: Sshd, tmp_path: Path
+) -> None:
+    """ssh accepts the host if any line of any file has its key; paramiko's lookup alone sees the first per type."""
+    stale = keygen(tmp_path / "stale", "an old host key")
+    kind, old = stale.with_suffix(".pub").read_text().split()[:2]
+    first = write(laptop.home / ".ssh" / "known_hosts", f"[127.0.0.1]:{sshd.port} {kind} {old}\n")
+    team = write(tmp_path / "team" / "known_hosts", sshd.host_key_line())
+    laptop.ssh_config(block("stale", sshd, sshd.client_key, f"UserKnownHostsFile {first} {team}"))
+    laptop.profiles("stale")
+    assert listed(laptop.cli("stale", "ls", "--json")) == []
+
+    team.write_text("")  # only the stale key left: changed, refused
+    changed = laptop.cli("stale", "ls")
+    assert changed.code == 2 and "HAS CHANGED" in changed.err, changed.err
+
+
+def test_trust_into_a_known_hosts_file_that_cannot_be_written_names_it(laptop: Laptop, sshd: Sshd) -> None:
+    """Root writes read-only files, so the file here is unwritable because its directory is a plain file."""
+    blocker = write(laptop.home / ".ssh" / "not-a-dir", "")
+    unwritable = blocker / "known_hosts"
+    laptop.ssh_config(block("ro", sshd, sshd.client_key, f"UserKnownHostsFile {unwritable}"))
+    laptop.profiles("ro")
+    result = laptop.cli("ro", "trust", sshd.fingerprint())
+    assert result.code == 2 and "Traceback" not in result.err, result.err
+    assert f"{unwritable}: cannot write the key of [127.0.0.1]:{sshd.port}" in result.err, result.err
+    assert "list a file you can write first" in result.err and "handshake" not in result.err
+
+
 @contextlib.contextmanager
 def ssh_agent(sock: Path, keys: list[Path]) -> Iterator[str]:
     """A real ssh-agent holding ``keys``, on ``sock``."""
