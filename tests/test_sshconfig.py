@@ -7,10 +7,13 @@ on 127.0.0.1 (tests/sshd.py), with clusterdeck on a "laptop" whose HOME holds th
 from __future__ import annotations
 
 import contextlib
+import getpass
+import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -115,6 +118,59 @@ def test_known_hosts_files_and_identities_only_from_the_config(ssh_home: Path) -
         Path("/etc/ssh/ssh_known_hosts"),
         Path("/etc/ssh/ssh_known_hosts2"),
     ]
+
+
+def test_every_token_of_user_known_hosts_file_is_expanded_as_ssh_does(
+    ssh_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KH_TEAM", "/srv/team")
+    tokens = "%C %d %h %i %k %L %l %n %p %r %u"
+    login = "Host login\n  HostName 10.9.8.7\n  Port 2222\n  User bob\n  HostKeyAlias cluster-login\n"
+    write(
+        ssh_home / ".ssh" / "config",
+        login + "  ProxyJump gate\n"
+        f"  UserKnownHostsFile ~/.ssh/known_hosts.d/%k ${{KH_TEAM}}/%j/%% /x/{tokens.replace(' ', '/')}\n"
+        "  GlobalKnownHostsFile /etc/ssh/%h\n",  # no tokens there, as with ssh
+    )
+    target = resolve_target("login")
+    assert target.known_hosts == ssh_home / ".ssh" / "known_hosts.d" / "cluster-login"
+    third = target.also_known_hosts[1]
+    assert target.also_known_hosts[0] == Path("/srv/team/gate/%")
+    assert target.also_known_hosts[2:] == [Path("/etc/ssh/%h")]
+    local = socket.gethostname()
+    expected = {
+        "%C": hashlib.sha1(f"{local}10.9.8.72222bob".encode()).hexdigest(),  # OpenSSH 9.2's: %l%h%p%r
+        "%d": str(ssh_home),
+        "%h": "10.9.8.7",
+        "%i": str(os.getuid()),
+        "%k": "cluster-login",
+        "%L": local.split(".")[0],
+        "%l": local,
+        "%n": "login",
+        "%p": "2222",
+        "%r": "bob",
+        "%u": getpass.getuser(),
+    }
+    assert third == Path("/x/" + "/".join(expected[t] for t in tokens.split()))
+    if shutil.which("ssh"):  # ssh's own expansion of the same tokens
+        # in ControlPath, which ssh -G prints expanded; without %d (ssh's home is the password file's, not HOME)
+        # and %j (OpenSSH 9.2 has none)
+        control_path = "/x/" + "/".join(t for t in tokens.split() if t != "%d")
+        path = write(ssh_home / "reference", f"{login}  ControlPath {control_path}\n")
+        out = subprocess.run(["ssh", "-F", str(path), "-G", "login"], capture_output=True, text=True, check=True)
+        (control,) = [line.split(" ", 1)[1] for line in out.stdout.splitlines() if line.startswith("controlpath ")]
+        assert Path(control) == Path("/x/" + "/".join(expected[t] for t in tokens.split() if t != "%d"))
+
+
+def test_n_is_the_name_given_to_ssh_and_an_unset_variable_is_named(ssh_home: Path) -> None:
+    write(ssh_home / ".config" / "clusterdeck" / "config.toml", '[hosts.mine]\nhost = "login"\n')
+    write(
+        ssh_home / ".ssh" / "config",
+        "Host login\n  UserKnownHostsFile ~/.ssh/kh-%n\nHost other\n  UserKnownHostsFile ${KH_SURELY_UNSET}/kh\n",
+    )
+    assert resolve_target("mine").known_hosts == ssh_home / ".ssh" / "kh-login"  # the profile's host, not "mine"
+    with pytest.raises(UserError, match=r"UserKnownHostsFile: environment variable 'KH_SURELY_UNSET' .* is not set"):
+        resolve_target("other")
 
 
 def test_a_jump_hosts_own_proxyjump_is_followed(ssh_home: Path) -> None:
