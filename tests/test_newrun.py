@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,7 +28,7 @@ from jobs.spec_form import (
 )
 from jobs.submit import preflight
 from tests.conftest import run_cli, train_section, until
-from tests.sshd import LOGIN_SETUP, Sshd, serve
+from tests.sshd import LOGIN_SETUP, Sshd
 from tests.test_tui import submit
 
 
@@ -213,11 +212,6 @@ async def test_what_the_form_cannot_hold_is_named_and_left_out(home: Path) -> No
         assert "cluster.executor = 'SLURM' (not one of local, slurm)" in warning.message
         assert screen.query_one(f"#{widget_id('cluster.executor')}", Select).value == Select.NULL
         assert get_key(screen.table(), "train.learning_rate") is None
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    yield from serve(tmp_path_factory.mktemp("sshd"))
 
 
 def login_node(sshd: Sshd, tmp_path: Path) -> SshDeck:

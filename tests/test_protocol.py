@@ -14,7 +14,7 @@ import json
 import re
 import shlex
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,7 @@ from jobs.sample_data import SampleData
 from jobs.status import PartView, RunView
 from tests.conftest import REPO, run_cli, shard_spec
 from tests.login_node import EXTRA, grow
-from tests.sshd import Sshd, serve
-from tests.test_remote import HOST, Laptop
+from tests.sshd import HOST, Laptop, Sshd
 
 UPGRADE_HERE = "upgrade clusterdeck on this machine (pip install -U clusterdeck)"
 UPGRADE_THERE = f"upgrade clusterdeck on {HOST} (pip install -U clusterdeck there)"
@@ -223,11 +222,6 @@ def test_from_fields_ignores_a_field_the_constructor_does_not_take() -> None:
 
 
 # -- the login node, over the real sshd -------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    yield from serve(tmp_path_factory.mktemp("sshd"))
 
 
 def login_node_command(mode: str, log: Path) -> str:

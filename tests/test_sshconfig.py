@@ -17,17 +17,15 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import tomli_w
 
 from jobs.errors import UserError
 from jobs.remote.profiles import jump_chain, resolve_target
 from jobs.remote.sshconfig import lookup
 from tests.conftest import REPO, Result
-from tests.sshd import LOGIN_SETUP, Sshd, keygen, serve, sshd_available
+from tests.sshd import Laptop, Sshd, keygen, serve, sshd_available
 
 
 @pytest.fixture
@@ -189,50 +187,6 @@ def test_a_jump_hosts_own_proxyjump_is_followed(ssh_home: Path) -> None:
 # -- against a real sshd ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    yield from serve(tmp_path_factory.mktemp("sshd"))
-
-
-@dataclass
-class Laptop:
-    """A client whose HOME holds ~/.ssh/config; profiles give only the runs root and the setup."""
-
-    home: Path
-    runs: Path
-    agent: str = ""
-    """SSH_AUTH_SOCK of an ssh-agent, or none."""
-
-    @property
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "CLUSTERDECK_HOME")}
-        env |= {"HOME": str(self.home), "XDG_CONFIG_HOME": str(self.home / ".config")}
-        return env | ({"SSH_AUTH_SOCK": self.agent} if self.agent else {})
-
-    def ssh_config(self, text: str) -> None:
-        write(self.home / ".ssh" / "config", text)
-
-    def profiles(self, *names: str) -> None:
-        """Profiles naming no host, user, port or key: everything but the runs root comes from ~/.ssh/config."""
-        profile = {"runs_root": str(self.runs), "setup": LOGIN_SETUP}
-        write(
-            self.home / ".config" / "clusterdeck" / "config.toml",
-            tomli_w.dumps({"hosts": dict.fromkeys(names, profile)}),
-        )
-
-    def cli(self, host: str, *args: str) -> Result:
-        proc = subprocess.run(
-            [sys.executable, "-m", "app.cli", "--host", host, *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=self.env,
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,  # no terminal: nothing can be asked
-        )
-        return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
 @pytest.fixture
 def laptop(tmp_path: Path) -> Laptop:
     machine = Laptop(tmp_path / "laptop", tmp_path / "runs")
@@ -257,7 +211,7 @@ def test_an_alias_defined_only_in_an_included_file_connects(laptop: Laptop, sshd
     laptop.ssh_config("Include config.d/*\n")
     write(laptop.home / ".ssh" / "config.d" / "cluster", block("included", sshd, sshd.client_key))
     laptop.profiles("included")
-    assert listed(laptop.cli("included", "ls", "--json")) == []
+    assert listed(laptop.cli_at("included", "ls", "--json")) == []
 
 
 def test_a_host_key_in_a_custom_known_hosts_file_is_accepted_and_trust_writes_the_first(
@@ -267,16 +221,16 @@ def test_a_host_key_in_a_custom_known_hosts_file_is_accepted_and_trust_writes_th
     mine = laptop.home / ".ssh" / "hosts-mine"
     laptop.ssh_config(block("custom", sshd, sshd.client_key, f"UserKnownHostsFile ~/.ssh/hosts-mine {team}"))
     laptop.profiles("custom")
-    assert listed(laptop.cli("custom", "ls", "--json")) == []
+    assert listed(laptop.cli_at("custom", "ls", "--json")) == []
     assert not (laptop.home / ".ssh" / "known_hosts").exists() and not mine.exists()
 
     team.write_text("")  # known nowhere now: refused, every file named; trusted into the first file
-    refused = laptop.cli("custom", "ls")
+    refused = laptop.cli_at("custom", "ls")
     assert refused.code == 2 and f"({mine}, {team})" in refused.err, refused.err
-    trusted = laptop.cli("custom", "trust", sshd.fingerprint())
+    trusted = laptop.cli_at("custom", "trust", sshd.fingerprint())
     assert trusted.code == 0, trusted.err
     assert mine.read_text() == sshd.host_key_line() and team.read_text() == ""
-    assert listed(laptop.cli("custom", "ls", "--json")) == []
+    assert listed(laptop.cli_at("custom", "ls", "--json")) == []
 
 
 def test_a_stale_key_in_one_known_hosts_file_does_not_hide_the_right_one_in_another(
@@ -289,10 +243,10 @@ def test_a_stale_key_in_one_known_hosts_file_does_not_hide_the_right_one_in_anot
     team = write(tmp_path / "team" / "known_hosts", sshd.host_key_line())
     laptop.ssh_config(block("stale", sshd, sshd.client_key, f"UserKnownHostsFile {first} {team}"))
     laptop.profiles("stale")
-    assert listed(laptop.cli("stale", "ls", "--json")) == []
+    assert listed(laptop.cli_at("stale", "ls", "--json")) == []
 
     team.write_text("")  # only the stale key left: changed, refused
-    changed = laptop.cli("stale", "ls")
+    changed = laptop.cli_at("stale", "ls")
     assert changed.code == 2 and "HAS CHANGED" in changed.err, changed.err
 
 
@@ -302,7 +256,7 @@ def test_trust_into_a_known_hosts_file_that_cannot_be_written_names_it(laptop: L
     unwritable = blocker / "known_hosts"
     laptop.ssh_config(block("ro", sshd, sshd.client_key, f"UserKnownHostsFile {unwritable}"))
     laptop.profiles("ro")
-    result = laptop.cli("ro", "trust", sshd.fingerprint())
+    result = laptop.cli_at("ro", "trust", sshd.fingerprint())
     assert result.code == 2 and "Traceback" not in result.err, result.err
     assert f"{unwritable}: cannot write the key of [127.0.0.1]:{sshd.port}" in result.err, result.err
     assert "list a file you can write first" in result.err and "handshake" not in result.err
@@ -336,9 +290,9 @@ def test_identities_only_skips_many_agent_keys_against_max_auth_tries_3(laptop: 
         laptop.profiles("only", "every")
         with ssh_agent(tmp_path / "agent.sock", strangers) as sock:
             laptop.agent = sock
-            assert listed(laptop.cli("only", "ls", "--json")) == []
+            assert listed(laptop.cli_at("only", "ls", "--json")) == []
             # the check can fail: offered first, the agent's five keys use up the server's three tries
-            every = laptop.cli("every", "ls")
+            every = laptop.cli_at("every", "ls")
             assert every.code == 1 and "Traceback" not in every.err
             assert "refused keys, too many for its MaxAuthTries? Set IdentitiesOnly yes" in every.err, every.err
             assert "Too many authentication failures" in strict.log()
@@ -376,8 +330,8 @@ def test_identities_only_with_a_pub_file_or_an_encrypted_key_uses_the_agents_cop
         laptop.profiles("pub", "locked")
         laptop.agent = sock
         seen = len(sshd.log())
-        assert listed(laptop.cli("pub", "ls", "--json")) == []
-        assert listed(laptop.cli("locked", "ls", "--json")) == []
+        assert listed(laptop.cli_at("pub", "ls", "--json")) == []
+        assert listed(laptop.cli_at("locked", "ls", "--json")) == []
         accepted = re.findall(r"Accepted publickey for root from .* (SHA256:\S+)", sshd.log()[seen:])
         assert accepted == expected
 
@@ -390,7 +344,7 @@ def test_a_named_identity_file_that_is_missing_is_named_and_no_default_key_is_tr
     missing = laptop.home / ".ssh" / "gone"
     laptop.ssh_config(block("gone", sshd, missing))
     laptop.profiles("gone")
-    result = laptop.cli("gone", "ls")
+    result = laptop.cli_at("gone", "ls")
     assert result.code != 0 and f"IdentityFile not found: {missing}" in result.err, result.err
 
 
@@ -409,7 +363,7 @@ def test_a_jump_hosts_own_proxyjump_is_followed_through_a_real_sshd(laptop: Lapt
     laptop.profiles("a")
     seen = len(sshd.log())
     try:
-        assert listed(laptop.cli("a", "ls", "--json")) == []
+        assert listed(laptop.cli_at("a", "ls", "--json")) == []
     finally:
         authorized.write_text(before)
     fingerprints = {fingerprint(k): alias for alias, k in keys.items()}
