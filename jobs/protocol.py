@@ -14,7 +14,6 @@ The remote deck also asks the login node ``clusterdeck version --json`` once per
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, TypeVar
 
 from jobs.errors import UserError
@@ -46,21 +45,19 @@ class ProtocolError(UserError):
     """The other side's clusterdeck speaks another major of a document: an environment to fix (exit 2)."""
 
 
-@functools.cache
 def version() -> str:
-    """This clusterdeck's version, as installed (the distribution's metadata); the source's when not installed."""
-    import importlib.metadata  # here, not at import: the CLI starts without it unless it prints JSON
+    """This clusterdeck's version: the running code's (``jobs.__version__``, which the packaging reads too), not
+    whatever distribution metadata is installed (an editable install may belong to another checkout)."""
+    from jobs import __version__
 
-    try:
-        return importlib.metadata.version("clusterdeck")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
-        from jobs import __version__
-
-        return __version__
+    return __version__
 
 
 def stamp(name: str, doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc`` as the document ``name``: the schema and this clusterdeck's version first, then its fields."""
+    """``doc`` as the document ``name``: its fields with ``schema`` and this clusterdeck's version added.
+
+    Where the keys come in the printed JSON is not part of the protocol (``--json`` prints them sorted).
+    """
     return {"schema": f"{name}/{SCHEMAS[name]}", "clusterdeck": version(), **unstamped(doc)}
 
 
@@ -130,7 +127,7 @@ def from_fields(cls: type[T], data: dict[str, Any], **values: Any) -> T:
     ``data`` lacks is a ProtocolError naming it.
     """
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-    known = {f.name for f in fields}
+    known = {f.name for f in fields if f.init}
     kwargs = {k: v for k, v in data.items() if k in known} | values
     missing = [
         f.name

@@ -199,3 +199,11 @@ async def until(pilot: Pilot[Any], condition: Callable[[], object], timeout: flo
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         await pilot.pause(0.1)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real sshd on 127.0.0.1 for one test module (tests/sshd.py), stopped after it."""
+    from tests.sshd import serve
+
+    yield from serve(tmp_path_factory.mktemp("sshd"))

@@ -26,11 +26,16 @@ from pathlib import Path
 
 import psutil
 import pytest
+import tomli_w
+
+from tests.conftest import Result, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 LOGIN_SETUP = f". {shlex.quote(str(Path(sys.prefix) / 'bin' / 'activate'))}\nexport PYTHONPATH={shlex.quote(str(REPO))}"
 """The login node's setup: this checkout's virtual environment and this checkout's code (the environment's editable
 install may point at another checkout, whose clusterdeck would then answer for this one)."""
+HOST = "testcluster"
+"""The profile name ``Laptop.profile`` writes and ``Laptop.cli`` connects to."""
 SBIN = Path("/usr/sbin")  # not on every PATH (CI runs with a bare one)
 SSHD = SBIN / "sshd"
 
@@ -176,3 +181,79 @@ def serve(root: Path, **options: str) -> Iterator[Sshd]:
         yield server
     finally:
         server.stop()
+
+
+@dataclass
+class Laptop:
+    """A client machine: its HOME holds ~/.ssh (config, keys, known_hosts) and ~/.config/clusterdeck/config.toml."""
+
+    home: Path
+    runs: Path
+    """The runs root on the login node (the same files, seen from this side too)."""
+    sshd: Sshd | None = None
+    """The server ``profile`` points at; none when ~/.ssh/config says where to go (``profiles``)."""
+    agent: str = ""
+    """SSH_AUTH_SOCK of an ssh-agent, or none."""
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "CLUSTERDECK_HOME")}
+        env |= {"HOME": str(self.home), "XDG_CONFIG_HOME": str(self.home / ".config")}
+        return env | ({"SSH_AUTH_SOCK": self.agent} if self.agent else {})
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.home / ".ssh" / "known_hosts"
+
+    @property
+    def server(self) -> Sshd:
+        assert self.sshd is not None, "this laptop was made without a server"
+        return self.sshd
+
+    def cli(self, *args: str, timeout: float = 180) -> Result:
+        """clusterdeck --host HOST (``profile``'s) on this laptop."""
+        return self.cli_at(HOST, *args, timeout=timeout)
+
+    def cli_at(self, host: str, *args: str, timeout: float = 180) -> Result:
+        proc = subprocess.run(
+            [sys.executable, "-m", "app.cli", "--host", host, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,  # no terminal: nothing can be asked
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def local(self, *args: str) -> Result:
+        """The same command on the login node itself: the local path."""
+        return run_cli("--runs-root", str(self.runs), *args)
+
+    def profile(self, **values: object) -> None:
+        """The profile HOST: everything to reach ``sshd`` named in it."""
+        profile = {
+            "host": "127.0.0.1",
+            "port": self.server.port,
+            "user": "root",
+            "identity_file": str(self.server.client_key),
+            "runs_root": str(self.runs),
+            "setup": LOGIN_SETUP,
+            "partition": "cpu",
+            **values,
+        }
+        self._write_profiles({HOST: profile})
+
+    def profiles(self, *names: str) -> None:
+        """Profiles naming no host, user, port or key: everything but the runs root comes from ~/.ssh/config."""
+        self._write_profiles({name: {"runs_root": str(self.runs), "setup": LOGIN_SETUP} for name in names})
+
+    def ssh_config(self, text: str) -> None:
+        path = self.home / ".ssh" / "config"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    def _write_profiles(self, hosts: dict[str, object]) -> None:
+        path = self.home / ".config" / "clusterdeck" / "config.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(tomli_w.dumps({"hosts": hosts}))

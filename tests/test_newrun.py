@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,7 +28,7 @@ from jobs.spec_form import (
 )
 from jobs.submit import preflight
 from tests.conftest import run_cli, train_section, until
-from tests.sshd import LOGIN_SETUP, Sshd, serve
+from tests.sshd import LOGIN_SETUP, Sshd
 from tests.test_tui import submit
 
 
@@ -220,11 +219,6 @@ async def test_what_the_form_cannot_hold_is_named_and_left_out(home: Path) -> No
         assert get_key(screen.table(), "train.learning_rate") is None
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    yield from serve(tmp_path_factory.mktemp("sshd"))
-
-
 def login_node(sshd: Sshd, tmp_path: Path) -> SshDeck:
     """A real SSH deck to "login1": this machine through the test sshd, clusterdeck run there over SSH."""
     known_hosts = tmp_path / "known_hosts"
@@ -255,31 +249,33 @@ async def test_a_remote_decks_paths_are_checked_at_submission_not_in_the_form(ss
     with pytest.raises(UserError, match=r"index\.json not found"):  # and submit's own check of the shard set
         preflight(spec)
     deck = login_node(sshd, tmp_path)
-    app = make_app(deck=deck)
-    async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.press("n")
-        screen = app.screen
-        assert isinstance(screen, NewRunScreen)
-        screen.fill(table)
-        await until(  # settled: the fill's own edits each start a check; ctrl+s waits for the last
-            pilot,
-            lambda: (
-                screen.pending is None
-                and screen.checked is not None
-                and screen.checked.version == screen.version
-                and screen.checked.table.get("name") == "remote"
-            ),
-        )
-        assert screen.checked is not None and screen.checked.checked.problems == []  # neither ran on this machine
-        assert "#SBATCH" in screen.checked.scripts["train"]  # the preview needs no filesystem: still shown
+    try:
+        app = make_app(deck=deck)
+        async with app.run_test(size=(100, 40)) as pilot:
+            await pilot.press("n")
+            screen = app.screen
+            assert isinstance(screen, NewRunScreen)
+            screen.fill(table)
+            await until(  # settled: the fill's own edits each start a check; ctrl+s waits for the last
+                pilot,
+                lambda: (
+                    screen.pending is None
+                    and screen.checked is not None
+                    and screen.checked.version == screen.version
+                    and screen.checked.table.get("name") == "remote"
+                ),
+            )
+            assert screen.checked is not None and screen.checked.checked.problems == []  # neither ran on this machine
+            assert "#SBATCH" in screen.checked.scripts["train"]  # the preview needs no filesystem: still shown
 
-        await pilot.press("ctrl+s")  # clusterdeck on the login node checks, its problem lands under the field
-        error = screen.query_one(f"#{widget_id('train.weights')}-error", Static)
-        await until(pilot, lambda: error.display, timeout=60)
-        assert str(error.content) == "↳ path does not exist: /on/login1/w.pt"
-        assert any(
-            n.message.startswith("submit failed: login1: new run form: train.weights") for n in app._notifications
-        )
-        assert not screen.submitting and isinstance(app.screen, NewRunScreen)
-    deck.close()
+            await pilot.press("ctrl+s")  # clusterdeck on the login node checks, its problem lands under the field
+            error = screen.query_one(f"#{widget_id('train.weights')}-error", Static)
+            await until(pilot, lambda: error.display, timeout=60)
+            assert str(error.content) == "↳ path does not exist: /on/login1/w.pt"
+            assert any(
+                n.message.startswith("submit failed: login1: new run form: train.weights") for n in app._notifications
+            )
+            assert not screen.submitting and isinstance(app.screen, NewRunScreen)
+    finally:
+        deck.close()  # the SSH connection, whatever the test's outcome
     assert not (tmp_path / "runs").exists()  # refused before anything was written there

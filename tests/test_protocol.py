@@ -9,11 +9,12 @@ login node's clusterdeck (tests/login_node.py) is checked once per connection.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import shlex
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,7 @@ from jobs.sample_data import SampleData
 from jobs.status import PartView, RunView
 from tests.conftest import REPO, run_cli, shard_spec
 from tests.login_node import EXTRA, grow
-from tests.sshd import Sshd, serve
-from tests.test_remote import HOST, Laptop
+from tests.sshd import HOST, Laptop, Sshd
 
 UPGRADE_HERE = "upgrade clusterdeck on this machine (pip install -U clusterdeck)"
 UPGRADE_THERE = f"upgrade clusterdeck on {HOST} (pip install -U clusterdeck there)"
@@ -133,10 +133,14 @@ def test_every_json_command_prints_its_schema_and_version(
     assert run_cli("--version").out == f"clusterdeck {version()}\n"
 
 
-def test_the_version_is_the_installed_distributions() -> None:
+def test_the_version_is_the_running_codes_and_the_installed_distributions() -> None:
+    """One version, in jobs/__init__.py: the packaging reads it (pyproject's dynamic version), version() returns it."""
     from importlib.metadata import version as installed
 
-    assert version() == installed("clusterdeck")
+    from jobs import __version__
+
+    assert version() == __version__
+    assert installed("clusterdeck") == __version__  # the metadata is built from it: fails if it lives twice
 
 
 # -- the readers ---------------------------------------------------------------------------------
@@ -203,12 +207,21 @@ def test_from_fields_drops_unknown_fields_and_names_missing_ones() -> None:
         from_fields(PartView, {"part": "main"})
 
 
+@dataclass
+class _Derived:
+    name: str
+    label: str = dataclasses.field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        self.label = self.name.upper()
+
+
+def test_from_fields_ignores_a_field_the_constructor_does_not_take() -> None:
+    """A field with init=False that a document carries (its writer serialised every field) is not passed to cls."""
+    assert from_fields(_Derived, {"name": "a", "label": "stale"}).label == "A"
+
+
 # -- the login node, over the real sshd -------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    yield from serve(tmp_path_factory.mktemp("sshd"))
 
 
 def login_node_command(mode: str, log: Path) -> str:

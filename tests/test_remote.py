@@ -39,80 +39,25 @@ from tests.conftest import (
     Result,
     copy_with_stuck_file,
     require_slurm,
-    run_cli,
     shard_spec,
     train_section,
     until,
 )
 from tests.sshd import (
+    HOST,
     LOGIN_SETUP,
     SBIN,
+    Laptop,
     Sshd,
     add_user,
     keygen,
     remove_user,
-    serve,
     sshd_available,
     unavailable,
 )
 
 pytestmark = pytest.mark.slurm
-HOST = "testcluster"
 SHARD_RESOURCES = {"partition": "cpu", "cpus_per_task": 1, "mem_gb": 1, "time_min": 10}
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    yield from serve(tmp_path_factory.mktemp("sshd"))
-
-
-@dataclass
-class Laptop:
-    """A client machine: its HOME holds ~/.ssh and ~/.config/clusterdeck/config.toml."""
-
-    home: Path
-    runs: Path
-    """The runs root on the login node (the same files, seen from this side too)."""
-    sshd: Sshd
-
-    @property
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "CLUSTERDECK_HOME")}
-        return {**env, "HOME": str(self.home), "XDG_CONFIG_HOME": str(self.home / ".config")}
-
-    def cli(self, *args: str, timeout: float = 180) -> Result:
-        proc = subprocess.run(
-            [sys.executable, "-m", "app.cli", "--host", HOST, *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=self.env,
-            cwd=REPO,
-        )
-        return Result(proc.returncode, proc.stdout, proc.stderr)
-
-    def local(self, *args: str) -> Result:
-        """The same command on the login node itself: the local path."""
-        return run_cli("--runs-root", str(self.runs), *args)
-
-    def profile(self, **values: object) -> None:
-        profile = {
-            "host": "127.0.0.1",
-            "port": self.sshd.port,
-            "user": "root",
-            "identity_file": str(self.sshd.client_key),
-            "runs_root": str(self.runs),
-            "setup": LOGIN_SETUP,
-            "partition": "cpu",
-            **values,
-        }
-        path = self.home / ".config" / "clusterdeck" / "config.toml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(tomli_w.dumps({"hosts": {HOST: profile}}))
-
-    @property
-    def known_hosts(self) -> Path:
-        return self.home / ".ssh" / "known_hosts"
 
 
 @pytest.fixture
@@ -482,9 +427,9 @@ def connection(laptop: Laptop, key: Path | None = None, prompter: Prompter | Non
     target = Target(
         name=HOST,
         hostname="127.0.0.1",
-        port=laptop.sshd.port,
+        port=laptop.server.port,
         user="root",
-        identity_files=[str(key or laptop.sshd.client_key)],
+        identity_files=[str(key or laptop.server.client_key)],
         profile=profile,
         known_hosts=laptop.known_hosts,
     )

@@ -7,23 +7,25 @@ on 127.0.0.1 (tests/sshd.py), with clusterdeck on a "laptop" whose HOME holds th
 from __future__ import annotations
 
 import contextlib
+import getpass
+import hashlib
 import json
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import tomli_w
 
 from jobs.errors import UserError
 from jobs.remote.profiles import jump_chain, resolve_target
 from jobs.remote.sshconfig import lookup
 from tests.conftest import REPO, Result
-from tests.sshd import LOGIN_SETUP, Sshd, keygen, serve
+from tests.sshd import Laptop, Sshd, keygen, serve, sshd_available
 
 
 @pytest.fixture
@@ -72,6 +74,20 @@ def test_an_include_inside_a_host_block_applies_only_there(ssh_home: Path) -> No
     assert lookup("other", config) == {"hostname": "other", "user": "fallback"}  # not inside Host cluster
 
 
+def test_after_each_included_file_the_enclosing_block_goes_on(ssh_home: Path) -> None:
+    """a ends inside Host a; b's top-level lines are the top level's (every host), not Host a's: as ssh -G reads it."""
+    config = write(ssh_home / ".ssh" / "config", "Include config.d/*\n")
+    write(ssh_home / ".ssh" / "config.d" / "a", "Host a\n  HostName a.example.org\n")
+    write(ssh_home / ".ssh" / "config.d" / "b", "User common\nPort 2222\n")
+
+    assert lookup("other", config) == {"hostname": "other", "user": "common", "port": "2222"}
+    assert lookup("a", config) == {"hostname": "a.example.org", "user": "common", "port": "2222"}
+    if shutil.which("ssh"):  # the reference: OpenSSH's own reading of the same files
+        out = subprocess.run(["ssh", "-F", str(config), "-G", "other"], capture_output=True, text=True, check=True)
+        options = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
+        assert (options["user"], options["port"]) == ("common", "2222")
+
+
 def test_include_loops_and_bad_lines_are_named(ssh_home: Path) -> None:
     config = write(ssh_home / ".ssh" / "config", "Include config\n")  # includes itself
     with pytest.raises(UserError, match=r"config: Include nested more than 16 deep"):
@@ -102,6 +118,59 @@ def test_known_hosts_files_and_identities_only_from_the_config(ssh_home: Path) -
     ]
 
 
+def test_every_token_of_user_known_hosts_file_is_expanded_as_ssh_does(
+    ssh_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KH_TEAM", "/srv/team")
+    tokens = "%C %d %h %i %k %L %l %n %p %r %u"
+    login = "Host login\n  HostName 10.9.8.7\n  Port 2222\n  User bob\n  HostKeyAlias cluster-login\n"
+    write(
+        ssh_home / ".ssh" / "config",
+        login + "  ProxyJump gate\n"
+        f"  UserKnownHostsFile ~/.ssh/known_hosts.d/%k ${{KH_TEAM}}/%j/%% /x/{tokens.replace(' ', '/')}\n"
+        "  GlobalKnownHostsFile /etc/ssh/%h\n",  # no tokens there, as with ssh
+    )
+    target = resolve_target("login")
+    assert target.known_hosts == ssh_home / ".ssh" / "known_hosts.d" / "cluster-login"
+    third = target.also_known_hosts[1]
+    assert target.also_known_hosts[0] == Path("/srv/team/gate/%")
+    assert target.also_known_hosts[2:] == [Path("/etc/ssh/%h")]
+    local = socket.gethostname()
+    expected = {
+        "%C": hashlib.sha1(f"{local}10.9.8.72222bob".encode()).hexdigest(),  # OpenSSH 9.2's: %l%h%p%r
+        "%d": str(ssh_home),
+        "%h": "10.9.8.7",
+        "%i": str(os.getuid()),
+        "%k": "cluster-login",
+        "%L": local.split(".")[0],
+        "%l": local,
+        "%n": "login",
+        "%p": "2222",
+        "%r": "bob",
+        "%u": getpass.getuser(),
+    }
+    assert third == Path("/x/" + "/".join(expected[t] for t in tokens.split()))
+    if shutil.which("ssh"):  # ssh's own expansion of the same tokens
+        # in ControlPath, which ssh -G prints expanded; without %d (ssh's home is the password file's, not HOME)
+        # and %j (OpenSSH 9.2 has none)
+        control_path = "/x/" + "/".join(t for t in tokens.split() if t != "%d")
+        path = write(ssh_home / "reference", f"{login}  ControlPath {control_path}\n")
+        out = subprocess.run(["ssh", "-F", str(path), "-G", "login"], capture_output=True, text=True, check=True)
+        (control,) = [line.split(" ", 1)[1] for line in out.stdout.splitlines() if line.startswith("controlpath ")]
+        assert Path(control) == Path("/x/" + "/".join(expected[t] for t in tokens.split() if t != "%d"))
+
+
+def test_n_is_the_name_given_to_ssh_and_an_unset_variable_is_named(ssh_home: Path) -> None:
+    write(ssh_home / ".config" / "clusterdeck" / "config.toml", '[hosts.mine]\nhost = "login"\n')
+    write(
+        ssh_home / ".ssh" / "config",
+        "Host login\n  UserKnownHostsFile ~/.ssh/kh-%n\nHost other\n  UserKnownHostsFile ${KH_SURELY_UNSET}/kh\n",
+    )
+    assert resolve_target("mine").known_hosts == ssh_home / ".ssh" / "kh-login"  # the profile's host, not "mine"
+    with pytest.raises(UserError, match=r"UserKnownHostsFile: environment variable 'KH_SURELY_UNSET' .* is not set"):
+        resolve_target("other")
+
+
 def test_a_jump_hosts_own_proxyjump_is_followed(ssh_home: Path) -> None:
     write(
         ssh_home / ".ssh" / "config",
@@ -116,49 +185,6 @@ def test_a_jump_hosts_own_proxyjump_is_followed(ssh_home: Path) -> None:
 
 
 # -- against a real sshd ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    yield from serve(tmp_path_factory.mktemp("sshd"))
-
-
-@dataclass
-class Laptop:
-    """A client whose HOME holds ~/.ssh/config; profiles give only the runs root and the setup."""
-
-    home: Path
-    runs: Path
-    agent: str = ""
-    """SSH_AUTH_SOCK of an ssh-agent, or none."""
-
-    @property
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "CLUSTERDECK_HOME")}
-        env |= {"HOME": str(self.home), "XDG_CONFIG_HOME": str(self.home / ".config")}
-        return env | ({"SSH_AUTH_SOCK": self.agent} if self.agent else {})
-
-    def ssh_config(self, text: str) -> None:
-        write(self.home / ".ssh" / "config", text)
-
-    def profiles(self, *names: str) -> None:
-        """Profiles naming no host, user, port or key: everything but the runs root comes from ~/.ssh/config."""
-        profile = {"runs_root": str(self.runs), "setup": LOGIN_SETUP}
-        write(
-            self.home / ".config" / "clusterdeck" / "config.toml",
-            tomli_w.dumps({"hosts": dict.fromkeys(names, profile)}),
-        )
-
-    def cli(self, host: str, *args: str) -> Result:
-        proc = subprocess.run(
-            [sys.executable, "-m", "app.cli", "--host", host, *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=self.env,
-            cwd=REPO,
-        )
-        return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
 @pytest.fixture
@@ -185,7 +211,7 @@ def test_an_alias_defined_only_in_an_included_file_connects(laptop: Laptop, sshd
     laptop.ssh_config("Include config.d/*\n")
     write(laptop.home / ".ssh" / "config.d" / "cluster", block("included", sshd, sshd.client_key))
     laptop.profiles("included")
-    assert listed(laptop.cli("included", "ls", "--json")) == []
+    assert listed(laptop.cli_at("included", "ls", "--json")) == []
 
 
 def test_a_host_key_in_a_custom_known_hosts_file_is_accepted_and_trust_writes_the_first(
@@ -195,16 +221,45 @@ def test_a_host_key_in_a_custom_known_hosts_file_is_accepted_and_trust_writes_th
     mine = laptop.home / ".ssh" / "hosts-mine"
     laptop.ssh_config(block("custom", sshd, sshd.client_key, f"UserKnownHostsFile ~/.ssh/hosts-mine {team}"))
     laptop.profiles("custom")
-    assert listed(laptop.cli("custom", "ls", "--json")) == []
+    assert listed(laptop.cli_at("custom", "ls", "--json")) == []
     assert not (laptop.home / ".ssh" / "known_hosts").exists() and not mine.exists()
 
     team.write_text("")  # known nowhere now: refused, every file named; trusted into the first file
-    refused = laptop.cli("custom", "ls")
+    refused = laptop.cli_at("custom", "ls")
     assert refused.code == 2 and f"({mine}, {team})" in refused.err, refused.err
-    trusted = laptop.cli("custom", "trust", sshd.fingerprint())
+    trusted = laptop.cli_at("custom", "trust", sshd.fingerprint())
     assert trusted.code == 0, trusted.err
     assert mine.read_text() == sshd.host_key_line() and team.read_text() == ""
-    assert listed(laptop.cli("custom", "ls", "--json")) == []
+    assert listed(laptop.cli_at("custom", "ls", "--json")) == []
+
+
+def test_a_stale_key_in_one_known_hosts_file_does_not_hide_the_right_one_in_another(
+    laptop: Laptop, sshd: Sshd, tmp_path: Path
+) -> None:
+    """ssh accepts the host if any line of any file has its key; paramiko's lookup alone sees the first per type."""
+    stale = keygen(tmp_path / "stale", "an old host key")
+    kind, old = stale.with_suffix(".pub").read_text().split()[:2]
+    first = write(laptop.home / ".ssh" / "known_hosts", f"[127.0.0.1]:{sshd.port} {kind} {old}\n")
+    team = write(tmp_path / "team" / "known_hosts", sshd.host_key_line())
+    laptop.ssh_config(block("stale", sshd, sshd.client_key, f"UserKnownHostsFile {first} {team}"))
+    laptop.profiles("stale")
+    assert listed(laptop.cli_at("stale", "ls", "--json")) == []
+
+    team.write_text("")  # only the stale key left: changed, refused
+    changed = laptop.cli_at("stale", "ls")
+    assert changed.code == 2 and "HAS CHANGED" in changed.err, changed.err
+
+
+def test_trust_into_a_known_hosts_file_that_cannot_be_written_names_it(laptop: Laptop, sshd: Sshd) -> None:
+    """Root writes read-only files, so the file here is unwritable because its directory is a plain file."""
+    blocker = write(laptop.home / ".ssh" / "not-a-dir", "")
+    unwritable = blocker / "known_hosts"
+    laptop.ssh_config(block("ro", sshd, sshd.client_key, f"UserKnownHostsFile {unwritable}"))
+    laptop.profiles("ro")
+    result = laptop.cli_at("ro", "trust", sshd.fingerprint())
+    assert result.code == 2 and "Traceback" not in result.err, result.err
+    assert f"{unwritable}: cannot write the key of [127.0.0.1]:{sshd.port}" in result.err, result.err
+    assert "list a file you can write first" in result.err and "handshake" not in result.err
 
 
 @contextlib.contextmanager
@@ -235,12 +290,62 @@ def test_identities_only_skips_many_agent_keys_against_max_auth_tries_3(laptop: 
         laptop.profiles("only", "every")
         with ssh_agent(tmp_path / "agent.sock", strangers) as sock:
             laptop.agent = sock
-            assert listed(laptop.cli("only", "ls", "--json")) == []
+            assert listed(laptop.cli_at("only", "ls", "--json")) == []
             # the check can fail: offered first, the agent's five keys use up the server's three tries
-            every = laptop.cli("every", "ls")
+            every = laptop.cli_at("every", "ls")
             assert every.code == 1 and "Traceback" not in every.err
             assert "refused keys, too many for its MaxAuthTries? Set IdentitiesOnly yes" in every.err, every.err
             assert "Too many authentication failures" in strict.log()
+
+
+@contextlib.contextmanager
+def authorized(sshd: Sshd, keys: list[Path]) -> Iterator[None]:
+    """``keys`` may log in too, for the block's length."""
+    path = sshd.root / "authorized_keys"
+    before = path.read_text()
+    path.write_text(before + "".join(k.with_suffix(".pub").read_text() for k in keys))
+    try:
+        yield
+    finally:
+        path.write_text(before)
+
+
+def test_identities_only_with_a_pub_file_or_an_encrypted_key_uses_the_agents_copy(
+    laptop: Laptop, sshd: Sshd, tmp_path: Path
+) -> None:
+    """IdentityFile names the .pub of a key only the agent holds (1Password, a YubiKey), or a key with a passphrase
+    and no .pub: the agent's copy is offered, nothing is loaded as a private key, and nothing is asked."""
+    held = keygen(tmp_path / "held", "agent only")
+    locked = keygen(tmp_path / "locked", "with a passphrase")
+    expected = [fingerprint(held), fingerprint(locked)]
+    (laptop.home / ".ssh" / "known_hosts").write_text(sshd.host_key_line())
+    with authorized(sshd, [held, locked]), ssh_agent(tmp_path / "agent.sock", [held, locked]) as sock:
+        held.unlink()  # only the public half is on disk
+        subprocess.run(["ssh-keygen", "-q", "-p", "-P", "", "-N", "secret", "-f", str(locked)], check=True)
+        locked.with_suffix(".pub").unlink()
+        laptop.ssh_config(
+            block("pub", sshd, held.with_suffix(".pub"), "IdentitiesOnly yes")
+            + block("locked", sshd, locked, "IdentitiesOnly yes")
+        )
+        laptop.profiles("pub", "locked")
+        laptop.agent = sock
+        seen = len(sshd.log())
+        assert listed(laptop.cli_at("pub", "ls", "--json")) == []
+        assert listed(laptop.cli_at("locked", "ls", "--json")) == []
+        accepted = re.findall(r"Accepted publickey for root from .* (SHA256:\S+)", sshd.log()[seen:])
+        assert accepted == expected
+
+
+def test_a_named_identity_file_that_is_missing_is_named_and_no_default_key_is_tried(
+    laptop: Laptop, sshd: Sshd
+) -> None:
+    (laptop.home / ".ssh" / "known_hosts").write_text(sshd.host_key_line())
+    shutil.copy(sshd.client_key, laptop.home / ".ssh" / "id_ed25519")  # a default key the server would accept
+    missing = laptop.home / ".ssh" / "gone"
+    laptop.ssh_config(block("gone", sshd, missing))
+    laptop.profiles("gone")
+    result = laptop.cli_at("gone", "ls")
+    assert result.code != 0 and f"IdentityFile not found: {missing}" in result.err, result.err
 
 
 def test_a_jump_hosts_own_proxyjump_is_followed_through_a_real_sshd(laptop: Laptop, sshd: Sshd, tmp_path: Path) -> None:
@@ -258,7 +363,7 @@ def test_a_jump_hosts_own_proxyjump_is_followed_through_a_real_sshd(laptop: Lapt
     laptop.profiles("a")
     seen = len(sshd.log())
     try:
-        assert listed(laptop.cli("a", "ls", "--json")) == []
+        assert listed(laptop.cli_at("a", "ls", "--json")) == []
     finally:
         authorized.write_text(before)
     fingerprints = {fingerprint(k): alias for alias, k in keys.items()}
@@ -267,14 +372,21 @@ def test_a_jump_hosts_own_proxyjump_is_followed_through_a_real_sshd(laptop: Lapt
 
 
 def fingerprint(key: Path) -> str:
-    out = subprocess.run(["ssh-keygen", "-l", "-f", str(key.with_suffix(".pub"))], capture_output=True, text=True)
+    """The fingerprint of ``key`` (its .pub; ``key`` itself when it is the .pub)."""
+    pub = key if key.suffix == ".pub" else key.with_suffix(".pub")
+    out = subprocess.run(["ssh-keygen", "-l", "-f", str(pub)], capture_output=True, text=True)
     return out.stdout.split()[1]
 
 
 @pytest.mark.parametrize(("ci", "code", "said"), [("true", 1, "CI=true and a real component is missing"), ("", 0, "")])
-def test_without_sshd_the_remote_tests_fail_under_ci_and_skip_elsewhere(ci: str, code: int, said: str) -> None:
+def test_without_sshd_the_remote_tests_fail_under_ci_and_skip_elsewhere(
+    ci: str, code: int, said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A CI run that passes with the remote tests skipped would say nothing about remote mode."""
     env = {**os.environ, "CI": ci, "PATH": "/nonexistent"}  # no ssh-keygen: the test sshd cannot be made
+    monkeypatch.setenv("PATH", "/nonexistent")
+    why = sshd_available()  # the reason given there, whichever part is checked first (no sshd, no ssh-keygen)
+    assert why
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", __file__, "-k", "included_file"],
         capture_output=True,
@@ -286,4 +398,4 @@ def test_without_sshd_the_remote_tests_fail_under_ci_and_skip_elsewhere(ci: str,
     assert proc.returncode == code, proc.stdout
     summary = proc.stdout.strip().splitlines()[-1]
     assert ("1 error" if ci else "1 skipped") in summary, proc.stdout
-    assert said in proc.stdout and "ssh-keygen is not installed" in proc.stdout
+    assert said in proc.stdout and why.split(";")[0] in proc.stdout

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from jobs.errors import UserError
 
 if TYPE_CHECKING:
-    from paramiko import HostKeys, PKey
+    from paramiko import PKey
 
     from jobs.remote.profiles import Target
 
@@ -38,41 +38,45 @@ def known_hosts_files(target: Target) -> list[Path]:
     return [target.known_hosts, *target.also_known_hosts]
 
 
-def known_keys(target: Target) -> HostKeys:
+def known_keys(target: Target) -> list[PKey]:
+    """Every key any file lists for the host, in file order: several of one type included (a stale one, then the
+    right one), as OpenSSH reads them, where paramiko's ``lookup(host)[type]`` gives only the first."""
     from paramiko import HostKeys
 
-    keys = HostKeys()  # a host found in several files: its keys from all of them
+    found: list[PKey] = []
     for path in known_hosts_files(target):
         if path.is_file():
             try:
-                keys.load(str(path))
+                entry = HostKeys(str(path)).lookup(target.host_key_name)
             except OSError as exc:
                 raise UserError(f"{path}: cannot read ({exc.strerror})") from None
-    return keys
+            # its mapping shows one key per type; the entries behind it are every line that matched
+            found += [e.key for e in getattr(entry, "_entries", ()) if e.key is not None]
+    return found
 
 
 def known_types(target: Target) -> list[str]:
     """Key types known for the host, to ask the server for one of those first (as OpenSSH does)."""
-    entry = known_keys(target).lookup(target.host_key_name)
-    return list(entry.keys()) if entry else []
+    return list(dict.fromkeys(k.get_name() for k in known_keys(target)))
 
 
 def check_host_key(target: Target, key: PKey) -> None:
-    entry = known_keys(target).lookup(target.host_key_name)
+    """Accepted if any known key of the host is ``key``; "changed" only when one of its type is known and none is."""
+    known = known_keys(target)
     offered = f"{key.get_name()} {fingerprint(key)}"
-    if not entry:
+    if any(k == key for k in known):
+        return
+    if not any(k.get_name() == key.get_name() for k in known):
         raise HostKeyError(
-            f"{target.host_key_name} ({target.name}) is not a known host: it is in no known_hosts file "
-            f"({', '.join(map(str, _named(target)))}); refusing to connect.",
+            f"{target.host_key_name} ({target.name}) is not a known host: no known_hosts file has a "
+            f"{key.get_name()} key for it ({', '.join(map(str, _named(target)))}); refusing to connect.",
             f"it offers the {offered} key. If that is the cluster's key (ask its admins), trust it with:",
             f"    clusterdeck --host {target.name} trust {fingerprint(key)}",
         )
-    if entry.get(key.get_name()) == key:
-        return
-    known = ", ".join(f"{name} {fingerprint(k)}" for name, k in entry.items())
+    listed = ", ".join(f"{k.get_name()} {fingerprint(k)}" for k in known)
     raise HostKeyError(
         f"WARNING: THE HOST KEY OF {target.host_key_name} ({target.name}) HAS CHANGED; refusing to connect.",
-        f"known: {known}; offered now: {offered}.",
+        f"known: {listed}; offered now: {offered}.",
         "Someone may be intercepting the connection, or the host was reinstalled. If its admins confirm the "
         f"new key, remove the old one with: ssh-keygen -f {_holding(target)} -R '{target.host_key_name}'",
     )
@@ -100,16 +104,26 @@ def trust_host_key(target: Target, key: PKey, expected: str) -> Path:
         raise HostKeyError(
             f"{target.host_key_name} ({target.name}) offers {key.get_name()} {got}, not {expected}; nothing was written"
         )
-    entry = known_keys(target).lookup(target.host_key_name)
-    if entry and entry.get(key.get_name()) == key:
+    known = known_keys(target)
+    if any(k == key for k in known):
         return target.known_hosts
-    if entry:
+    if any(k.get_name() == key.get_name() for k in known):
         check_host_key(target, key)  # a changed key is never overwritten from here: raises loudly
     path = target.known_hosts
     if str(path) == os.devnull:
         raise HostKeyError(f"{target.name}: UserKnownHostsFile is none in ~/.ssh/config: nowhere to write the key")
+    try:
+        _append(path, f"{target.host_key_name} {key.get_name()} {key.get_base64()}\n")
+    except OSError as exc:
+        raise HostKeyError(
+            f"{path}: cannot write the key of {target.host_key_name} ({exc.strerror}); nothing was written.",
+            "trust writes to the first UserKnownHostsFile of ~/.ssh/config: list a file you can write first.",
+        ) from None
+    return path
+
+
+def _append(path: Path, line: str) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    line = f"{target.host_key_name} {key.get_name()} {key.get_base64()}\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         with open(fd, "a", closefd=False) as f:
@@ -118,4 +132,3 @@ def trust_host_key(target: Target, key: PKey, expected: str) -> Path:
             f.write(line)
     finally:
         os.close(fd)
-    return path

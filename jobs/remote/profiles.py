@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import os
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobs.errors import UserError
 from jobs.remote import sshconfig
+from jobs.remote.tokens import expand, known_hosts_tokens
 
 USER_KNOWN_HOSTS = "~/.ssh/known_hosts ~/.ssh/known_hosts2"
 GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2"
@@ -76,6 +76,8 @@ class Target:
     port: int
     user: str
     identity_files: list[str] = field(default_factory=list)
+    identity_missing: list[str] = field(default_factory=list)
+    """IdentityFile lines of ~/.ssh/config naming no file: skipped (as ssh does), but no default key is tried either."""
     proxy_jump: list[str] = field(default_factory=list)
     """Hops, in order, each ``[user@]host[:port]`` (resolved through ``~/.ssh/config`` too)."""
     proxy_command: str = ""
@@ -150,7 +152,8 @@ def resolve_target(name: str, *, config: Path | None = None, ssh_config: Path | 
     except ValueError:
         raise UserError(f"{path}: Port of {name!r} is not a number") from None
     # a profile's key must exist; ~/.ssh/config's may not (a Host * block lists several), as with ssh
-    identity = [profile.identity_file] if profile.identity_file else _existing(lookup.get("identityfile", []))
+    named = [] if profile.identity_file else lookup.get("identityfile", [])
+    identity = [profile.identity_file] if profile.identity_file else _existing(named)
     jump = profile.proxy_jump or lookup.get("proxyjump", "")
     hostname = lookup.get("hostname", profile.host or name)
     user = profile.user or lookup.get("user") or _local_user()
@@ -160,10 +163,11 @@ def resolve_target(name: str, *, config: Path | None = None, ssh_config: Path | 
         port=port,
         user=user,
         identity_files=[os.path.expanduser(p) for p in identity],
+        identity_missing=_missing(named),
         proxy_jump=_hops(jump),
         proxy_command="" if jump else _proxy_command(lookup),
         profile=profile,
-        **_ssh_options(lookup, path, name, hostname, port, user),
+        **_ssh_options(lookup, path, profile.host or name, hostname, port, user, jump),
     )
 
 
@@ -186,9 +190,10 @@ def hop_target(hop: str, *, ssh_config: Path | None = None) -> Target:
         port=number,
         user=user,
         identity_files=_existing(lookup.get("identityfile", [])),
+        identity_missing=_missing(lookup.get("identityfile", [])),
         proxy_jump=_hops(jump),
         proxy_command="" if jump else _proxy_command(lookup),
-        **_ssh_options(lookup, path, host, hostname, number, user),
+        **_ssh_options(lookup, path, host, hostname, number, user, jump),
     )
 
 
@@ -217,39 +222,52 @@ def _proxy_command(lookup: dict[str, Any]) -> str:
     return str(lookup.get("proxycommand") or "").removeprefix("none")
 
 
-def _ssh_options(lookup: dict[str, Any], path: Path, alias: str, hostname: str, port: int, user: str) -> dict[str, Any]:
-    """The Target fields of UserKnownHostsFile, GlobalKnownHostsFile and IdentitiesOnly."""
-    tokens = {"%": "%", "d": str(Path.home()), "u": _local_user(), "h": hostname, "n": alias, "p": str(port), "r": user}
-    files = [
-        _paths(str(lookup.get(key.lower(), default)), tokens, path, key)
-        for key, default in (
-            ("UserKnownHostsFile", USER_KNOWN_HOSTS),
-            ("GlobalKnownHostsFile", GLOBAL_KNOWN_HOSTS),
-        )
-    ]
-    user_files = files[0] or [Path(os.devnull)]  # "none": nothing of the user's is read, and trust has nowhere to write
+def _ssh_options(
+    lookup: dict[str, Any], path: Path, original: str, hostname: str, port: int, user: str, jump: str
+) -> dict[str, Any]:
+    """The Target fields of UserKnownHostsFile, GlobalKnownHostsFile and IdentitiesOnly.
+
+    ``original`` is the name given to ssh (``%n``): a profile's host, else the alias.
+    """
+    tokens = known_hosts_tokens(
+        original=original,
+        hostname=hostname,
+        port=port,
+        user=user,
+        local_user=_local_user(),
+        alias=str(lookup.get("hostkeyalias") or ""),
+        jump="" if jump.lower() == "none" else jump,
+    )
+    user_files = _paths(str(lookup.get("userknownhostsfile", USER_KNOWN_HOSTS)), tokens, f"{path}: UserKnownHostsFile")
+    global_files = _paths(str(lookup.get("globalknownhostsfile", GLOBAL_KNOWN_HOSTS)))  # no tokens there, as ssh
+    user_files = user_files or [Path(os.devnull)]  # "none": nothing of the user's is read, trust has nowhere to write
     return {
         "known_hosts": user_files[0],
-        "also_known_hosts": user_files[1:] + files[1],
+        "also_known_hosts": user_files[1:] + global_files,
         "identities_only": str(lookup.get("identitiesonly", "no")).lower() == "yes",
     }
 
 
-def _paths(value: str, tokens: dict[str, str] | None = None, path: Path | None = None, key: str = "") -> list[Path]:
-    """A list of known_hosts files as ssh_config gives it: space-separated, ``~`` and ``%`` tokens expanded."""
+def _paths(value: str, tokens: dict[str, str] | None = None, where: str = "") -> list[Path]:
+    """A list of known_hosts files as ssh_config gives it: space-separated, ``~`` expanded, and with ``tokens``,
+    ``%`` tokens and ``${VAR}`` (``jobs.remote.tokens``)."""
     if value.strip().lower() == "none":
         return []
-
-    def token(match: re.Match[str]) -> str:
-        if tokens is None or match.group(1) not in tokens:
-            raise UserError(f"{path}: {key}: unknown token %{match.group(1)} in {value!r}")
-        return tokens[match.group(1)]
-
-    return [Path(os.path.expanduser(re.sub(r"%(.)", token, word))) for word in value.split()]
+    words = [expand(w, tokens, where) if tokens is not None else w for w in value.split()]
+    return [Path(os.path.expanduser(w)) for w in words]
 
 
 def _existing(paths: list[str]) -> list[str]:
-    return [path for p in paths if os.path.exists(path := os.path.expanduser(p))]
+    """The identity files there are: the key, or only its ``.pub`` (the key is in an agent), as ssh reads them."""
+    return [path for p in paths if _found(path := os.path.expanduser(p))]
+
+
+def _missing(paths: list[str]) -> list[str]:
+    return [path for p in paths if not _found(path := os.path.expanduser(p))]
+
+
+def _found(path: str) -> bool:
+    return os.path.exists(path) or os.path.exists(path + ".pub")
 
 
 def _ssh_lookup(host: str, path: Path) -> dict[str, Any]:

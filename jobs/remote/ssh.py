@@ -15,7 +15,6 @@ Remote commands are strings only because SSH carries strings: every argument goe
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
 import select
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.errors import UserError
 from jobs.remote.hostkeys import check_host_key, known_types
+from jobs.remote.identities import identity
 from jobs.remote.profiles import Target, jump_chain
 from jobs.remote.sshconfig import ssh_dir
 
@@ -49,15 +49,6 @@ class ConnectionLost(ConnectionError):
 
 class AuthFailed(UserError):
     """The login node refused every way we had to log in."""
-
-
-def _public_blob(path: str) -> bytes | None:
-    """The key in ``path.pub`` (OpenSSH's one-line form), as an agent lists it; None if there is none to read."""
-    try:
-        words = Path(path + ".pub").read_text().split()
-        return base64.b64decode(words[1], validate=True)
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 @dataclass(frozen=True)
@@ -296,8 +287,9 @@ class SshConnection:
                     raise ConnectionLost(f"{hop.address}: connection lost while logging in ({exc})") from None
         if t.is_authenticated():
             return
+        missing = f" (IdentityFile not found: {', '.join(hop.identity_missing)})" if hop.identity_missing else ""
         raise AuthFailed(
-            f"{hop.address}: authentication failed; tried {', '.join(tried) or 'no key at all'}.",
+            f"{hop.address}: authentication failed; tried {', '.join(tried) or 'no key at all'}{missing}.",
             f"Check identity_file in {self.target.name}'s profile or ~/.ssh/config, and that the key is in "
             f"{hop.user}'s ~/.ssh/authorized_keys on {hop.hostname}.",
         )
@@ -317,12 +309,16 @@ class SshConnection:
         """(label, key) in the order tried: the agent's, then the identity files (the defaults if none named).
 
         Lazily: a file's passphrase is asked only once the agent's keys have failed. With
-        IdentitiesOnly, an agent key is offered only if it is one of the files' (by its ``.pub``).
+        IdentitiesOnly, an agent key is offered only if it is one of the files' (``jobs.remote.identities``:
+        the ``.pub`` beside it, the file itself when it is a ``.pub``, or the public key inside it).
+        An IdentityFile that is a public key is never loaded as a private one.
         """
         import paramiko
 
-        files = hop.identity_files or [str(p) for name in DEFAULT_KEYS if (p := ssh_dir() / name).is_file()]
-        wanted = {blob for path in files if (blob := _public_blob(path))} if hop.identities_only else None
+        named = hop.identity_files or hop.identity_missing  # any named: no defaults, as ssh
+        files = hop.identity_files if named else [str(p) for n in DEFAULT_KEYS if (p := ssh_dir() / n).is_file()]
+        identities = [identity(path) for path in files]
+        wanted = {i.blob for i in identities if i.blob} if hop.identities_only else None
         agent = None
         offered: set[bytes] = set()
         with contextlib.suppress(paramiko.SSHException, OSError):
@@ -336,10 +332,12 @@ class SshConnection:
         finally:
             if agent is not None:
                 agent.close()
-        for path in files:
-            key = self._load_key(path)
+        for one in identities:
+            if one.public_only or (one.blob is not None and (one.blob in offered or not Path(one.path).exists())):
+                continue  # a public key signs nothing itself; a key the agent offered is not asked for again
+            key = self._load_key(one.path)
             if key.asbytes() not in offered:
-                yield f"key {path}", key
+                yield f"key {one.path}", key
 
     def _load_key(self, path: str) -> PKey:
         import paramiko

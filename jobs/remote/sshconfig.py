@@ -11,7 +11,7 @@ put together here, as OpenSSH's readconf.c does, and only then given to paramiko
   a file that includes itself);
 - an ``Include`` inside a Host or Match block applies only where that block does: a Host or
   Match line in the included file is made to require the enclosing block's condition too
-  (as a ``Match`` with both), and after the included file the enclosing block goes on.
+  (as a ``Match`` with both), and after each included file the enclosing block goes on.
 
 The rest (which options exist, the first value winning, tokens) is paramiko's.
 """
@@ -91,9 +91,8 @@ def splice(path: Path, condition: list[str] | None = None, depth: int = 0) -> li
             out.append(header)
         elif key == "include":
             included = _included(value, path, number)
-            for file in included:
+            for file in included:  # each file may open blocks of its own: after it, this block goes on
                 out += splice(file, current, depth + 1)
-            if included:  # an included file may have opened blocks of its own: this block goes on
                 out.append(header)
         else:
             out.append(stripped)

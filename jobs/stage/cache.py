@@ -70,14 +70,27 @@ def _close_held_in_child() -> None:
 os.register_at_fork(after_in_child=_close_held_in_child)
 
 
+def open_lock(path: Path) -> int:
+    """A descriptor to flock ``path`` with: read-only when the file is there, since flock needs no write access and a
+    teammate's lock made under umask 022 (0644) is not writable by the rest of the group; created when absent, with
+    the umask's mode, as the shards (under umask 002 the group's stagers could write it too)."""
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        pass
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, atomic.FILE_MODE)
+    except PermissionError:  # made by another stager meanwhile, in a directory we cannot write
+        return os.open(path, os.O_RDONLY)
+
+
 @contextmanager
 def locked(dest: Path, *, wait: bool, stop: threading.Event) -> Iterator[bool]:
     """Holds the lock of ``dest`` (yields True), or yields False when ``wait`` is off and another stager has it.
 
     Waiting polls, so a stager asked to stop (``stop``) is never stuck behind another one's lock.
     """
-    # The umask's mode, as the shards: under umask 002 the group's stagers open and lock it too.
-    fd = os.open(dest.with_name(f".{dest.name}.lock"), os.O_RDWR | os.O_CREAT, atomic.FILE_MODE)
+    fd = open_lock(dest.with_name(f".{dest.name}.lock"))
     with _held_lock:
         _held.add(fd)
     try:
