@@ -17,15 +17,9 @@ set -euo pipefail
 export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}"
 export LC_ALL=C
 
-if [[ $(id -u) -ne 0 ]]; then
-    if command -v sudo >/dev/null 2>&1; then
-        sudo_opts=()
-        [[ -t 0 ]] || sudo_opts=(-n)
-        exec sudo "${sudo_opts[@]}" -- bash "$(readlink -f "${BASH_SOURCE[0]}")" "$@"
-    fi
-    echo "node.sh: must run as root (and sudo is not available)" >&2
-    exit 1
-fi
+# shellcheck source=tests/cluster/lib.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib.sh"
+as_root node.sh "$@"
 
 LOCAL_DIR=${NODE_LOCAL_DIR:-/local-ssd}
 LOCAL_SIZE=${NODE_LOCAL_SIZE:-2g}

@@ -9,16 +9,9 @@ set -euo pipefail
 
 export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}"
 
-if [[ $(id -u) -ne 0 ]]; then
-    if command -v sudo >/dev/null 2>&1; then
-        # -n: never wait for a password prompt when there is no terminal (CI).
-        sudo_opts=()
-        [[ -t 0 ]] || sudo_opts=(-n)
-        exec sudo "${sudo_opts[@]}" -- bash "$(readlink -f "${BASH_SOURCE[0]}")" "$@"
-    fi
-    echo "slurm-down: must run as root (and sudo is not available)" >&2
-    exit 1
-fi
+# shellcheck source=tests/cluster/lib.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib.sh"
+as_root slurm-down "$@"
 
 PURGE=0
 [[ ${1:-} == --purge ]] && PURGE=1

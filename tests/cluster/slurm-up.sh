@@ -16,16 +16,9 @@ set -euo pipefail
 export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}"
 export LC_ALL=C
 
-if [[ $(id -u) -ne 0 ]]; then
-    if command -v sudo >/dev/null 2>&1; then
-        # -n: never wait for a password prompt when there is no terminal (CI).
-        sudo_opts=()
-        [[ -t 0 ]] || sudo_opts=(-n)
-        exec sudo "${sudo_opts[@]}" -- bash "$(readlink -f "${BASH_SOURCE[0]}")" "$@"
-    fi
-    echo "slurm-up: must run as root (and sudo is not available)" >&2
-    exit 1
-fi
+# shellcheck source=tests/cluster/lib.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib.sh"
+as_root slurm-up "$@"
 
 HERE=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")  # before the cd below: the path may be relative
 # Daemons inherit our cwd; don't pin the (possibly temporary) CI checkout.
@@ -42,10 +35,9 @@ DB_USER=slurm
 # fixed password is fine and keeps slurmdbd.conf stable across runs.
 DB_PASS=clusterdeck-ci-slurmdbd
 WAIT_SECS=${SLURM_UP_TIMEOUT:-60}
-# The extra nodes of partition `multi`, their slurmd ports and their memory.
+# The extra nodes of partition `multi` and their slurmd ports (their memory: below, from this machine's).
 EXTRA_NODES=(node1 node2)
 EXTRA_PORT0=6831
-EXTRA_MEM=4096
 
 log() { echo "slurm-up: $*" >&2; }
 
@@ -221,6 +213,9 @@ MEM_MB=$(sed -n 's/.* RealMemory=\([0-9]*\).*/\1/p' <<<"$hw")
 MARGIN=$((MEM_MB / 20))
 ((MARGIN < 256)) && MARGIN=256
 REAL_MEM=$((MEM_MB - MARGIN))
+# Each extra node claims a quarter of that, at most 4 GB: a node configured with more memory than
+# slurmd reports is drained, and small machines must not be drained.
+EXTRA_MEM=$((REAL_MEM / 4 < 4096 ? REAL_MEM / 4 : 4096))
 # Jobs that ask for no memory would otherwise take the whole node.
 DEF_MEM_PER_CPU=$((REAL_MEM / CPUS < 1024 ? REAL_MEM / CPUS : 1024))
 
