@@ -28,6 +28,7 @@ from jobs.records import (
     load_record,
     load_statuses,
     now,
+    read_spec_json,
     save_record,
 )
 from jobs.rundir import RunPaths
@@ -307,10 +308,22 @@ def _view(paths: RunPaths, record: RunRecord, sched: dict[str, JobState], use_fi
 
 
 def _remember_final(paths: RunPaths, record: RunRecord, view: RunView) -> None:
-    """Caches the final state in the record, so listing a thousand old runs costs a thousand small reads."""
-    if record.final is None:
-        final = FinalState(
-            state=view.state, ended_at=view.ended_at or now(), steps={s.name: s.state for s in view.steps}
-        )
-        with contextlib.suppress(OSError):  # a read-only viewer still gets the right answer
-            save_record(paths, record.model_copy(update={"final": final}))
+    """Caches the final state in the record, so listing a thousand old runs costs a thousand small reads.
+
+    Nothing is cached for a damaged run (its spec is checked first: ``clusterdeck ls`` lists it DAMAGED
+    and must leave every file as it was). The record is read again just before it is replaced, and
+    nothing is cached when it changed since it was read (a ``resume`` adding an attempt at the same
+    moment): there is no lock on NFS, so this compare-before-rename only shrinks that window, and a
+    later listing caches the final state of whatever the record then says.
+    """
+    if record.final is not None:
+        return
+    final = FinalState(state=view.state, ended_at=view.ended_at or now(), steps={s.name: s.state for s in view.steps})
+    try:
+        read_spec_json(paths)
+        if load_record(paths) != record:
+            return
+    except (DamagedRecord, OSError):  # OSError: FileNotFoundError too (removed since), and unreadable
+        return
+    with contextlib.suppress(OSError):  # a read-only viewer still gets the right answer
+        save_record(paths, record.model_copy(update={"final": final}))
