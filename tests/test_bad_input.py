@@ -198,6 +198,20 @@ SPEC_CASES = [
         ("{}: telemetry.interval_s:",),
     ),
     Case("spec: --set onto a value", spec_with(), ("submit", "{}", "--set", "name.x=1"), 2, ("--set name.x=1",)),
+    Case(
+        "spec: nested 5000 levels deep",
+        spec_bytes('name = "x"\na = ' + "[" * 5000 + "]" * 5000 + "\n"),
+        SUBMIT,
+        2,
+        ("{}", "nested too deeply"),
+    ),
+    Case(
+        "spec: --set nested 5000 levels deep",
+        spec_with(),
+        ("submit", "{}", "--set", "shard.seed=" + "[" * 5000),
+        2,
+        ("--set shard.seed=[[[", "nested too deeply"),
+    ),
 ]
 
 
