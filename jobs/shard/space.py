@@ -27,12 +27,19 @@ SUBMIT_FILES = 20_000
 HINT = "free some space, or choose another shard.output"
 
 
-def check_room(out: Path, jobs: list[ShardJob], sample_bytes: dict[str, float]) -> None:
-    """The shards of ``jobs`` not written yet, at their estimated size, must fit in the space free at ``out``."""
+def check_room(out: Path, jobs: list[ShardJob], sample_bytes: dict[str, float], tasks: int = 1) -> None:
+    """The shards of ``jobs`` not written yet, at their estimated size, must fit in the space free at ``out``.
+
+    A task passes the whole plan's shards, every task's: the array's tasks start together against the same
+    free space, so each checking only its own share would let N tasks need N times what one checked.
+    """
     todo = [job for job in jobs if completed_part(job, out, verify=False) is None]
     needed = sum(round(len(job.keys) * sample_bytes[job.split]) + tarfile.RECORDSIZE for job in todo)
+    whole = f" of the whole plan (all {tasks} tasks together)" if tasks > 1 else ""
     if todo:
-        require_free("shard.output", out, needed, f"writing {len(todo)} shard(s) (estimated from the inputs)", HINT)
+        require_free(
+            "shard.output", out, needed, f"writing {len(todo)} shard(s){whole} (estimated from the inputs)", HINT
+        )
 
 
 def check_room_at_submit(spec: ShardSpec) -> None:
