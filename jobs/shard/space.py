@@ -15,9 +15,10 @@ import os
 import tarfile
 from pathlib import Path
 
+from jobs import atomic
 from jobs.diskspace import WriteFailed, free_text, is_full, require_free
 from jobs.shard.plan import ShardJob
-from jobs.shard.write import completed_part
+from jobs.shard.write import completed_part, part_path
 from jobs.spec import ShardSpec
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
@@ -77,8 +78,23 @@ def _input_bytes(path: Path) -> int | None:
 
 
 def _already_there(out: Path) -> int:
-    """Bytes of shards a run wrote before into ``out`` (kept on resume): they need no new space."""
-    return sum(p.stat().st_size for p in out.glob("*.tar") if p.is_file())
+    """Bytes of shards a run wrote before into ``out`` that a resume keeps: they need no new space.
+
+    Only a tar with its completed-part record (``.parts/<name>.json``, of the tar's very size) counts, as
+    the step keeps only those: any other tar there (a stale shard of another plan, a copy) is replaced by
+    rename, so both copies exist at the peak and its bytes are no room for the new one. A record of an
+    earlier plan with other members still counts: the plan is not known at submit (no listing there).
+    """
+    total = 0
+    for tar in out.glob("*.tar"):
+        try:
+            size = tar.stat().st_size
+            record = atomic.read_json(part_path(out, tar.name.removesuffix(".tar")))
+        except (OSError, ValueError):
+            continue
+        if tar.is_file() and isinstance(record, dict) and record.get("bytes") == size:
+            total += size
+    return total
 
 
 def remove_temps(out: Path, jobs: list[ShardJob]) -> None:
