@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,42 @@ def test_host_lists_are_expanded_to_match_events_to_jobs() -> None:
     assert slurm.hostnames("node[1-2,05],vm,gpu[01-03]") == [
         "node1", "node2", "node05", "vm", "gpu01", "gpu02", "gpu03"
     ]  # fmt: skip
+
+
+@pytest.mark.slurm
+def test_a_purged_id_in_the_list_does_not_hide_the_queued_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A requeued job is PENDING to the controller even when another id asked with it was purged.
+
+    This SLURM answers such a list; some versions fail the whole ``squeue -j``. The second half runs the real
+    squeue behind a wrapper that fails as those do (exit 1, nothing printed) when any id asked is unknown.
+    """
+    from tests.conftest import require_slurm
+
+    require_slurm()
+    job_id = subprocess.run(
+        ["sbatch", "--parsable", "--hold", "-p", "cpu", "-t", "1", "-o", "/dev/null", "-J", "cd-queued",
+         "--wrap", "true"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    purged = "999999991"
+    try:
+        assert slurm.queued([job_id, purged]) == {job_id: "PENDING"}
+        assert slurm.queued([purged]) == {}
+        real = shutil.which("squeue")
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        wrapper = bin_dir / "squeue"
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            'ids=""; prev=""; for a in "$@"; do [ "$prev" = "-j" ] && ids="$a"; prev="$a"; done\n'
+            'for id in $(echo "$ids" | tr , " "); do\n'
+            f'  {real} -h -j "$id" >/dev/null 2>&1 || {{ echo "slurm_load_jobs error: Invalid job id" >&2; exit 1; }}\n'
+            "done\n"
+            f'exec {real} "$@"\n'
+        )
+        wrapper.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+        assert subprocess.run(["squeue", "-h", "-j", f"{job_id},{purged}"], capture_output=True).returncode == 1
+        assert slurm.queued([job_id, purged]) == {job_id: "PENDING"}
+    finally:
+        subprocess.run(["scancel", job_id], check=False)
