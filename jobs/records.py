@@ -210,14 +210,15 @@ def load_statuses(paths: RunPaths) -> dict[tuple[str, int, str], PartStatus]:
     return found
 
 
-def check_run(paths: RunPaths) -> None:
+def check_run(paths: RunPaths) -> tuple[RunRecord, dict[tuple[str, int, str], PartStatus]]:
     """Reads the run's record, spec and status files: ``DamagedRecord`` naming the first one that is damaged.
+    Returns the record and statuses read, so that a caller showing the run need not read them again.
 
     A directory without ``run.json`` is not a run (or one being created): ``FileNotFoundError``.
     """
-    load_record(paths)
+    record = load_record(paths)
     read_spec_json(paths)
-    load_statuses(paths)
+    return record, load_statuses(paths)
 
 
 def now() -> float:

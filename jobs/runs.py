@@ -9,7 +9,7 @@ from pathlib import Path
 
 from jobs.damage import DamagedRecord
 from jobs.errors import RunNotFound, UserError
-from jobs.records import check_run, load_record
+from jobs.records import PartStatus, RunRecord, check_run, load_record
 from jobs.rundir import RunPaths
 
 ID_TIME_FORMAT = "%Y%m%d-%H%M%S"
@@ -71,13 +71,18 @@ def resolve_run(root: Path, address: str) -> RunPaths:
 def whole(run: RunPaths) -> RunPaths:
     """``run``, once its record, spec and status files have been read: a ``UserError`` naming the first damaged
     one. Nothing is written: a damaged run stays as it is until the user moves or mends it."""
+    read_whole(run)
+    return run
+
+
+def read_whole(run: RunPaths) -> tuple[RunRecord, dict[tuple[str, int, str], PartStatus]]:
+    """``whole``'s check, returning the record and part statuses it read (a view of the run needs both)."""
     try:
-        check_run(run)
+        return check_run(run)
     except FileNotFoundError:
         raise RunNotFound(f"{run.root}: not a run any more (its run.json is gone)") from None
     except DamagedRecord as exc:
         raise UserError(f"{exc}: run {run.run_id} is damaged (it was left as it is)") from None
-    return run
 
 
 def _find_run(root: Path, address: str) -> RunPaths:

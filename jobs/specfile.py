@@ -23,6 +23,8 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
+    except RecursionError:  # tomllib recurses once per bracket: thousands of them are not a value
+        raise UserError(f"--set {item}: nested too deeply to be a value") from None
     return key.strip().split("."), value
 
 
@@ -67,6 +69,8 @@ def read_table(path: Path) -> dict[str, Any]:
         table = tomllib.loads(spec_text(path, data))
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per bracket or brace: thousands of them are not a spec
+        raise UserError(f"{path}: nested too deeply to be a spec") from None
     if not table:
         raise UserError(f"{path}: the spec is empty (it sets no key); start from one in templates/")
     return table

@@ -28,10 +28,11 @@ from jobs.records import (
     load_record,
     load_statuses,
     now,
+    read_spec_json,
     save_record,
 )
 from jobs.rundir import RunPaths
-from jobs.runs import ID_TIME_FORMAT, whole
+from jobs.runs import ID_TIME_FORMAT, read_whole
 
 # When parts disagree, the step shows the most telling one.
 PRECEDENCE = (*FAILED_STATES, "RUNNING", "REQUEUED", "PENDING", "COMPLETED")
@@ -231,6 +232,14 @@ def view_runs(runs: list[RunPaths], *, use_final: bool = True) -> list[RunView]:
             continue  # a run directory still being created, or removed since it was listed
         except DamagedRecord as exc:
             loaded.append((paths, exc))
+    return _views(loaded, use_final)
+
+
+def _views(
+    loaded: list[tuple[RunPaths, RunRecord | DamagedRecord]],
+    use_final: bool,
+    statuses: dict[tuple[str, int, str], PartStatus] | None = None,
+) -> list[RunView]:
     records = [(paths, r) for paths, r in loaded if isinstance(r, RunRecord)]
     live: dict[Executor, list[JobRef]] = {}
     for _, record in records:
@@ -245,15 +254,19 @@ def view_runs(runs: list[RunPaths], *, use_final: bool = True) -> list[RunView]:
         try:
             if isinstance(record, DamagedRecord):
                 raise record
-            views.append(_view(paths, record, sched, use_final))
+            views.append(_view(paths, record, sched, use_final, statuses))
         except DamagedRecord as exc:
             views.append(damaged_view(paths, exc))
     return views
 
 
 def view_run(paths: RunPaths) -> RunView:
-    """The run's state now; a ``UserError`` naming the file when its record, spec or a status file is damaged."""
-    return view_runs([whole(paths)], use_final=False)[0]
+    """The run's state now; a ``UserError`` naming the file when its record, spec or a status file is damaged.
+
+    Its record and status files are read once (``watch`` polls this every few seconds): as checked, then shown.
+    """
+    record, statuses = read_whole(paths)
+    return _views([(paths, record)], use_final=False, statuses=statuses)[0]
 
 
 def damaged_view(paths: RunPaths, damage: DamagedRecord) -> RunView:
@@ -268,7 +281,13 @@ def damaged_view(paths: RunPaths, damage: DamagedRecord) -> RunView:
     return RunView(paths.run_id, "", "DAMAGED", "", created, None, [], {}, str(paths.root), damage.within(paths.root))
 
 
-def _view(paths: RunPaths, record: RunRecord, sched: dict[str, JobState], use_final: bool) -> RunView:
+def _view(
+    paths: RunPaths,
+    record: RunRecord,
+    sched: dict[str, JobState],
+    use_final: bool,
+    statuses: dict[tuple[str, int, str], PartStatus] | None = None,
+) -> RunView:
     if use_final and record.final:
         steps = [
             StepView(name, state, record.step(name).attempt_number, [], [])
@@ -285,7 +304,8 @@ def _view(paths: RunPaths, record: RunRecord, sched: dict[str, JobState], use_fi
             record.outputs,
             str(paths.root),
         )
-    statuses = load_statuses(paths)
+    if statuses is None:
+        statuses = load_statuses(paths)
     cancelled = record.cancelled_at is not None
     steps = [step_view(s, statuses, sched, cancelled) for s in record.steps]
     view = RunView(
@@ -307,10 +327,22 @@ def _view(paths: RunPaths, record: RunRecord, sched: dict[str, JobState], use_fi
 
 
 def _remember_final(paths: RunPaths, record: RunRecord, view: RunView) -> None:
-    """Caches the final state in the record, so listing a thousand old runs costs a thousand small reads."""
-    if record.final is None:
-        final = FinalState(
-            state=view.state, ended_at=view.ended_at or now(), steps={s.name: s.state for s in view.steps}
-        )
-        with contextlib.suppress(OSError):  # a read-only viewer still gets the right answer
-            save_record(paths, record.model_copy(update={"final": final}))
+    """Caches the final state in the record, so listing a thousand old runs costs a thousand small reads.
+
+    Nothing is cached for a damaged run (its spec is checked first: ``clusterdeck ls`` lists it DAMAGED
+    and must leave every file as it was). The record is read again just before it is replaced, and
+    nothing is cached when it changed since it was read (a ``resume`` adding an attempt at the same
+    moment): there is no lock on NFS, so this compare-before-rename only shrinks that window, and a
+    later listing caches the final state of whatever the record then says.
+    """
+    if record.final is not None:
+        return
+    final = FinalState(state=view.state, ended_at=view.ended_at or now(), steps={s.name: s.state for s in view.steps})
+    try:
+        read_spec_json(paths)
+        if load_record(paths) != record:
+            return
+    except (DamagedRecord, OSError):  # OSError: FileNotFoundError too (removed since), and unreadable
+        return
+    with contextlib.suppress(OSError):  # a read-only viewer still gets the right answer
+        save_record(paths, record.model_copy(update={"final": final}))

@@ -198,6 +198,20 @@ SPEC_CASES = [
         ("{}: telemetry.interval_s:",),
     ),
     Case("spec: --set onto a value", spec_with(), ("submit", "{}", "--set", "name.x=1"), 2, ("--set name.x=1",)),
+    Case(
+        "spec: nested 5000 levels deep",
+        spec_bytes('name = "x"\na = ' + "[" * 5000 + "]" * 5000 + "\n"),
+        SUBMIT,
+        2,
+        ("{}", "nested too deeply"),
+    ),
+    Case(
+        "spec: --set nested 5000 levels deep",
+        spec_with(),
+        ("submit", "{}", "--set", "shard.seed=" + "[" * 5000),
+        2,
+        ("--set shard.seed=[[[", "nested too deeply"),
+    ),
 ]
 
 
@@ -239,6 +253,19 @@ def chmod0(name: str) -> Setup:
     return setup
 
 
+def unfinished(damage: Setup) -> Setup:
+    """``damage``, to a run that ended without its final state cached yet in ``run.json`` (as a run is when
+    nothing has looked at it since its last job ended): listing it must not cache it into a damaged run."""
+
+    def setup(case: Path, run: Path) -> str:
+        record = json.loads((run / "run.json").read_text())
+        record["final"] = None
+        (run / "run.json").write_text(json.dumps(record))
+        return damage(case, run)
+
+    return setup
+
+
 def status_dir(case: Path, run: Path) -> str:
     (run / "status" / "shard.2.main.json").mkdir()
     return ""
@@ -274,6 +301,20 @@ RECORD_CASES = [
     Case("run.json foreign JSON", write("run.json", "[1, 2, 3]"), ("ls", "--json"), 0, ('"damaged": "run.json: not',)),
     Case("spec.json truncated", truncate("spec.json"), ("ls", "--json"), 0, ('"damaged": "spec.json: truncated',)),
     Case("status empty", write(STATUS, b""), ("ls", "--json"), 0, (f'"damaged": "{STATUS}: empty',)),
+    Case(
+        "spec.json truncated, the final state not cached yet",
+        unfinished(truncate("spec.json", 0.3)),
+        ("ls",),
+        0,
+        ("DAMAGED", "spec.json", "truncated JSON"),
+    ),
+    Case(
+        "spec.json missing, the final state not cached yet",
+        unfinished(remove("spec.json")),
+        ("ls", "--json"),
+        0,
+        ('"damaged": "spec.json: missing',),
+    ),
     Case(
         "run.json unreadable (chmod 000)",
         chmod0("run.json"),

@@ -230,3 +230,44 @@ def test_a_file_size_limit_midway_is_one_line_naming_the_file(
     logs = run_cli("--runs-root", str(runs), "logs", run, "--err")
     assert "Traceback" not in logs.out + logs.err
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+
+
+def test_array_tasks_starting_together_check_the_whole_plans_space(sample_data: SampleData, tmp_path: Path) -> None:
+    """Each task of an array starts against the same free space: one task's share fitting is not enough."""
+    from jobs.errors import UserError
+    from jobs.shard.step import run_shard_part
+
+    tasks = 4
+    array = f"[shard.resources]\narray_tasks = {tasks}\n"
+    spec_file = write_spec(sample_data, tmp_path / "unused", tmp_path, extra=array)
+    needed = estimate(spec_file)
+    with tmpfs(tmp_path / "disk", needed * 6 // 10) as disk:  # a quarter of the set fits, the whole does not
+        out = disk / "set"
+        spec = load_spec(spec_file, [f'shard.output="{out}"']).shard
+        assert spec is not None and len(build_plan(spec).jobs) >= 2 * tasks
+        with pytest.raises(UserError) as refused:
+            run_shard_part(spec, "task-0", lambda _: None)
+        line = str(refused.value)
+        assert f"shard.output: not enough space in {disk}: writing " in line, line
+        assert f"of the whole plan (all {tasks} tasks together)" in line, line
+        assert not out.exists() or not list(out.iterdir())  # not a byte
+
+
+def test_at_submit_only_shards_a_resume_keeps_count_as_room(sample_data: SampleData, tmp_path: Path) -> None:
+    """A stale tar (no completed-part record) is replaced by rename: both copies exist at the peak."""
+    from jobs.errors import UserError
+    from jobs.shard.space import _input_bytes, check_room_at_submit
+
+    inputs = _input_bytes(sample_data.train) + _input_bytes(sample_data.val)  # type: ignore[operator]
+    stale = inputs // 2
+    with tmpfs(tmp_path / "disk", inputs + 64 * 1024) as disk:  # the inputs fit in the disk, not beside the tar
+        out = disk / "set"
+        out.mkdir()
+        (out / "train-000000.tar").write_bytes(b"\0" * stale)
+        spec = load_spec(write_spec(sample_data, out, tmp_path)).shard
+        assert spec is not None
+        with pytest.raises(UserError, match=f"shard.output: not enough space in {out}: storing the input images"):
+            check_room_at_submit(spec)
+        (out / ".parts").mkdir()  # the same tar, finished by an earlier run: a resume keeps it
+        (out / ".parts" / "train-000000.json").write_text(json.dumps({"name": "train-000000", "bytes": stale}))
+        check_room_at_submit(spec)

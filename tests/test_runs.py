@@ -86,3 +86,51 @@ def test_ls_of_a_thousand_runs_never_imports_torch(tmp_path: Path) -> None:
     assert heavy == "[]"
     assert proc.stdout.count("run-") == 1000
     assert proc.stdout.count("shard:FAILED") == 334
+
+
+_OPENED: list[str] | None = None
+
+
+def _count_opens(event: str, args: tuple[object, ...]) -> None:
+    if event == "open" and _OPENED is not None and args and isinstance(args[0], (str, Path)):
+        _OPENED.append(os.path.basename(args[0]))
+
+
+def test_a_run_shown_reads_its_record_spec_and_statuses_once(tmp_path: Path) -> None:
+    """``watch`` shows a run every few seconds: its files are read once per poll (checked, then shown from that)."""
+    global _OPENED
+    from jobs.rundir import RunPaths
+    from jobs.status import view_run
+
+    record = fake_record(tmp_path, "once")
+    paths = RunPaths(tmp_path / record.run_id)
+    status = paths.status_dir / "shard.1.main.json"
+    status.parent.mkdir(exist_ok=True)
+    part = {"step": "shard", "attempt": 1, "part": "main", "state": "COMPLETED", "node": "n", "started_at": 1.0}
+    atomic.write_json(status, part)
+    sys.addaudithook(_count_opens)  # a hook stays for the process: it counts only while _OPENED is a list
+    _OPENED = []
+    try:
+        view = view_run(paths)
+        opened = list(_OPENED)
+    finally:
+        _OPENED = None
+    assert view.state == "COMPLETED"
+    assert (opened.count("run.json"), opened.count("spec.json"), opened.count(status.name)) == (1, 1, 1), opened
+
+
+def test_the_final_state_is_not_cached_over_a_record_changed_since_it_was_read(tmp_path: Path) -> None:
+    """A ``resume`` adding an attempt while ``ls`` caches the final state it read earlier: the resume's stays."""
+    from jobs.records import load_record
+    from jobs.rundir import RunPaths
+    from jobs.status import RunView, _remember_final
+
+    record = fake_record(tmp_path, "raced", state=None)
+    paths = RunPaths(tmp_path / record.run_id)
+    resumed = record.model_copy(update={"steps": [*record.steps, StepRecord(name="train", attempts=[])]})
+    save_record(paths, resumed)  # the resume, between ls reading the record and caching its final state
+    view = RunView(record.run_id, "raced", "COMPLETED", "local", record.created_at, 2.0, [], {}, str(paths.root))
+    _remember_final(paths, record, view)
+    assert load_record(paths) == resumed
+    _remember_final(paths, resumed, view)  # unchanged since read: cached
+    assert load_record(paths).final is not None

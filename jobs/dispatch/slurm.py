@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -120,26 +121,54 @@ def sacct_states(job_ids: list[str]) -> dict[str, JobState]:
         out = _run(["sacct", "-X", "-D", "-n", "-P", "-o", SACCT_FIELDS, "-j", ",".join(job_ids)])
     except (OSError, subprocess.SubprocessError):
         return {}
+    return states_from(out)
+
+
+WAITING_AGAIN = ("NODE_FAIL", "PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED")
+"""Latest states of a job after which its lost node is worth naming: it ended with the node, or waits to run
+again. Once its requeued run is RUNNING or over, the node is history: no ``sacctmgr`` call on every poll."""
+
+
+def states_from(out: str) -> dict[str, JobState]:
+    """Each job's state from ``sacct -X -D -P -o SACCT_FIELDS`` lines; a job that lost a node and waits again
+    (or ended with it) says which node, from one ``sacctmgr`` call for all of them, once per process."""
     states = parse_sacct(out)
-    failures = node_failures(out)
+    failures = {j: f for j, f in node_failures(out).items() if states[j].state in WAITING_AGAIN}
     # The accounting database records the requeued run a moment after the NODE_FAIL one: ask the controller.
     again = queued([j for j in failures if states[j].state == "NODE_FAIL"])
-    for job_id, (nodes, start, end) in failures.items():
-        lost = lost_nodes(nodes, start, end) or f"one of {nodes}"
+    lost = lost_nodes_of(failures)
+    for job_id in failures:
         state = JobState(again[job_id]) if job_id in again else states[job_id]
-        states[job_id] = replace(state, node_failure=f"node {lost} failed")
+        states[job_id] = replace(state, node_failure=f"node {lost[job_id]} failed")
     return states
 
 
 def queued(job_ids: list[str]) -> dict[str, str]:
-    """The controller's state of those of ``job_ids`` it still holds (``squeue``): a requeued job is PENDING."""
+    """The controller's state of those of ``job_ids`` it still holds (``squeue``): a requeued job is PENDING.
+
+    Some SLURM versions fail the whole ``squeue -j`` when one id of the list was purged: what it printed is
+    read whatever its exit code, and when it failed printing nothing, the ids are asked one at a time, so
+    that one purged job does not make a requeued one read NODE_FAIL again.
+    """
     if not job_ids:
         return {}
+    found, ok = _squeue(job_ids)
+    if not ok and not found and len(job_ids) > 1:
+        for job_id in job_ids:
+            found.update(_squeue([job_id])[0])
+    return found
+
+
+def _squeue(job_ids: list[str]) -> tuple[dict[str, str], bool]:
     try:
-        out = _run(["squeue", "-h", "-o", "%i|%T", "-j", ",".join(job_ids)])
+        proc = subprocess.run(
+            ["squeue", "-h", "-o", "%i|%T", "-j", ",".join(job_ids)],
+            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
     except (OSError, subprocess.SubprocessError):
-        return {}  # squeue fails when none of them is known any more
-    return dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
+        return {}, False
+    found = dict(line.split("|", 1) for line in proc.stdout.splitlines() if "|" in line)
+    return found, proc.returncode == 0
 
 
 def parse_sacct(text: str) -> dict[str, JobState]:
@@ -170,24 +199,98 @@ def node_failures(text: str) -> dict[str, tuple[str, str, str]]:
     return failed
 
 
+_CAUSES: dict[tuple[str, str], str] = {}
+"""Lost nodes already found, by (job, end of its NODE_FAIL run), for the life of the process: an app that
+polls every few seconds asks ``sacctmgr`` about each node failure once, not on every poll."""
+_SETTLED = timedelta(minutes=2)
+"""After this long past a job's end, the database has the node's event if it ever will: "not found" is kept."""
+
+
+def lost_nodes_of(failures: dict[str, tuple[str, str, str]]) -> dict[str, str]:
+    """Each job's lost node(s) and why (``failures``: job → its NODE_FAIL run's nodes, start, end), from one
+    ``sacctmgr show event`` call for all the jobs not answered before (Nodes: all theirs, from the earliest
+    start to the latest end): sacct names only all of a job's nodes. ``one of <nodes>`` when unknown."""
+    answers = {j: _CAUSES[(j, f[2])] for j, f in failures.items() if (j, f[2]) in _CAUSES}
+    asked = {j: f for j, f in failures.items() if j not in answers}
+    if not asked:
+        return answers
+    nodes = ",".join(sorted({n for f in asked.values() for n in hostnames(f[0])}))
+    events = node_events(nodes, min(f[1] for f in asked.values()), max(_later(f[2]) for f in asked.values()))
+    for job_id, (job_nodes, start, end) in asked.items():
+        hosts = set(hostnames(job_nodes))
+        found: dict[str, str] = {}
+        for node, reason, began, ended in events or []:
+            if node in hosts and node not in found and began <= _later(end) and (not _iso(ended) or ended >= start):
+                found[node] = reason
+        text = ", ".join(f"{node} ({reason})" if reason else node for node, reason in found.items())
+        answers[job_id] = text or f"one of {job_nodes}"
+        if text or (events is not None and _settled(end)):
+            _CAUSES[(job_id, end)] = answers[job_id]
+    return answers
+
+
 def lost_nodes(nodes: str, start: str, end: str) -> str:
-    """Which of ``nodes`` went down while a job ran on them, and why, from the accounting database's node
-    events (``sacctmgr show event``; a node is marked down as its jobs end, so up to a minute after ``end``):
-    sacct names only all of the job's nodes. Empty when unknown."""
+    """Which of ``nodes`` went down while a job ran on them between ``start`` and ``end``; empty when unknown."""
+    lost = lost_nodes_of({"": (nodes, start, end)})[""]
+    return "" if lost.startswith("one of ") else lost
+
+
+def node_events(nodes: str, start: str, until: str) -> list[tuple[str, str, str, str]] | None:
+    """The accounting database's node events (``sacctmgr show event``: node, reason, start, end) of ``nodes``
+    from ``start`` to ``until``; a node is marked down as its jobs end, so up to a minute after. None when
+    ``sacctmgr`` could not answer."""
     try:
-        until = (datetime.fromisoformat(end) + timedelta(minutes=1)).isoformat(timespec="seconds")
         out = _run(
             ["sacctmgr", "-n", "-P", "show", "event", f"Nodes={nodes}", f"Start={start}", f"End={until}",
-             "format=NodeName,Reason"]
+             "format=NodeName,Reason,TimeStart,TimeEnd"]
         )  # fmt: skip
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return ""
-    found: dict[str, str] = {}
+    except (OSError, subprocess.SubprocessError):
+        return None
+    events = []
     for line in out.splitlines():
-        node, _, reason = line.partition("|")
-        if node and node not in found:
-            found[node] = reason
-    return ", ".join(f"{node} ({reason})" if reason else node for node, reason in found.items())
+        fields = line.split("|")
+        if len(fields) >= 4 and fields[0]:
+            events.append((fields[0], fields[1], fields[2], fields[3]))
+    return events
+
+
+def hostnames(nodelist: str) -> list[str]:
+    """``node[1-2,5],vm`` → node1, node2, node5, vm (a SLURM host list, zero padding kept)."""
+    names: list[str] = []
+    for prefix, ranges in re.findall(r"([^,\[]+)(?:\[([^\]]*)\])?", nodelist):
+        if not ranges:
+            names.append(prefix)
+            continue
+        for item in ranges.split(","):
+            low, _, high = item.partition("-")
+            if high and low.isdigit() and high.isdigit():
+                names.extend(f"{prefix}{i:0{len(low)}d}" for i in range(int(low), int(high) + 1))
+            else:
+                names.append(prefix + item)
+    return names
+
+
+def _iso(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _later(end: str) -> str:
+    """A minute after ``end`` (sacct's local time, as sacctmgr reads it)."""
+    try:
+        return (datetime.fromisoformat(end) + timedelta(minutes=1)).isoformat(timespec="seconds")
+    except ValueError:
+        return end
+
+
+def _settled(end: str) -> bool:
+    try:
+        return datetime.now() - datetime.fromisoformat(end) > _SETTLED
+    except ValueError:
+        return False
 
 
 def _run(argv: list[str]) -> str:

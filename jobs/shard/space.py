@@ -15,9 +15,10 @@ import os
 import tarfile
 from pathlib import Path
 
+from jobs import atomic
 from jobs.diskspace import WriteFailed, free_text, is_full, require_free
 from jobs.shard.plan import ShardJob
-from jobs.shard.write import completed_part
+from jobs.shard.write import completed_part, part_path
 from jobs.spec import ShardSpec
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
@@ -27,12 +28,19 @@ SUBMIT_FILES = 20_000
 HINT = "free some space, or choose another shard.output"
 
 
-def check_room(out: Path, jobs: list[ShardJob], sample_bytes: dict[str, float]) -> None:
-    """The shards of ``jobs`` not written yet, at their estimated size, must fit in the space free at ``out``."""
+def check_room(out: Path, jobs: list[ShardJob], sample_bytes: dict[str, float], tasks: int = 1) -> None:
+    """The shards of ``jobs`` not written yet, at their estimated size, must fit in the space free at ``out``.
+
+    A task passes the whole plan's shards, every task's: the array's tasks start together against the same
+    free space, so each checking only its own share would let N tasks need N times what one checked.
+    """
     todo = [job for job in jobs if completed_part(job, out, verify=False) is None]
     needed = sum(round(len(job.keys) * sample_bytes[job.split]) + tarfile.RECORDSIZE for job in todo)
+    whole = f" of the whole plan (all {tasks} tasks together)" if tasks > 1 else ""
     if todo:
-        require_free("shard.output", out, needed, f"writing {len(todo)} shard(s) (estimated from the inputs)", HINT)
+        require_free(
+            "shard.output", out, needed, f"writing {len(todo)} shard(s){whole} (estimated from the inputs)", HINT
+        )
 
 
 def check_room_at_submit(spec: ShardSpec) -> None:
@@ -70,8 +78,23 @@ def _input_bytes(path: Path) -> int | None:
 
 
 def _already_there(out: Path) -> int:
-    """Bytes of shards a run wrote before into ``out`` (kept on resume): they need no new space."""
-    return sum(p.stat().st_size for p in out.glob("*.tar") if p.is_file())
+    """Bytes of shards a run wrote before into ``out`` that a resume keeps: they need no new space.
+
+    Only a tar with its completed-part record (``.parts/<name>.json``, of the tar's very size) counts, as
+    the step keeps only those: any other tar there (a stale shard of another plan, a copy) is replaced by
+    rename, so both copies exist at the peak and its bytes are no room for the new one. A record of an
+    earlier plan with other members still counts: the plan is not known at submit (no listing there).
+    """
+    total = 0
+    for tar in out.glob("*.tar"):
+        try:
+            size = tar.stat().st_size
+            record = atomic.read_json(part_path(out, tar.name.removesuffix(".tar")))
+        except (OSError, ValueError):
+            continue
+        if tar.is_file() and isinstance(record, dict) and record.get("bytes") == size:
+            total += size
+    return total
 
 
 def remove_temps(out: Path, jobs: list[ShardJob]) -> None:

@@ -149,7 +149,8 @@ def write_task(
     """
     mine = [plan.jobs[i] for i in task_slice(len(plan.jobs), task, tasks)]
     remove_temps(spec.output, mine)  # a killed attempt's half-written shards: space this one needs
-    check_room(spec.output, mine, plan.sample_bytes)  # before the first byte, whatever was checked at submit
+    # before the first byte, whatever was checked at submit; the siblings' shards too (same free space)
+    check_room(spec.output, plan.jobs, plan.sample_bytes, tasks)
     spec.output.mkdir(parents=True, exist_ok=True)
     samples = size = done = 0
     started = time.monotonic()
