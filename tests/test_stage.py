@@ -409,3 +409,17 @@ def test_the_stage_summary_gives_the_rate_of_the_whole_copy(sample_shards: Path,
     assert found and float(found[2]) > 0, text.out
     tally = stage_json(sample_shards, tmp_path / "b")
     assert tally["copied"] == tally["files_total"] and tally["mb_s"] > 0
+
+
+def test_the_stage_summary_rates_a_slow_small_copy_from_unrounded_bytes() -> None:
+    """3 kB in a second printed "(0 MB/s)": the summary reformatted a rate already rounded to 0.01 MB/s."""
+    import time
+
+    from jobs.stage.job import summary
+    from jobs.stage.stager import Tally
+
+    tally = Tally(files_total=1, bytes_total=3000, files_done=1, bytes_done=3000, copied=1)
+    tally.started = time.monotonic() - 1.0  # a copy of 3000 bytes that took (at least) a second
+    line = summary(tally)
+    assert "(0.003 MB/s)" in line or "(0.0029 MB/s)" in line, line
+    assert tally.record(final=True)["mb_s"] > 0  # and `stage --json` keeps the rate to the byte a second
