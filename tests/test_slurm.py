@@ -14,7 +14,7 @@ import pytest
 from jobs.sample_data import SampleData, make_devkit, make_train_tar, make_val_tar
 from jobs.shard.step import run_shard_part
 from jobs.spec import load_spec
-from tests.conftest import copy_with_stuck_file, require_slurm, run_cli, shard_spec, train_section
+from tests.conftest import copy_with_stuck_file, records, require_slurm, run_cli, shard_spec, train_section
 
 pytestmark = pytest.mark.slurm
 RESOURCES = """
@@ -250,15 +250,6 @@ def test_a_train_job_signalled_mid_epoch_requeues_and_resumes(sample_shards: Pat
     log = (run_path / "submitit" / f"{job_id}_0_log.out").read_text()
     assert f"[clusterdeck] train main: stopped at step {resumed} after SIGUSR2; checkpoint saved; requeueing" in log
     assert f"resuming from {run_path}/checkpoints/last.pt: epoch 1, step {resumed}" in log
-
-
-def records(path: Path, kind: str) -> list[dict]:
-    """The records of ``kind`` written so far (a line still being written is left for the next read)."""
-    try:
-        lines = path.read_text().splitlines(keepends=True)
-    except FileNotFoundError:
-        return []
-    return [r for r in (json.loads(x) for x in lines if x.endswith("\n")) if r["kind"] == kind]
 
 
 def test_the_apps_preview_is_the_script_sbatch_gets(sample_shards: Path, tmp_path: Path, home: Path) -> None:

@@ -25,7 +25,7 @@ from jobs.stage.job import read_order
 from jobs.train.order import node_shards, rank_shards
 from jobs.train.shardset import Shard, read_shardset
 from jobs.world import World
-from tests.conftest import REPO, SMALL_TRAIN, run_cli, train_section
+from tests.conftest import REPO, SMALL_TRAIN, records, run_cli, train_section
 
 
 def index_of(shards: Path) -> dict[str, Shard]:
@@ -236,10 +236,7 @@ def train_run(tmp_path: Path, shards: Path, name: str, **train: Any) -> dict[str
 
 def _stepped(runs: Path, *, but: Path) -> bool:
     """Whether a run under ``runs`` other than ``but`` has logged a training step."""
-    for metrics in (run / "metrics.jsonl" for run in runs.iterdir() if run != but):
-        if metrics.exists() and any(json.loads(line)["kind"] == "train" for line in metrics.read_text().splitlines()):
-            return True
-    return False
+    return any(records(run / "metrics.jsonl", "train") for run in runs.iterdir() if run != but)
 
 
 def test_training_from_staged_shards_sees_the_same_data(sample_shards: Path, tmp_path: Path, home: Path) -> None:
