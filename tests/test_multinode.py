@@ -8,9 +8,12 @@ cannot see each other's local disk, and a node can really be lost.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -184,14 +187,24 @@ def test_a_lost_node_fails_the_job_by_name_and_resume_finishes_it(
     job_id = json.loads(result.out)["steps"][0]["job_ids"][0]
     try:
         wait_for("epoch 1's checkpoint", lambda: records(run / "metrics.jsonl", "epoch"), timeout=240)
+        # frozen at once (rank 1 with them), so rank 0 stalls at its next all-reduce: epochs 2 and 3 cannot
+        # finish while `node.sh kill` runs, however fast this machine trains
+        for pid in node_sh("pids", lost).split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGSTOP)
         node_sh("kill", lost)
         assert not records(run / "metrics.jsonl", "final"), "the run ended before the node was lost"
-        last = records(run / "metrics.jsonl", "checkpoint")[-1]  # what resume starts from
         assert not node_sh("pids", lost).strip()  # slurmd and the job's processes there are gone
 
-        wait_for("NODE_FAIL", lambda: show(run_id)["state"] == "NODE_FAIL", timeout=150)
+        def failed_by_name() -> bool:  # sacct's NODE_FAIL can come before the node's event that names it
+            view = show(run_id)
+            part = view["steps"][0]["parts"][0]
+            return view["state"] == "NODE_FAIL" and part["error"] == f"node {lost} (Not responding) failed"
+
+        wait_for("NODE_FAIL naming the lost node", failed_by_name, timeout=150)
         part = show(run_id)["steps"][0]["parts"][0]
         assert part["state"] == "NODE_FAIL" and f"node {lost} (Not responding) failed" == part["error"]
+        last = records(run / "metrics.jsonl", "checkpoint")[-1]  # what resume starts from: rank 0 is gone now too
         shown = run_cli("show", run_id)
         assert shown.code == 1 and f"node {lost} (Not responding) failed" in shown.out
         sacct = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "State", "-j", job_id], capture_output=True,
