@@ -420,3 +420,13 @@ def test_the_stage_summary_rates_a_slow_small_copy_from_unrounded_bytes() -> Non
     line = summary(tally)
     assert "(0.003 MB/s)" in line or "(0.0029 MB/s)" in line, line
     assert tally.record(final=True)["mb_s"] > 0  # and `stage --json` keeps the rate to the byte a second
+
+
+def test_a_half_written_record_is_left_for_the_next_read(tmp_path: Path) -> None:
+    """A poll of a metrics file still being appended read its last, half-written line: JSONDecodeError."""
+    metrics = tmp_path / "runs" / "a" / "metrics.jsonl"
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text('{"kind": "stage"}\n{"kind": "tra')
+    assert not _stepped(tmp_path / "runs", but=tmp_path / "other")
+    metrics.write_text('{"kind": "stage"}\n{"kind": "train"}\n{"kind": "tra')
+    assert _stepped(tmp_path / "runs", but=tmp_path / "other")
