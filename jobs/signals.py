@@ -11,10 +11,11 @@ KeyboardInterrupt (``interrupted_by_termination``), so that its cleanup runs.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,10 @@ def signal_flags() -> Iterator[Signals]:
 
     def stop(signum: int, _: Any) -> None:
         flags.stop = signal.Signals(signum).name
+        # the log says when the signal arrived, not only when the loop acted on it (a step or a shard later);
+        # os.write, not print: a handler that interrupts a print must not write into its buffer
+        with suppress(OSError):
+            os.write(2, f"[clusterdeck] {flags.stop} received: stopping at the next step\n".encode())
 
     def save(_: int, __: Any) -> None:
         flags.checkpoint = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -184,6 +185,22 @@ def slurm_node_states() -> list[str]:
     except subprocess.TimeoutExpired:
         return []
     return out.split()
+
+
+def needs_root(what: str) -> None:
+    """``what`` (a mount, ``setpriv``) needs root: not root is a missing component, see ``missing``."""
+    if os.geteuid() != 0:
+        missing(f"needs root: {what}")
+
+
+def records(path: Path, kind: str) -> list[dict[str, Any]]:
+    """The records of ``kind`` in a metrics file written so far: a line still being appended (no newline
+    yet) is left for the next read, so a poll never reads half a record."""
+    try:
+        lines = path.read_text().splitlines(keepends=True)
+    except FileNotFoundError:
+        return []
+    return [r for r in (json.loads(x) for x in lines if x.endswith("\n")) if r["kind"] == kind]
 
 
 def missing(reason: str) -> NoReturn:

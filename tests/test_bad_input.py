@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from jobs.sample_data import SampleData
-from tests.conftest import REPO, Result, shard_spec
+from tests.conftest import REPO, Result, needs_root, shard_spec
 
 Setup = Callable[[Path, Path], str]
 """(case directory, the run's directory) → what the command works on: a spec path, or "" for the run."""
@@ -428,6 +428,8 @@ def snapshot(root: Path) -> dict[str, tuple[bytes, int] | None]:
 
 def run_case(case: Case, pristine: Path, where: Path) -> tuple[Result, str, Path]:
     """Sets the case up in ``where`` from a copy of the pristine runs root; returns (result, setup's value, run)."""
+    if case.no_dac:
+        needs_root("setpriv, to drop the capabilities that let root ignore file modes")
     shutil.copytree(pristine.parent.parent, where, symlinks=True)
     run = where / "runs" / pristine.name
     value = case.setup(where, run)

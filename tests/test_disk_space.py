@@ -27,12 +27,13 @@ from jobs.sample_data import SampleData
 from jobs.shard.plan import PER_SAMPLE_OVERHEAD
 from jobs.shard.step import build_plan
 from jobs.spec import load_spec
-from tests.conftest import run_cli, shard_spec
+from tests.conftest import needs_root, run_cli, shard_spec
 
 
 @contextmanager
 def tmpfs(path: Path, size: int) -> Iterator[Path]:
     """A tmpfs of ``size`` bytes mounted at ``path`` for the block."""
+    needs_root("mount, for a tmpfs of a chosen size")
     path.mkdir(parents=True, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
     try:

@@ -8,9 +8,12 @@ cannot see each other's local disk, and a node can really be lost.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -27,7 +30,7 @@ from jobs.spec import load_spec
 from jobs.stage.cache import set_name
 from jobs.train.order import node_shards
 from jobs.train.shardset import read_shardset
-from tests.conftest import REPO, require_slurm, run_cli, shard_spec, train_section
+from tests.conftest import REPO, records, require_slurm, run_cli, shard_spec, train_section
 
 NODE_SH = REPO / "tests" / "cluster" / "node.sh"
 LOCAL = Path("/local-ssd")
@@ -71,13 +74,6 @@ def wait_for(what: str, condition: Callable[[], object], timeout: float) -> None
     while not condition():
         assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
         time.sleep(0.2)
-
-
-def records(run: Path, kind: str) -> list[dict]:
-    path = run / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [r for r in map(json.loads, path.read_text().splitlines()) if r["kind"] == kind]
 
 
 def train_spec(tmp_path: Path, shards: Path, name: str, **train: object) -> Path:
@@ -146,8 +142,9 @@ def test_two_nodes_train_one_ddp_job_each_staging_only_its_share(
     # both ranks end with the same weights
     digests = [re.findall(rf"rank {rank}: final weights sha256 (\w+)", log) for rank, log in enumerate(logs)]
     assert digests[0] and digests[0] == digests[1]
-    assert records(run, "final")[0]["weights_sha256"] == digests[0] * 2
-    assert records(run, "epoch")[-1]["val_samples"] == 24  # each val sample counted once, across the two nodes
+    assert records(run / "metrics.jsonl", "final")[0]["weights_sha256"] == digests[0] * 2
+    # each val sample counted once, across the two nodes
+    assert records(run / "metrics.jsonl", "epoch")[-1]["val_samples"] == 24
 
     # each node's local disk holds its own share of the train shards and its ranks' val shards; the
     # machine's own /local-ssd (and so the other node's) none of them
@@ -189,15 +186,25 @@ def test_a_lost_node_fails_the_job_by_name_and_resume_finishes_it(
     run_id, run = json.loads(result.out)["run_id"], Path(json.loads(result.out)["path"])
     job_id = json.loads(result.out)["steps"][0]["job_ids"][0]
     try:
-        wait_for("epoch 1's checkpoint", lambda: records(run, "epoch"), timeout=240)
+        wait_for("epoch 1's checkpoint", lambda: records(run / "metrics.jsonl", "epoch"), timeout=240)
+        # frozen at once (rank 1 with them), so rank 0 stalls at its next all-reduce: epochs 2 and 3 cannot
+        # finish while `node.sh kill` runs, however fast this machine trains
+        for pid in node_sh("pids", lost).split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGSTOP)
         node_sh("kill", lost)
-        assert not records(run, "final"), "the run ended before the node was lost"
-        last = records(run, "checkpoint")[-1]  # what resume starts from
+        assert not records(run / "metrics.jsonl", "final"), "the run ended before the node was lost"
         assert not node_sh("pids", lost).strip()  # slurmd and the job's processes there are gone
 
-        wait_for("NODE_FAIL", lambda: show(run_id)["state"] == "NODE_FAIL", timeout=150)
+        def failed_by_name() -> bool:  # sacct's NODE_FAIL can come before the node's event that names it
+            view = show(run_id)
+            part = view["steps"][0]["parts"][0]
+            return view["state"] == "NODE_FAIL" and part["error"] == f"node {lost} (Not responding) failed"
+
+        wait_for("NODE_FAIL naming the lost node", failed_by_name, timeout=150)
         part = show(run_id)["steps"][0]["parts"][0]
         assert part["state"] == "NODE_FAIL" and f"node {lost} (Not responding) failed" == part["error"]
+        last = records(run / "metrics.jsonl", "checkpoint")[-1]  # what resume starts from: rank 0 is gone now too
         shown = run_cli("show", run_id)
         assert shown.code == 1 and f"node {lost} (Not responding) failed" in shown.out
         sacct = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "State", "-j", job_id], capture_output=True,
@@ -213,12 +220,13 @@ def test_a_lost_node_fails_the_job_by_name_and_resume_finishes_it(
     step = view["steps"][0]
     assert view["state"] == "COMPLETED", step["parts"]
     assert step["attempt"] == 2 and step["job_ids"] != [job_id]
-    assert [r["epoch"] for r in records(run, "epoch")] == list(range(1, epochs + 1))  # each asked epoch, once
+    epochs_done = [r["epoch"] for r in records(run / "metrics.jsonl", "epoch")]
+    assert epochs_done == list(range(1, epochs + 1))  # each asked epoch, once
     assert step["parts"][0]["progress"]["resumed_from_step"] == last["step"]
     logs = rank_logs(run, step["job_ids"][0])
     assert f"resuming from {run}/checkpoints/last.pt: epoch {last['epoch'] + 1}, step {last['step']}" in logs[0]
     assert [start_line(log, rank)[2] for rank, log in enumerate(logs)] == nodes
-    final = records(run, "final")
+    final = records(run / "metrics.jsonl", "final")
     assert len(final) == 1 and len(set(final[0]["weights_sha256"])) == 1
 
 

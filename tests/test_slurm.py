@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 from jobs.sample_data import SampleData, make_devkit, make_train_tar, make_val_tar
 from jobs.shard.step import run_shard_part
 from jobs.spec import load_spec
-from tests.conftest import copy_with_stuck_file, require_slurm, run_cli, shard_spec, train_section
+from tests.conftest import copy_with_stuck_file, records, require_slurm, run_cli, shard_spec, train_section
 
 pytestmark = pytest.mark.slurm
 RESOURCES = """
@@ -211,32 +213,51 @@ def test_a_train_job_signalled_mid_epoch_requeues_and_resumes(sample_shards: Pat
     """USR2, the signal SLURM sends ``signal_delay_s`` before the time limit, sent once training is mid-epoch: the
     job checkpoints, requeues itself (same job id), resumes from the checkpoint and ends with exactly its epochs.
 
-    Nothing waits for a time limit: the signal is sent when the first train record proves the job's handler is
-    installed and its first epoch under way, so the requeue happens on any hardware, at the next control point.
+    Nothing waits for a time limit, and nothing depends on how fast the job trains: it stages 'ahead' into a
+    node cache where the test holds the lock of a shard from the middle of epoch 1 (as another job's stager
+    would), so training cannot get past that shard until the job's log says the signal arrived. The signal
+    is sent once a train record proves the handler installed; the job then stops at the next step, mid-epoch.
     """
+    from jobs.stage.cache import locked, set_name, shared_cache
+    from jobs.train.order import rank_shards
+    from jobs.train.shardset import read_shardset
+
     deadline = time.monotonic() + 240  # under pytest's 300 s timeout: a hang fails here, with the run's state
-    epochs, per_epoch = 2, 9  # 72 samples, 8 a batch: after the first step 17 more, 2 evaluations and 2 saves
+    epochs, per_epoch = 2, 9  # 72 samples, 8 a batch
+    node = tmp_path / "node-ssd"
+    index = read_shardset(sample_shards, "t")
+    order = rank_shards(index.split("train", "t"), seed=0, epoch=0, world=1, rank=0)  # epoch 1's, as the job reads
+    held_shard = order[len(order) // 2]  # after step 1's samples, before step 9's
+    cache = shared_cache(node) / set_name(index)
+    cache.mkdir(parents=True)
     spec = train_spec(
         tmp_path, sample_shards, "requeue", epochs=epochs, batch_size=8, log_every_steps=1, max_requeues=5,
-        resources={"signal_delay_s": 30},
+        resources={"signal_delay_s": 30}, stage={"mode": "ahead", "to": str(node), "keep": True},
     )  # fmt: skip
-    result = run_cli("submit", str(spec), "--json")
-    assert result.code == 0, result.err
-    run_id, run_path = json.loads(result.out)["run_id"], Path(json.loads(result.out)["path"])
-    job_id = json.loads(result.out)["steps"][0]["job_ids"][0]
-    assert "#SBATCH --signal=USR2@30" in submission_script(str(run_path), job_id)  # the signal sent below
-    try:
-        while not (first := records(run_path / "metrics.jsonl", "train")):
-            assert time.monotonic() < deadline, f"no train record: {show(run_id)}"
-            time.sleep(0.05)
-        subprocess.run(["scancel", "--signal=USR2", job_id], check=True, capture_output=True)
-        while (view := show(run_id))["state"] not in ("COMPLETED", "FAILED", "CANCELLED"):
-            assert time.monotonic() < deadline, f"the run did not end: {view}"
-            # SLURM holds a requeued job for two minutes (BeginTime); release it now, as an operator would.
-            subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], capture_output=True)
-            time.sleep(1)
-    finally:
-        run_cli("cancel", run_id)  # whatever failed above, nothing is left queued
+    with contextlib.ExitStack() as held:
+        assert held.enter_context(locked(cache / held_shard.path.name, wait=False, stop=threading.Event()))
+        result = run_cli("submit", str(spec), "--json")
+        assert result.code == 0, result.err
+        run_id, run_path = json.loads(result.out)["run_id"], Path(json.loads(result.out)["path"])
+        job_id = json.loads(result.out)["steps"][0]["job_ids"][0]
+        assert "#SBATCH --signal=USR2@30" in submission_script(str(run_path), job_id)  # the signal sent below
+        err = run_path / "submitit" / f"{job_id}_0_log.err"
+        try:
+            while not (first := records(run_path / "metrics.jsonl", "train")):
+                assert time.monotonic() < deadline, f"no train record: {show(run_id)}"
+                time.sleep(0.05)
+            subprocess.run(["scancel", "--signal=USR2", job_id], check=True, capture_output=True)
+            while "[clusterdeck] SIGUSR2 received" not in (err.read_text() if err.exists() else ""):
+                assert time.monotonic() < deadline, f"the signal never arrived: {show(run_id)}"
+                time.sleep(0.05)
+            held.close()  # the held shard is staged now; training goes on and stops at the next step
+            while (view := show(run_id))["state"] not in ("COMPLETED", "FAILED", "CANCELLED"):
+                assert time.monotonic() < deadline, f"the run did not end: {view}"
+                # SLURM holds a requeued job for two minutes (BeginTime); release it now, as an operator would.
+                subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], capture_output=True)
+                time.sleep(1)
+        finally:
+            run_cli("cancel", run_id)  # whatever failed above, nothing is left queued
     part = view["steps"][0]["parts"][0]
     assert view["state"] == "COMPLETED", part
     assert part["job_id"] == job_id and len(part["history"]) == 1, f"requeued {len(part['history'])} times: {part}"
@@ -250,15 +271,6 @@ def test_a_train_job_signalled_mid_epoch_requeues_and_resumes(sample_shards: Pat
     log = (run_path / "submitit" / f"{job_id}_0_log.out").read_text()
     assert f"[clusterdeck] train main: stopped at step {resumed} after SIGUSR2; checkpoint saved; requeueing" in log
     assert f"resuming from {run_path}/checkpoints/last.pt: epoch 1, step {resumed}" in log
-
-
-def records(path: Path, kind: str) -> list[dict]:
-    """The records of ``kind`` written so far (a line still being written is left for the next read)."""
-    try:
-        lines = path.read_text().splitlines(keepends=True)
-    except FileNotFoundError:
-        return []
-    return [r for r in (json.loads(x) for x in lines if x.endswith("\n")) if r["kind"] == kind]
 
 
 def test_the_apps_preview_is_the_script_sbatch_gets(sample_shards: Path, tmp_path: Path, home: Path) -> None:

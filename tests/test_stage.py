@@ -25,7 +25,7 @@ from jobs.stage.job import read_order
 from jobs.train.order import node_shards, rank_shards
 from jobs.train.shardset import Shard, read_shardset
 from jobs.world import World
-from tests.conftest import REPO, SMALL_TRAIN, run_cli, train_section
+from tests.conftest import REPO, SMALL_TRAIN, records, run_cli, train_section
 
 
 def index_of(shards: Path) -> dict[str, Shard]:
@@ -236,10 +236,7 @@ def train_run(tmp_path: Path, shards: Path, name: str, **train: Any) -> dict[str
 
 def _stepped(runs: Path, *, but: Path) -> bool:
     """Whether a run under ``runs`` other than ``but`` has logged a training step."""
-    for metrics in (run / "metrics.jsonl" for run in runs.iterdir() if run != but):
-        if metrics.exists() and any(json.loads(line)["kind"] == "train" for line in metrics.read_text().splitlines()):
-            return True
-    return False
+    return any(records(run / "metrics.jsonl", "train") for run in runs.iterdir() if run != but)
 
 
 def test_training_from_staged_shards_sees_the_same_data(sample_shards: Path, tmp_path: Path, home: Path) -> None:
@@ -409,3 +406,27 @@ def test_the_stage_summary_gives_the_rate_of_the_whole_copy(sample_shards: Path,
     assert found and float(found[2]) > 0, text.out
     tally = stage_json(sample_shards, tmp_path / "b")
     assert tally["copied"] == tally["files_total"] and tally["mb_s"] > 0
+
+
+def test_the_stage_summary_rates_a_slow_small_copy_from_unrounded_bytes() -> None:
+    """3 kB in a second printed "(0 MB/s)": the summary reformatted a rate already rounded to 0.01 MB/s."""
+    import time
+
+    from jobs.stage.job import summary
+    from jobs.stage.stager import Tally
+
+    tally = Tally(files_total=1, bytes_total=3000, files_done=1, bytes_done=3000, copied=1)
+    tally.started = time.monotonic() - 1.0  # a copy of 3000 bytes that took (at least) a second
+    line = summary(tally)
+    assert "(0.003 MB/s)" in line or "(0.0029 MB/s)" in line, line
+    assert tally.record(final=True)["mb_s"] > 0  # and `stage --json` keeps the rate to the byte a second
+
+
+def test_a_half_written_record_is_left_for_the_next_read(tmp_path: Path) -> None:
+    """A poll of a metrics file still being appended read its last, half-written line: JSONDecodeError."""
+    metrics = tmp_path / "runs" / "a" / "metrics.jsonl"
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text('{"kind": "stage"}\n{"kind": "tra')
+    assert not _stepped(tmp_path / "runs", but=tmp_path / "other")
+    metrics.write_text('{"kind": "stage"}\n{"kind": "train"}\n{"kind": "tra')
+    assert _stepped(tmp_path / "runs", but=tmp_path / "other")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from jobs.stage.cache import locked
-from tests.conftest import REPO
+from tests.conftest import REPO, missing
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 PROBE = """
@@ -40,10 +40,10 @@ def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
 def shared_dir() -> Iterator[Path]:
     """A directory anyone can reach (pytest's tmp_path is root's alone), made by root."""
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv, to run the second stager as another user")
+        missing("needs root and setpriv, to run the second stager as another user")
     probe = as_nobody("-c", "import jobs.stage.cache")
     if probe.returncode != 0:  # this checkout or its venv is under a directory other users cannot enter
-        pytest.skip(f"user nobody cannot run this checkout's python: {probe.stderr.strip().splitlines()[-1:]}")
+        missing(f"user nobody cannot run this checkout's python: {probe.stderr.strip().splitlines()[-1:]}")
     base = Path(tempfile.mkdtemp(prefix="stage-lock-", dir="/tmp"))
     base.chmod(0o755)
     try:

@@ -13,7 +13,7 @@ import pytest
 
 from jobs.sample_data import SampleData
 from jobs.shard.valsort import sort_val
-from tests.conftest import Result, run_cli
+from tests.conftest import Result, needs_root, run_cli
 
 
 @pytest.fixture
@@ -103,6 +103,7 @@ def test_a_conflicting_destination_stops_everything_before_any_link(data: Sample
 
 def test_across_filesystems_the_images_are_copied(data: SampleData, tmp_path: Path) -> None:
     """A real second filesystem (a small tmpfs mounted here; the tests run as root): hard links cannot cross it."""
+    needs_root("mount, for a second filesystem")
     where = tmp_path / "other-fs"
     where.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(where)], check=True)

@@ -250,7 +250,8 @@ def summary(tally: Tally) -> str:
     """The line a finished stager prints; its rate is over the whole run (a plain ``record()`` made after the
     stager's own last one would measure the moment since then, in which nothing was copied: "0 MB/s")."""
     r = tally.record(final=True)
-    rate = f"{r['mb_s']:.0f}" if r["mb_s"] >= 10 else f"{r['mb_s']:.2g}"
+    mb_s = r["bytes_done"] / 1e6 / max(time.monotonic() - tally.started, 1e-9)  # unrounded: 3 kB/s is not 0
+    rate = f"{mb_s:.0f}" if mb_s >= 10 else f"{mb_s:.2g}"
     return (
         f"stage: {r['files_done']}/{r['files_total']} shards ready, {r['bytes_done'] / 1e9:.2f} GB in "
         f"{r['seconds']:.1f} s ({rate} MB/s): {r['copied']} copied, {r['reused']} reused, "

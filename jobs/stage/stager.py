@@ -66,7 +66,7 @@ class Tally:
                 "reused": self.reused,
                 "repaired": self.repaired,
                 "seconds": round(seconds, 3),
-                "mb_s": round(rate / 1e6, 2),
+                "mb_s": round(rate / 1e6, 6),  # to the byte a second: a slow, small copy is not "0 MB/s"
                 "eta_s": round(left / rate, 1) if rate > 0 else None,
                 "done": self.files_done == self.files_total,
             }
