@@ -224,3 +224,18 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from tests.sshd import serve
 
     yield from serve(tmp_path_factory.mktemp("sshd"))
+
+
+def assert_same_as_one_local_task(spec: Path, out: Path, local_out: Path) -> None:
+    """The shard set at ``out`` (from array tasks and a merge) is byte for byte the one a single local task
+    writes from the same spec to ``local_out``."""
+    from jobs.shard.step import run_shard_part
+    from jobs.spec import load_spec
+
+    local = load_spec(spec, [f'shard.output="{local_out}"', "shard.resources.array_tasks=1"]).shard
+    assert local is not None
+    run_shard_part(local, "main", lambda _: None)
+    assert (out / "index.json").read_bytes() == (local_out / "index.json").read_bytes()
+    assert {p.name: p.read_bytes() for p in out.glob("*.tar")} == {
+        p.name: p.read_bytes() for p in local_out.glob("*.tar")
+    }

@@ -25,12 +25,18 @@ import pytest
 from jobs.dispatch.base import JobState
 from jobs.dispatch.slurm import node_failures, parse_sacct
 from jobs.sample_data import SampleData
-from jobs.shard.step import run_shard_part
-from jobs.spec import load_spec
 from jobs.stage.cache import set_name
 from jobs.train.order import node_shards
 from jobs.train.shardset import read_shardset
-from tests.conftest import REPO, records, require_slurm, run_cli, shard_spec, train_section
+from tests.conftest import (
+    REPO,
+    assert_same_as_one_local_task,
+    records,
+    require_slurm,
+    run_cli,
+    shard_spec,
+    train_section,
+)
 
 NODE_SH = REPO / "tests" / "cluster" / "node.sh"
 LOCAL = Path("/local-ssd")
@@ -249,13 +255,7 @@ def test_a_shard_array_on_two_nodes_merges_its_index(
     assert sorted(p["node"] for p in step["parts"][:2]) == nodes
 
     local_out = tmp_path / "local"  # the merged set is the one a single local task writes
-    local = load_spec(spec, [f'shard.output="{local_out}"', "shard.resources.array_tasks=1"]).shard
-    assert local is not None
-    run_shard_part(local, "main", lambda _: None)
-    assert (out / "index.json").read_bytes() == (local_out / "index.json").read_bytes()
-    assert {p.name: p.read_bytes() for p in out.glob("*.tar")} == {
-        p.name: p.read_bytes() for p in local_out.glob("*.tar")
-    }
+    assert_same_as_one_local_task(spec, out, local_out)
 
 
 def test_a_requeued_job_reads_as_its_latest_run_and_names_its_lost_node() -> None:

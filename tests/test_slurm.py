@@ -14,9 +14,16 @@ from pathlib import Path
 import pytest
 
 from jobs.sample_data import SampleData, make_devkit, make_train_tar, make_val_tar
-from jobs.shard.step import run_shard_part
 from jobs.spec import load_spec
-from tests.conftest import copy_with_stuck_file, records, require_slurm, run_cli, shard_spec, train_section
+from tests.conftest import (
+    assert_same_as_one_local_task,
+    copy_with_stuck_file,
+    records,
+    require_slurm,
+    run_cli,
+    shard_spec,
+    train_section,
+)
 
 pytestmark = pytest.mark.slurm
 RESOURCES = """
@@ -112,13 +119,7 @@ def test_array_shard_run_merges_its_index(sample_data: SampleData, tmp_path: Pat
 
     # The merged shard set is the one a single local task writes from the same spec.
     local_out = tmp_path / "local"
-    local = load_spec(spec, [f'shard.output="{local_out}"', "shard.resources.array_tasks=1"]).shard
-    assert local is not None
-    run_shard_part(local, "main", lambda _: None)
-    assert (out / "index.json").read_bytes() == (local_out / "index.json").read_bytes()
-    assert {p.name: p.read_bytes() for p in out.glob("*.tar")} == {
-        p.name: p.read_bytes() for p in local_out.glob("*.tar")
-    }
+    assert_same_as_one_local_task(spec, out, local_out)
     index = json.loads((out / "index.json").read_text())
     assert index["splits"]["train"]["samples"] == 72 and index["splits"]["val"]["samples"] == 24
 

@@ -95,27 +95,9 @@ start() {
     done
 }
 
-state() { sinfo -h -N -n "$NODE" -o '%T' </dev/null 2>/dev/null | head -n1; }
-
 up() {
     start
-    local end=$((SECONDS + WAIT_SECS)) resumed=0 s
-    while :; do
-        s=$(state || true)
-        case $s in
-            idle | mixed | allocated | completing) return 0 ;;
-            # DOWN/DRAINED from an earlier node loss: its slurmd is back, so put it into service.
-            down* | drain* | fail*)
-                if ((!resumed)); then
-                    log "$NODE is '$s', resuming it"
-                    scontrol update NodeName="$NODE" State=RESUME </dev/null >/dev/null 2>&1 || true
-                    resumed=1
-                fi
-                ;;
-        esac
-        ((SECONDS < end)) || die "$NODE not idle after ${WAIT_SECS}s (state: '${s:-none}')"
-        sleep 0.5
-    done
+    until_node_up "$NODE" "$WAIT_SECS"
 }
 
 stop() {

@@ -399,26 +399,9 @@ done
 # --------------------------------------------------------------------------
 # 6. Wait until the node is schedulable and accounting answers
 # --------------------------------------------------------------------------
-node_state() { sinfo -h -N -n "$NODE" -p cpu -o '%T' </dev/null 2>/dev/null | head -n1; }
 end=$((SECONDS + WAIT_SECS))
-resumed=0
-while :; do
-    state=$(node_state || true)
-    case $state in
-        idle | mixed | allocated | completing) break ;;
-        # Leftover DOWN/DRAIN from an earlier run (e.g. processes killed):
-        # the node is healthy now, so put it back into service once.
-        down* | drain* | fail*)
-            if ((!resumed)); then
-                log "node $NODE is '$state', resuming it"
-                scontrol update NodeName="$NODE" State=RESUME </dev/null >/dev/null 2>&1 || true
-                resumed=1
-            fi
-            ;;
-    esac
-    ((SECONDS < end)) || die "node $NODE not idle after ${WAIT_SECS}s (state: '${state:-none}')"
-    sleep 0.5
-done
+until_node_up "$NODE" "$WAIT_SECS"
+state=$(sinfo -h -N -n "$NODE" -p cpu -o '%T' </dev/null 2>/dev/null | head -n1)
 for n in "${EXTRA_NODES[@]}"; do
     NODE_WAIT_SECS=$((end > SECONDS ? end - SECONDS : 1)) bash "$HERE/node.sh" up "$n" ||
         die "node $n did not come up"
