@@ -171,8 +171,9 @@ class RunDetailScreen(DeckScreen):
                 io.add(f"disk {r['node']}", r["disk_read_mb_s"], title=f"disk read {r['node']}", unit=" MB/s")
         elif kind == "gpu":
             name = f"GPU {r['node']}:{r['gpu']}"
-            if "used_mb" in r:
+            if "used_mb" in r:  # NVML's used beside torch's reserved: the gap is nvJPEG, NCCL, the CUDA context…
                 gpu.add(name, r["used_mb"] / 1e3, title=f"{name} used", unit=" GB", ceiling=r["total_mb"] / 1e3)
+            gpu.add(f"{name} reserved", r["reserved_mb"] / 1e3, title=f"{name} reserved (rank {r['rank']})", unit=" GB")
             gpu.add(f"{name} alloc", r["allocated_mb"] / 1e3, title=f"{name} allocated (rank {r['rank']})", unit=" GB")
 
     def summary(self) -> Text:
