@@ -248,7 +248,7 @@ def wait_staged(path: Path, view: Path, timeout_s: float = STAGED_WAIT_S) -> Non
         waited = time.monotonic() - started
         if waited > timeout_s:
             raise StageFailed(
-                f"staging on {socket.gethostname()}: {path.name} still not staged after waiting {waited:.0f} s for "
+                f"staging on {socket.gethostname()}: {path.name} still not staged after waiting {waited:.1f} s for "
                 f"it; the other ranks would time out in their collectives ({COLLECTIVE_TIMEOUT_S:.0f} s) waiting "
                 "for this one. Stage before training (train.stage.mode = 'before'), or copy faster "
                 "(train.stage.streams, max_mb_s)"

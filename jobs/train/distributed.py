@@ -101,11 +101,17 @@ def abort_group() -> None:
 
 @contextmanager
 def process_group(failed: Failed | None = None) -> Iterator[Dist]:
-    """This task's place in the job, the process group set up; on the way out the group is closed with the
-    peers (a requeue too: every rank stops at the same step), or, when this rank failed, ``failed`` records
-    why and the group is aborted, in that order: once this rank leaves, its peers fail too, and srun ends
-    the job (``--kill-on-bad-exit``), so a rank that left first might never get its word into the run."""
-    d = setup()
+    """This task's place in the job, its process group set up, and left as ``leaving`` says."""
+    with leaving(setup(), failed) as d:
+        yield d
+
+
+@contextmanager
+def leaving(d: Dist, failed: Failed | None = None) -> Iterator[Dist]:
+    """On the way out, closes the group with the peers (a requeue too: every rank stops at the same step), or,
+    when this rank failed, has ``failed`` record why and then aborts the group, in that order: once this rank
+    leaves, its peers fail too and srun ends the job (``--kill-on-bad-exit``), so a rank that left first might
+    never get its word into the run."""
     try:
         yield d
     except RequeueJob:
