@@ -2,8 +2,8 @@
 
 Each rank runs ``target(d, result, *args)`` with a ``Dist`` over a real process group and puts what
 it wants checked in the dict ``result``, written as JSON to ``rank<k>.json`` in the directory given,
-even when ``target`` raises: the test reads the files after every rank has ended. Kept apart from the test modules, so that spawned children
-import only this (and torch), not the test suite's fixtures.
+even when ``target`` raises: the test reads the files after every rank has ended. Kept apart from
+the test modules, so that spawned children import only this (and torch), not the suite's fixtures.
 """
 
 from __future__ import annotations

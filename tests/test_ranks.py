@@ -95,8 +95,9 @@ def test_the_first_failure_of_the_latest_start_is_the_parts_status(tmp_path: Pat
     base = {"step": "train", "attempt": 1, "part": "main", "job_id": "7", "started_at": 100.0}
     save_status(paths, PartStatus(**base, state="FAILED", node="node2", rank=1, ended_at=130.0, exit_code=1,
                                   error="rank 1 on node2: shard x.tar is unreadable or corrupt"))  # fmt: skip
+    peer_gone = "rank 0 on node1: Connection closed by peer"
     save_status(paths, PartStatus(**base, state="FAILED", node="node1", rank=0, ended_at=130.2, exit_code=1,
-                                  error="rank 0 on node1: Connection closed by peer", progress={"step": 2.0}))  # fmt: skip
+                                  error=peer_gone, progress={"step": 2.0}))  # fmt: skip
     assert sorted(p.name for p in paths.status_dir.iterdir()) == ["train.1.main.json", "train.1.main.rank1.json"]
     part = load_statuses(paths)[("train", 1, "main")]
     assert (part.state, part.rank, part.error) == ("FAILED", 1, "rank 1 on node2: shard x.tar is unreadable or corrupt")
