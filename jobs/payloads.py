@@ -2,9 +2,10 @@
 
 These functions are pickled by submitit and called on the compute node. They read the
 resolved spec from the run directory, write ``status/<step>.<attempt>.<part>.json`` when
-they start and end (rank 0 only, in a multi-task job), and print progress to stdout (the
-job's log). The train step is wrapped in a submitit ``Checkpointable``, so a job that reaches
-its time limit saves its state and is requeued instead of failing.
+they start and end (rank 0 only, in a multi-task job, and a failing rank to a file of its own,
+naming itself in the error), and print progress to stdout (the job's log). The train step is
+wrapped in a submitit ``Checkpointable``, so a job that reaches its time limit saves its state
+and is requeued instead of failing.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
         node=socket.gethostname(),
         job_id=world.job_id,
         restarts=world.restarts,
+        rank=rank,
         started_at=now(),
         history=_earlier_starts(load_status(paths, step, attempt, part), world),
     )
@@ -48,8 +50,23 @@ def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
     def save(update: dict[str, Any]) -> None:
         nonlocal status
         status = status.model_copy(update=update)
-        if rank == 0 or status.state == "FAILED":  # a failing rank says why; srun then ends the others
+        if rank == 0 or status.state == "FAILED":  # a failing rank says why (its own file); srun ends the others
             save_status(paths, status)
+
+    said: list[BaseException] = []
+
+    def failed(exc: BaseException) -> None:
+        """Records ``exc`` as this rank's failure, once: a rank of several says why before it leaves the process
+        group (``jobs.train.distributed``), and that error comes out here again."""
+        if any(exc is e for e in said):
+            return
+        message = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc) or type(exc).__name__
+        if not isinstance(exc, (UserError, KeyboardInterrupt)):
+            traceback.print_exception(exc)
+        if world.world > 1:
+            message = f"rank {rank} on {status.node}: {message}"
+        _failed(save, step, part, message)
+        said.append(exc)
 
     save({})
     n = len(status.history)
@@ -61,7 +78,8 @@ def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
     try:
         spec = load_run_spec(paths, check_paths=False)
         with _sampler(paths, spec, world, attempt) as sampler:
-            _dispatch(paths, spec, step, attempt, part, lambda progress: save({"progress": progress}), sampler)
+            report = lambda progress: save({"progress": progress})  # noqa: E731
+            _dispatch(paths, spec, step, attempt, part, report, sampler, failed)
     except RequeueJob as rq:
         print(f"[clusterdeck] {step} {part}: {rq}; requeueing", flush=True)
         save({"state": "REQUEUED", "ended_at": now(), "error": str(rq)})
@@ -77,10 +95,7 @@ def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
         save({"state": "REQUEUED", "ended_at": now(), "error": "requeued by submitit before the step started"})
         raise
     except BaseException as exc:
-        message = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc) or type(exc).__name__
-        if not isinstance(exc, (UserError, KeyboardInterrupt)):
-            traceback.print_exc()
-        _failed(save, step, part, message)
+        failed(exc)
         if isinstance(exc, UserError):  # said in one line; submitit would log a traceback of any exception
             raise SystemExit(exc.exit_code or 1) from None
         raise
@@ -118,7 +133,7 @@ def _sampler(paths: RunPaths, spec: RunSpec, world: World, attempt: int) -> Samp
 
 
 def _dispatch(
-    paths: RunPaths, spec: RunSpec, step: str, attempt: int, part: str, report: Any, sampler: Sampler
+    paths: RunPaths, spec: RunSpec, step: str, attempt: int, part: str, report: Any, sampler: Sampler, failed: Any
 ) -> None:
     if step == "shard":
         from jobs.shard.step import run_shard_part
@@ -133,11 +148,11 @@ def _dispatch(
         with signal_flags() as signals:  # before torch loads: a USR2 while starting is kept for the loop
             from jobs.train.step import run_train
 
-            run_train(spec, paths, attempt, report, signals, sampler)
+            run_train(spec, paths, attempt, report, signals, sampler, failed)
     elif step == "evaluate":
         from jobs.train.step import run_evaluate
 
-        run_evaluate(spec, paths, attempt, report, sampler)
+        run_evaluate(spec, paths, attempt, report, sampler, failed)
     else:
         raise ValueError(f"unknown step {step!r}")
 

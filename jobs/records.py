@@ -111,6 +111,8 @@ class PartStatus(Record):
     job_id: str = ""
     restarts: int = 0
     """SLURM_RESTART_COUNT of the start that wrote this: with ``job_id``, which start of a requeued job it is."""
+    rank: int = 0
+    """The rank that wrote this: 0, or in a job of several tasks, one that failed (its own file, see ``rundir``)."""
     started_at: float
     ended_at: float | None = None
     exit_code: int | None = None
@@ -187,7 +189,8 @@ def load_run_spec(paths: RunPaths, *, check_paths: bool) -> RunSpec:
 
 
 def save_status(paths: RunPaths, status: PartStatus) -> None:
-    atomic.write_json(paths.status(status.step, status.attempt, status.part), status.model_dump(mode="json"))
+    path = paths.status(status.step, status.attempt, status.part, status.rank)
+    atomic.write_json(path, status.model_dump(mode="json"))
 
 
 def load_status(paths: RunPaths, step: str, attempt: int, part: str) -> PartStatus | None:
@@ -198,16 +201,35 @@ def load_status(paths: RunPaths, step: str, attempt: int, part: str) -> PartStat
 
 
 def load_statuses(paths: RunPaths) -> dict[tuple[str, int, str], PartStatus]:
-    """Every part's status; ``DamagedRecord`` naming the first file that is not one (they are written whole)."""
-    found = {}
+    """Every part's status; ``DamagedRecord`` naming the first file that is not one (they are written whole).
+
+    A part of several tasks may have a file per failed rank beside rank 0's: ``part_status`` makes one of them.
+    """
+    found: dict[tuple[str, int, str], PartStatus] = {}
     if paths.status_dir.is_dir():
         for file in sorted(paths.status_dir.glob("*.json")):
             try:
                 st = _parsed(PartStatus, "a part status", file)
             except FileNotFoundError:
                 continue  # removed since it was listed
-            found[(st.step, st.attempt, st.part)] = st
+            key = (st.step, st.attempt, st.part)
+            found[key] = part_status(found[key], st) if key in found else st
     return found
+
+
+def part_status(a: PartStatus, b: PartStatus) -> PartStatus:
+    """One status of a part from two ranks' files: the later start's; of one start, rank 0's (its progress,
+    its history) with the first failure's state and error. When one rank fails, the others fail after it,
+    from a collective that broke: their error says only that a peer went away."""
+    if (a.job_id, a.restarts) != (b.job_id, b.restarts):
+        return a if a.started_at > b.started_at else b
+    main = a if a.rank == 0 else b
+    failures = [s for s in (a, b) if s.state == "FAILED"]
+    if not failures:
+        return main
+    first = min(failures, key=lambda s: (s.ended_at or float("inf"), s.rank))
+    fields = ("state", "ended_at", "exit_code", "error", "rank")
+    return main.model_copy(update={f: getattr(first, f) for f in fields})
 
 
 def check_run(paths: RunPaths) -> tuple[RunRecord, dict[tuple[str, int, str], PartStatus]]:

@@ -9,6 +9,11 @@ Every path of a run is named here and nowhere else::
         status/<step>.<attempt>.<part>.json
                                     one file per job part (``task-3``, ``merge``, ``main``), written only by
                                     that part, by atomic rename: state, node, times, exit code, error
+                                    (in a job of several tasks, by its rank 0)
+        status/<step>.<attempt>.<part>.rank<k>.json
+                                    rank k's own status, written only when rank k (k > 0) fails: its peers
+                                    fail after it (a collective with it breaks) and write theirs later; the
+                                    part's status is the first failure of its latest start (``load_statuses``)
         submitit/                   submitit's folder: pickled calls, ``<jobid>_<task>_log.out|err``
         metrics.jsonl               appended JSON lines (one object per line: time, kind, node, rank, attempt,
                                     values), from the first node only: what the step did (train, epoch, stage, …)
@@ -60,8 +65,10 @@ class RunPaths:
     def status_dir(self) -> Path:
         return self.root / "status"
 
-    def status(self, step: str, attempt: int, part: str) -> Path:
-        return self.status_dir / f"{step}.{attempt}.{part}.json"
+    def status(self, step: str, attempt: int, part: str, rank: int = 0) -> Path:
+        return self.status_dir / (
+            f"{step}.{attempt}.{part}.json" if rank == 0 else f"{step}.{attempt}.{part}.rank{rank}.json"
+        )
 
     @property
     def submitit(self) -> Path:

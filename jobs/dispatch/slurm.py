@@ -100,9 +100,21 @@ def step_parameters(paths: RunPaths, spec: RunSpec, step: str, after: str | None
     if after:
         params["dependency"] = f"afterok:{after}"
         params["additional_parameters"] = {**params["additional_parameters"], "kill_on_invalid_dep": "yes"}
-    if step in ("train", "evaluate"):
-        params["srun_args"] = ["--kill-on-bad-exit=1"]  # one failed rank ends them all, no NCCL hang
+    params["srun_args"] = srun_args(step, resources.cpus_per_task)
     return params
+
+
+def srun_args(step: str, cpus_per_task: int) -> list[str]:
+    """The options of the ``srun`` that starts the tasks in the job.
+
+    ``--cpus-per-task`` again: Slurm 22.05 to 23.02 do not pass sbatch's value on to srun, so each task gets
+    one CPU (bound to it where the cluster binds tasks to CPUs) and ``workers = "auto"`` runs one loader worker.
+    ``--kill-on-bad-exit``: one failed rank ends them all, no NCCL hang.
+    """
+    args = [f"--cpus-per-task={cpus_per_task}"]
+    if step in ("train", "evaluate"):
+        args.append("--kill-on-bad-exit=1")
+    return args
 
 
 def _groups(parts: list[str]) -> list[list[str]]:

@@ -2,9 +2,12 @@
 
 In the job, local rank 0 of each node stages; the node's other ranks wait for its READY
 marker ('before'), or start at once and wait for each shard as they open it ('ahead'). The
-wait is on files, not on a torch.distributed barrier: staging runs before the process group
-exists, so a long copy never trips a collective's timeout. Shards are copied in the order
-the node's loader workers will first read them, then the val shards.
+wait is on files, not on a torch.distributed barrier: staging 'before' runs before the process
+group exists, so a long copy never trips a collective's timeout. 'ahead', a rank waits for a
+shard while its peers may sit in a collective: that wait is bounded below the group's timeout
+(``jobs.train.timeouts``), so the job fails naming the shard, not with a collective's error.
+Shards are copied in the order the node's loader workers will first read them, then the val
+shards.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from jobs.stage.copy import Cancelled
 from jobs.stage.stager import Item, Stager, Tally
 from jobs.train.order import rank_shards, share_nodes, split_workers, val_shares
 from jobs.train.shardset import Shard, read_shardset
+from jobs.train.timeouts import COLLECTIVE_TIMEOUT_S, STAGED_WAIT_S
 from jobs.world import World
 
 POLL_S = 0.05
@@ -226,14 +230,28 @@ def wait_marker(view: Path, marker: str, interrupted: Callable[[], bool]) -> Non
         time.sleep(POLL_S)
 
 
-def wait_staged(path: Path, view: Path) -> None:
-    """Waits until the stager has verified ``path`` ('ahead' mode); raises StageFailed if it gave up."""
+def wait_staged(path: Path, view: Path, timeout_s: float = STAGED_WAIT_S) -> None:
+    """Waits until the stager has verified ``path`` ('ahead' mode); raises StageFailed if it gave up.
+
+    The wait is bounded by ``timeout_s``, less than the process group's timeout (``jobs.train.timeouts``):
+    this rank's peers wait for it in a collective meanwhile, and one that waits out the group's timeout
+    fails with an error that names neither the shard nor staging.
+    """
+    started = time.monotonic()
     while not path.exists():
         _raise_if_failed(view)
         if (view / READY).exists() and not path.exists():
             raise StageFailed(
                 f"staging on {socket.gethostname()} ended without {path.name}: this rank reads a shard "
                 "its node did not stage"
+            )
+        waited = time.monotonic() - started
+        if waited > timeout_s:
+            raise StageFailed(
+                f"staging on {socket.gethostname()}: {path.name} still not staged after waiting {waited:.1f} s for "
+                f"it; the other ranks would time out in their collectives ({COLLECTIVE_TIMEOUT_S:.0f} s) waiting "
+                "for this one. Stage before training (train.stage.mode = 'before'), or copy faster "
+                "(train.stage.streams, max_mb_s)"
             )
         time.sleep(POLL_S)
 

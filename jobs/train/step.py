@@ -26,7 +26,7 @@ from jobs.spec import RunSpec
 from jobs.stage.job import StageInterrupted, Staging
 from jobs.telemetry.sampler import Sampler
 from jobs.train import checkpoint
-from jobs.train.distributed import Dist, setup
+from jobs.train.distributed import Dist, Failed, process_group
 from jobs.train.loop import Job, Precision, StopRequested, Trainer, TrainingDiverged, evaluate, val_batches, val_loader
 from jobs.train.models import build_model, load_file, load_weights, num_classes_of, state_dict_of
 from jobs.train.shardset import Shard, ShardReadError, checked_split, train_inputs
@@ -43,12 +43,14 @@ def run_train(
     report: Report,
     signals: Signals | None = None,
     sampler: Sampler | None = None,
+    failed: Failed | None = None,
 ) -> None:
     """``signals``: flags set by the job's handlers (``jobs.signals``), installed here when not given;
-    ``sampler``: the job's telemetry, told which GPU this rank uses and given the loaders' counts."""
+    ``sampler``: the job's telemetry, told which GPU this rank uses and given the loaders' counts;
+    ``failed``: records this rank's failure, called before the rank leaves the process group."""
     if signals is None:
         with signal_flags() as flags:
-            return run_train(spec, paths, attempt, report, flags, sampler)
+            return run_train(spec, paths, attempt, report, flags, sampler, failed)
     assert spec.train is not None
     cfg = spec.train
     classes, train, val = train_inputs(spec)
@@ -66,7 +68,7 @@ def run_train(
             except StageInterrupted as stop:
                 raise RequeueJob(str(stop), _requeue(signals.previous_usr2, main=place.rank == 0)) from None
             train, val = staging.train, staging.val
-        _train(spec, paths, attempt, report, signals, classes, train, val, sampler)
+        _train(spec, paths, attempt, report, signals, classes, train, val, sampler, failed)
     finally:
         if staging is not None:
             staging.finish()
@@ -82,12 +84,12 @@ def _train(
     train: list[Shard],
     val: list[Shard],
     sampler: Sampler | None,
+    failed: Failed | None,
 ) -> None:
     assert spec.train is not None
     cfg = spec.train
-    dist = setup()
-    _watch_gpu(sampler, dist)
-    try:
+    with process_group(failed) as dist:
+        _watch_gpu(sampler, dist)
         if dist.main:
             print(
                 f"train: {cfg.model}, {len(classes)} classes, {sum(s.samples for s in train)} train samples in "
@@ -113,8 +115,6 @@ def _train(
                 Trainer(job).fit()
             except StopRequested as stop:
                 raise RequeueJob(str(stop), _requeue(signals.previous_usr2, main=dist.main)) from None
-    finally:
-        dist.close()
 
 
 def _watch_gpu(sampler: Sampler | None, dist: Dist) -> None:
@@ -168,8 +168,14 @@ def checkpoint_to_evaluate(spec: RunSpec, paths: RunPaths) -> Path:
 
 
 def run_evaluate(
-    spec: RunSpec, paths: RunPaths, attempt: int, report: Report, sampler: Sampler | None = None
+    spec: RunSpec,
+    paths: RunPaths,
+    attempt: int,
+    report: Report,
+    sampler: Sampler | None = None,
+    failed: Failed | None = None,
 ) -> dict[str, float]:
+    """``failed``: as for ``run_train``, records this rank's failure before it leaves the process group."""
     cfg = spec.evaluate
     assert cfg is not None
     path = checkpoint_to_evaluate(spec, paths)
@@ -188,32 +194,32 @@ def run_evaluate(
             f"evaluate.checkpoint: {path} has {num_classes_of(weights)} classes, "
             f"{shard_set.root} has {len(shard_set.classes)}"
         )
-    dist = setup()
-    _watch_gpu(sampler, dist)
-    model = build_model(model_name, len(shard_set.classes))
-    load_weights(model, weights, path, "evaluate.checkpoint")
-    model.to(dist.device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    size = size_loader(cfg.workers, cfg.decode, cuda=dist.device.type == "cuda")
-    print(
-        f"evaluate: {model_name} from {path} on {sum(s.samples for s in val)} val samples, {image_size} px; "
-        f"decode {size.decoder}, {size.workers} worker(s)"
-    )
-    with _errors_explained(dist):
-        loader = val_loader(
-            val,
-            dist,
-            batch_size=cfg.batch_size,
-            image_size=image_size,
-            workers=size.workers,
-            decoder=size.decoder,
-            pipeline=sampler.pipeline if sampler else None,
+    with process_group(failed) as dist:
+        _watch_gpu(sampler, dist)
+        model = build_model(model_name, len(shard_set.classes))
+        load_weights(model, weights, path, "evaluate.checkpoint")
+        model.to(dist.device)
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        size = size_loader(cfg.workers, cfg.decode, cuda=dist.device.type == "cuda")
+        print(
+            f"evaluate: {model_name} from {path} on {sum(s.samples for s in val)} val samples, {image_size} px; "
+            f"decode {size.decoder}, {size.workers} worker(s)"
         )
-        batches = val_batches(loader, size.decoder, dist.device, image_size)
-        result = evaluate(
-            model, batches, dist, precision=Precision(cfg.amp, dist.device), channels_last=cfg.channels_last
-        )
+        with _errors_explained(dist):
+            loader = val_loader(
+                val,
+                dist,
+                batch_size=cfg.batch_size,
+                image_size=image_size,
+                workers=size.workers,
+                decoder=size.decoder,
+                pipeline=sampler.pipeline if sampler else None,
+            )
+            batches = val_batches(loader, size.decoder, dist.device, image_size)
+            result = evaluate(
+                model, batches, dist, precision=Precision(cfg.amp, dist.device), channels_last=cfg.channels_last
+            )
     MetricsWriter(paths.metrics, attempt=attempt).write("evaluate", checkpoint=str(path), **result)
     print(f"val top-1 {result['top1']:.2%}  top-5 {result['top5']:.2%}  loss {result['val_loss']:.4f}", flush=True)
     report({k: result[k] for k in ("top1", "top5", "val_loss", "val_samples")})
