@@ -25,7 +25,7 @@ from jobs.signals import Signals, signal_flags
 from jobs.spec import RunSpec
 from jobs.stage.job import StageInterrupted, Staging
 from jobs.telemetry.sampler import Sampler
-from jobs.train import checkpoint
+from jobs.train import checkpoint, determinism
 from jobs.train.distributed import Dist, setup
 from jobs.train.loop import Job, Precision, StopRequested, Trainer, TrainingDiverged, evaluate, val_batches, val_loader
 from jobs.train.models import build_model, load_file, load_weights, num_classes_of, state_dict_of
@@ -85,6 +85,7 @@ def _train(
 ) -> None:
     assert spec.train is not None
     cfg = spec.train
+    determinism.apply(cfg.deterministic)  # before setup(): cuBLAS reads its workspace setting at CUDA's start
     dist = setup()
     _watch_gpu(sampler, dist)
     try:
@@ -188,6 +189,7 @@ def run_evaluate(
             f"evaluate.checkpoint: {path} has {num_classes_of(weights)} classes, "
             f"{shard_set.root} has {len(shard_set.classes)}"
         )
+    determinism.apply(cfg.deterministic)  # before setup(), as in _train
     dist = setup()
     _watch_gpu(sampler, dist)
     model = build_model(model_name, len(shard_set.classes))
