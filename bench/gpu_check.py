@@ -163,7 +163,7 @@ def sample_shards(check: Check) -> Path:
     def make() -> Path:
         from jobs.shard.step import run_shard_part
 
-        classes, per_class = (10, 40) if check.cuda else (4, 24)
+        classes, per_class = (10, 40) if check.cuda else (4, 16)
         data = make_sample_data(check.root / "data", classes=classes, train_per_class=per_class, val_per_class=4)
         output = check.root / "shards"
         shard = {"output": str(output), "shard_size_mb": 0.3, "seed": 0, "workers": 2, **data.shard_inputs()}
@@ -480,9 +480,9 @@ def row_h(check: Check) -> str:
 
     args = argparse.Namespace(
         train="resnet50" if check.cuda else "resnet18",
-        images=3000 if check.cuda else 160,
+        images=3000 if check.cuda else 48,
         image_size=224 if check.cuda else 32,
-        batch=96 if check.cuda else 16,
+        batch=96 if check.cuda else 8,
         workers=(os.cpu_count() or 2) if check.cuda else 1,
         amp="bf16" if check.cuda else "off",
         decode="device" if check.cuda else "cpu",
