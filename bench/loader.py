@@ -239,6 +239,18 @@ def _clocked(batches: Iterator[Batch], warmup: int, clock: list[float], device: 
 
 
 def train(args: argparse.Namespace, root: Path) -> None:
+    real, fake, steps = train_ratio(args, root)
+    print(
+        f"{args.train} {args.amp} on {args.device}, decode {args.decode}, {args.image_size} px, batch {args.batch}, "
+        f"{steps} steps ({WARMUP} untimed)"
+    )
+    print(f"real loader {real:8.0f} images/s\nsynthetic   {fake:8.0f} images/s")
+    print(f"real / synthetic {real / fake:5.2f}  (target >= 0.9)")
+
+
+def train_ratio(args: argparse.Namespace, root: Path) -> tuple[float, float, int]:
+    """The trainer's images/s on the real loader and on synthetic batches, and the steps of the epoch timed
+    (bench/gpu_check.py's row h calls this too)."""
     tree = make_tree(root, args.images)
     shard_tree(tree, root / "shards", shard_mb=8, workers=2)
     shards = read_shardset(root / "shards", "bench").splits["train"]
@@ -250,12 +262,7 @@ def train(args: argparse.Namespace, root: Path) -> None:
     synthetic = [(images, torch.randint(0, 10, (args.batch,), generator=g))] * steps
     real = train_rate(args, shards, root, None)
     fake = train_rate(args, shards, root, synthetic)
-    print(
-        f"{args.train} {args.amp} on {args.device}, decode {args.decode}, {args.image_size} px, batch {args.batch}, "
-        f"{steps} steps ({WARMUP} untimed)"
-    )
-    print(f"real loader {real:8.0f} images/s\nsynthetic   {fake:8.0f} images/s")
-    print(f"real / synthetic {real / fake:5.2f}  (target >= 0.9)")
+    return real, fake, steps
 
 
 def main() -> None:

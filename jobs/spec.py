@@ -320,6 +320,9 @@ class TrainSpec(Section):
     """Autocast precision: bf16, fp16 (with a gradient scaler) or off."""
     channels_last: bool = True
     """Model and inputs in channels-last memory format (faster convolutions on tensor cores)."""
+    deterministic: bool = False
+    """Deterministic cuDNN/cuBLAS kernels, so a resumed run ends with the same weights as an uninterrupted one on
+    a GPU too (slower; a model using a kernel with no deterministic version fails). Data order is exact either way."""
     workers: Workers = "auto"
     """Loader processes per task: 'auto' is the task's CPUs minus one; 0 decodes in the training process."""
     decode: Decode = "auto"
@@ -368,6 +371,8 @@ class EvaluateSpec(Section):
     """Autocast precision."""
     channels_last: bool = True
     """Channels-last memory format."""
+    deterministic: bool = False
+    """Deterministic cuDNN/cuBLAS kernels: the same figures from every evaluation of a checkpoint on a GPU."""
     resources: EvaluateResources = EvaluateResources()
     """sbatch resources of the evaluate step (one task)."""
 

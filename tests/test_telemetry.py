@@ -24,6 +24,7 @@ import torch
 from jobs.metrics import MetricsWriter
 from jobs.protocol import unstamped, version
 from jobs.rundir import RunPaths
+from jobs.telemetry.gpu import MB
 from jobs.telemetry.pipeline import Pipeline
 from jobs.telemetry.sampler import Sampler
 from tests.conftest import REPO, run_cli, train_section
@@ -279,3 +280,119 @@ def test_nvml_missing_leaves_the_allocators_figures(tmp_path: Path, monkeypatch:
         monkeypatch.setattr(torch.cuda, name, lambda i: 2**20)
     gpus = [r for r in samples_of(tmp_path, 2, gpu=0) if r["kind"] == "gpu"]
     assert len(gpus) >= 3 and all("used_mb" not in g and g["allocated_mb"] == 2**20 / 1e6 for g in gpus)
+
+
+class FakeMigNvml(types.ModuleType):
+    """NVML as nvidia-ml-py exposes it, for GPUs some of which are split into MIG slices; only what NVML answers.
+
+    ``gpus``: each GPU's UUID (without ``GPU-``) and its MIG slices' UUIDs (without ``MIG-``), or None where MIG is
+    off; ``mig_aware``: R470 and later drivers find a slice by ``MIG-<uuid>``, older ones only by walking the GPU."""
+
+    NVML_ERROR_NOT_SUPPORTED = 3
+    NVML_ERROR_NOT_FOUND = 6
+
+    class NVMLError(Exception):
+        def __init__(self, value: int) -> None:
+            super().__init__({3: "Not Supported", 6: "Not Found"}[value])
+            self.value = value
+
+    def __init__(self, gpus: list[tuple[str, list[str] | None]], *, mig_aware: bool = True) -> None:
+        super().__init__("pynvml")
+        self.gpus = gpus
+        self.mig_aware = mig_aware
+        self.asked: list[str] = []
+
+    def nvmlInit(self) -> None:
+        pass
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> tuple[int, int | None]:
+        return (index, None)
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> tuple[int, int | None]:
+        self.asked.append(uuid)
+        for handle in self._handles():
+            if self.nvmlDeviceGetUUID(handle) == uuid and (handle[1] is None or self.mig_aware):
+                return handle
+        raise self.NVMLError(self.NVML_ERROR_NOT_FOUND)
+
+    def nvmlDeviceGetUUID(self, handle: tuple[int, int | None]) -> str:
+        gpu, slot = handle
+        uuid, slices = self.gpus[gpu]
+        return f"GPU-{uuid}" if slot is None else f"MIG-{(slices or [])[slot]}"
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, handle: tuple[int, int | None]) -> int:
+        if self.gpus[handle[0]][1] is None:
+            raise self.NVMLError(self.NVML_ERROR_NOT_SUPPORTED)
+        return 7  # an A100/H100's slots
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: tuple[int, int | None], index: int) -> tuple[int, int]:
+        if index >= len(self.gpus[handle[0]][1] or []):
+            raise self.NVMLError(self.NVML_ERROR_NOT_FOUND)
+        return (handle[0], index)
+
+    def nvmlDeviceGetMemoryInfo(self, handle: tuple[int, int | None]) -> Any:
+        slot = handle[1]
+        total = 80 * 2**30 if slot is None else (slot + 1) * 10 * 2**30  # slice k holds (k + 1) × 10 GiB
+        return types.SimpleNamespace(used=total // 4, total=total, free=total - total // 4)
+
+    def nvmlDeviceGetUtilizationRates(self, handle: tuple[int, int | None]) -> Any:
+        if handle[1] is not None:
+            raise self.NVMLError(self.NVML_ERROR_NOT_SUPPORTED)  # NVML has no utilisation for a MIG slice
+        return types.SimpleNamespace(gpu=87, memory=40)
+
+    def _handles(self) -> list[tuple[int, int | None]]:
+        return [(g, None) for g in range(len(self.gpus))] + [
+            (g, s) for g, (_, slices) in enumerate(self.gpus) for s in range(len(slices or []))
+        ]
+
+
+GPUS = [("0000-full", None), ("1111-split", ["aaaa-slice0", "bbbb-slice1"])]
+
+
+@pytest.mark.parametrize("mig_aware", [True, False], ids=["R470+", "older-driver"])
+@pytest.mark.parametrize(
+    ("torch_uuid", "total_gib", "util"),
+    [("0000-full", 80, 87.0), ("aaaa-slice0", 10, None), ("bbbb-slice1", 20, None)],
+    ids=["full-gpu", "mig-slice-0", "mig-slice-1"],
+)
+def test_the_probe_finds_a_whole_gpu_or_the_right_mig_slice(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    mig_aware: bool,
+    torch_uuid: str,
+    total_gib: int,
+    util: float | None,
+) -> None:
+    """torch reports a slice's own UUID (no prefix); NVML names it MIG-…, and two slices of one GPU differ in size."""
+    from jobs.telemetry.gpu import GpuProbe
+
+    nvml = FakeMigNvml(GPUS, mig_aware=mig_aware)
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid=torch_uuid))
+    for name in ("memory_allocated", "memory_reserved", "max_memory_allocated"):
+        monkeypatch.setattr(torch.cuda, name, lambda i: 2**20)
+    probe = GpuProbe.open(0)
+    assert probe is not None and probe.handle is not None, capsys.readouterr().err
+    first, second = probe.sample(), probe.sample()
+    for record in (first, second):  # a slice keeps its memory figures after NVML refused its utilisation
+        assert record["total_mb"] == total_gib * 2**30 / MB
+        assert record["used_mb"] == total_gib * 2**30 // 4 / MB
+        assert record.get("util_pct") == util
+    assert "NVML" not in capsys.readouterr().err
+
+
+def test_a_uuid_nvml_does_not_know_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobs.telemetry.gpu import GpuProbe
+
+    monkeypatch.setitem(sys.modules, "pynvml", FakeMigNvml(GPUS))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid="9999-gone"))
+    probe = GpuProbe.open(0)
+    assert probe is not None and probe.handle is None
+    assert "NVML unavailable (no NVML device has UUID 9999-gone)" in capsys.readouterr().err

@@ -353,3 +353,91 @@ def test_submitting_and_showing_a_train_run_never_imports_torch(sample_shards: P
     assert "submitted run" in proc.stdout and "step     train:" in proc.stdout, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "[]"
     assert run_cli("cancel", "light", env={"CLUSTERDECK_HOME": str(tmp_path / "home")}).code == 0
+
+
+@pytest.fixture
+def torch_defaults_restored(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``train.deterministic`` changes process-wide torch flags and the environment; later tests get them back."""
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    cudnn = torch.backends.cudnn
+    saved = (torch.are_deterministic_algorithms_enabled(), cudnn.deterministic, cudnn.benchmark)
+    yield
+    torch.use_deterministic_algorithms(saved[0])
+    cudnn.deterministic, cudnn.benchmark = saved[1], saved[2]
+
+
+DETERMINISTIC = {
+    "deterministic_algorithms": True,
+    "cudnn_deterministic": True,
+    "cudnn_benchmark": False,
+    "cublas_workspace_config": ":4096:8",
+}
+
+
+def test_deterministic_kernels_are_on_before_the_device_is_set_up(
+    sample_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any, torch_defaults_restored: Any
+) -> None:
+    """cuBLAS reads CUBLAS_WORKSPACE_CONFIG when CUDA starts: it must be set before ``setup()``, which starts it."""
+    from jobs.train import determinism, step
+
+    at_setup: list[dict[str, object]] = []
+    real_setup = step.setup
+
+    def observed_setup() -> Any:
+        at_setup.append(determinism.state())
+        return real_setup()
+
+    monkeypatch.setattr(step, "setup", observed_setup)
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    run_train(spec_for(sample_shards, epochs=1, deterministic=True), paths, 1, lambda progress: None)
+    assert at_setup == [DETERMINISTIC]
+    out = capsys.readouterr().out
+    assert f"deterministic kernels: {' '.join(f'{k}={v}' for k, v in DETERMINISTIC.items())}" in out
+    assert len(records(paths, "final")) == 1  # it trained, under those flags
+
+
+def test_deterministic_off_leaves_torch_as_it_is(torch_defaults_restored: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobs.train import determinism
+
+    before = determinism.state()
+    assert determinism.apply(False) is False and determinism.state() == before
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # the other reproducible setting, exported by the user
+    assert determinism.apply(True) is True
+    assert determinism.state() == {**DETERMINISTIC, "cublas_workspace_config": ":16:8"}
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":0:0")  # not reproducible: replaced
+    determinism.apply(True)
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+def test_normalize_copies_the_mean_and_std_to_a_device_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host-to-device copy per batch blocks the host each step; the constants go to each device once."""
+    from jobs.train.data import IMAGENET_MEAN, IMAGENET_STD
+    from jobs.train.distributed import Dist
+    from jobs.train.loop import Precision, evaluate, normalize
+
+    made: list[str] = []
+    real_tensor = torch.tensor
+
+    def counting_tensor(data: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if isinstance(data, tuple | list) and tuple(data) in (tuple(IMAGENET_MEAN), tuple(IMAGENET_STD)):
+            made.append(str(kwargs.get("device")))
+        return real_tensor(data, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "tensor", counting_tensor)
+    g = torch.Generator().manual_seed(0)
+    batches = [
+        (torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8, generator=g), torch.arange(4)) for _ in range(30)
+    ]
+    mean = real_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = real_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    for images, _ in batches:
+        x = normalize(images, torch.device("cpu"), channels_last=True)
+        assert torch.equal(x, ((images.float() / 255 - mean) / std).contiguous(memory_format=torch.channels_last))
+        assert normalize(images, torch.device("meta"), channels_last=False).device.type == "meta"
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 5))
+    cpu = Dist(0, 1, 0, torch.device("cpu"))
+    result = evaluate(model, batches, cpu, precision=Precision("off", cpu.device), channels_last=False)
+    assert result["val_samples"] == 120
+    # a device never used before gets exactly one of each; the CPU one at most (an earlier test may have made it)
+    assert made.count("meta") == 2 and made.count("cpu") <= 2, made

@@ -30,7 +30,7 @@ from jobs.metrics import MetricsWriter
 from jobs.signals import Signals
 from jobs.spec import TrainSpec
 from jobs.telemetry.pipeline import Pipeline
-from jobs.train import checkpoint
+from jobs.train import checkpoint, determinism
 from jobs.train.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -109,12 +109,21 @@ class Precision:
         return torch.autocast(self.device_type, dtype=self.dtype)
 
 
+@functools.cache
+def imagenet_stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet's mean and std as (1, 3, 1, 1) tensors on ``device``, made once per device: a new one each batch is a
+    blocking host-to-device copy in every step. Read-only: ``normalize`` never writes to them."""
+    with torch.inference_mode(False):  # first asked for by evaluate or by training: usable by both
+        mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    return mean, std
+
+
 def normalize(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     """uint8 NCHW from the loader (channels-last in memory) → normalised float on the device (the division happens
     there, not in workers)."""
     x = images.to(device, non_blocking=True).float().div_(255)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    mean, std = imagenet_stats(device)
     x = x.sub_(mean).div_(std)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
 
@@ -270,6 +279,8 @@ class Trainer:
             print(
                 f"train loader: decode {self.decoder}, {self.workers} worker(s) per task ({self.cpus} CPUs)", flush=True
             )
+            if self.cfg.deterministic:  # torch's own flags, as this process trains with them
+                print(f"deterministic kernels: {determinism.describe()}", flush=True)
         self.job.report(self._progress())
         try:
             return self._fit()
@@ -558,7 +569,7 @@ def evaluate(
                 F.cross_entropy(logits, y, reduction="sum").double(),
                 hits[:, :1].sum().double(),
                 hits.any(dim=1).sum().double(),
-                torch.tensor(float(len(y)), dtype=torch.float64, device=dist.device),
+                torch.full((), float(len(y)), dtype=torch.float64, device=dist.device),  # a fill, not a copy
             ]
         )
     loss_sum, top1, top5, n = dist.sum(totals).tolist()

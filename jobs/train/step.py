@@ -25,7 +25,7 @@ from jobs.signals import Signals, signal_flags
 from jobs.spec import RunSpec
 from jobs.stage.job import StageInterrupted, Staging
 from jobs.telemetry.sampler import Sampler
-from jobs.train import checkpoint
+from jobs.train import checkpoint, determinism
 from jobs.train.distributed import Dist, Failed, process_group
 from jobs.train.loop import Job, Precision, StopRequested, Trainer, TrainingDiverged, evaluate, val_batches, val_loader
 from jobs.train.models import build_model, load_file, load_weights, num_classes_of, state_dict_of
@@ -88,6 +88,7 @@ def _train(
 ) -> None:
     assert spec.train is not None
     cfg = spec.train
+    determinism.apply(cfg.deterministic)  # before the group starts: cuBLAS reads its workspace setting at CUDA's start
     with process_group(failed) as dist:
         _watch_gpu(sampler, dist)
         if dist.main:
@@ -194,6 +195,7 @@ def run_evaluate(
             f"evaluate.checkpoint: {path} has {num_classes_of(weights)} classes, "
             f"{shard_set.root} has {len(shard_set.classes)}"
         )
+    determinism.apply(cfg.deterministic)  # before the group starts, as in _train
     with process_group(failed) as dist:
         _watch_gpu(sampler, dist)
         model = build_model(model_name, len(shard_set.classes))
