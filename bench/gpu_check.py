@@ -5,7 +5,8 @@
     python bench/gpu_check.py --rows bf    # only some rows
 
 a  decode race: long kernels read tensors, the tensors are freed, 64 JPEGs are decoded on the device; the readers'
-   sums must be what they read before (the project's decode); says whether the same decoder without its host barrier corrupts them
+   sums must be what they read before (the project's decode); says whether the same decoder without its host
+   barrier corrupts them
 b  device decode against the loader workers' CPU decode on baseline, progressive, grey, CMYK (kept for the CPU),
    truncated and corrupt JPEGs: close pixels, or the same named error
 c  a device decode that cannot fit under ``set_per_process_memory_fraction`` ends in the job's one-line
