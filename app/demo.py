@@ -50,8 +50,8 @@ def demo_table(home: Path, data: Path) -> dict[str, object]:
 
 
 def run_demo(runs_root: Path | None) -> int:
+    from jobs.runspec import validate
     from jobs.sample_data import make_sample_data
-    from jobs.spec import validate
     from jobs.submit import submit_run, wait_run
 
     started = time.monotonic()

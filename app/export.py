@@ -27,7 +27,8 @@ def option(name: str) -> str:
 def export_spec(args: argparse.Namespace) -> Any:
     from pydantic import ValidationError
 
-    from jobs.spec import ExportSpec, error_items
+    from jobs.spec import error_items
+    from jobs.steps.export_spec import ExportSpec
 
     table: dict[str, Any] = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
     if isinstance(table.get("workers"), str) and table["workers"].isdigit():
@@ -37,7 +38,7 @@ def export_spec(args: argparse.Namespace) -> Any:
         return ExportSpec.model_validate(table)
     except ValidationError as exc:
         problems = []
-        for key, text in error_items(exc):
+        for key, text in error_items(exc, ExportSpec):
             if key:
                 problems.append(f"{option(key)}: {text}")
             else:

@@ -52,8 +52,9 @@ from PIL import Image
 from jobs.errors import RequeueJob, UserError
 from jobs.metrics import MetricsWriter
 from jobs.rundir import RunPaths
+from jobs.runspec import validate
 from jobs.sample_data import make_sample_data
-from jobs.spec import RunSpec, validate
+from jobs.spec import RunSpec
 from jobs.train import checkpoint
 from jobs.train.crops import read_header
 from jobs.train.data import Augment, BatchBuilder

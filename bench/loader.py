@@ -52,7 +52,7 @@ from torchvision import datasets, transforms
 from torchvision.io import decode_jpeg, read_file
 
 from jobs.metrics import MetricsWriter
-from jobs.spec import TrainSpec
+from jobs.steps.train_spec import TrainSpec
 from jobs.train.data import IMAGENET_MEAN, IMAGENET_STD, Augment, Batch, TrainStream
 from jobs.train.distributed import Dist
 from jobs.train.loaders import make_loader

@@ -84,8 +84,8 @@ def baseline(tree: Path, out: Path, shard_mb: float) -> None:
 
 
 def ours(tree: Path, out: Path, shard_mb: float, workers: int) -> None:
+    from jobs.runspec import validate
     from jobs.shard.step import run_shard_part
-    from jobs.spec import validate
 
     spec = validate(
         {

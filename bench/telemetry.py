@@ -30,8 +30,8 @@ import torch
 from shard import ours as shard  # bench/shard.py: the shard step, quietly
 
 from jobs.metrics import MetricsWriter
+from jobs.runspec import validate
 from jobs.sample_data import make_sample_data
-from jobs.spec import validate
 from jobs.telemetry.pipeline import Pipeline
 from jobs.telemetry.sampler import Sampler
 from jobs.train.distributed import Dist

@@ -26,7 +26,7 @@ import torch
 import torchvision
 
 from jobs.metrics import MetricsWriter
-from jobs.spec import TrainSpec
+from jobs.steps.train_spec import TrainSpec
 from jobs.train.distributed import Dist
 from jobs.train.loop import Job, Trainer, normalize
 from jobs.train.shardset import Shard

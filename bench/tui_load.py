@@ -42,7 +42,7 @@ from jobs.metrics import MetricsWriter
 from jobs.records import Attempt, JobRef, PartStatus, RunRecord, StepRecord, save_record, save_status
 from jobs.rundir import RunPaths
 from jobs.runs import create_run_dir
-from jobs.spec import validate
+from jobs.runspec import validate
 
 REPO = Path(__file__).resolve().parent.parent
 COLUMNS, ROWS = 120, 40

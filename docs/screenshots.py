@@ -24,9 +24,9 @@ from app.tui.app import make_app
 from app.tui.compare import CompareScreen
 from app.tui.detail import RunDetailScreen
 from app.tui.panels import CurvesPanel
+from jobs.runspec import validate
 from jobs.sample_data import make_sample_data
 from jobs.shard.step import run_shard_part
-from jobs.spec import validate
 from jobs.status import view_run
 from jobs.submit import submit_run
 

@@ -16,6 +16,7 @@ from jobs.records import load_statuses, read_spec_json
 from jobs.rundir import RunPaths
 from jobs.runs import list_runs
 from jobs.status import RunView, damaged_view, view_runs
+from jobs.steps.registry import steps
 
 
 @dataclass(frozen=True)
@@ -155,8 +156,8 @@ class Overview:
             spec = read_spec_json(RunPaths(Path(view.path)))
             size = (1, 0)
             if (spec.get("cluster") or {}).get("executor") == "slurm":
-                for step in ("shard", "export", "train", "evaluate"):
-                    r = (spec.get(step) or {}).get("resources") or {}
+                for step in steps():
+                    r = (spec.get(step.name) or {}).get("resources") or {}
                     nodes, gpus = r.get("nodes", 1), r.get("gpus_per_node", 0)
                     if type(nodes) is int and type(gpus) is int:  # another version's values are not counted
                         size = max(size, (nodes, nodes * gpus), key=lambda s: (s[1], s[0]))

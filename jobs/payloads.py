@@ -3,9 +3,9 @@
 These functions are pickled by submitit and called on the compute node. They read the
 resolved spec from the run directory, write ``status/<step>.<attempt>.<part>.json`` when
 they start and end (rank 0 only, in a multi-task job, and a failing rank to a file of its own,
-naming itself in the error), and print progress to stdout (the job's log). The train step is
-wrapped in a submitit ``Checkpointable``, so a job that reaches its time limit saves its state
-and is requeued instead of failing.
+naming itself in the error), and print progress to stdout (the job's log). The step kind
+(``jobs.steps.registry``) runs the part; a step that checkpoints itself is wrapped in a submitit
+``Checkpointable``, so a job that reaches its time limit saves its state and is requeued instead of failing.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from jobs.errors import RequeueJob, UserError
 from jobs.metrics import MetricsWriter
 from jobs.records import PartStatus, Start, load_run_spec, load_status, now, save_status
 from jobs.rundir import RunPaths
-from jobs.signals import signal_flags
 from jobs.spec import RunSpec
+from jobs.steps import registry
+from jobs.steps.base import PartContext
 from jobs.telemetry.pipeline import Pipeline
 from jobs.telemetry.sampler import Sampler
 from jobs.world import World, job_world
@@ -77,9 +78,10 @@ def run_part(run_root: str, step: str, attempt: int, part: str) -> None:
     )
     try:
         spec = load_run_spec(paths, check_paths=False)
+        kind = registry.step(step)
         with _sampler(paths, spec, world, attempt) as sampler:
             report = lambda progress: save({"progress": progress})  # noqa: E731
-            _dispatch(paths, spec, step, attempt, part, report, sampler, failed)
+            kind.run(PartContext(paths, spec, attempt, part, report, sampler, failed))
     except RequeueJob as rq:
         print(f"[clusterdeck] {step} {part}: {rq}; requeueing", flush=True)
         save({"state": "REQUEUED", "ended_at": now(), "error": str(rq)})
@@ -130,31 +132,6 @@ def _sampler(paths: RunPaths, spec: RunSpec, world: World, attempt: int) -> Samp
             interval = 0
     writer = MetricsWriter(paths.telemetry(world.job_id, world.rank), rank=world.rank, attempt=attempt)
     return Sampler(writer, pipeline, interval=interval, node_wide=world.local_rank == 0)
-
-
-def _dispatch(
-    paths: RunPaths, spec: RunSpec, step: str, attempt: int, part: str, report: Any, sampler: Sampler, failed: Any
-) -> None:
-    if step == "shard":
-        from jobs.shard.step import run_shard_part
-
-        assert spec.shard is not None
-        run_shard_part(spec.shard, part, report, sampler.pipeline)
-    elif step == "export":
-        from jobs.export.step import run_export_step
-
-        run_export_step(spec, report)
-    elif step == "train":
-        with signal_flags() as signals:  # before torch loads: a USR2 while starting is kept for the loop
-            from jobs.train.step import run_train
-
-            run_train(spec, paths, attempt, report, signals, sampler, failed)
-    elif step == "evaluate":
-        from jobs.train.step import run_evaluate
-
-        run_evaluate(spec, paths, attempt, report, sampler, failed)
-    else:
-        raise ValueError(f"unknown step {step!r}")
 
 
 class CheckpointablePart(submitit.helpers.Checkpointable):

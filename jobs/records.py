@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from jobs import atomic
 from jobs.damage import DamagedRecord, model_problem, read_record
 from jobs.rundir import RunPaths
-from jobs.spec import RunSpec, Section, _section_type, validate
+from jobs.runspec import spec_model, validate
+from jobs.spec import RunSpec, Section, _section_type
 
 Executor = Literal["local", "slurm"]
 Role = Literal["main", "array", "merge"]
@@ -163,7 +164,7 @@ def read_spec_json(paths: RunPaths) -> dict[str, Any]:
         spec = read_record(paths.spec)
     except FileNotFoundError:
         raise DamagedRecord(paths.spec, "missing (every run has its spec)") from None
-    problem = _shape_problem(spec, RunSpec, "")
+    problem = _shape_problem(spec, spec_model(), "")
     if problem is None and not isinstance(spec.get("name"), str):
         problem = "name: not a string"
     if problem is not None:

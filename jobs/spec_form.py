@@ -11,7 +11,7 @@ import json
 import tomllib
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -19,7 +19,9 @@ import tomli_w
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
+from jobs.runspec import spec_model
 from jobs.spec import KEY, RunSpec, Section, error_items
+from jobs.steps.registry import steps
 
 Kind = Literal["text", "path", "int", "float", "bool", "choice", "list"]
 
@@ -46,15 +48,19 @@ class FormSection:
     """``""`` for the top level, else a dotted path such as ``shard.train``."""
     doc: str
     optional: bool
-    """The spec may leave this section out (``[shard]``, ``[train]``, ``[evaluate]``, ``[shard.val]`` …)."""
+    """The spec may leave this section out (a step's, such as ``[train]``, or ``[shard.val]`` …)."""
     fields: tuple[FormField, ...]
+    starts_open: bool = False
+    """The form shows it unfolded: the top level, [cluster], and what each step kind opens (``Step.form_open``);
+    resources, staging and telemetry start folded."""
 
 
 def form_sections() -> list[FormSection]:
     """Every section of a spec, parents before children, with its fields in schema order."""
     sections: list[FormSection] = []
-    _walk(RunSpec, "", "A run: a name and the steps it runs.", False, None, sections)
-    return sections
+    _walk(spec_model(), "", "A run: a name and the steps it runs.", False, None, sections)
+    opened = {"", "cluster", *(".".join(filter(None, (s.name, key))) for s in steps() for key in s.form_open)}
+    return [replace(s, starts_open=s.key in opened) for s in sections]
 
 
 def _walk(model: type[BaseModel], key: str, doc: str, optional: bool, defaults: Any, out: list[FormSection]) -> None:
@@ -221,10 +227,11 @@ class Checked:
 
 def check_table(table: dict[str, Any], *, check_paths: bool = True) -> Checked:
     """Validates a form's table as ``clusterdeck submit`` validates a spec file."""
+    model = spec_model()
     try:
-        return Checked(RunSpec.model_validate(table, context={"check_paths": check_paths}), [])
+        return Checked(model.model_validate(table, context={"check_paths": check_paths}), [])
     except ValidationError as exc:
-        return Checked(None, error_items(exc))
+        return Checked(None, error_items(exc, model))
 
 
 def split_problem(text: str) -> tuple[str, str]:

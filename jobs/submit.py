@@ -15,8 +15,7 @@ from jobs.rundir import RunPaths
 from jobs.runs import create_run_dir, default_runs_root
 from jobs.spec import RunSpec
 from jobs.status import RunView, view_run
-
-NOTHING_TO_RUN = "nothing to run; add a [shard], [export], [train] or [evaluate] section"
+from jobs.steps import registry
 
 
 def runs_root_for(spec: RunSpec | None, override: Path | None = None) -> Path:
@@ -27,67 +26,23 @@ def runs_root_for(spec: RunSpec | None, override: Path | None = None) -> Path:
     return default_runs_root()
 
 
-def parts_of(spec: RunSpec, step: str) -> list[str]:
-    if step == "shard" and spec.shard is not None and spec.shard.resources.array_tasks > 1:
-        return [f"task-{k}" for k in range(spec.shard.resources.array_tasks)] + ["merge"]
-    return ["main"]
-
-
 def outputs_of(spec: RunSpec, paths: RunPaths) -> dict[str, dict[str, str]]:
-    outputs = {}
-    if spec.shard is not None:
-        outputs["shard"] = {"dir": str(spec.shard.output), "index": str(spec.shard.output / "index.json")}
-    if spec.export is not None:
-        outputs["export"] = {"dir": str(spec.export.out)}
-    if spec.train is not None:
-        outputs["train"] = {"last": str(paths.checkpoints / "last.pt"), "best": str(paths.checkpoints / "best.pt")}
-    return outputs
+    """Where each step's results go, for the steps that leave some."""
+    outputs = {name: registry.step(name).outputs(spec, paths) for name in spec.steps}
+    return {name: where for name, where in outputs.items() if where}
 
 
 def preflight(spec: RunSpec, steps: Collection[str] | None = None) -> None:
     """Checks that need the filesystem, done before any job is submitted; ``steps``: those about to run (resume)."""
     if not spec.steps:
-        raise UserError(f"spec: {NOTHING_TO_RUN}")
-    if spec.shard is not None:
-        from jobs.shard.space import check_room_at_submit
-        from jobs.shard.step import check_output
-
-        check_output(spec.shard)
-        check_room_at_submit(spec.shard)
-    if spec.export is not None and (steps is None or "export" in steps):  # its files exist once it has run
-        check_export(spec)
-    if spec.train is not None and spec.train.train_shards is not None:
-        check_train_inputs(spec)
-    if spec.evaluate is not None and spec.evaluate.val_shards is not None:
-        from jobs.train.shardset import checked_split
-
-        checked_split(spec.evaluate.val_shards, "val", "evaluate.val_shards")
+        raise UserError(f"spec: {nothing_to_run()}")
+    for name in spec.steps:
+        registry.step(name).preflight(spec, will_run=steps is None or name in steps)
 
 
-def check_export(spec: RunSpec) -> None:
-    """An export's files must not replace others unless asked; an input that exists already is planned now."""
-    from jobs.export.plan import check_names, check_outputs, plan_export
-
-    assert spec.export is not None
-    if spec.export.input is not None:
-        check_outputs(plan_export(spec.export, spec.export.input))
-    else:  # this run's [shard] output, written later
-        check_names(spec.export)
-
-
-def check_train_inputs(spec: RunSpec) -> None:
-    """Shards made by an earlier run are checked now (index, files, batch size), not after a queue wait."""
-    from jobs.train.order import rank_shards, share_nodes, steps_per_epoch
-    from jobs.train.shardset import train_inputs
-
-    assert spec.train is not None
-    _, train, _ = train_inputs(spec)  # the job's own check of both splits, run before the queue wait
-    res = spec.train.resources
-    nodes = 1 if spec.cluster.executor == "local" else res.nodes
-    world = nodes * (1 if spec.cluster.executor == "local" else res.tasks)
-    steps_per_epoch(sum(s.samples for s in train), world, spec.train.batch_size, spec.train.grad_accum)
-    for rank in range(0, world, world // nodes):  # a shard for every task, on every node
-        rank_shards(train, seed=spec.train.seed, epoch=0, world=world, rank=rank, nodes=share_nodes(spec.train, nodes))
+def nothing_to_run() -> str:
+    sections = [f"[{s.name}]" for s in registry.steps()]
+    return f"nothing to run; add a {', '.join(sections[:-1])} or {sections[-1]} section"
 
 
 def submit_run(spec: RunSpec, runs_root: Path | None = None) -> RunPaths:
@@ -114,7 +69,7 @@ def submit_run(spec: RunSpec, runs_root: Path | None = None) -> RunPaths:
 
 
 def first_plans(spec: RunSpec) -> list[PartPlan]:
-    return [PartPlan(step, 1, parts_of(spec, step)) for step in spec.steps]
+    return [PartPlan(name, 1, registry.step(name).parts(spec)) for name in spec.steps]
 
 
 def preview_run(spec: RunSpec, runs_root: Path | None = None) -> dict[str, str]:
@@ -135,7 +90,7 @@ def resume_run(paths: RunPaths) -> RunPaths | None:
     todo = [s.name for s in view.steps[first:]]
     spec = load_run_spec(paths, check_paths=True)  # inputs may have moved since the first submission
     preflight(spec, todo)
-    plans = [PartPlan(step, record.step(step).attempt_number + 1, parts_of(spec, step)) for step in todo]
+    plans = [PartPlan(name, record.step(name).attempt_number + 1, registry.step(name).parts(spec)) for name in todo]
     backend = backend_for(record.executor)
     try:
         jobs = backend.submit(paths, spec, plans)

@@ -109,8 +109,8 @@ synsets = "{data.synsets}"
 @pytest.fixture(scope="session")
 def sample_shards(sample_data: SampleData, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample data as a shard set (train and val), written once by the real shard step."""
+    from jobs.runspec import load_spec
     from jobs.shard.step import run_shard_part
-    from jobs.spec import load_spec
 
     root = tmp_path_factory.mktemp("shards")
     spec_file = root / "spec.toml"
@@ -229,8 +229,8 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def assert_same_as_one_local_task(spec: Path, out: Path, local_out: Path) -> None:
     """The shard set at ``out`` (from array tasks and a merge) is byte for byte the one a single local task
     writes from the same spec to ``local_out``."""
+    from jobs.runspec import load_spec
     from jobs.shard.step import run_shard_part
-    from jobs.spec import load_spec
 
     local = load_spec(spec, [f'shard.output="{local_out}"', "shard.resources.array_tasks=1"]).shard
     assert local is not None

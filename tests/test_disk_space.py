@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
+from jobs.runspec import load_spec
 from jobs.sample_data import SampleData
 from jobs.shard.plan import PER_SAMPLE_OVERHEAD
 from jobs.shard.step import build_plan
-from jobs.spec import load_spec
 from tests.conftest import needs_root, run_cli, shard_spec
 
 

@@ -24,9 +24,9 @@ from PIL import Image
 from jobs.errors import UserError
 from jobs.export.encode import level_text
 from jobs.export.images import fit_image
+from jobs.runspec import load_spec
 from jobs.sample_data import SampleData
 from jobs.shard.step import run_shard_part
-from jobs.spec import load_spec
 from jobs.train.shardread import read_shard
 from jobs.train.shardset import read_shardset
 from tests.conftest import REPO, run_cli
@@ -534,7 +534,7 @@ def _a_dead_pid() -> int:
 
 
 def test_a_resumed_run_does_not_refuse_the_files_its_export_wrote(tmp_path: Path) -> None:
-    from jobs.spec import validate
+    from jobs.runspec import validate
     from jobs.submit import preflight
 
     make_npz(tmp_path / "npz", [30])

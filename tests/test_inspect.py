@@ -21,13 +21,13 @@ import pytest
 from PIL import Image
 
 from app.cli import main
+from jobs.runspec import validate
 from jobs.sample_data import (
     NpzData,
     SampleData,
     make_npz_batches,
 )
 from jobs.shard.step import run_shard_part
-from jobs.spec import validate
 from tests.conftest import REPO, run_cli
 
 

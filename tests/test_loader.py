@@ -22,9 +22,9 @@ from webdataset.tariterators import group_by_keys, tar_file_iterator
 from jobs.errors import UserError
 from jobs.metrics import MetricsWriter
 from jobs.rundir import RunPaths
+from jobs.runspec import load_spec, validate
 from jobs.sample_data import SampleData, make_sample_data
 from jobs.shard.tarwrite import ShardTarWriter
-from jobs.spec import load_spec, validate
 from jobs.train.crops import Plan, _decode_reduced, read_header, train_plan, val_plan
 from jobs.train.data import Augment, BatchBuilder, TrainStream, decode
 from jobs.train.device_decode import Encoded, decode_batch

@@ -16,7 +16,7 @@ from jobs.deck.ssh import SshDeck
 from jobs.errors import UserError
 from jobs.remote.profiles import Profile, Target
 from jobs.remote.ssh import SshConnection
-from jobs.spec import RunSpec, load_spec
+from jobs.runspec import load_spec, spec_model
 from jobs.spec_form import (
     check_table,
     form_sections,
@@ -33,14 +33,14 @@ from tests.test_tui import submit
 
 
 def test_the_form_has_a_field_for_every_key_of_a_spec(sample_shards: Path) -> None:
-    full = RunSpec.model_validate(
+    full = spec_model().model_validate(
         {"name": "x", "shard": {"output": "/tmp/o", "train": {"input": "/"}, "val": {"input": "/"}}, "train": {}},
         context={"check_paths": False},
     ).model_dump(mode="json")
-    full["evaluate"] = RunSpec.model_validate(
+    full["evaluate"] = spec_model().model_validate(
         {"name": "y", "evaluate": {"checkpoint": "/", "val_shards": "/"}}, context={"check_paths": False}
     ).model_dump(mode="json")["evaluate"]
-    full["export"] = RunSpec.model_validate(
+    full["export"] = spec_model().model_validate(
         {"name": "z", "export": {"input": "/", "out": "/tmp/o", "samples": 1}}, context={"check_paths": False}
     ).model_dump(mode="json")["export"]
     fields = {f.key: f for s in form_sections() for f in s.fields}

@@ -147,7 +147,7 @@ def test_the_gpu_check_gathers_every_ranks_gpu_and_every_rank_fails_alike(tmp_pa
 
 def test_srun_is_given_the_tasks_cpus_in_every_step(sample_shards: Path, tmp_path: Path) -> None:
     """Slurm 22.05 to 23.02 do not pass sbatch's --cpus-per-task on to srun: each step's script says it again."""
-    from jobs.spec import validate
+    from jobs.runspec import validate
     from jobs.submit import preview_run
 
     spec = validate({
@@ -173,7 +173,7 @@ def test_the_wait_for_a_shard_ends_before_the_peers_collectives_would(sample_sha
     a rank waiting for it gives up after the bound, naming the shard, the node and how long it waited;
     once the shard is there the same wait returns."""
     from jobs.metrics import MetricsWriter
-    from jobs.spec import validate
+    from jobs.runspec import validate
     from jobs.stage.cache import locked, set_name, shared_cache
     from jobs.stage.job import StageFailed, Staging, wait_staged
     from jobs.train.shardset import read_shardset

@@ -14,6 +14,7 @@ import webdataset as wds
 from PIL import Image
 
 from jobs.errors import UserError
+from jobs.runspec import validate
 from jobs.sample_data import (
     NpzData,
     SampleData,
@@ -21,7 +22,7 @@ from jobs.sample_data import (
 )
 from jobs.shard.devkit import read_devkit
 from jobs.shard.step import run_shard_part
-from jobs.spec import ShardSpec, validate
+from jobs.spec import ShardSpec
 from tests.conftest import run_cli
 
 

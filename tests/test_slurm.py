@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from jobs.runspec import load_spec
 from jobs.sample_data import SampleData, make_devkit, make_train_tar, make_val_tar
-from jobs.spec import load_spec
 from tests.conftest import (
     assert_same_as_one_local_task,
     copy_with_stuck_file,

@@ -29,7 +29,7 @@ from jobs import atomic
 from jobs.cluster import ClusterView, parse_sinfo, parse_squeue
 from jobs.records import Attempt, FinalState, JobRef, PartStatus, RunRecord, StepRecord, save_record, save_status
 from jobs.rundir import RunPaths
-from jobs.spec import validate
+from jobs.runspec import validate
 from tests.conftest import until
 
 ROOT = Path("/tmp/clusterdeck-snapshots")  # a fixed path: it shows in the frames

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from jobs.errors import UserError
-from jobs.spec import load_spec
+from jobs.runspec import load_spec
 from jobs.specfile import apply_overrides, parse_override
 from tests.conftest import run_cli, shard_spec
 

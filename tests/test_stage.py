@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from jobs.diskspace import free_bytes
-from jobs.spec import validate
+from jobs.runspec import validate
 from jobs.stage.cache import set_name, shared_cache
 from jobs.stage.job import read_order
 from jobs.train.order import node_shards, rank_shards

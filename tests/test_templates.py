@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from jobs.runspec import load_spec
 from jobs.sample_data import make_devkit, make_npz_batches, make_train_tar, make_val_tar
-from jobs.spec import load_spec
 from jobs.train.sizing import size_loader
 from tests.conftest import REPO
 

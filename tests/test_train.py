@@ -16,7 +16,8 @@ import torchvision
 from jobs.errors import RequeueJob, UserError
 from jobs.model_names import MODEL_NAMES
 from jobs.rundir import RunPaths
-from jobs.spec import RunSpec, validate
+from jobs.runspec import validate
+from jobs.spec import RunSpec
 from jobs.train import checkpoint
 from jobs.train.order import steps_per_epoch, train_shares, val_shares
 from jobs.train.shardset import Shard, read_shardset

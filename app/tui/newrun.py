@@ -65,8 +65,6 @@ from jobs.templates import Template, list_templates
 
 CHECK_DELAY_S = 0.2
 """Typing settles this long before the form is checked again."""
-OPEN = ("", "cluster", "shard", "shard.train", "shard.val", "train", "evaluate")
-"""Sections shown open; resources, staging and telemetry start folded."""
 
 
 def widget_id(key: str) -> str:
@@ -161,7 +159,7 @@ class NewRunScreen(DeckScreen):
             children += [Horizontal(Label(field.name, classes="field-name"), self.editor(field), classes="field")]
             children.append(Static("", classes="field-error", id=widget_id(field.key) + "-error"))
         return Collapsible(
-            *children, title=title, collapsed=section.key not in OPEN, id=section_id(section.key), classes="section"
+            *children, title=title, collapsed=not section.starts_open, id=section_id(section.key), classes="section"
         )
 
     def editor(self, field: FormField) -> Widget:

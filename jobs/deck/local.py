@@ -47,12 +47,12 @@ class LocalDeck(Deck):
 
     def submit(self, table: dict[str, Any], source: str) -> RunPaths:
         from jobs.errors import UserError
-        from jobs.spec import validate
-        from jobs.submit import NOTHING_TO_RUN, submit_run
+        from jobs.runspec import validate
+        from jobs.submit import nothing_to_run, submit_run
 
         spec = validate(table, source=source)
         if not spec.steps:  # said here too, so that the line names the file rather than "spec"
-            raise UserError(f"{source}: {NOTHING_TO_RUN}")
+            raise UserError(f"{source}: {nothing_to_run()}")
         return submit_run(spec, self.root if self.root_given else None)
 
     def cancel(self, paths: RunPaths) -> RunView:

@@ -23,6 +23,7 @@ from jobs.deck.base import Deck
 from jobs.errors import UserError
 from jobs.protocol import SCHEMAS, ProtocolError, check_peer, read, version
 from jobs.remote.sftp import SftpFiles
+from jobs.steps.registry import steps
 
 if TYPE_CHECKING:
     from jobs.cluster import ClusterView
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from jobs.status import RunView
 
 RESOLVED_FRESH_S = 1.0
-STEPS_WITH_RESOURCES = ("shard", "export", "train", "evaluate")
 _ERROR = re.compile(r"^clusterdeck: error: (?P<text>.*)$")
 _NO_VERSION = re.compile(r"invalid choice: '?version'?")  # argparse's words: a clusterdeck from before `version`
 
@@ -173,9 +173,9 @@ class SshDeck(Deck):
         if (table.get("cluster") or {}).get("executor") != "slurm":
             return table
         table = json.loads(json.dumps(table))
-        for step in STEPS_WITH_RESOURCES:
-            if isinstance(table.get(step), dict):
-                resources = table[step].setdefault("resources", {})
+        for step in steps():
+            if isinstance(table.get(step.name), dict):
+                resources = table[step.name].setdefault("resources", {})
                 for key in ("partition", "account"):
                     if getattr(profile, key) and not resources.get(key):
                         resources[key] = getattr(profile, key)

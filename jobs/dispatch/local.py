@@ -29,6 +29,7 @@ from jobs.payloads import run_chain
 from jobs.records import JobRef, now
 from jobs.rundir import RunPaths
 from jobs.spec import RunSpec
+from jobs.steps import registry
 
 CANCEL_GRACE_S = 5.0
 
@@ -130,7 +131,7 @@ class LocalBackend(Backend):
 
 
 def _parameters(spec: RunSpec, plans: list[PartPlan]) -> dict[str, Any]:
-    resources = [getattr(spec, p.step).resources for p in plans]
+    resources = [registry.step(p.step).resources(spec) for p in plans]
     params = local_parameters(resources[0])
     params["timeout_min"] = sum(r.time_min for r in resources)
     return params

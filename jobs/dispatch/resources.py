@@ -1,11 +1,11 @@
-"""The one place where spec resources become submitit/sbatch parameters."""
+"""Where spec resources become submitit/sbatch parameters; a step kind adds its own (``Step.sbatch_extras``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from jobs.errors import UserError
-from jobs.spec import Resources, TrainResources
+from jobs.spec import Resources
 
 
 def extra_sbatch(lines: list[str], where: str) -> dict[str, Any]:
@@ -20,10 +20,11 @@ def extra_sbatch(lines: list[str], where: str) -> dict[str, Any]:
 
 
 def slurm_parameters(res: Resources, where: str) -> dict[str, Any]:
+    """The common sbatch parameters of a step's resources; a step adds its own (``Step.sbatch_extras``)."""
     params: dict[str, Any] = {
         "time": res.time_min,
         "nodes": res.nodes,
-        "ntasks_per_node": res.tasks if isinstance(res, TrainResources) else res.tasks_per_node,
+        "ntasks_per_node": res.tasks,
         "cpus_per_task": res.cpus_per_task,
         "mem": f"{max(1, round(res.mem_gb * 1024))}M",
         "setup": list(res.setup),
@@ -32,10 +33,6 @@ def slurm_parameters(res: Resources, where: str) -> dict[str, Any]:
     for key in ("partition", "account", "qos", "constraint"):
         if getattr(res, key):
             params[key] = getattr(res, key)
-    if isinstance(res, TrainResources):
-        if res.gpus_per_node:
-            params["gpus_per_node"] = res.gpus_per_node
-        params["signal_delay_s"] = res.signal_delay_s
     return params
 
 

@@ -21,6 +21,7 @@ from jobs.payloads import CheckpointablePart, run_part
 from jobs.records import JobRef, Role, now
 from jobs.rundir import RunPaths
 from jobs.spec import RunSpec
+from jobs.steps import registry
 
 SACCT_FIELDS = "JobID,State,ExitCode,NodeList,Reason,Start,End"
 
@@ -48,8 +49,8 @@ class SlurmBackend(Backend):
                     job_id = jobs[0].job_id.split("_")[0]
                     refs.append(JobRef(job_id=job_id, role="array", tasks=len(group), submitted_at=now(), parts=group))
                 else:
-                    # train checkpoints itself: submitit requeues it at the time limit instead of failing it
-                    payload = CheckpointablePart() if plan.step == "train" else run_part
+                    # a step that checkpoints itself is requeued by submitit at the time limit instead of failing
+                    payload = CheckpointablePart() if registry.step(plan.step).checkpoints else run_part
                     job = executor.submit(payload, root, plan.step, plan.attempt, group[0])
                     role: Role = "merge" if group[0] == "merge" else "main"
                     refs.append(JobRef(job_id=job.job_id, role=role, submitted_at=now(), parts=group))
@@ -59,7 +60,7 @@ class SlurmBackend(Backend):
 
     @staticmethod
     def _executor(paths: RunPaths, spec: RunSpec, params: dict[str, Any], step: str) -> submitit.SlurmExecutor:
-        max_requeues = spec.train.max_requeues if step == "train" and spec.train else 0
+        max_requeues = registry.step(step).max_requeues(spec)
         executor = submitit.SlurmExecutor(
             folder=paths.submitit, python=spec.cluster.python or None, max_num_timeout=max_requeues
         )
@@ -93,28 +94,23 @@ class SlurmBackend(Backend):
 
 
 def step_parameters(paths: RunPaths, spec: RunSpec, step: str, after: str | None) -> dict[str, Any]:
-    """submitit's parameters for one job of ``step``, started after job ``after`` succeeded."""
-    resources = getattr(spec, step).resources
+    """submitit's parameters for one job of ``step``, started after job ``after`` succeeded.
+
+    The step's resources, then its own extras (GPUs, the warning signal's delay). ``srun`` gets
+    ``--cpus-per-task`` again: Slurm 22.05 to 23.02 do not pass sbatch's value on to srun, so each task gets
+    one CPU (bound to it where the cluster binds tasks to CPUs) and ``workers = "auto"`` runs one loader worker;
+    then the step's own srun options (``--kill-on-bad-exit`` where its ranks live and die together).
+    """
+    kind = registry.step(step)
+    resources = kind.resources(spec)
     params = slurm_parameters(resources, step + ".resources")
+    params.update(kind.sbatch_extras(spec))
     params["job_name"] = f"cd-{paths.run_id}-{step}"
     if after:
         params["dependency"] = f"afterok:{after}"
         params["additional_parameters"] = {**params["additional_parameters"], "kill_on_invalid_dep": "yes"}
-    params["srun_args"] = srun_args(step, resources.cpus_per_task)
+    params["srun_args"] = [f"--cpus-per-task={resources.cpus_per_task}", *kind.srun_args(spec)]
     return params
-
-
-def srun_args(step: str, cpus_per_task: int) -> list[str]:
-    """The options of the ``srun`` that starts the tasks in the job.
-
-    ``--cpus-per-task`` again: Slurm 22.05 to 23.02 do not pass sbatch's value on to srun, so each task gets
-    one CPU (bound to it where the cluster binds tasks to CPUs) and ``workers = "auto"`` runs one loader worker.
-    ``--kill-on-bad-exit``: one failed rank ends them all, no NCCL hang.
-    """
-    args = [f"--cpus-per-task={cpus_per_task}"]
-    if step in ("train", "evaluate"):
-        args.append("--kill-on-bad-exit=1")
-    return args
 
 
 def _groups(parts: list[str]) -> list[list[str]]:

@@ -16,7 +16,7 @@ from jobs.diskspace import require_free
 from jobs.errors import UserError
 from jobs.export.encode import CsvEncoder, NpyEncoder, flatten, npy_header
 from jobs.export.inputs import Key, NpzPool, ShardPool, chunk_rows, open_pool, split_sizes
-from jobs.spec import ExportSpec
+from jobs.steps.export_spec import ExportSpec
 
 MEASURED = 128
 """Samples encoded to measure the bytes of a row (fewer of large images: a chunk's worth, at least 8)."""

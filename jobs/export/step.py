@@ -10,7 +10,8 @@ from jobs.export.inputs import Key
 from jobs.export.plan import ExportPlan, check_outputs, plan_export, render, spec_key
 from jobs.export.write import ExportResult, Progress, write_export
 from jobs.signals import interrupted_by_termination
-from jobs.spec import ExportSpec, RunSpec
+from jobs.spec import RunSpec
+from jobs.steps.export_spec import ExportSpec, export_input
 from jobs.train.sizing import task_cpus
 
 
@@ -54,4 +55,4 @@ def run_export_step(spec: RunSpec, report: Callable[[dict[str, Any]], None]) -> 
     def say(text: str) -> None:
         print("\n".join(f"[export] {line}" for line in text.splitlines()), flush=True)
 
-    export(spec.export, spec.export_input(), say=say, on_progress=report)
+    export(spec.export, export_input(spec), say=say, on_progress=report)

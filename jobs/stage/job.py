@@ -25,10 +25,11 @@ from typing import Any
 
 from jobs.errors import UserError
 from jobs.metrics import MetricsWriter
-from jobs.spec import TrainSpec, expand_vars
+from jobs.spec import expand_vars
 from jobs.stage.cache import FAILED, READY, job_dir, node_dir, set_name, shared_cache
 from jobs.stage.copy import Cancelled
 from jobs.stage.stager import Item, Stager, Tally
+from jobs.steps.train_spec import TrainSpec
 from jobs.train.order import rank_shards, share_nodes, split_workers, val_shares
 from jobs.train.shardset import Shard, read_shardset
 from jobs.train.timeouts import COLLECTIVE_TIMEOUT_S, STAGED_WAIT_S

@@ -28,7 +28,7 @@ from torchvision.transforms import v2
 
 from jobs.metrics import MetricsWriter
 from jobs.signals import Signals
-from jobs.spec import TrainSpec
+from jobs.steps.train_spec import TrainSpec
 from jobs.telemetry.pipeline import Pipeline
 from jobs.train import checkpoint, determinism
 from jobs.train.data import (

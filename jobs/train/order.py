@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass
 
 from jobs.errors import UserError
-from jobs.spec import TrainSpec
+from jobs.steps.train_spec import TrainSpec
 from jobs.train.shardset import Shard
 
 

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from jobs.spec import TrainSpec
+from jobs.steps.train_spec import TrainSpec
 
 
 def build_scheduler(

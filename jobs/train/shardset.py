@@ -11,6 +11,7 @@ from pathlib import Path
 from jobs.errors import UserError
 from jobs.shard.index import read_index
 from jobs.spec import RunSpec
+from jobs.steps.train_spec import train_shards, train_val_shards
 
 
 class ShardReadError(Exception):
@@ -78,11 +79,11 @@ def checked_split(root: Path, split: str, field: str) -> tuple[ShardSet, list[Sh
 def train_inputs(spec: RunSpec) -> tuple[list[str], list[Shard], list[Shard]]:
     """(classes, train shards, val shards) with every file checked; val is empty when there is none to use."""
     assert spec.train is not None
-    train_set, train = checked_split(spec.train_shards(), "train", "train.train_shards")
+    train_set, train = checked_split(train_shards(spec), "train", "train.train_shards")
     if spec.train.val_shards is None and "val" not in train_set.splits:
         return train_set.classes, train, []
     val_field = "train.val_shards"
-    val_set, val = checked_split(spec.train_val_shards(), "val", val_field)
+    val_set, val = checked_split(train_val_shards(spec), "val", val_field)
     if val_set.classes != train_set.classes:
         raise UserError(f"{val_field}: {val_set.root} has other classes than the train shards {train_set.root}")
     return train_set.classes, train, val

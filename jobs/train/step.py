@@ -24,6 +24,7 @@ from jobs.rundir import RunPaths
 from jobs.signals import Signals, signal_flags
 from jobs.spec import RunSpec
 from jobs.stage.job import StageInterrupted, Staging
+from jobs.steps.evaluate_spec import evaluate_val_shards
 from jobs.telemetry.sampler import Sampler
 from jobs.train import checkpoint, determinism
 from jobs.train.distributed import Dist, Failed, process_group
@@ -186,7 +187,7 @@ def run_evaluate(
     if not model_name:
         raise UserError(f"evaluate.model: {path} is a plain weights file; say which model it is for")
     image_size = cfg.image_size or saved.get("image_size") or 224
-    shard_set, val = checked_split(spec.evaluate_val_shards(), "val", "evaluate.val_shards")
+    shard_set, val = checked_split(evaluate_val_shards(spec), "val", "evaluate.val_shards")
     weights = state_dict_of(stored, path)
     if saved.get("classes") not in (None, shard_set.classes):
         raise UserError(f"evaluate.val_shards: {shard_set.root} has other classes than {path} was trained on")

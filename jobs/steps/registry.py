@@ -1,0 +1,49 @@
+"""Every step kind, in run order: the one list submit, payloads, dispatch, the decks, the overview and the form ask.
+
+A run's steps run in this order, each after the one before succeeded. Modules named in ``CLUSTERDECK_PLUGINS``
+(``jobs.plugins``) are imported before the list is read, so a step kind they ``register()`` is known in every
+process a run starts, the jobs included.
+"""
+
+from __future__ import annotations
+
+from jobs.errors import UserError
+from jobs.plugins import load_plugins
+from jobs.steps.base import Step
+from jobs.steps.evaluate import EvaluateStep
+from jobs.steps.export import ExportStep
+from jobs.steps.shard import ShardStep
+from jobs.steps.train import TrainStep
+
+_STEPS: list[Step] = [ShardStep(), ExportStep(), TrainStep(), EvaluateStep()]
+RESERVED = ("name", "cluster", "telemetry")
+"""Spec keys that are not steps' sections."""
+
+
+def steps() -> tuple[Step, ...]:
+    """Every step kind, in run order (plugins loaded first)."""
+    load_plugins()
+    return tuple(_STEPS)
+
+
+def step(name: str) -> Step:
+    """The step kind called ``name``; a UserError when none is (a run made with a plugin that is not loaded)."""
+    for candidate in steps():
+        if candidate.name == name:
+            return candidate
+    raise UserError(f"unknown step {name!r}; a plugin that registers it may be missing from CLUSTERDECK_PLUGINS")
+
+
+def register(new: Step, *, before: str | None = None) -> None:
+    """Adds a step kind, last in run order or just before the step ``before``; its name must be new."""
+    if new.name in RESERVED or any(s.name == new.name for s in _STEPS):
+        raise ValueError(f"a step or spec section called {new.name!r} exists already")
+    at = next((i for i, s in enumerate(_STEPS) if s.name == before), None) if before else None
+    if before and at is None:
+        raise ValueError(f"no step {before!r} to register {new.name!r} before")
+    _STEPS.insert(len(_STEPS) if at is None else at, new)
+
+
+def unregister(name: str) -> None:
+    """Removes the step kind ``name`` (a test's throwaway one)."""
+    _STEPS[:] = [s for s in _STEPS if s.name != name]

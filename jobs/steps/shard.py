@@ -1,0 +1,39 @@
+"""The shard step: an image dataset into shuffled webdataset tars, as one job or a job array plus a merge."""
+
+from __future__ import annotations
+
+from jobs.rundir import RunPaths
+from jobs.spec import RunSpec, ShardSpec
+from jobs.steps.base import PartContext, Progress, StepBase
+
+
+class ShardStep(StepBase):
+    name = "shard"
+    section = ShardSpec
+    doc = "Shard an image dataset into shuffled webdataset tars."
+    form_open = ("", "train", "val")
+
+    def parts(self, spec: RunSpec) -> list[str]:
+        tasks = self.config(spec).resources.array_tasks
+        return [f"task-{k}" for k in range(tasks)] + ["merge"] if tasks > 1 else ["main"]
+
+    def outputs(self, spec: RunSpec, paths: RunPaths) -> dict[str, str]:
+        output = self.config(spec).output
+        return {"dir": str(output), "index": str(output / "index.json")}
+
+    def preflight(self, spec: RunSpec, will_run: bool) -> None:
+        from jobs.shard.space import check_room_at_submit
+        from jobs.shard.step import check_output
+
+        check_output(self.config(spec))
+        check_room_at_submit(self.config(spec))
+
+    def progress_text(self, progress: Progress) -> str:
+        if not progress.get("shards_total"):
+            return ""
+        return f"{int(progress['shards_done'])}/{int(progress['shards_total'])}"
+
+    def run(self, ctx: PartContext) -> None:
+        from jobs.shard.step import run_shard_part
+
+        run_shard_part(self.config(ctx.spec), ctx.part, ctx.report, ctx.sampler.pipeline)
