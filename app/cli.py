@@ -293,14 +293,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _progress_printer() -> Callable[[RunView], None]:
+    from jobs.steps import registry
+
     seen: dict[str, str] = {}
 
     def show(view: RunView) -> None:
         for step in view.steps:
             line = f"{step.name}: {step.state}"
+            kind = registry.find(step.name)
             for part in step.parts:
-                if part.progress.get("shards_total"):
-                    line += f" [{part.part} {int(part.progress['shards_done'])}/{int(part.progress['shards_total'])}]"
+                if kind is not None and (text := kind.progress_text(part.progress)):
+                    line += f" [{part.part} {text}]"
             if seen.get(step.name) != line:
                 seen[step.name] = line
                 print(line, flush=True)

@@ -26,12 +26,17 @@ def steps() -> tuple[Step, ...]:
     return tuple(_STEPS)
 
 
+def find(name: str) -> Step | None:
+    """The step kind called ``name``, or None: a viewer may show a run made with a plugin it has not loaded."""
+    return next((s for s in steps() if s.name == name), None)
+
+
 def step(name: str) -> Step:
     """The step kind called ``name``; a UserError when none is (a run made with a plugin that is not loaded)."""
-    for candidate in steps():
-        if candidate.name == name:
-            return candidate
-    raise UserError(f"unknown step {name!r}; a plugin that registers it may be missing from CLUSTERDECK_PLUGINS")
+    found = find(name)
+    if found is None:
+        raise UserError(f"unknown step {name!r}; is the plugin that registers it named in CLUSTERDECK_PLUGINS?")
+    return found
 
 
 def register(new: Step, *, before: str | None = None) -> None:
