@@ -33,14 +33,15 @@ from tests.test_tui import submit
 
 
 def test_the_form_has_a_field_for_every_key_of_a_spec(sample_shards: Path) -> None:
-    full = spec_model().model_validate(
+    model = spec_model()
+    full = model.model_validate(
         {"name": "x", "shard": {"output": "/tmp/o", "train": {"input": "/"}, "val": {"input": "/"}}, "train": {}},
         context={"check_paths": False},
     ).model_dump(mode="json")
-    full["evaluate"] = spec_model().model_validate(
+    full["evaluate"] = model.model_validate(
         {"name": "y", "evaluate": {"checkpoint": "/", "val_shards": "/"}}, context={"check_paths": False}
     ).model_dump(mode="json")["evaluate"]
-    full["export"] = spec_model().model_validate(
+    full["export"] = model.model_validate(
         {"name": "z", "export": {"input": "/", "out": "/tmp/o", "samples": 1}}, context={"check_paths": False}
     ).model_dump(mode="json")["export"]
     fields = {f.key: f for s in form_sections() for f in s.fields}
