@@ -31,6 +31,8 @@ class InputFormat:
     """What ``detect`` looks for, as errors say it: ``class folders``, ``a shard set (index.json)``."""
     path_kind: ClassVar[Literal["dir", "file", "any"]] = "any"
     """What ``input`` must be."""
+    suffix: ClassVar[str] = ""
+    """How the name of a file in this format ends (``.tar``), as errors say it."""
     fields: ClassVar[tuple[str, ...]] = ()
     """The optional keys of an input this format reads; any other given is refused."""
     family: ClassVar[str] = ""
@@ -54,7 +56,7 @@ class InputFormat:
         if self.path_kind == "dir" and path.is_file():
             raise ValueError(f"format {self.name!r} needs a directory; {path} is a file")
         if self.path_kind == "file" and path.is_dir():
-            raise ValueError(f"format {self.name!r} reads {self.looks_like}; {path} is a directory")
+            raise ValueError(f"format {self.name!r} reads the {self.suffix or 'input'} file itself; {path} is a directory")
 
     def entries(self, path: Path, fields: Fields, cache: Path | None = None) -> Entries:
         """The samples at ``path``, in canonical order, with their wnids. ``cache``: where the shard step lets

@@ -14,6 +14,7 @@ class IlsvrcTrainTar(InputFormat):
     name = "ilsvrc-train-tar"
     looks_like = "a .tar of <wnid>.tar members"
     path_kind = "file"
+    suffix = ".tar"
 
     def detect(self, path: Path) -> bool:
         return plain_tar(path) and holds_class_tars(path)

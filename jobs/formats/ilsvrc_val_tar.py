@@ -17,6 +17,7 @@ class IlsvrcValTar(InputFormat):
     name = "ilsvrc-val-tar"
     looks_like = "a .tar of images"
     path_kind = "file"
+    suffix = ".tar"
     fields = vallabels.FIELDS
     family = vallabels.FAMILY
 
