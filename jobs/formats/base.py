@@ -56,7 +56,8 @@ class InputFormat:
         if self.path_kind == "dir" and path.is_file():
             raise ValueError(f"format {self.name!r} needs a directory; {path} is a file")
         if self.path_kind == "file" and path.is_dir():
-            raise ValueError(f"format {self.name!r} reads the {self.suffix or 'input'} file itself; {path} is a directory")
+            what = self.suffix or "input"
+            raise ValueError(f"format {self.name!r} reads the {what} file itself; {path} is a directory")
 
     def entries(self, path: Path, fields: Fields, cache: Path | None = None) -> Entries:
         """The samples at ``path``, in canonical order, with their wnids. ``cache``: where the shard step lets
