@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable
+from functools import cache
 from pathlib import Path
 
 from jobs.formats.base import Fields, InputFormat
@@ -29,15 +30,11 @@ the first read, as plugins are: the spec asks this registry, and must not depend
 DEFAULT = "imagefolder"
 """The format of a ``[shard.<split>]`` input that names none."""
 
-_FORMATS: list[InputFormat] = []
-_builtins: list[bool] = []  # one element once the built-in formats are listed
 
-
+@cache
 def _listed() -> list[InputFormat]:
-    if not _builtins:
-        _FORMATS.extend(importlib.import_module(module).FORMAT for module in BUILTIN)
-        _builtins.append(True)
-    return _FORMATS
+    """The one list, made on first use; ``register`` and ``unregister`` change it in place."""
+    return [importlib.import_module(module).FORMAT for module in BUILTIN]
 
 
 def register(fmt: InputFormat) -> None:
@@ -50,7 +47,8 @@ def register(fmt: InputFormat) -> None:
 
 def unregister(name: str) -> None:
     """Removes the format ``name`` (a test's throwaway one)."""
-    _FORMATS[:] = [f for f in _listed() if f.name != name]
+    listed = _listed()
+    listed[:] = [f for f in listed if f.name != name]
 
 
 def formats() -> list[InputFormat]:
