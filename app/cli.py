@@ -537,7 +537,8 @@ def cmd_val_sort(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from jobs.shard.inspect import failures, inspect_path, render
+    from app.render.inspect import render
+    from jobs.shard.inspect import failures, inspect_path
 
     report = inspect_path(
         args.path,

@@ -47,7 +47,8 @@ def export_spec(args: argparse.Namespace) -> Any:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from jobs.export.plan import check_outputs, describe, plan_export, render
+    from app.render.plan import render
+    from jobs.export.plan import check_outputs, describe, plan_export
     from jobs.export.step import export
     from jobs.protocol import stamp
 
@@ -68,7 +69,7 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"\r{line:<70}" if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     say = (lambda text: print(text, file=sys.stderr)) if args.json else print
-    plan, result = export(spec, spec.input, key=option, say=say, on_progress=progress)
+    plan, result = export(spec, spec.input, key=option, say=say, show_plan=render, on_progress=progress)
     if tty:
         print(file=sys.stderr)
     if args.json:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -28,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from jobs.formats import registry as input_formats
 from jobs.model_names import MODEL_NAMES, unknown_model_message
 
 KEY = re.compile(r"[a-z_]+(\.[a-z_0-9]+)*")
@@ -140,44 +143,53 @@ class ShardResources(Resources):
     """More than 1: the shard step runs as a SLURM job array of this many tasks."""
 
 
-ShardFormat = Literal["imagefolder", "ilsvrc-val", "ilsvrc-train-tar", "ilsvrc-val-tar", "npz"]
-VAL_FORMATS = ("ilsvrc-val", "ilsvrc-val-tar")
+@dataclass(frozen=True)
+class Choices:
+    """Annotated metadata of a text key whose values a registry lists: the form offers them, asked when drawn."""
+
+    names: Callable[[], list[str]]
+
+
+def _known_format(name: str) -> str:
+    known = input_formats.shard_names()
+    if name not in known:
+        listed = [repr(n) for n in known]
+        head = ", ".join(listed[:-1])
+        raise ValueError(f"Input should be {f'{head} or ' if head else ''}{listed[-1]}")
+    return name
+
+
+ShardFormat = Annotated[str, AfterValidator(_known_format), Choices(input_formats.shard_names)]
+"""A name from the input-format registry (``jobs.formats.registry``)."""
 
 
 class ShardInput(Section):
     input: ExistingPath
     """The split's images, laid out as ``format`` says."""
-    format: ShardFormat = "imagefolder"
-    """imagefolder (<wnid>/<file>.JPEG), ilsvrc-val (flat ILSVRC2012_val_*.JPEG), ilsvrc-train-tar
-    (ILSVRC2012_img_train.tar), ilsvrc-val-tar (ILSVRC2012_img_val.tar), npz (downsampled batches)."""
+    format: ShardFormat = input_formats.DEFAULT
+    """How ``input`` is laid out: a name from the input formats (``jobs.formats``), e.g. class folders
+    (<wnid>/<file>.JPEG), the ILSVRC2012 val directory or tars, downsampled-ImageNet batches."""
     devkit: ExistingPath | None = None
-    """ilsvrc-val formats: ILSVRC2012_devkit_t12.tar.gz or its extracted directory (meta.mat, val ground truth)."""
+    """Val labels: ILSVRC2012_devkit_t12.tar.gz or its extracted directory (meta.mat, val ground truth)."""
     ground_truth: ExistingPath | None = None
-    """ilsvrc-val formats without devkit: ILSVRC2012_IDs (1-based), one per line, in file-name order."""
+    """Val labels without devkit: ILSVRC2012_IDs (1-based), one per line, in file-name order."""
     synsets: ExistingPath | None = None
-    """ilsvrc-val formats without devkit: meta.mat, or one wnid per line in ILSVRC2012_ID order.
-    npz: one wnid per line in label order (map_clsloc.txt); without it classes are named by label number."""
+    """Val labels without devkit: meta.mat, or one wnid per line in ILSVRC2012_ID order. Downsampled batches:
+    one wnid per line in label order (map_clsloc.txt); without it classes are named by label number."""
+
+    @property
+    def fields(self) -> dict[str, Path]:
+        """The optional keys given, as the input's format reads them."""
+        return self.model_dump(exclude={"input", "format"}, exclude_none=True)
 
     @model_validator(mode="after")
-    def _labels_fit_the_format(self) -> ShardInput:
-        tar = self.format in ("ilsvrc-train-tar", "ilsvrc-val-tar")
-        if tar and self.input.is_dir():
-            raise ValueError(f"format {self.format!r} reads the .tar file itself; {self.input} is a directory")
-        if self.format in ("imagefolder", "ilsvrc-val") and self.input.is_file():
-            raise ValueError(f"format {self.format!r} needs a directory; {self.input} is a file")
-        if self.format in VAL_FORMATS:
-            if self.devkit is None:
-                missing = [k for k in ("ground_truth", "synsets") if getattr(self, k) is None]
-                if missing:
-                    raise ValueError(f"format {self.format!r} needs {' and '.join(missing)}, or devkit")
-            elif self.ground_truth is not None or self.synsets is not None:
-                raise ValueError("give devkit, or ground_truth and synsets, not both")
-        else:
-            extra = [k for k in ("devkit", "ground_truth") if getattr(self, k) is not None]
-            if self.format != "npz" and self.synsets is not None:
-                extra.append("synsets")
-            if extra:
-                raise ValueError(f"{' and '.join(extra)} only apply to the ilsvrc-val formats, not {self.format!r}")
+    def _fields_fit_the_format(self) -> ShardInput:
+        fmt = input_formats.get(self.format)
+        assert fmt is not None  # the format is checked first
+        extra = input_formats.unread(fmt, self.fields)
+        if extra:
+            raise ValueError(f"{' and '.join(extra)} only apply to {input_formats.readers(extra)}, not {fmt.name!r}")
+        fmt.check(self.input, self.fields)
         return self
 
 

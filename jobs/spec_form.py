@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
 from jobs.runspec import spec_model
-from jobs.spec import KEY, RunSpec, Section, error_items
+from jobs.spec import KEY, Choices, RunSpec, Section, error_items
 from jobs.steps.registry import steps
 
 Kind = Literal["text", "path", "int", "float", "bool", "choice", "list"]
@@ -72,14 +72,15 @@ def _walk(model: type[BaseModel], key: str, doc: str, optional: bool, defaults: 
         if section is not None:
             children.append((section, path, info.description or "", nullable, default))
             continue
+        listed = next((tuple(m.names()) for m in info.metadata if isinstance(m, Choices)), None)
         fields.append(
             FormField(
                 key=path,
-                kind=_kind(info.annotation),
+                kind="choice" if listed is not None else _kind(info.annotation),
                 doc=info.description or "",
                 default=None if default is PydanticUndefined else _plain(default),
                 required=info.is_required(),
-                choices=_choices(info.annotation),
+                choices=listed if listed is not None else _choices(info.annotation),
             )
         )
     out.append(FormSection(key, doc, optional, tuple(fields)))

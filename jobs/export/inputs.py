@@ -1,4 +1,5 @@
-"""What an export reads: npz batches or a shard set, as a pool of samples with a global index.
+"""What an export reads: npz batches or a shard set, as a pool of samples with a global index (``Pool``); the
+input's format (``jobs.formats``) opens it.
 
 ``choose`` picks the samples: a seeded random subset of the pool, in a random order, the first
 part train and the rest val. An npz pool writes them in exactly that order (rows are read
@@ -14,10 +15,10 @@ import math
 import os
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO, Protocol, cast
 
 import numpy as np
 from PIL import Image
@@ -26,11 +27,10 @@ from jobs.errors import UserError
 from jobs.export import ExportFailed
 from jobs.export.images import Undecodable, fit_array, fit_image
 from jobs.export.ordered import in_order
-from jobs.shard.index import INDEX
+from jobs.formats.base import Key
 from jobs.shard.npzsource import data_location, data_member, data_span, npy_header, read_batches
 from jobs.train.shardset import Shard, ShardReadError, check_files, read_shardset
 
-Key = Callable[[str], str]
 CHUNK_ROWS = 256
 CHUNK_VALUES = 1 << 22
 """A chunk, the samples read, resized and written together (the unit of the memory bound), holds at most
@@ -65,6 +65,37 @@ class Chunk:
     pixels: np.ndarray  # uint8, n × S × S × 3
     labels: np.ndarray  # int64, n, 0-based
     val: np.ndarray  # bool, n: the row goes to the val files
+
+
+class Pool(Protocol):
+    """What an export reads, as its input's format opens it (``InputFormat.export_pool``): npz batches, a shard
+    set's split."""
+
+    kind: str
+    classes: int  # the one-hot width
+    class_names: list[str]
+
+    @property
+    def size(self) -> int:
+        """Samples in the pool."""
+        ...
+
+    @property
+    def inflate_bytes(self) -> int:
+        """Temporary bytes ``open`` writes (a compressed npz ``data``, inflated)."""
+        ...
+
+    def open(self, cache: Path) -> None:
+        """Makes the samples readable, writing temporary files into ``cache`` if it must."""
+        ...
+
+    def sample_rows(self, count: int, seed: int, size: int, fit: str) -> np.ndarray:
+        """A seeded sample of ``count`` rows at the export size, to measure."""
+        ...
+
+    def chunks(self, choice: Choice, size: int, fit: str, workers: int, seed: int) -> Iterator[Chunk]:
+        """The chosen samples, fitted, a chunk at a time: the train ones, then the val ones."""
+        ...
 
 
 @dataclass
@@ -314,16 +345,3 @@ def shard_pool(root: Path, split: str, num_classes: int | None, key: Key) -> Sha
     check_files(shards, key("input"))
     classes = _class_count(len(shard_set.classes), num_classes, key, root)
     return ShardPool(root, shards, classes, shard_set.classes)
-
-
-def open_pool(root: Path, split: str, num_classes: int | None, key: Key) -> NpzPool | ShardPool:
-    """The input at ``root``: a shard set (``index.json``) or npz batches (a .npz file or a directory of them).
-
-    ``key`` names a setting in errors: ``export.split`` in a spec, ``--split`` on the command line."""
-    if not root.exists():
-        raise UserError(f"{key('input')}: {root}: no such file or directory")
-    if root.is_dir() and (root / INDEX).is_file():
-        return shard_pool(root, split, num_classes, key)
-    if root.suffix == ".npz" or (root.is_dir() and any(p.suffix == ".npz" for p in root.iterdir())):
-        return npz_pool(root, split, num_classes, key)
-    raise UserError(f"{key('input')}: {root} is neither a shard set (no {INDEX}) nor npz batches (no .npz files)")

@@ -1,4 +1,5 @@
-"""What an export will write, worked out before anything is written; ``clusterdeck export --inspect`` shows it.
+"""What an export will write, worked out before anything is written; ``clusterdeck export --inspect`` shows it
+(``describe``: the ``export-plan`` document; ``app.render.plan`` writes it as text).
 
 With ``size_gb``, the sample count comes from the bytes a sample takes (its pixel row plus its
 label row), measured by encoding ``MEASURED`` seeded samples of the input: CSV rows vary in
@@ -15,7 +16,9 @@ from typing import Any
 from jobs.diskspace import require_free
 from jobs.errors import UserError
 from jobs.export.encode import CsvEncoder, NpyEncoder, flatten, npy_header
-from jobs.export.inputs import Key, NpzPool, ShardPool, chunk_rows, open_pool, split_sizes
+from jobs.export.inputs import Pool, chunk_rows, split_sizes
+from jobs.formats import registry as input_formats
+from jobs.formats.base import Key
 from jobs.steps.export_spec import ExportSpec
 
 MEASURED = 128
@@ -37,7 +40,7 @@ class OutFile:
 class ExportPlan:
     spec: ExportSpec
     input: Path
-    pool: NpzPool | ShardPool
+    pool: Pool
     train: int
     val: int
     tag: str
@@ -88,6 +91,20 @@ def output_names(spec: ExportSpec, *, val: bool | None = None) -> list[str]:
 
 def spec_key(name: str) -> str:
     return f"export.{name}"
+
+
+def open_pool(root: Path, split: str, num_classes: int | None, key: Key) -> Pool:
+    """The input at ``root``, opened by the first format ``export`` reads that detects it.
+
+    ``key`` names a setting in errors: ``export.split`` in a spec, ``--split`` on the command line."""
+    if not root.exists():
+        raise UserError(f"{key('input')}: {root}: no such file or directory")
+    exportable = [f for f in input_formats.formats() if f.exportable]
+    fmt = input_formats.find(root, lambda f: f in exportable)
+    if fmt is None:
+        readable = " or ".join(f.looks_like for f in exportable)
+        raise UserError(f"{key('input')}: {root} is none of what export reads: {readable}")
+    return fmt.export_pool(root, split, num_classes, key)
 
 
 def plan_export(spec: ExportSpec, input_path: Path, key: Key = spec_key) -> ExportPlan:
@@ -168,9 +185,9 @@ def check_names(spec: ExportSpec, key: Key = spec_key) -> None:
 
 
 def check_outputs(plan: ExportPlan, key: Key = spec_key) -> None:
-    """``check_names``, and the disk has room for the files (and an inflated npz ``data``)."""
+    """``check_names``, and the disk has room for the files (and the pool's temporary files: inflated data)."""
     check_names(plan.spec, key)
-    inflated = f" and {plan.pool.inflate_bytes} bytes of inflated npz data" if plan.pool.inflate_bytes else ""
+    inflated = f" and {plan.pool.inflate_bytes} bytes of inflated input data" if plan.pool.inflate_bytes else ""
     require_free(
         key("out"),
         plan.spec.out,
@@ -207,26 +224,3 @@ def describe(plan: ExportPlan) -> dict[str, Any]:
         "total_bytes": plan.total_bytes,
         "temporary_bytes": plan.pool.inflate_bytes,
     }
-
-
-def render(plan: ExportPlan) -> str:
-    d = describe(plan)
-    lines = [
-        f"input    {d['input']} ({d['input_kind']}, {d['split']} split): {d['pool']:,} samples, {d['classes']} classes",
-        f"rows     {d['image_size']}×{d['image_size']}×3 = {d['columns']:,} values, {d['layout']} order, "
-        f"{d['fit']} fit; labels one-hot over {d['classes']} classes",
-    ]
-    per_sample = plan.row_bytes + plan.label_bytes
-    if plan.spec.size_gb is not None:
-        lines.append(
-            f"size     {plan.spec.size_gb:g} GB target ÷ {per_sample:,.0f} bytes a sample "
-            f"(measured on {plan.measured}) = {plan.samples:,} samples"
-        )
-    lines.append(f"samples  {plan.samples:,}: {plan.train:,} train + {plan.val:,} val (seed {plan.spec.seed})")
-    approx = "~" if plan.spec.format == "csv" else ""
-    for f in plan.files:
-        lines.append(f"  {f.name:<44} {f.rows:>9,} × {f.cols:<6,} {approx}{f.bytes / 1e9:.3f} GB")
-    lines.append(f"total    {approx}{plan.total_bytes / 1e9:.3f} GB in {plan.spec.out}")
-    if plan.pool.inflate_bytes:
-        lines.append(f"         + {plan.pool.inflate_bytes / 1e9:.3f} GB while exporting: compressed npz data inflated")
-    return "\n".join(lines)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jobs.export.inputs import Key
-from jobs.export.plan import ExportPlan, check_outputs, plan_export, render, spec_key
+from jobs.export.plan import ExportPlan, check_outputs, describe, plan_export, spec_key
 from jobs.export.write import ExportResult, Progress, write_export
+from jobs.formats.base import Key
 from jobs.signals import interrupted_by_termination
 from jobs.spec import RunSpec
 from jobs.steps.export_spec import ExportSpec, export_input
@@ -20,18 +21,25 @@ def export_workers(spec: ExportSpec) -> int:
     return task_cpus() if spec.workers == "auto" else int(spec.workers)
 
 
+def plan_json(plan: ExportPlan) -> str:
+    """The plan as a job log says it: the ``export-plan`` document's figures on one line."""
+    return "plan " + json.dumps(describe(plan))
+
+
 def export(
     spec: ExportSpec,
     input_path: Path,
     *,
     key: Key = spec_key,
     say: Callable[[str], None] = print,
+    show_plan: Callable[[ExportPlan], str] = plan_json,
     on_progress: Progress | None = None,
 ) -> tuple[ExportPlan, ExportResult]:
-    """Plans the export, says what it will write (the sample count before any file is written), then writes it."""
+    """Plans the export, says what it will write (``show_plan``: the sample count before any file is written),
+    then writes it."""
     plan = plan_export(spec, input_path, key)
     check_outputs(plan, key)
-    say(render(plan))
+    say(show_plan(plan))
     with interrupted_by_termination():
         result = write_export(plan, export_workers(spec), on_progress)
     say(summary(plan, result))
@@ -49,7 +57,8 @@ def summary(plan: ExportPlan, result: ExportResult) -> str:
 
 
 def run_export_step(spec: RunSpec, report: Callable[[dict[str, Any]], None]) -> None:
-    """The ``[export]`` step: its progress goes to the part's status, its plan and summary to the job log."""
+    """The ``[export]`` step: its progress goes to the part's status, its plan (as JSON) and summary to the job
+    log."""
     assert spec.export is not None
 
     def say(text: str) -> None:

@@ -1,14 +1,12 @@
-"""Listing inputs without reading their images: what each sample is called, where it is, its class.
+"""Listings of inputs, made without reading their images: what each sample is called, where it is, its class.
 
 A listing is the canonical, sorted order of a split's samples; the shuffle is applied on
-top of it, so the same input and seed always give the same shards. Each input format has
-a ``Source`` that reads one sample given its locator (``loc``); sources are small,
-picklable values, sent to the writer processes inside each shard's job.
-
-- ``imagefolder``: ``<wnid>/<file>`` trees (``FileSource``).
-- ``ilsvrc-val``: a flat ``ILSVRC2012_val_%08d.JPEG`` directory and its ground truth.
-- ``ilsvrc-train-tar`` / ``ilsvrc-val-tar``: the ILSVRC2012 tars, read in place (``jobs.shard.tarsource``).
-- ``npz``: downsampled-ImageNet batches, memory-mapped (``jobs.shard.npzsource``).
+top of it, so the same input and seed always give the same shards. Each input format
+(``jobs.formats``) lists its samples as ``Entries`` with a ``Source`` that reads one sample
+given its locator (``loc``); sources are small, picklable values, sent to the writer
+processes inside each shard's job. ``FileSource`` reads files under a directory; the
+ILSVRC2012 val names and labels (``ValLabels``) are here too, shared by the val formats and
+``val-sort``.
 """
 
 from __future__ import annotations
@@ -113,27 +111,6 @@ def select_classes(available: list[str], wanted: int | list[str] | None, where: 
     return sorted(set(wanted))
 
 
-def imagefolder_classes(root: Path) -> list[str]:
-    with os.scandir(root) as entries:
-        classes = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
-    if not classes:
-        raise UserError(f"{root}: no class folders (expected <wnid>/<file>.JPEG)")
-    return classes
-
-
-def list_imagefolder(root: Path) -> Entries:
-    classes = imagefolder_classes(root)
-    entries = Entries(FileSource(str(root)), [], [], [], classes)
-    for wnid in classes:
-        for dirpath, dirnames, filenames in os.walk(root / wnid):
-            dirnames.sort()
-            rel = os.path.relpath(dirpath, root)
-            for name in sorted(filenames):
-                path = f"{rel}/{name}"
-                entries.add(path, path, wnid)
-    return entries
-
-
 def read_synsets(path: Path) -> list[str]:
     """wnids in ILSVRC2012_ID order, from a devkit meta.mat or a text file (first word of each line)."""
     if path.suffix == ".mat":
@@ -190,17 +167,6 @@ class ValLabels:
         if not 1 <= number <= len(self.truth):
             return None, f"no line {number} in {self.truth_name}"
         return self.id_to_wnid[self.truth[number - 1] - 1], ""
-
-
-def val_labels(ground_truth: Path, synsets: Path) -> ValLabels:
-    id_to_wnid = read_synsets(synsets)
-    return ValLabels(id_to_wnid, read_ground_truth(ground_truth, len(id_to_wnid)), ground_truth.name)
-
-
-def list_ilsvrc_val(root: Path, labels: ValLabels) -> Entries:
-    """Flat ``ILSVRC2012_val_%08d.JPEG`` files; the number in the name is the ground-truth line."""
-    with os.scandir(root) as found:
-        return val_entries(FileSource(str(root)), [(e.name, e.name) for e in found if e.is_file()], labels)
 
 
 def val_entries(source: Source, found: list[tuple[str, Any]], labels: ValLabels) -> Entries:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from jobs import atomic
 from jobs.diskspace import WriteFailed, free_text, is_full, require_free
+from jobs.formats import registry as input_formats
 from jobs.shard.plan import ShardJob
 from jobs.shard.write import completed_part, part_path
 from jobs.spec import ShardSpec
@@ -48,8 +49,9 @@ def check_room_at_submit(spec: ShardSpec) -> None:
     if not spec.output.is_dir() or spec.classes is not None or spec.resize_shorter or spec.jpeg_quality:
         return  # a subset or a re-encoding may need less: the job's own estimate decides
     needed = 0
-    for inp in (spec.train, spec.val):
-        if inp is None or inp.format == "npz":
+    for inp in (i for i in (spec.train, spec.val) if i is not None):
+        fmt = input_formats.get(inp.format)
+        if fmt is None or not fmt.stored_as_is:  # its samples are encoded anew: their size is the job's to estimate
             continue
         size = _input_bytes(inp.input)
         if size is None:

@@ -12,16 +12,15 @@ from typing import Any
 
 from jobs import atomic
 from jobs.errors import UserError
+from jobs.formats import registry as input_formats
 from jobs.shard.encode import Encoder, SkipSample
 from jobs.shard.index import INDEX, INDEX_FORMAT
-from jobs.shard.inputs import list_images, read_val_labels
-from jobs.shard.npzsource import list_npz
 from jobs.shard.plan import ShardJob, plan_split, sample_bytes, samples_per_shard, task_slice
 from jobs.shard.sources import Entries, Listing, Source, labelled, select_classes
 from jobs.shard.space import check_room, remove_temps, write_failed
 from jobs.shard.write import completed_part, write_or_reuse
 from jobs.signals import worker_signals
-from jobs.spec import VAL_FORMATS, ShardInput, ShardSpec
+from jobs.spec import ShardInput, ShardSpec
 from jobs.telemetry.pipeline import Pipeline
 
 Report = Callable[[dict[str, float]], None]
@@ -91,11 +90,10 @@ def check_output(spec: ShardSpec) -> None:
 
 
 def list_input(split: str, inp: ShardInput, cache: Path) -> Entries:
-    """The samples of one ``[shard.<split>]`` input, in canonical order, with their wnids."""
-    if inp.format == "npz":
-        return list_npz(inp.input, inp.synsets, cache / split)
-    labels = read_val_labels(inp.devkit, inp.ground_truth, inp.synsets) if inp.format in VAL_FORMATS else None
-    return list_images(inp.format, inp.input, labels)
+    """The samples of one ``[shard.<split>]`` input, in canonical order, with their wnids, listed by its format."""
+    fmt = input_formats.get(inp.format)
+    assert fmt is not None  # the spec checks it
+    return fmt.entries(inp.input, inp.fields, cache / split)
 
 
 def build_plan(spec: ShardSpec) -> ShardPlan:
@@ -162,9 +160,7 @@ def write_task(
             samples += record["samples"]
             size += record["bytes"]
             how = "verified, kept" if reused else "written"
-            print(
-                f"{record['file']}: {record['samples']} samples, {record['bytes'] / 1e6:.1f} MB ({how})", flush=True
-            )
+            print(f"{record['file']}: {record['samples']} samples, {record['bytes'] / 1e6:.1f} MB ({how})", flush=True)
             elapsed = max(time.monotonic() - started, 1e-9)
             report(
                 {

@@ -84,6 +84,28 @@ def tar_members(f: BinaryIO, where: str, end: int | None = None) -> Iterator[tar
         raise UserError(f"{where}: {what} at byte {tar.offset} (no valid header or end-of-archive block there)")
 
 
+COMPRESSED = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+
+
+def plain_tar(path: Path) -> bool:
+    """``path`` is a file named as an uncompressed tar; UserError for a compressed one (it cannot be read in place)."""
+    if not path.is_file():
+        return False
+    name = path.name.lower()
+    if name.endswith(COMPRESSED):
+        raise UserError(f"{path}: a compressed tar cannot be read in place; decompress it to a plain .tar first")
+    return name.endswith(".tar")
+
+
+def first_file(path: Path) -> tarfile.TarInfo:
+    """The header of the first file in the tar ``path``; UserError if it holds none."""
+    with open_for_headers(path) as f:
+        first = next((m for m in tar_members(f, str(path)) if m.isfile()), None)
+    if first is None:
+        raise UserError(f"{path}: a tar without files")
+    return first
+
+
 def list_train_tar(path: Path) -> Entries:
     """Every image of every ``<wnid>.tar`` inside ``path``, as ``<wnid>/<file>``, sorted as a directory walk is."""
     per_class: dict[str, list[tuple[str, tuple[int, int]]]] = {}

@@ -1,0 +1,102 @@
+"""What ``clusterdeck inspect`` reports of an input, from its listing (``entries_report``), and the parts every
+report shares: classes, skipped entries, image sizes measured on a seeded sample of at most ``SIZE_SAMPLE``
+images (PIL reads only each image's header).
+
+The listing is the shard step's own, so inspect sees what sharding would see. Nothing is written.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from jobs.errors import UserError
+from jobs.shard.sources import Entries
+
+SIZE_SAMPLE = 64  # images whose size is measured
+SHOWN_CLASSES = 5
+SEED = 0
+IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def entries_report(path: Path, fmt: str, entries: Entries, *, classed: bool, note: str = "") -> dict[str, Any]:
+    """The report of an image input listed as the shard step lists it; ``classed`` False (``note`` says why):
+    its images are counted, their classes unknown."""
+    if not entries.names and not entries.skipped:
+        raise UserError(f"{path}: no images found as {fmt}")
+    return {
+        **input_base(path, fmt),
+        "images": len(entries.names),
+        "bytes": _entry_bytes(path, entries),
+        "classes": classes_summary(entries.classes, Counter(entries.wnids)) if classed else None,
+        "classes_note": None if classed else note,
+        "image_sizes": _sample_sizes(entries),
+        "skipped": skipped_summary(entries.skipped),
+    }
+
+
+def input_base(path: Path, fmt: str) -> dict[str, Any]:
+    return {"path": str(path), "format": fmt, "ok": True, "npz": None}
+
+
+def _entry_bytes(path: Path, entries: Entries) -> int:
+    """The bytes each sample is stored in (a stat, or the tar member's size): nothing read."""
+    total = 0
+    for name, loc in zip(entries.names, entries.locs, strict=True):
+        size = entries.source.raw_size(loc)
+        if size is None:
+            raise UserError(f"{path}: cannot read the size of {name}")
+        total += size
+    return total
+
+
+def classes_summary(classes: Sequence[str], counts: Mapping[str, int]) -> dict[str, Any]:
+    """How many classes the input declares, how many have images, and the fewest and most images of one."""
+    per_class = [counts.get(c, 0) for c in classes]
+    return {
+        "count": len(classes),
+        "first": list(classes[:SHOWN_CLASSES]),
+        "with_images": sum(1 for n in per_class if n),
+        "per_class_min": min(per_class, default=0),
+        "per_class_max": max(per_class, default=0),
+    }
+
+
+def skipped_summary(skipped: list[dict[str, str]]) -> dict[str, Any]:
+    return {"count": len(skipped), "first": skipped[0] if skipped else None}
+
+
+def pick(count: int, most: int, rng: np.random.Generator) -> list[int]:
+    return sorted(rng.choice(count, size=min(most, count), replace=False).tolist()) if count else []
+
+
+def _sample_sizes(entries: Entries) -> dict[str, Any]:
+    sizes, unreadable = [], 0
+    for i in pick(len(entries.locs), SIZE_SAMPLE, np.random.default_rng(SEED)):
+        try:
+            with Image.open(io.BytesIO(entries.source.read(entries.locs[i]))) as image:
+                sizes.append(image.size)
+        except IMAGE_ERRORS:
+            unreadable += 1
+    return size_stats(sizes, unreadable)
+
+
+def size_stats(sizes: list[tuple[int, int]], unreadable: int) -> dict[str, Any]:
+    def stats(values: list[int]) -> dict[str, int] | None:
+        if not values:
+            return None
+        return {"min": min(values), "median": statistics.median_low(values), "max": max(values)}
+
+    return {
+        "measured": len(sizes),
+        "unreadable": unreadable,
+        "width": stats([w for w, _ in sizes]),
+        "height": stats([h for _, h in sizes]),
+    }
