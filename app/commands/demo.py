@@ -18,7 +18,7 @@ CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS = 10, 100, 10
 
 
 def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
-    return sub.add_parser(NAME, help="make sample data and shard it on this machine")
+    return sub.add_parser(NAME, help="make sample data, shard it, train and evaluate a small model on this machine")
 
 
 def demo_table(home: Path, data: Path) -> dict[str, object]:
