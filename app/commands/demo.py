@@ -9,7 +9,6 @@ from pathlib import Path
 
 from app.commands.base import Subparsers
 from app.exitcodes import EXIT_FAILED, EXIT_OK
-from jobs.runs import default_runs_root
 
 NAME = "demo"
 LOCAL_ONLY = True
@@ -60,6 +59,7 @@ def demo_table(home: Path, data: Path) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from jobs.runs import default_runs_root
     from jobs.sample_data import make_sample_data
     from jobs.spec import validate
     from jobs.submit import submit_run, wait_run
