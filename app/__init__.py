@@ -1,1 +1,1 @@
-"""clusterdeck's front ends: the headless CLI (and, later, the Textual app)."""
+"""clusterdeck's front ends: the headless CLI (``app.cli``, ``app.commands``) and the Textual app (``app.tui``)."""

@@ -1,4 +1,4 @@
-"""``clusterdeck logs``, ``metrics`` and ``watch``: following a run's files until it ends.
+"""Following a run's files until it ends: what ``clusterdeck logs -f``, ``metrics -f`` and ``watch`` share.
 
 Files are read every ``FILES_S``, the run's state every ``STATE_S`` (one ``sacct`` on SLURM).
 When the run has ended, reading goes on until the files stop growing (a job's last lines
@@ -9,14 +9,9 @@ on from their offsets.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
-from app.cli import EXIT_OK, exit_for
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from jobs.deck.base import Deck
@@ -83,87 +78,3 @@ def _drain(poll: Callable[[bool], bool]) -> None:
     deadline = time.monotonic() + FINAL_MAX_S
     while poll(True) and time.monotonic() < deadline:
         pass
-
-
-def cmd_logs(args: argparse.Namespace, deck: Deck, paths: RunPaths) -> int:
-    from jobs.tail.run import LogFile, RunLogs
-
-    logs = RunLogs(paths, deck.files, err=args.err, rank=args.rank)
-    shown: list[LogFile | None] = [None]
-
-    def poll(final: bool) -> bool:
-        lines = logs.poll(final)
-        for file, line in lines:
-            if file != shown[0]:
-                print(f"==> job {file.job_id} rank {file.rank} ({file.stream}) <==")
-                shown[0] = file
-            print(line)
-        sys.stdout.flush()
-        return bool(lines) or logs.more
-
-    view = follow(deck, paths, poll, keep_going=args.follow)
-    logs.close()
-    return exit_for(view.state) if view else EXIT_OK
-
-
-def cmd_metrics(args: argparse.Namespace, deck: Deck, paths: RunPaths) -> int:
-    from jobs.protocol import stamp
-    from jobs.tail.run import RunMetrics
-
-    kinds = {k for spec in args.kind for k in spec.split(",") if k} or None
-    metrics = RunMetrics(paths, deck.files, kinds=kinds)
-
-    def poll(final: bool) -> bool:
-        records = metrics.poll(final)
-        for record in records:  # --json: each line a metric-record document, the record's fields after the stamp
-            line = json.dumps(stamp("metric-record", record), separators=(",", ":")) if args.json else ""
-            print(line or format_record(record))
-        sys.stdout.flush()
-        return bool(records) or metrics.more
-
-    view = follow(deck, paths, poll, keep_going=args.follow)
-    metrics.close()
-    for path, (count, first) in sorted(metrics.bad.items()):
-        print(
-            f"clusterdeck: warning: {path}: {count} line(s) are not records (first: line {first}); skipped",
-            file=sys.stderr,
-        )
-    return exit_for(view.state) if view else EXIT_OK
-
-
-def format_record(record: dict[str, Any]) -> str:
-    when = time.strftime("%H:%M:%S", time.localtime(record.get("time", 0)))
-    head = f"{when} {record.get('kind', '?'):<10} {record.get('node', '')}/{record.get('rank', 0)}"
-    values = " ".join(f"{k}={_short(v)}" for k, v in record.items() if k not in ("time", "kind", "node", "rank"))
-    return f"{head} {values}"
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else json.dumps(value) if isinstance(value, list) else str(value)
-
-
-def cmd_watch(args: argparse.Namespace, deck: Deck, paths: RunPaths) -> int:
-    from app.watch import LineReporter, Screen
-    from jobs.tail.live import LiveRun
-    from jobs.tail.run import RunMetrics
-
-    metrics, live = RunMetrics(paths, deck.files), LiveRun()
-    current: list[RunView] = []  # follow() gives the first view before the first poll
-    out: LineReporter | Screen = Screen() if sys.stdout.isatty() else LineReporter(sys.stdout)
-
-    def poll(final: bool) -> bool:
-        records = metrics.poll(final)
-        for record in records:
-            live.add(record)
-            out.record(record, current[-1])
-        out.show(current[-1], live)
-        return bool(records) or metrics.more
-
-    def on_view(view: RunView) -> None:
-        current[:] = [view]
-        out.show(view, live)
-
-    with out:
-        follow(deck, paths, poll, keep_going=True, on_view=on_view)
-    metrics.close()
-    return exit_for(current[-1].state)

@@ -1,6 +1,8 @@
-"""How the front ends write durations (and nothing heavier: the CLI imports it at start)."""
+"""How the front ends write durations and times (and nothing heavier: the CLI imports it at start)."""
 
 from __future__ import annotations
+
+import time
 
 
 def duration(seconds: float | None) -> str:
@@ -9,3 +11,13 @@ def duration(seconds: float | None) -> str:
         return "-"
     s = int(seconds)
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def when(ts: float) -> str:
+    """A moment as local time to the minute: ``2025-01-31 14:05``."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def elapsed(start: float, end: float | None) -> str:
+    """The ``duration`` from ``start`` to ``end``, or to now while there is no end."""
+    return duration((end or time.time()) - start)

@@ -1,1 +1,4 @@
-"""The Textual app: runs, a run's live panels. Everything it shows comes from ``jobs``."""
+"""The Textual app: five screens (runs, a run's live panels, a new run's form, runs compared, the cluster).
+
+Everything it shows comes from ``jobs``.
+"""

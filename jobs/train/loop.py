@@ -1,4 +1,4 @@
-"""The training loop, in the shape of torchvision's reference: build_model, train_one_epoch, evaluate, main.
+"""The training loop, in the shape of torchvision's reference: ``Trainer.fit`` runs train_one_epoch, evaluate.
 
 Every rank runs this. The loop is device-agnostic (CUDA on GPU nodes, CPU here), and all
 the state a resumed job needs is in the ``last`` checkpoint: model, optimizer, scheduler,

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from pathlib import Path
 
-from jobs.runs import default_runs_root
+from app.commands.base import Subparsers
+from app.exitcodes import EXIT_FAILED, EXIT_OK
+
+NAME = "demo"
+LOCAL_ONLY = True
 
 CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS = 10, 100, 10
+
+
+def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
+    return sub.add_parser(NAME, help="make sample data, shard it, train and evaluate a small model on this machine")
 
 
 def demo_table(home: Path, data: Path) -> dict[str, object]:
@@ -49,11 +58,13 @@ def demo_table(home: Path, data: Path) -> dict[str, object]:
     }
 
 
-def run_demo(runs_root: Path | None) -> int:
+def run(args: argparse.Namespace) -> int:
+    from jobs.runs import default_runs_root
     from jobs.runspec import validate
     from jobs.sample_data import make_sample_data
     from jobs.submit import submit_run, wait_run
 
+    runs_root: Path | None = args.runs_root
     started = time.monotonic()
     home = (runs_root or default_runs_root()).parent / "demo"
     data = home / f"data-{CLASSES}x{TRAIN_PER_CLASS}"
@@ -81,7 +92,7 @@ def run_demo(runs_root: Path | None) -> int:
     print(f"run {view.run_id} {view.state} in {time.monotonic() - started:.0f} s")
     if view.state != "COMPLETED":
         print(f"see: clusterdeck logs {view.run_id} --err")
-        return 1
+        return EXIT_FAILED
     result = view.steps[-1].parts[0].progress
     print(
         f"val top-1 {result['top1']:.1%}  top-5 {result['top5']:.1%}  on {int(result['val_samples'])} images "
@@ -89,4 +100,4 @@ def run_demo(runs_root: Path | None) -> int:
     )
     print(f"checkpoints: {paths.checkpoints}")
     print(f"next:   clusterdeck show {view.run_id}   |   clusterdeck logs {view.run_id}")
-    return 0
+    return EXIT_OK

@@ -9,14 +9,48 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
+from app.commands.base import Subparsers
+from app.exitcodes import EXIT_OK
 from jobs.errors import UserError
+
+NAME = "export"
+LOCAL_ONLY = True
 
 OPTIONS = (
     "name", "size_gb", "samples", "val_fraction", "seed", "split", "image_size", "fit", "layout", "format",
     "decimals", "num_classes", "workers",
 )  # fmt: skip
+
+
+def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
+    s = sub.add_parser(
+        NAME, help="dense CSV matrices with .mtd files (or .npy) of a shard set or npz batches, for SystemDS"
+    )
+    s.add_argument("input", type=Path, metavar="INPUT", help="a shard set (with index.json) or npz batches")
+    s.add_argument("--out", type=Path, required=True, metavar="DIR", help="where the files go")
+    s.add_argument("--name", help="first part of every file name (default imagenet)")
+    size = s.add_mutually_exclusive_group(required=True)
+    size.add_argument("--size-gb", type=float, metavar="X", help="the four files together come to about X GB")
+    size.add_argument("--samples", type=int, metavar="N", help="export N samples, train and val together")
+    s.add_argument("--val-fraction", type=float, metavar="F", help="share of the samples in the val files (0.2)")
+    s.add_argument("--seed", type=int, help="seed of the choice, order and split of the samples (0)")
+    s.add_argument("--split", help="the input's part to take samples from: train (default), val or all")
+    s.add_argument("--image-size", type=int, metavar="S", help="rows hold S×S×3 values (64)")
+    s.add_argument("--fit", help="squash (default: resize whole images) or crop (their centre square)")
+    s.add_argument("--layout", help="chw (default: colour planes, as SystemDS conv2d) or hwc (r,g,b per pixel)")
+    s.add_argument("--format", help="csv (default, with .mtd files) or npy (float32 pixels, uint8 labels)")
+    s.add_argument("--decimals", type=int, metavar="D", help="CSV digits after the point (6)")
+    s.add_argument("--num-classes", type=int, metavar="K", help="one-hot width (default: the input's classes)")
+    s.add_argument("--workers", help="processes decoding shard images (default auto: this machine's CPUs)")
+    s.add_argument(
+        "--overwrite", action="store_true", help="replace files of the same names once the new ones are done"
+    )
+    s.add_argument("--inspect", action="store_true", help="show what would be written; write nothing")
+    s.add_argument("--json", action="store_true", help="print the plan (and the result) as JSON")
+    return s
 
 
 def option(name: str) -> str:
@@ -46,7 +80,7 @@ def export_spec(args: argparse.Namespace) -> Any:
         raise UserError(*problems) from None
 
 
-def run_export(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from app.render.plan import render
     from jobs.export.plan import check_outputs, describe, plan_export
     from jobs.export.step import export
@@ -60,7 +94,7 @@ def run_export(args: argparse.Namespace) -> int:
             check_outputs(plan, option)
         except UserError as exc:  # the plan is still worth seeing; writing it would be refused
             print(f"clusterdeck: warning: {exc}", file=sys.stderr)
-        return 0
+        return EXIT_OK
     tty = sys.stderr.isatty()
 
     def progress(p: dict[str, Any]) -> None:
@@ -75,4 +109,4 @@ def run_export(args: argparse.Namespace) -> int:
     if args.json:
         result_doc = {**describe(plan), "written": result.files, "seconds": round(result.seconds, 1)}
         print(json.dumps(stamp("export-result", result_doc), indent=2))
-    return 0
+    return EXIT_OK

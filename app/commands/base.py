@@ -1,0 +1,73 @@
+"""What a command module holds (``Command``), and what several commands share: the deck, JSON documents, numbers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from jobs.deck.base import Deck
+
+Subparsers = argparse._SubParsersAction  # what ``add_subparsers`` returns: each command adds its parser to it
+
+
+class Command(Protocol):
+    """A module of ``app.commands``; ``app.cli.COMMANDS`` lists every one."""
+
+    NAME: str
+    """The command's word on the command line."""
+    LOCAL_ONLY: bool
+    """Works on this machine's files: refused with ``--host`` (run it on the cluster itself)."""
+
+    def add_parser(self, sub: Subparsers) -> argparse.ArgumentParser:
+        """Adds the command's parser, with its help and arguments, to ``clusterdeck``'s subcommands."""
+        ...
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Does what the parsed ``args`` ask; returns the exit code (``app.exitcodes``)."""
+        ...
+
+
+def open_deck(args: argparse.Namespace) -> Deck:
+    """This machine's runs root, or (``--host``) the login node's, connected."""
+    if args.host:
+        from app.remote import connect
+
+        return connect(args.host, str(args.runs_root) if args.runs_root else None)
+    from jobs.deck.local import LocalDeck
+
+    return LocalDeck(_root(args), root_given=args.runs_root is not None)
+
+
+def _root(args: argparse.Namespace) -> Path:
+    from jobs.runs import default_runs_root
+
+    return args.runs_root.expanduser() if args.runs_root else default_runs_root()
+
+
+def print_json(schema: str, doc: dict[str, Any]) -> None:
+    """``doc`` as the document ``schema`` of ``jobs.protocol``: stamped with its schema and this version."""
+    from jobs.protocol import stamp
+
+    print(json.dumps(stamp(schema, doc), indent=2, sort_keys=True, default=str))
+
+
+# The argument types' names show in argparse's errors ("invalid _natural value: 'x'"): they stay as they were.
+
+
+def _natural(text: str) -> int:
+    """An argument that is a whole number, 0 or more."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    """An argument that is a whole number, 1 or more."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

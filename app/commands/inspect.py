@@ -1,0 +1,50 @@
+"""``clusterdeck inspect``: what a shard input or a shard set holds; a shard set is checked against its index."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from app.commands.base import Subparsers, print_json
+from app.exitcodes import EXIT_FAILED, EXIT_OK
+
+NAME = "inspect"
+LOCAL_ONLY = True
+
+
+def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
+    s = sub.add_parser(
+        NAME, help="what a shard input or a shard set holds: counts, classes, sizes, bytes; checks shard sets"
+    )
+    s.add_argument("path", type=Path, metavar="PATH", help="a shard set (with index.json), an input directory or file")
+    s.add_argument(
+        "--format", metavar="F", help="the layout of PATH: a shard.*.format, or 'shards' (default: detected)"
+    )
+    s.add_argument("--devkit", type=Path, metavar="F", help="ILSVRC2012 devkit (.tar.gz or directory): val labels")
+    s.add_argument("--ground-truth", type=Path, metavar="F", help="val ground truth, with --synsets (or --devkit)")
+    s.add_argument("--synsets", type=Path, metavar="F", help="meta.mat or wnid-per-line text: val or npz class names")
+    s.add_argument("--no-verify", action="store_true", help="shard sets: check sizes only, not sha256")
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    return s
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.render.inspect import render
+    from jobs.shard.inspect import failures, inspect_path
+
+    report = inspect_path(
+        args.path,
+        args.format,
+        devkit=args.devkit,
+        ground_truth=args.ground_truth,
+        synsets=args.synsets,
+        verify=not args.no_verify,
+    )
+    if args.json:
+        print_json("inspect-report", report)
+    else:
+        print(render(report))
+    for problem in failures(report):
+        print(f"clusterdeck: error: {problem}", file=sys.stderr)
+    return EXIT_OK if report["ok"] else EXIT_FAILED
