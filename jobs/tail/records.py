@@ -3,10 +3,11 @@
 ``metrics.jsonl`` and the telemetry files hold one JSON object per line (``jobs.metrics``):
 ``time``, ``kind``, ``node``, ``rank``, ``attempt``, then the kind's values. ``parse`` turns one
 into its kind's class: ``Train``, ``Epoch``, ``Evaluate``, ``Checkpoint``, ``Final``, ``Stage``
-(the metrics file), ``System`` and ``Gpu`` (telemetry). Figures a writer leaves out where it
-cannot measure them (NVML's, the node-wide ones of a rank other than local rank 0) are None;
-a record without a field its kind always has is not one of that kind. A field a reader does
-not know (a newer writer added it) is ignored.
+(the metrics file), ``System`` and ``Gpu`` (telemetry). A record without the fields that say
+what it is about (a train record's epoch and loss, a gpu record's device) is not one of its
+kind; a figure it lacks reads as 0, or as None where a writer leaves it out when it cannot
+measure it (NVML's, the node-wide ones of a rank other than local rank 0, val figures without
+a val set). A field a reader does not know (a newer writer added it) is ignored.
 
 A kind is ``name`` or ``name/major``: major 1 is written bare, and a change a reader of this
 major could misread gets a new major. A record of a kind this module does not know, or of
@@ -42,13 +43,13 @@ class Train(MetricRecord):
     """Every ``train.log_every_steps``: the last interval's figures (rank 0 gathers every rank's)."""
 
     KIND = "train"
-    step: int
     epoch: float
     """Fractional, 0-based: 2.5 is half-way through the third epoch."""
     loss: float
-    lr: float
-    images_per_s: float
-    data_wait_fraction: float
+    step: int = 0
+    lr: float = 0.0
+    images_per_s: float = 0.0
+    data_wait_fraction: float = 0.0
     step_s: float | None = None
     data_wait_s: float | None = None
 
@@ -94,7 +95,7 @@ class Final(Validation):
 
     KIND = "final"
     step: int
-    weights_sha256: list[str]
+    weights_sha256: list[str] = []
     epoch: int | None = None
     epoch_s: float | None = None
     train_loss: float | None = None
@@ -104,10 +105,10 @@ class Stage(MetricRecord):
     """A node's staging progress (``jobs.stage.stager.Tally``)."""
 
     KIND = "stage"
-    bytes_done: int
-    bytes_total: int
-    files_done: int
-    files_total: int
+    bytes_done: int = 0
+    bytes_total: int = 0
+    files_done: int = 0
+    files_total: int = 0
     copied: int = 0
     reused: int = 0
     repaired: int = 0
@@ -145,9 +146,9 @@ class Gpu(MetricRecord):
 
     KIND = "gpu"
     gpu: int
-    allocated_mb: float
-    reserved_mb: float
-    peak_mb: float
+    allocated_mb: float = 0.0
+    reserved_mb: float = 0.0
+    peak_mb: float = 0.0
     used_mb: float | None = None
     total_mb: float | None = None
     util_pct: float | None = None
