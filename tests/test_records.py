@@ -1,4 +1,4 @@
-"""Typed records: one parser for every reader; a record of an unknown kind or a newer major is skipped, never a crash."""
+"""Typed records: one parser for every reader; a record of an unknown kind or a newer major is skipped, not a crash."""
 
 from __future__ import annotations
 
