@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from typing import IO, Any
+from typing import IO
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -15,24 +14,25 @@ from rich.text import Text
 from app.formats import duration
 from jobs.status import RunView
 from jobs.tail.live import LiveRun
+from jobs.tail.records import Epoch, Evaluate, Gpu, MetricRecord, Progress, Stage, Train, Validation
 
 REDRAW_S = 0.25
 GB = 1e9
 
 
-def _part_progress(view: RunView, step: str) -> dict[str, float]:
+def _part_progress(view: RunView, step: str) -> Progress:
     for s in view.steps:
         if s.name == step and s.parts:
-            return s.parts[0].progress
-    return {}
+            return Progress.of(s.parts[0].progress)
+    return Progress()
 
 
 def train_progress(view: RunView, live: LiveRun) -> tuple[float, float, float, float]:
     """(step, steps_total, epoch, epochs): the status's figures, or the last train record's if newer."""
-    p = _part_progress(view, "train")
-    step = max(p.get("step", 0.0), float(live.train.get("step", 0)))
-    epoch = max(p.get("epoch", 0.0), float(live.train.get("epoch", 0.0)))
-    return step, p.get("steps_total", 0.0), epoch, p.get("epochs", 0.0)
+    p, t = _part_progress(view, "train"), live.train
+    step = max(p.step or 0.0, float(t.step) if t else 0.0)
+    epoch = max(p.epoch or 0.0, t.epoch if t else 0.0)
+    return step, p.steps_total or 0.0, epoch, p.epochs or 0.0
 
 
 def render(view: RunView, live: LiveRun) -> RenderableType:
@@ -50,19 +50,16 @@ def render(view: RunView, live: LiveRun) -> RenderableType:
     grid.add_column(overflow="fold")
     for run_step in view.steps:
         for part in run_step.parts:
-            p = part.progress
-            if run_step.name == "shard" and p.get("shards_total"):
+            p = Progress.of(part.progress)
+            if run_step.name == "shard" and p.shards_total:
+                done = p.shards_done or 0.0
                 grid.add_row(
                     f"shard {part.part}",
-                    _bar(p["shards_done"], p["shards_total"]),
-                    f"{int(p['shards_done'])}/{int(p['shards_total'])} shards  {p.get('mb_per_s', 0):.0f} MB/s",
+                    _bar(done, p.shards_total),
+                    f"{int(done)}/{int(p.shards_total)} shards  {p.mb_per_s or 0:.0f} MB/s",
                 )
     for node, s in sorted(live.stage.items()):
-        grid.add_row(
-            f"stage {node}",
-            _bar(s["bytes_done"], s["bytes_total"]),
-            f"{stage_text(s)}  ETA {duration(s.get('eta_s'))}",
-        )
+        grid.add_row(f"stage {node}", _bar(s.bytes_done, s.bytes_total), f"{stage_text(s)}  ETA {duration(s.eta_s)}")
     step, steps_total, epoch, epochs = train_progress(view, live)
     if steps_total:
         grid.add_row(
@@ -76,54 +73,59 @@ def render(view: RunView, live: LiveRun) -> RenderableType:
         grid.add_row(
             "",
             "",
-            f"loss {t['loss']:.4f}  {t['images_per_s']:.0f} img/s  "
-            f"data wait {t['data_wait_fraction']:.0%}  lr {t['lr']:.3g}",
+            f"loss {t.loss:.4f}  {t.images_per_s:.0f} img/s  data wait {t.data_wait_fraction:.0%}  lr {t.lr:.3g}",
         )
     if live.epoch:
-        e = live.epoch
-        grid.add_row(
-            "",
-            "",
-            f"top-1 {e.get('top1', 0):.2%}  top-5 {e.get('top5', 0):.2%}  "
-            f"val loss {e.get('val_loss', 0):.4f}  (epoch {e.get('epoch', '-')})",
-        )
+        grid.add_row("", "", f"{validation_text(live.epoch)}  (epoch {_epoch_of(live.epoch)})")
     for (node, rank), s in live.current(live.system):
         text = (
-            f"CPU {s['cpu_pct']:.0f}%  RSS {s['rss_mb'] / 1e3:.1f} GB  read {s['read_mb_s']:.0f} MB/s  "
-            f"data {s['data_mb_s']:.1f} MB/s {s['data_samples_s']:.0f} samples/s"
+            f"CPU {s.cpu_pct:.0f}%  RSS {s.rss_mb / 1e3:.1f} GB  read {s.read_mb_s:.0f} MB/s  "
+            f"data {s.data_mb_s:.1f} MB/s {s.data_samples_s:.0f} samples/s"
         )
-        if "disk_read_mb_s" in s:
+        if s.node_wide:  # local rank 0's; a figure it could not read shows as "-"
             text += (
-                f"  | node disk r {s['disk_read_mb_s']:.0f} w {s['disk_write_mb_s']:.0f} MB/s  "
-                f"net rx {s['net_rx_mb_s']:.1f} tx {s['net_tx_mb_s']:.1f} MB/s"
+                f"  | node disk r {_figure(s.disk_read_mb_s, '.0f')} w {_figure(s.disk_write_mb_s, '.0f')} MB/s  "
+                f"net rx {_figure(s.net_rx_mb_s, '.1f')} tx {_figure(s.net_tx_mb_s, '.1f')} MB/s"
             )
         grid.add_row(f"{node} rank {rank}", "", text)
     for (node, rank, gpu), g in live.current(live.gpus):
-        if "total_mb" in g:
-            bar: RenderableType = _bar(g["used_mb"], g["total_mb"])
-            text = f"util {g['util_pct']:.0f}%  "
+        if g.used_mb is not None and g.total_mb is not None:
+            bar: RenderableType = _bar(g.used_mb, g.total_mb)
+            text = f"util {g.util_pct:.0f}%  " if g.util_pct is not None else ""
         else:
             bar, text = Text(""), ""
-        text += f"allocated {g['allocated_mb'] / 1e3:.1f}  {gpu_memory_text(g)}  peak {g['peak_mb'] / 1e3:.1f} GB"
+        text += f"allocated {g.allocated_mb / 1e3:.1f}  {gpu_memory_text(g)}  peak {g.peak_mb / 1e3:.1f} GB"
         grid.add_row(f"GPU {node}:{gpu} (rank {rank})", bar, text)
     return Group(header, grid)
 
 
-def gpu_memory_text(g: dict[str, Any]) -> str:
+def _figure(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _epoch_of(record: Epoch | Evaluate) -> str:
+    return str(record.epoch) if isinstance(record, Epoch) else "-"
+
+
+def validation_text(v: Validation) -> str:
+    """``top-1 71.20%  top-5 90.10%  val loss 1.2345``: a figure the record lacks shows as 0."""
+    return f"top-1 {v.top1 or 0:.2%}  top-5 {v.top5 or 0:.2%}  val loss {v.val_loss or 0:.4f}"
+
+
+def gpu_memory_text(g: Gpu) -> str:
     """Torch's reserved memory beside NVML's used, and the gap: what nvJPEG, NCCL, the CUDA context and other
     processes hold, which no allocator figure shows: ``reserved 12.0  used 14.3/80.0 (+2.3 outside torch)``."""
-    text = f"reserved {g['reserved_mb'] / 1e3:.1f}"
-    if "used_mb" in g:
-        outside = (g["used_mb"] - g["reserved_mb"]) / 1e3
-        text += f"  used {g['used_mb'] / 1e3:.1f}/{g['total_mb'] / 1e3:.1f} ({outside:+.1f} outside torch)"
+    text = f"reserved {g.reserved_mb / 1e3:.1f}"
+    if g.used_mb is not None and g.total_mb is not None:
+        outside = (g.used_mb - g.reserved_mb) / 1e3
+        text += f"  used {g.used_mb / 1e3:.1f}/{g.total_mb / 1e3:.1f} ({outside:+.1f} outside torch)"
     return text
 
 
-def stage_text(s: dict[str, Any]) -> str:
+def stage_text(s: Stage) -> str:
     """A ``stage`` record's progress: ``1.20/2.25 GB  12/23 shards  950 MB/s``."""
     return (
-        f"{s['bytes_done'] / GB:.2f}/{s['bytes_total'] / GB:.2f} GB  {s['files_done']}/{s['files_total']} shards  "
-        f"{s['mb_s']:.0f} MB/s"
+        f"{s.bytes_done / GB:.2f}/{s.bytes_total / GB:.2f} GB  {s.files_done}/{s.files_total} shards  {s.mb_s:.0f} MB/s"
     )
 
 
@@ -153,7 +155,7 @@ class Screen:
             self.live.update(render(*self.last), refresh=True)
         self.live.stop()
 
-    def record(self, record: dict[str, Any], view: RunView) -> None:
+    def record(self, record: MetricRecord, view: RunView) -> None:
         pass
 
     def show(self, view: RunView, live: LiveRun) -> None:
@@ -178,29 +180,20 @@ class LineReporter:
         if self.view is not None:
             self._print(f"run {self.view.run_id} {self.view.state}")
 
-    def record(self, record: dict[str, Any], view: RunView) -> None:
-        # a record of another version or writer, without the fields its line needs, is not shown
-        with contextlib.suppress(KeyError, TypeError, ValueError):
-            self._record(record, view)
-
-    def _record(self, record: dict[str, Any], view: RunView) -> None:
-        kind = record.get("kind")
-        if kind == "train":
+    def record(self, record: MetricRecord, view: RunView) -> None:
+        if isinstance(record, Train):
             live = LiveRun(train=record)
             step, total, _, epochs = train_progress(view, live)
             self._print(
-                f"train step {int(record['step'])}/{int(total)} (epoch {record['epoch']:.2f}/{int(epochs)})  "
-                f"loss {record['loss']:.4f}  {record['images_per_s']:.0f} img/s  "
-                f"data wait {record['data_wait_fraction']:.0%}  ETA {duration(live.eta_s(step, total))}"
+                f"train step {record.step}/{int(total)} (epoch {record.epoch:.2f}/{int(epochs)})  "
+                f"loss {record.loss:.4f}  {record.images_per_s:.0f} img/s  "
+                f"data wait {record.data_wait_fraction:.0%}  ETA {duration(live.eta_s(step, total))}"
             )
-        elif kind in ("epoch", "evaluate"):
-            where = f"epoch {record['epoch']}" if kind == "epoch" else "evaluate"
-            self._print(
-                f"{where}: top-1 {record.get('top1', 0):.2%}  top-5 {record.get('top5', 0):.2%}  "
-                f"val loss {record.get('val_loss', 0):.4f}"
-            )
-        elif kind == "stage":
-            self._print(f"stage {record.get('node')}: {stage_text(record)}")
+        elif isinstance(record, Epoch | Evaluate):
+            where = f"epoch {record.epoch}" if isinstance(record, Epoch) else "evaluate"
+            self._print(f"{where}: {validation_text(record)}")
+        elif isinstance(record, Stage):
+            self._print(f"stage {record.node}: {stage_text(record)}")
 
     def show(self, view: RunView, live: LiveRun) -> None:
         self.view = view

@@ -23,6 +23,7 @@ from jobs.errors import UserError
 from jobs.rundir import RunPaths
 from jobs.tail.access import FileAccess, LocalFiles, read_all
 from jobs.tail.filetail import FileTail
+from jobs.tail.records import Epoch, MetricRecord, Train, parse
 
 SERIES: Final = ("train_loss", "top1", "top5", "val_loss")
 """The curves of a run, in the order shown; an ``epoch`` record's keys, but for train loss (see above)."""
@@ -85,8 +86,9 @@ def format_value(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-def metrics_records(paths: RunPaths, access: FileAccess | None = None) -> Iterator[dict[str, Any]]:
-    """The records of ``metrics.jsonl`` in order (none before it exists); a half-written last line is skipped."""
+def metrics_records(paths: RunPaths, access: FileAccess | None = None) -> Iterator[MetricRecord]:
+    """The records of ``metrics.jsonl`` in order, typed (none before it exists); a half-written last line, or a
+    record of a kind or major this clusterdeck does not read, is skipped."""
     tail = FileTail(access or LocalFiles(), str(paths.metrics))
     try:
         while True:
@@ -95,10 +97,10 @@ def metrics_records(paths: RunPaths, access: FileAccess | None = None) -> Iterat
                 raise UserError(f"run {paths.run_id}: cannot read its metrics: {tail.error}")
             for line in lines:
                 try:
-                    record = json.loads(line)
+                    record = parse(json.loads(line))
                 except ValueError:
                     continue
-                if isinstance(record, dict):
+                if record is not None:
                     yield record
             if not tail.more:
                 return
@@ -108,41 +110,33 @@ def metrics_records(paths: RunPaths, access: FileAccess | None = None) -> Iterat
 
 def epoch_curves(paths: RunPaths, access: FileAccess | None = None) -> Curves:
     """``SERIES`` name → [(epoch, value)] sorted by epoch (1 is the first), for the series the run has."""
-    epochs: dict[int, tuple[int, dict[str, Any]]] = {}  # epoch → (attempt, its newest epoch record)
+    epochs: dict[int, tuple[int, Epoch]] = {}  # epoch → (attempt, its newest epoch record)
     losses: dict[int, tuple[int, list[float]]] = {}  # epoch → (attempt, losses of its train records)
     for r in metrics_records(paths, access):
-        try:
-            attempt = int(r.get("attempt", 1))
-            if r.get("kind") == "epoch":
-                epoch = int(r["epoch"])
-                if attempt >= epochs.get(epoch, (0, {}))[0]:
-                    epochs[epoch] = (attempt, r)
-            elif r.get("kind") == "train":
-                # a train record's epoch is fractional, 0-based: epoch 1 runs over (0, 1]
-                epoch, loss = max(math.ceil(float(r["epoch"])), 1), float(r["loss"])
-                if not math.isfinite(loss):
-                    continue  # a NaN step shows in the log; the curve keeps its scale
-                seen, values = losses.get(epoch, (0, []))
-                if attempt > seen:
-                    values = []
-                if attempt >= seen:
-                    losses[epoch] = (attempt, [*values, loss])
-        except (KeyError, TypeError, ValueError):
-            continue  # a record of another version or writer: not drawn, never fatal
+        if isinstance(r, Epoch):
+            if r.epoch not in epochs or r.attempt >= epochs[r.epoch][0]:
+                epochs[r.epoch] = (r.attempt, r)
+        elif isinstance(r, Train):
+            # a train record's epoch is fractional, 0-based: epoch 1 runs over (0, 1]
+            epoch = max(math.ceil(r.epoch), 1) if math.isfinite(r.epoch) else 0
+            if not epoch or not math.isfinite(r.loss):
+                continue  # a NaN step shows in the log; the curve keeps its scale
+            seen, values = losses.get(epoch, (0, []))
+            if r.attempt > seen:
+                values = []
+            if r.attempt >= seen:
+                losses[epoch] = (r.attempt, [*values, r.loss])
     curves: Curves = {}
     for epoch in sorted(epochs.keys() | losses.keys()):
-        record = epochs.get(epoch, (0, {}))[1]
-        found = {key: float(record[key]) for key in SERIES if _number(record.get(key))}
+        record = epochs[epoch][1] if epoch in epochs else None
+        values = {key: getattr(record, key) for key in SERIES} if record else {}
+        found = {key: float(v) for key, v in values.items() if v is not None and math.isfinite(v)}
         if "train_loss" not in found and losses.get(epoch):
             found["train_loss"] = sum(losses[epoch][1]) / len(losses[epoch][1])
         for key in SERIES:
             if key in found:
                 curves.setdefault(key, []).append((epoch, found[key]))
     return curves
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def best(points: Sequence[Point]) -> Point | None:

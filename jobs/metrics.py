@@ -1,6 +1,8 @@
 """Appending records to a run's ``metrics.jsonl``: one JSON object per line, written whole, never rewritten.
 
-Every record carries ``time``, ``kind``, ``node`` and ``rank``; the rest are the kind's values.
+Every record carries ``time``, ``kind``, ``node``, ``rank`` and ``attempt``; the rest are the kind's
+values. Each kind is a typed class in ``jobs.tail.records``, which every reader parses with: a
+new kind, or a new field, goes there too (a change old readers would misread: a new major).
 Only the first node appends (rank 0 gathers what the other ranks measured; the stager
 there writes ``stage`` records), each line in one ``O_APPEND`` write, so lines never
 interleave or overwrite each other, on NFS or Lustre as on a local disk.

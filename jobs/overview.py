@@ -17,6 +17,7 @@ from jobs.rundir import RunPaths
 from jobs.runs import list_runs
 from jobs.status import RunView, damaged_view, view_runs
 from jobs.steps.registry import steps
+from jobs.tail.records import Progress
 
 
 @dataclass(frozen=True)
@@ -136,13 +137,14 @@ class Overview:
             progresses = list(last.values())
         progress: float | None = None
         images_per_s = best = None
-        for _, state, p in progresses:
-            if p.get("steps_total"):
-                progress = p.get("step", 0.0) / p["steps_total"]
-                images_per_s = p.get("images_per_s", images_per_s)
-                best = p.get("best_top1", best)
-            elif p.get("shards_total") and state == "RUNNING":
-                progress = p.get("shards_done", 0.0) / p["shards_total"]
+        for _, state, report in progresses:
+            p = Progress.of(report)
+            if p.steps_total:
+                progress = (p.step or 0.0) / p.steps_total
+                images_per_s = p.images_per_s if p.images_per_s is not None else images_per_s
+                best = p.best_top1 if p.best_top1 is not None else best
+            elif p.shards_total and state == "RUNNING":
+                progress = (p.shards_done or 0.0) / p.shards_total
         if view.state == "COMPLETED":
             progress = 1.0
         figures = (progress, images_per_s, best)

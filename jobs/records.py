@@ -13,6 +13,7 @@ from jobs.damage import DamagedRecord, model_problem, read_record
 from jobs.rundir import RunPaths
 from jobs.runspec import spec_model, validate
 from jobs.spec import RunSpec, Section, _section_type
+from jobs.tail.records import Progress
 
 Executor = Literal["local", "slurm"]
 Role = Literal["main", "array", "merge"]
@@ -123,7 +124,7 @@ class PartStatus(Record):
     """Earlier starts of this part in this attempt (requeues), oldest first."""
 
     def as_start(self) -> Start:
-        resumed = self.progress.get("resumed_from_step")
+        resumed = Progress.of(self.progress).resumed_from_step
         return Start(
             job_id=self.job_id,
             node=self.node,

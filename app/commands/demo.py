@@ -6,9 +6,13 @@ import argparse
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.commands.base import Subparsers
 from app.exitcodes import EXIT_FAILED, EXIT_OK
+
+if TYPE_CHECKING:
+    from jobs.status import RunView
 
 NAME = "demo"
 LOCAL_ONLY = True
@@ -63,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from jobs.runspec import validate
     from jobs.sample_data import make_sample_data
     from jobs.submit import submit_run, wait_run
+    from jobs.tail.records import Progress
 
     runs_root: Path | None = args.runs_root
     started = time.monotonic()
@@ -76,14 +81,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"submitted run {paths.run_id} (shard → train → evaluate) to the local executor; waiting", flush=True)
     shown: dict[str, str] = {}
 
-    def progress(view: object) -> None:
-        for step in view.steps:  # type: ignore[attr-defined]
-            p = step.parts[0].progress if step.parts else {}
+    def progress(view: RunView) -> None:
+        for step in view.steps:
+            p = Progress.of(step.parts[0].progress if step.parts else {})
             line = f"{step.name}: {step.state}"
-            if step.name == "train" and p.get("epochs"):
-                line += f" epoch {int(p['epoch'])}/{int(p['epochs'])}"
-                if "top1" in p:
-                    line += f", val top-1 {p['top1']:.1%}"
+            if step.name == "train" and p.epochs:
+                line += f" epoch {int(p.epoch or 0)}/{int(p.epochs)}"
+                if p.top1 is not None:
+                    line += f", val top-1 {p.top1:.1%}"
             if shown.get(step.name) != line:
                 shown[step.name] = line
                 print(line, flush=True)
@@ -93,9 +98,9 @@ def run(args: argparse.Namespace) -> int:
     if view.state != "COMPLETED":
         print(f"see: clusterdeck logs {view.run_id} --err")
         return EXIT_FAILED
-    result = view.steps[-1].parts[0].progress
+    result = Progress.of(view.steps[-1].parts[0].progress)
     print(
-        f"val top-1 {result['top1']:.1%}  top-5 {result['top5']:.1%}  on {int(result['val_samples'])} images "
+        f"val top-1 {result.top1 or 0:.1%}  top-5 {result.top5 or 0:.1%}  on {int(result.val_samples or 0)} images "
         f"of {CLASSES} classes (chance: {1 / CLASSES:.0%} and {5 / CLASSES:.0%})"
     )
     print(f"checkpoints: {paths.checkpoints}")

@@ -63,12 +63,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_attempts(step: Any) -> None:
+    from jobs.tail.records import Progress
+
     """Every start of every part: attempts (resume) and, within one, the scheduler's requeues."""
     print("  attempts:")
     rows = []
     for attempt in step.attempts:
         for part in attempt.parts:
-            starts = [*part.history, {**vars(part), "resumed_from_step": part.progress.get("resumed_from_step")}]
+            resumed_from = Progress.of(part.progress).resumed_from_step
+            starts = [*part.history, {**vars(part), "resumed_from_step": resumed_from}]
             for start in starts:
                 resumed = start.get("resumed_from_step")
                 rows.append(

@@ -41,9 +41,10 @@ def watch_run(args: argparse.Namespace, deck: Deck, paths: RunPaths) -> int:
 
     def poll(final: bool) -> bool:
         records = metrics.poll(final)
-        for record in records:
-            live.add(record)
-            out.record(record, current[-1])
+        for raw in records:
+            record = live.add(raw)
+            if record is not None:  # None: a kind or major this clusterdeck does not read
+                out.record(record, current[-1])
         out.show(current[-1], live)
         return bool(records) or metrics.more
 

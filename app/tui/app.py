@@ -1,18 +1,31 @@
 """``clusterdeck`` with no arguments: the app. ``make_app`` serves the CLI and the tests alike.
 
 The app reaches the runs only through its ``Deck`` (this machine's engine, or a login node over
-SSH); every deck call may block, so screens make them from thread workers.
+SSH); every deck call may block, so screens make them from thread workers. The app owns
+navigation: it is the one module that knows every screen, and screens ask it to go somewhere
+with a message (``OpenRun``, ``NewRun``, ``CompareRuns``, ``ShowCluster``).
+
+Workers follow one pattern, here and in every screen: a method decorated with Textual's
+``@work(thread=True, name=…, group=…, exclusive=…, exit_on_error=False)`` does the blocking
+calls and posts what it found as a message; the handler, on the UI thread, updates the
+widgets. A worker that raises lands in its screen's ``on_worker_state_changed``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.content import Content
 
-from app.tui.messages import ConnectionEvent
+from app.tui.cluster import ClusterScreen
+from app.tui.compare import CompareScreen
+from app.tui.detail import RunDetailScreen
+from app.tui.messages import ActionDone, CompareRuns, ConnectionEvent, NewRun, OpenRun, ShowCluster
+from app.tui.newrun import NewRunScreen
 from app.tui.prompt import tui_prompter
 from app.tui.runs import RunsScreen
 from jobs.deck.base import Deck
@@ -40,6 +53,47 @@ class ClusterdeckApp(App[None]):
 
     def on_unmount(self) -> None:
         self.deck.events, self.deck.prompter = self.before
+
+    # -- navigation: screens post, the app goes ---------------------------------------------------
+
+    def on_open_run(self, message: OpenRun) -> None:
+        if message.instead_of is None:
+            self.push_screen(RunDetailScreen(message.path))
+        elif self.screen is message.instead_of:  # left meanwhile: the run is listed, nothing jumps
+            self.switch_screen(RunDetailScreen(message.path))
+
+    def on_new_run(self, message: NewRun) -> None:
+        self.push_screen(NewRunScreen(message.table, origin=message.origin))
+
+    def on_compare_runs(self, message: CompareRuns) -> None:
+        self.push_screen(CompareScreen(message.paths))
+
+    def on_show_cluster(self, _: ShowCluster) -> None:
+        self.push_screen(ClusterScreen())
+
+    # -- actions on runs: they finish even if the screen that asked is left ------------------------
+
+    def start_action(self, what: str, action: Callable[[], str]) -> None:
+        """Runs ``action`` (a deck call that returns what to tell the user) off the UI thread, one at a time."""
+        if any(w.group == "actions" and w.is_running for w in self.workers):
+            self.notify("busy with the last action", severity="warning")
+            return
+        self._act(what, action)
+
+    @work(thread=True, name="action", group="actions", exclusive=False, exit_on_error=False)
+    def _act(self, what: str, action: Callable[[], str]) -> None:
+        try:
+            self.post_message(ActionDone(action()))
+        except Exception as exc:  # the deck's answer (a UserError, a lost connection): the user's to read
+            self.post_message(ActionDone(f"{what}: {exc}", failed=True))
+
+    def on_action_done(self, message: ActionDone) -> None:
+        if message.failed:
+            self.notify(message.text, severity="error", markup=False, timeout=10)
+        else:
+            self.notify(message.text, markup=False)
+
+    # -- the deck's connection ---------------------------------------------------------------------
 
     def connection_event(self, text: str) -> None:
         """``Deck.events``: post_message is safe from any thread, the UI's own included (call_from_thread is not)."""

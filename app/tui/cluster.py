@@ -41,7 +41,7 @@ class ClusterScreen(PolledScreen):
     ]
 
     REFRESH_S = 10.0
-    GROUP = "cluster view"
+    WHAT = "cluster view"
 
     def __init__(self) -> None:
         super().__init__()

@@ -7,18 +7,18 @@ again every ``REFRESH_S``; ``r`` reads it again now.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from app.tui.chart import LineChart, Series, colour
+from app.tui.messages import ComparisonLoaded
 from app.tui.screen import DeckScreen
 from jobs.compare import Comparison, format_value, letter
 from jobs.rundir import RunPaths
@@ -27,11 +27,6 @@ from jobs.status import LIVE
 REFRESH_S = 5.0
 LEGEND_NAME = 14
 """Characters of a run's name in a chart's legend (the header above names it in full)."""
-
-
-@dataclass
-class ComparisonLoaded(Message):
-    comparison: Comparison
 
 
 def percent(value: float) -> str:
@@ -74,11 +69,10 @@ class CompareScreen(DeckScreen):
         if self.loading:  # one read at a time: a slow filesystem or sacct can be slower than the refresh
             return
         self.loading = True
-        self.run_worker(
-            self._load, name="compare runs", thread=True, group="compare", exclusive=True, exit_on_error=False
-        )
+        self.read()
 
-    def _load(self) -> None:
+    @work(thread=True, name="compare runs", group="compare", exclusive=True, exit_on_error=False)
+    def read(self) -> None:
         comparison = self.cd.deck.compare(self.run_ids)
         if not get_current_worker().is_cancelled:
             self.post_message(ComparisonLoaded(comparison))

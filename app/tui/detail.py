@@ -1,7 +1,8 @@
 """A run's detail: its state in a header, and live panels for logs, I/O, GPU memory, curves and staging.
 
-One worker per screen follows the run (``jobs.tail``): files every ``POLL_S``, the state every
-``STATE_S``, and posts what it found; handlers feed the panels. Nothing here blocks the UI.
+Two workers follow the run (``jobs.tail``): its files every ``POLL_S``, its state every
+``STATE_S``; they post what they found, and handlers feed the panels (records folded in
+``LiveRun``, drawn from their typed values). Nothing here blocks the UI.
 Everything goes through the app's deck: the run's directory may be on a login node, so its path
 is only ever a name to hand the deck, never a file to touch here.
 """
@@ -11,24 +12,26 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from app.formats import duration
-from app.tui.messages import RunData, RunUpdated, Trouble
+from app.tui.messages import NewRun, RunData, RunUpdated, Trouble
 from app.tui.panels import CurvesPanel, LogPanel
 from app.tui.screen import DeckScreen
 from app.watch import stage_text, train_progress
 from jobs.rundir import RunPaths
 from jobs.status import RunView
+from jobs.tail.access import read_all
 from jobs.tail.live import LiveRun
+from jobs.tail.records import Epoch, Evaluate, Gpu, MetricRecord, System, Train
 
 POLL_S, STATE_S = 0.5, 2.0
 
@@ -50,7 +53,6 @@ class RunDetailScreen(DeckScreen):
         self.paths = RunPaths(Path(path))
         self.view: RunView | None = None
         self.live = LiveRun()
-        self.skipped = 0
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -76,14 +78,11 @@ class RunDetailScreen(DeckScreen):
         self.cancel_asked = 0.0
         self.consumed = threading.Event()  # one batch of data in flight: the worker waits for the UI
         self.consumed.set()
-        self.run_worker(
-            self._follow_files, name="follow files", thread=True, group="files", exclusive=True, exit_on_error=False
-        )
-        self.run_worker(
-            self._follow_state, name="follow state", thread=True, group="state", exclusive=True, exit_on_error=False
-        )
+        self.follow_files()
+        self.follow_state()
 
-    def _follow_state(self) -> None:
+    @work(thread=True, name="follow state", group="state", exclusive=True, exit_on_error=False)
+    def follow_state(self) -> None:
         """The run's state every STATE_S, apart from the files: a slow sacct never holds up the log."""
         worker, deck = get_current_worker(), self.cd.deck
         while not worker.is_cancelled:
@@ -98,7 +97,8 @@ class RunDetailScreen(DeckScreen):
                     return
                 time.sleep(0.1)
 
-    def _follow_files(self) -> None:
+    @work(thread=True, name="follow files", group="files", exclusive=True, exit_on_error=False)
+    def follow_files(self) -> None:
         from jobs.tail.run import RunLogs, RunMetrics
 
         worker, files = get_current_worker(), self.cd.deck.files
@@ -145,36 +145,36 @@ class RunDetailScreen(DeckScreen):
 
     def add_records(self, records: list[dict[str, Any]]) -> None:
         io, gpu, curves = (self.query_one(f"#{name}", CurvesPanel) for name in ("io", "gpu", "curves"))
-        for r in records:
-            self.live.add(r)
-            try:
-                self.plot(r, io, gpu, curves)
-            except (KeyError, TypeError, ValueError):
-                self.skipped += 1  # a record of another version or writer: not drawn, never fatal
+        for raw in records:
+            record = self.live.add(raw)  # None: another version's or writer's, counted there, never fatal
+            if record is not None:
+                self.plot(record, io, gpu, curves)
         if self.live.stage:
             self.query_one("#staging", Static).update(self.staging())
         self.query_one("#summary", Static).update(self.summary())
 
-    def plot(self, r: dict[str, Any], io: CurvesPanel, gpu: CurvesPanel, curves: CurvesPanel) -> None:
-        kind, where = r.get("kind"), f"{r.get('node', '')}/{r.get('rank', 0)}"
-        if kind == "train":
-            curves.add("loss", r["loss"])
-            io.add("img/s", r["images_per_s"], title="images/s")
-            io.add("wait", 100 * r["data_wait_fraction"], title="data wait", unit=" %", ceiling=100)
-        elif kind in ("epoch", "evaluate") and "top1" in r:
-            curves.add("top1", 100 * r["top1"], title="val top-1", unit=" %", ceiling=100)
-            curves.add("top5", 100 * r["top5"], title="val top-5", unit=" %", ceiling=100)
-        elif kind == "system":
-            io.add(f"data {where}", r["data_mb_s"], title=f"data read {where}", unit=" MB/s")
-            io.add(f"samples {where}", r["data_samples_s"], title=f"samples {where}", unit="/s")
-            if "disk_read_mb_s" in r:
-                io.add(f"disk {r['node']}", r["disk_read_mb_s"], title=f"disk read {r['node']}", unit=" MB/s")
-        elif kind == "gpu":
-            name = f"GPU {r['node']}:{r['gpu']}"
-            if "used_mb" in r:  # NVML's used beside torch's reserved: the gap is nvJPEG, NCCL, the CUDA context…
-                gpu.add(name, r["used_mb"] / 1e3, title=f"{name} used", unit=" GB", ceiling=r["total_mb"] / 1e3)
-            gpu.add(f"{name} reserved", r["reserved_mb"] / 1e3, title=f"{name} reserved (rank {r['rank']})", unit=" GB")
-            gpu.add(f"{name} alloc", r["allocated_mb"] / 1e3, title=f"{name} allocated (rank {r['rank']})", unit=" GB")
+    def plot(self, r: MetricRecord, io: CurvesPanel, gpu: CurvesPanel, curves: CurvesPanel) -> None:
+        where = f"{r.node}/{r.rank}"
+        if isinstance(r, Train):
+            curves.add("loss", r.loss)
+            io.add("img/s", r.images_per_s, title="images/s")
+            io.add("wait", 100 * r.data_wait_fraction, title="data wait", unit=" %", ceiling=100)
+        elif isinstance(r, Epoch | Evaluate) and r.top1 is not None:
+            curves.add("top1", 100 * r.top1, title="val top-1", unit=" %", ceiling=100)
+            if r.top5 is not None:
+                curves.add("top5", 100 * r.top5, title="val top-5", unit=" %", ceiling=100)
+        elif isinstance(r, System):
+            io.add(f"data {where}", r.data_mb_s, title=f"data read {where}", unit=" MB/s")
+            io.add(f"samples {where}", r.data_samples_s, title=f"samples {where}", unit="/s")
+            if r.disk_read_mb_s is not None:
+                io.add(f"disk {r.node}", r.disk_read_mb_s, title=f"disk read {r.node}", unit=" MB/s")
+        elif isinstance(r, Gpu):
+            name = f"GPU {r.node}:{r.gpu}"
+            if r.used_mb is not None and r.total_mb is not None:  # NVML's used beside torch's reserved: the gap
+                # is nvJPEG, NCCL, the CUDA context…
+                gpu.add(name, r.used_mb / 1e3, title=f"{name} used", unit=" GB", ceiling=r.total_mb / 1e3)
+            gpu.add(f"{name} reserved", r.reserved_mb / 1e3, title=f"{name} reserved (rank {r.rank})", unit=" GB")
+            gpu.add(f"{name} alloc", r.allocated_mb / 1e3, title=f"{name} allocated (rank {r.rank})", unit=" GB")
 
     def summary(self) -> Text:
         v = self.view
@@ -198,12 +198,12 @@ class RunDetailScreen(DeckScreen):
     def staging(self) -> Text:
         rows = []
         for node, s in sorted(self.live.stage.items()):
-            done = s["bytes_done"] / max(s["bytes_total"], 1)
+            done = s.bytes_done / max(s.bytes_total, 1)
             bar = "█" * int(30 * done) + "░" * (30 - int(30 * done))
-            eta = f"ETA {duration(s['eta_s'])}" if s.get("eta_s") else ""
+            eta = f"ETA {duration(s.eta_s)}" if s.eta_s else ""
             rows.append(
                 f"{node:<12} {bar} {done:6.1%}  {stage_text(s)}  {eta}  "
-                f"(copied {s['copied']}, reused {s['reused']}, repaired {s['repaired']})"
+                f"(copied {s.copied}, reused {s.reused}, repaired {s.repaired})"
             )
         return Text("\n".join(rows))
 
@@ -225,61 +225,38 @@ class RunDetailScreen(DeckScreen):
         self.query_one(LogPanel).set_search(event.value)
         event.input.display = False
 
-    def _action(self, what: str, work: Callable[[], str]) -> None:
-        """Runs ``work`` off the UI thread, one action at a time; it finishes even if the screen is left."""
-        app = self.app
-        if any(w.group == "actions" and w.is_running for w in app.workers):
-            self.notify("busy with the last action", severity="warning")
-            return
-
-        def run() -> None:
-            try:
-                app.notify(work(), markup=False)
-            except Exception as exc:
-                app.notify(f"{what}: {exc}", severity="error", markup=False, timeout=10)
-
-        app.run_worker(run, name=what, thread=True, group="actions", exit_on_error=False)
-
     def action_cancel(self) -> None:
         if time.monotonic() - self.cancel_asked > 5:  # a multi-day run is not cancelled by one stray key
             self.cancel_asked = time.monotonic()
             self.notify(f"press c again to cancel run {self.paths.run_id}", severity="warning")
             return
         self.cancel_asked = 0.0
-        deck = self.cd.deck
-        self._action("cancel", lambda: f"run {deck.cancel(self.paths).run_id}: cancel requested")
+        deck, paths = self.cd.deck, self.paths
+        self.cd.start_action("cancel", lambda: f"run {deck.cancel(paths).run_id}: cancel requested")
 
     def action_resume(self) -> None:
-        deck = self.cd.deck
+        deck, paths = self.cd.deck, self.paths
 
         def resume() -> str:
-            resumed = deck.resume(self.paths)
-            return f"run {self.paths.run_id}: " + (
-                "resubmitted" if resumed else "every step completed; nothing to resume"
-            )
+            resumed = deck.resume(paths)
+            return f"run {paths.run_id}: " + ("resubmitted" if resumed else "every step completed; nothing to resume")
 
-        self._action("resume", resume)
+        self.cd.start_action("resume", resume)
 
     def action_clone(self) -> None:
         """The run's recorded spec in the new-run form, to change and submit as a new run."""
-        from app.tui.newrun import NewRunScreen
-        from jobs.tail.access import read_all
+        self.read_spec()
 
-        app, files, spec, run_id = self.app, self.cd.deck.files, self.paths.spec, self.paths.run_id
-
-        def read() -> None:
-            try:
-                table = json.loads(read_all(files, str(spec)))
-                if not isinstance(table, dict):
-                    raise ValueError("not a JSON object")
-            except (OSError, ValueError) as exc:
-                app.call_from_thread(
-                    app.notify, f"{spec}: cannot read the run's spec ({exc})", severity="error", markup=False
-                )
-                return
-            app.call_from_thread(app.push_screen, NewRunScreen(table, origin=f"clone of {run_id}"))
-
-        self.run_worker(read, thread=True, name="clone", exit_on_error=False)
+    @work(thread=True, name="clone", group="clone", exclusive=True, exit_on_error=False)
+    def read_spec(self) -> None:
+        spec = self.paths.spec
+        try:
+            table = json.loads(read_all(self.cd.deck.files, str(spec)))
+            if not isinstance(table, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{spec}: cannot read the run's spec ({exc})") from None
+        self.post_message(NewRun(table, origin=f"clone of {self.paths.run_id}"))
 
     def action_checkpoints(self) -> None:
         folder, files = str(self.paths.checkpoints), self.cd.deck.files
@@ -295,4 +272,4 @@ class RunDetailScreen(DeckScreen):
                 lines.append(f"{path.rsplit('/', 1)[-1]}: {stat.size / 1e6:.1f} MB")
             return f"{folder}\n" + ("\n".join(lines) or "no checkpoints yet")
 
-        self._action("checkpoints", listing)
+        self.cd.start_action("checkpoints", listing)

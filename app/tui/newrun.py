@@ -11,17 +11,15 @@ submission, whose problems come back as the deck's ``UserError``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.syntax import Syntax
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import (
@@ -38,13 +36,11 @@ from textual.widgets import (
     TabPane,
 )
 from textual.widgets.option_list import Option
-from textual.worker import get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
+from app.tui.messages import FormChecked, OpenRun, SubmitFailed, Submitted, TemplateRead, TemplatesListed
 from app.tui.screen import DeckScreen
-from jobs.deck.base import Deck
-from jobs.deck.local import LocalDeck
 from jobs.errors import UserError
-from jobs.rundir import RunPaths
 from jobs.spec_form import (
     Checked,
     FormField,
@@ -73,26 +69,6 @@ def widget_id(key: str) -> str:
 
 def section_id(key: str) -> str:
     return "s-" + (key.replace(".", "--") or "run")
-
-
-@dataclass
-class FormChecked(Message):
-    version: int
-    table: dict[str, Any]
-    checked: Checked
-    resolved: str
-    scripts: dict[str, str]
-
-
-def not_listed_under(deck: Deck, paths: RunPaths) -> str:
-    """The runs root a local run went to when that is not the deck's own (a spec's ``cluster.runs_root``), else "".
-
-    A remote deck's runs are the login node's: its paths are never resolved here.
-    """
-    if not isinstance(deck, LocalDeck):
-        return ""
-    parent = paths.root.parent
-    return "" if parent.resolve() == deck.root.resolve() else str(parent)
 
 
 class TemplateName(ModalScreen[str | None]):
@@ -173,17 +149,23 @@ class NewRunScreen(DeckScreen):
 
     def on_mount(self) -> None:
         self.sub_title = f"new run · {self.origin}" if self.origin else "new run"
-        self.run_worker(self._load_templates, thread=True, name="list templates", exit_on_error=False)
+        self.load_templates()
         self.fill(self.start or {"name": "", "cluster": {"executor": "local"}})
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:  # a UserError names its file (bad TOML in a user's template)
+            error = event.worker.error
+            text = str(error) if isinstance(error, UserError) else f"{event.worker.name}: {error}"
+            self.notify(text, severity="error", markup=False, timeout=10)
 
     # -- templates and filling -------------------------------------------------------------------
 
-    def _load_templates(self) -> None:
-        found = list_templates()
-        self.app.call_from_thread(self.show_templates, found)
+    @work(thread=True, name="list templates", group="templates", exclusive=True, exit_on_error=False)
+    def load_templates(self) -> None:
+        self.post_message(TemplatesListed(list_templates()))
 
-    def show_templates(self, found: list[Template]) -> None:
-        self.templates = found
+    def on_templates_listed(self, message: TemplatesListed) -> None:
+        found = self.templates = message.templates
         options = self.query_one("#templates", OptionList)
         options.clear_options()
         options.add_options(
@@ -192,19 +174,15 @@ class NewRunScreen(DeckScreen):
         options.highlighted = 0 if found else None
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
-        template = self.templates[int(event.option.id or 0)]
+        self.read_template(self.templates[int(event.option.id or 0)])
 
-        def read() -> None:  # the user's templates may sit on a network home: off the UI thread
-            try:
-                table, note = template.table(), template.comment()
-            except UserError as exc:  # bad TOML in a user's template: say which file, keep the form
-                self.app.call_from_thread(self.notify, str(exc), severity="error", markup=False, timeout=10)
-                return
-            self.app.call_from_thread(self.use_template, template, table, note)
+    @work(thread=True, name="read template", group="template", exclusive=True, exit_on_error=False)
+    def read_template(self, template: Template) -> None:
+        """The user's templates may sit on a network home: off the UI thread. Bad TOML keeps the form."""
+        self.post_message(TemplateRead(template, template.table(), template.comment()))
 
-        self.run_worker(read, thread=True, name="read template", exit_on_error=False)
-
-    def use_template(self, template: Template, table: dict[str, Any], note: str) -> None:
+    def on_template_read(self, message: TemplateRead) -> None:
+        template, table, note = message.template, message.table, message.note
         self.origin = f"template {template.name}"
         self.sub_title = f"new run · {self.origin}"
         self.fill(table, source=str(template.path))
@@ -281,16 +259,11 @@ class NewRunScreen(DeckScreen):
     def check(self) -> None:
         self.pending = None
         self.version += 1
-        version, table, root, local = self.version, self.table(), self.preview_root(), not self.cd.deck.remote
-        self.run_worker(
-            lambda: self._check(version, table, root, local),
-            thread=True,
-            group="check",
-            exclusive=True,
-            exit_on_error=False,
-        )
+        deck = self.cd.deck
+        self.check_form(self.version, self.table(), deck.submit_root, deck.local)
 
-    def _check(self, version: int, table: dict[str, Any], root: Path | None, local: bool) -> None:
+    @work(thread=True, name="check the form", group="check", exclusive=True, exit_on_error=False)
+    def check_form(self, version: int, table: dict[str, Any], root: Path | None, local: bool) -> None:
         from jobs.submit import preflight, preview_run
 
         resolved, scripts = "", {}
@@ -402,42 +375,34 @@ class NewRunScreen(DeckScreen):
         if checked is None or checked.spec is None or self.submitting:
             return
         assert self.checked is not None  # ready() saw it
-        table, source, deck, app = self.checked.table, self.origin or "new run form", self.cd.deck, self.app
         self.submitting = True
+        self.submit(self.checked.table, self.origin or "new run form")
 
-        def submit() -> None:
-            try:
-                paths = deck.submit(table, source)  # the CLI's call: the run is the same as `clusterdeck submit`
-            except Exception as exc:
-                problems = getattr(exc, "problems", [str(exc)])
-                app.call_from_thread(self.submit_failed, problems, source)
-                return
-            elsewhere = not_listed_under(deck, paths)  # resolves paths: off the UI thread too
-            app.call_from_thread(self.submitted, str(paths.root), paths.run_id, elsewhere)
-
-        self.run_worker(submit, thread=True, name="submit", exit_on_error=False)
-
-    def preview_root(self) -> Path | None:
-        """The runs root the preview shows, as a local deck submits: ``--runs-root`` if given, else the spec's,
-        else the default. A remote deck's root is the login node's, which the preview does not know."""
+    @work(thread=True, name="submit", group="submit", exclusive=False, exit_on_error=False)
+    def submit(self, table: dict[str, Any], source: str) -> None:
         deck = self.cd.deck
-        return deck.root if isinstance(deck, LocalDeck) and deck.root_given else None
+        try:
+            paths = deck.submit(table, source)  # the CLI's call: the run is the same as `clusterdeck submit`
+        except Exception as exc:
+            self.post_message(SubmitFailed(getattr(exc, "problems", [str(exc)]), source))
+            return
+        elsewhere = deck.unlisted_root(paths)  # resolves paths: off the UI thread too
+        self.post_message(Submitted(str(paths.root), paths.run_id, elsewhere))
 
-    def submit_failed(self, problems: list[str], source: str) -> None:
+    def on_submit_failed(self, message: SubmitFailed) -> None:
+        problems, source = message.problems, message.source
         self.submitting = False
         self.app.notify("submit failed: " + "; ".join(problems), severity="error", markup=False, timeout=15)
         if self.app.screen is self:  # under its field: a problem of the spec without the source it names
             # (and without the login node's name before it: "login1: new run form: train.lr: …")
             self.show_problems([split_problem(p.partition(f"{source}: ")[2] or p) for p in problems])
 
-    def submitted(self, path: str, run_id: str, elsewhere: str) -> None:
-        from app.tui.detail import RunDetailScreen
-
+    def on_submitted(self, message: Submitted) -> None:
         self.submitting = False
+        elsewhere = message.elsewhere
         where = f" under {elsewhere} (its cluster.runs_root), not listed here" if elsewhere else ""
-        self.app.notify(f"submitted run {run_id}{where}", markup=False, timeout=10 if elsewhere else 5)
-        if self.app.screen is self:  # left while sbatch answered: the run is listed, nothing jumps
-            self.app.switch_screen(RunDetailScreen(path))
+        self.app.notify(f"submitted run {message.run_id}{where}", markup=False, timeout=10 if elsewhere else 5)
+        self.post_message(OpenRun(message.path, instead_of=self))
 
     def action_save_template(self) -> None:
         checked = self.ready()
@@ -456,7 +421,7 @@ class NewRunScreen(DeckScreen):
                 self.notify(str(exc), severity="error", markup=False, timeout=10)
                 return
             self.notify(f"saved {path}", markup=False)
-            self.run_worker(self._load_templates, thread=True, name="list templates", exit_on_error=False)
+            self.load_templates()
 
         name = checked.spec.name if checked.spec else "template"
         suggested = "".join(c if c.isalnum() or c in "._-" else "-" for c in name)

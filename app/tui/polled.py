@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from textual import work
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
@@ -18,7 +19,8 @@ class PolledScreen(DeckScreen):
     """
 
     REFRESH_S: ClassVar[float] = 5.0
-    GROUP: ClassVar[str] = "poll"
+    WHAT: ClassVar[str] = "poll"
+    """What a failed read is named in its notification."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -47,10 +49,14 @@ class PolledScreen(DeckScreen):
         if self.loading:
             return
         self.loading = True
-        self.run_worker(self.read, name=self.GROUP, thread=True, group=self.GROUP, exit_on_error=False)
+        self.poll()
+
+    @work(thread=True, name="poll", group="poll", exclusive=False, exit_on_error=False)
+    def poll(self) -> None:
+        self.read()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group == self.GROUP and event.state in (
+        if event.worker.group == "poll" and event.state in (
             WorkerState.SUCCESS,
             WorkerState.ERROR,
             WorkerState.CANCELLED,
@@ -58,4 +64,4 @@ class PolledScreen(DeckScreen):
             self.loading = False
         if event.state == WorkerState.ERROR and str(event.worker.error) != self.trouble:
             self.trouble = str(event.worker.error)
-            self.notify(f"{event.worker.name}: {event.worker.error}", severity="error", timeout=10, markup=False)
+            self.notify(f"{self.WHAT}: {event.worker.error}", severity="error", timeout=10, markup=False)

@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Footer, Header, Input
 from textual.worker import get_current_worker
 
 from app.formats import duration
-from app.tui.messages import RunsLoaded
+from app.tui.messages import CompareRuns, NewRun, OpenRun, RunsLoaded, ShowCluster
 from app.tui.polled import PolledScreen
 from jobs.overview import RunRow
 
@@ -53,7 +53,7 @@ def _width(cell: str | Text) -> int:
 
 class RunsScreen(PolledScreen):
     REFRESH_S = 5.0  # one sacct for every live run shown; the open run polls on its own, faster
-    GROUP = "list runs"
+    WHAT = "list runs"
     BINDINGS = [
         Binding("enter", "open", "Open"),
         Binding("slash", "focus_filter", "Filter"),
@@ -144,11 +144,9 @@ class RunsScreen(PolledScreen):
             self.open(run_id)
 
     def open(self, run_id: str) -> None:
-        from app.tui.detail import RunDetailScreen
-
         row = next((r for r in self.rows if r.run_id == run_id), None)
         if row is not None:  # None: gone since the table was drawn
-            self.app.push_screen(RunDetailScreen(row.path))
+            self.post_message(OpenRun(row.path))
 
     def action_mark(self) -> None:
         run_id = self.selected()
@@ -161,23 +159,17 @@ class RunsScreen(PolledScreen):
         self.show_rows()
 
     def action_compare(self) -> None:
-        from app.tui.compare import CompareScreen
-
         paths = [r.path for run_id in self.marked for r in self.rows if r.run_id == run_id]
         if len(paths) < 2:
             self.notify("mark two or more runs with space, then press d", severity="warning")
             return
-        self.app.push_screen(CompareScreen(paths))
+        self.post_message(CompareRuns(paths))
 
     def action_cluster(self) -> None:
-        from app.tui.cluster import ClusterScreen
-
-        self.app.push_screen(ClusterScreen())
+        self.post_message(ShowCluster())
 
     def action_new_run(self) -> None:
-        from app.tui.newrun import NewRunScreen
-
-        self.app.push_screen(NewRunScreen())
+        self.post_message(NewRun())
 
     def action_focus_filter(self) -> None:
         self.query_one("#filter", Input).focus()

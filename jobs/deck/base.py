@@ -15,6 +15,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from jobs.cluster import ClusterView
     from jobs.compare import Comparison
     from jobs.rundir import RunPaths
@@ -32,7 +34,9 @@ Called on the thread that is connecting; the terminal's asks with ``getpass``, t
 class Deck(ABC):
     files: FileAccess
     """How the run directories' files are read (local files, or SFTP)."""
-    remote: bool = False
+    local: bool = True
+    """The paths a spec names, and those of the runs, are this machine's: they can be checked and resolved here.
+    False for a login node's (a remote deck): those are checked there, when the spec is submitted."""
     events: Callable[[str], None] | None = None
     """Told about the connection (lost, reconnecting, back), from whichever thread met it; remote decks only."""
     prompter: Prompter | None = None
@@ -58,6 +62,17 @@ class Deck(ABC):
     @abstractmethod
     def submit(self, table: dict[str, Any], source: str) -> RunPaths:
         """Validates the spec ``table`` (problems name ``source``), checks its inputs, submits it."""
+
+    @property
+    def submit_root(self) -> Path | None:
+        """The runs root every submission goes to, whatever a spec's ``cluster.runs_root`` says (``--runs-root``);
+        None when a spec's own, or the default, decides (or the root is a login node's, unknown here)."""
+        return None
+
+    def unlisted_root(self, paths: RunPaths) -> str:
+        """The runs root a run it submitted went to when the deck does not list that root (a spec's
+        ``cluster.runs_root``), else "". A remote deck's runs are the login node's: never resolved here."""
+        return ""
 
     @abstractmethod
     def cancel(self, paths: RunPaths) -> RunView: ...

@@ -28,6 +28,14 @@ class LocalDeck(Deck):
     def where(self) -> str:
         return str(self.root)
 
+    @property
+    def submit_root(self) -> Path | None:
+        return self.root if self.root_given else None
+
+    def unlisted_root(self, paths: RunPaths) -> str:
+        parent = paths.root.parent
+        return "" if parent.resolve() == self.root.resolve() else str(parent)
+
     def listing(self) -> list[dict[str, Any]]:
         from jobs.overview import Overview
 

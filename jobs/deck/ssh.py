@@ -44,7 +44,7 @@ class RemoteFailed(UserError):
 
 
 class SshDeck(Deck):
-    remote = True
+    local = False
 
     def __init__(self, conn: SshConnection, runs_root: str | None = None) -> None:
         self.conn = conn

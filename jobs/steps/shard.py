@@ -5,6 +5,7 @@ from __future__ import annotations
 from jobs.rundir import RunPaths
 from jobs.spec import RunSpec, ShardSpec
 from jobs.steps.base import PartContext, Progress, StepBase
+from jobs.tail.records import Progress as ProgressReport
 
 
 class ShardStep(StepBase):
@@ -29,9 +30,10 @@ class ShardStep(StepBase):
         check_room_at_submit(self.config(spec))
 
     def progress_text(self, progress: Progress) -> str:
-        if not progress.get("shards_total"):
+        report = ProgressReport.of(progress)
+        if not report.shards_total:
             return ""
-        return f"{int(progress['shards_done'])}/{int(progress['shards_total'])}"
+        return f"{int(report.shards_done or 0)}/{int(report.shards_total)}"
 
     def run(self, ctx: PartContext) -> None:
         from jobs.shard.step import run_shard_part

@@ -21,6 +21,7 @@ from jobs.records import RunRecord
 from jobs.rundir import RunPaths
 from jobs.tail.access import FileAccess, LocalFiles, read_all
 from jobs.tail.filetail import CHUNK, FileTail
+from jobs.tail.records import envelope
 
 MAX_OPEN = 64
 _LOG_NAME = re.compile(r"^(?P<job>.+)_(?P<rank>\d+)_log\.(?P<stream>out|err)$")
@@ -124,21 +125,6 @@ class RunLogs:
         self.files.close()
 
 
-def is_record(value: Any) -> bool:
-    """A metrics or telemetry record: an object whose fields every reader uses have their types."""
-    if not isinstance(value, dict):
-        return False
-    number = value.get("time", 0.0)
-    return (
-        isinstance(number, int | float)
-        and not isinstance(number, bool)
-        and isinstance(value.get("kind", ""), str)
-        and isinstance(value.get("node", ""), str)
-        and type(value.get("rank", 0)) is int
-        and type(value.get("attempt", 1)) is int
-    )
-
-
 class RunMetrics:
     """New records of ``metrics.jsonl`` and every telemetry file; ``kinds`` filters them."""
 
@@ -180,7 +166,7 @@ class RunMetrics:
                 record = json.loads(line)
             except ValueError:
                 record = None
-            if not is_record(record):  # cut off, or another program's line: named once, at the end
+            if envelope(record) is None:  # cut off, or another program's line: named once, at the end
                 self.skipped += 1
                 count, first = self.bad.get(path, (0, number))
                 self.bad[path] = (count + 1, first)
