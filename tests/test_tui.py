@@ -96,10 +96,11 @@ def test_the_app_in_a_real_terminal(sample_shards: Path, tmp_path: Path, home: P
     def screen() -> str:
         return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
 
-    def wait_for(text: str) -> str:
-        deadline = time.monotonic() + 30
-        while text not in (shown := screen()):
-            assert time.monotonic() < deadline, f"{text!r} never appeared:\n{shown}"
+    def wait_for(*texts: str) -> str:
+        """The screen once every one of ``texts`` is on it at the same time (a redraw may be half done)."""
+        deadline = time.monotonic() + 60
+        while not all(text in (shown := screen()) for text in texts):
+            assert time.monotonic() < deadline, f"{texts!r} never appeared together:\n{shown}"
             time.sleep(0.2)
         return shown
 
@@ -108,7 +109,7 @@ def test_the_app_in_a_real_terminal(sample_shards: Path, tmp_path: Path, home: P
         wait_for(run_id)
         subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
         wait_for("train main completed")  # the log, and apart from it the state
-        assert "Follow/pause" in wait_for("train: COMPLETED")
+        wait_for("train: COMPLETED", "Follow/pause")  # the detail screen, its footer drawn
         subprocess.run(["tmux", "send-keys", "-t", session, "Escape"], check=True)
         wait_for("Sort")  # the runs screen's bindings (Escape then q at once would read as alt+q)
         subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
