@@ -499,13 +499,13 @@ async def test_the_app_over_ssh_follows_a_live_run_through_a_dropped_connection(
             told: list[str] = []
             shown = deck.events  # the app's: it puts them in the header (tests/test_prompt.py)
             deck.events = lambda text: (told.append(text), shown(text))
-            await until(pilot, lambda: steps() >= 3)
+            await until(pilot, lambda: steps() >= 3, timeout=240)  # the job's start and torch's import included
             assert sshd.kill_sessions() >= 1
             await until(pilot, lambda: any("reconnected" in text for text in told), timeout=60)
             assert "lost" in told[0], told
             await until(pilot, lambda: app.sub_title == deck.where, timeout=10)  # the header is clear again
             seen = steps()
-            await until(pilot, lambda: steps() > seen, timeout=60)  # lines go on arriving
+            await until(pilot, lambda: steps() > seen, timeout=180)  # lines go on arriving
             screen = app.screen
             assert isinstance(screen, RunDetailScreen)
             await until(pilot, lambda: screen.view is not None and screen.view.state == "COMPLETED", timeout=300)
