@@ -414,7 +414,9 @@ def test_normalize_copies_the_mean_and_std_to_a_device_once(monkeypatch: pytest.
     """A host-to-device copy per batch blocks the host each step; the constants go to each device once."""
     from jobs.train.data import IMAGENET_MEAN, IMAGENET_STD
     from jobs.train.distributed import Dist
-    from jobs.train.loop import Precision, evaluate, normalize
+    from jobs.train.evaluate import evaluate
+    from jobs.train.model_input import normalize
+    from jobs.train.precision import Precision
 
     made: list[str] = []
     real_tensor = torch.tensor
