@@ -1,8 +1,9 @@
 """The shape of the code: no import cycle among ``app`` and ``jobs`` modules, no module over 450 lines, and
 ``jobs`` never importing ``app``.
 
-Read with ``ast`` only, nothing is imported. Every import counts, the ones inside functions included: a
-function-local import hides a cycle from Python's import machinery, not from whoever changes the code. An import
+Read with ``ast`` only, nothing is imported. Every import statement counts, the ones inside functions and under
+``if TYPE_CHECKING:`` included: such an import hides a cycle from Python's import machinery, not from whoever
+changes the code. An import
 of ``a.b.c`` is an edge to ``a.b.c`` alone, not to the packages ``a`` and ``a.b`` it runs on the way (otherwise
 every package that imports one of its own modules would be a cycle).
 """
