@@ -56,7 +56,8 @@ from jobs.steps.train_spec import TrainSpec
 from jobs.train.data import IMAGENET_MEAN, IMAGENET_STD, Augment, Batch, TrainStream
 from jobs.train.distributed import Dist
 from jobs.train.loaders import make_loader
-from jobs.train.loop import Job, Trainer, normalize
+from jobs.train.loop import Job, Trainer
+from jobs.train.model_input import normalize
 from jobs.train.order import steps_per_epoch, train_shares
 from jobs.train.shardset import Shard, read_shardset
 from jobs.train.sizing import Decoder

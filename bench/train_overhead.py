@@ -28,7 +28,8 @@ import torchvision
 from jobs.metrics import MetricsWriter
 from jobs.steps.train_spec import TrainSpec
 from jobs.train.distributed import Dist
-from jobs.train.loop import Job, Trainer, normalize
+from jobs.train.loop import Job, Trainer
+from jobs.train.model_input import normalize
 from jobs.train.shardset import Shard
 
 CLASSES = 100

@@ -379,16 +379,16 @@ def test_deterministic_kernels_are_on_before_the_device_is_set_up(
     sample_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any, torch_defaults_restored: Any
 ) -> None:
     """cuBLAS reads CUBLAS_WORKSPACE_CONFIG when CUDA starts: it must be set before ``setup()``, which starts it."""
-    from jobs.train import determinism, step
+    from jobs.train import determinism, distributed
 
     at_setup: list[dict[str, object]] = []
-    real_setup = step.setup
+    real_setup = distributed.setup
 
     def observed_setup() -> Any:
         at_setup.append(determinism.state())
         return real_setup()
 
-    monkeypatch.setattr(step, "setup", observed_setup)
+    monkeypatch.setattr(distributed, "setup", observed_setup)  # process_group calls it
     paths = RunPaths(tmp_path / "run")
     paths.root.mkdir()
     run_train(spec_for(sample_shards, epochs=1, deterministic=True), paths, 1, lambda progress: None)
@@ -415,7 +415,9 @@ def test_normalize_copies_the_mean_and_std_to_a_device_once(monkeypatch: pytest.
     """A host-to-device copy per batch blocks the host each step; the constants go to each device once."""
     from jobs.train.data import IMAGENET_MEAN, IMAGENET_STD
     from jobs.train.distributed import Dist
-    from jobs.train.loop import Precision, evaluate, normalize
+    from jobs.train.evaluate import evaluate
+    from jobs.train.model_input import normalize
+    from jobs.train.precision import Precision
 
     made: list[str] = []
     real_tensor = torch.tensor

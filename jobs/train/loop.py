@@ -3,54 +3,45 @@
 Every rank runs this. The loop is device-agnostic (CUDA on GPU nodes, CPU here), and all
 the state a resumed job needs is in the ``last`` checkpoint: model, optimizer, scheduler,
 scaler, the epoch and the optimizer step inside it, and every rank's RNG states.
+
+Around it: ``loaders`` (a rank's train and val loaders), ``model_input`` (a batch made into the model's input),
+``precision`` (autocast, the gradient scaler), ``evaluate``, ``rng`` (the random streams a checkpoint keeps) and
+``reporting`` (progress, the train and epoch records, TensorBoard, log lines).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
-import importlib.util
 import math
-import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from torchvision.transforms import v2
 
 from jobs.metrics import MetricsWriter
 from jobs.signals import Signals
 from jobs.steps.train_spec import TrainSpec
 from jobs.telemetry.pipeline import Pipeline
 from jobs.train import checkpoint, determinism
-from jobs.train.data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Augment,
-    Batch,
-    TrainStream,
-    ValStream,
-    extra_augment,
-    sample_seed,
-)
+from jobs.train.data import Batch, extra_augment
 from jobs.train.device_decode import on_device
 from jobs.train.distributed import Dist
-from jobs.train.loaders import make_loader
-from jobs.train.models import build_model, load_weights, read_weights
-from jobs.train.order import share_nodes, steps_per_epoch, train_shares, val_shares
+from jobs.train.evaluate import evaluate, val_batches
+from jobs.train.loaders import train_loader, val_loader
+from jobs.train.model_input import batch_mixer, normalize
+from jobs.train.models import build_model, load_weights, read_weights, weights_digest
+from jobs.train.order import steps_per_epoch
+from jobs.train.precision import Precision
+from jobs.train.reporting import Progress, Report, Reporter
+from jobs.train.rng import rng_state, set_rng_state
 from jobs.train.schedule import build_optimizer, build_scheduler
 from jobs.train.shardset import Shard
-from jobs.train.sizing import Decoder, size_loader
-
-Report = Callable[[dict[str, float]], None]
+from jobs.train.sizing import size_loader
 
 
 class StopRequested(Exception):
@@ -86,89 +77,6 @@ class Job:
     """Counts the bytes and samples the loaders read, for the job's telemetry."""
 
 
-@dataclass
-class Progress:
-    epoch: int = 0
-    step_in_epoch: int = 0
-    global_step: int = 0
-    best_top1: float = -1.0
-    resumed_from: int | None = None
-
-
-class Precision:
-    """Autocast and the gradient scaler for one device and ``amp`` setting."""
-
-    def __init__(self, amp: str, device: torch.device) -> None:
-        self.device_type = device.type
-        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
-
-    def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=self.dtype)
-
-
-@functools.cache
-def imagenet_stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """ImageNet's mean and std as (1, 3, 1, 1) tensors on ``device``, made once per device: a new one each batch is a
-    blocking host-to-device copy in every step. Read-only: ``normalize`` never writes to them."""
-    with torch.inference_mode(False):  # first asked for by evaluate or by training: usable by both
-        mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    return mean, std
-
-
-def normalize(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """uint8 NCHW from the loader (channels-last in memory) → normalised float on the device (the division happens
-    there, not in workers)."""
-    x = images.to(device, non_blocking=True).float().div_(255)
-    mean, std = imagenet_stats(device)
-    x = x.sub_(mean).div_(std)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
-
-
-def batch_mixer(cfg: TrainSpec, num_classes: int) -> Callable[[torch.Tensor, torch.Tensor], Any] | None:
-    mixers: list[Any] = []
-    if cfg.mixup_alpha > 0:
-        mixers.append(v2.MixUp(alpha=cfg.mixup_alpha, num_classes=num_classes))
-    if cfg.cutmix_alpha > 0:
-        mixers.append(v2.CutMix(alpha=cfg.cutmix_alpha, num_classes=num_classes))
-    if not mixers:
-        return None
-    return mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
-
-
-def rng_state() -> dict[str, Any]:
-    numpy_state: Any = np.random.get_state()
-    name, keys, pos, has_gauss, cached = numpy_state
-    state: dict[str, Any] = {  # tensors and plain values only: checkpoints load with weights_only=True
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
-def weights_digest(model: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 class Trainer:
     def __init__(self, job: Job) -> None:
         self.job = job
@@ -192,10 +100,16 @@ class Trainer:
         self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.mixer = batch_mixer(cfg, len(job.classes))
         self.progress = Progress()
+        self.reports = Reporter(
+            job.report,
+            job.metrics,
+            self.progress,
+            epochs=cfg.epochs,
+            steps=self.steps,
+            main=d.main,
+            tensorboard_dir=job.tensorboard_dir,
+        )
         self.last_checkpoint = time.monotonic()
-        self.last_epoch: dict[str, Any] = {}
-        self.images_per_s: float | None = None
-        self.tensorboard = _tensorboard(job.tensorboard_dir) if d.main else None
         size = size_loader(cfg.workers, cfg.decode, cuda=self.device.type == "cuda")
         self.cpus, self.decoder, self.workers = size.cpus, size.decoder, size.workers
         self._train_loader: DataLoader[Any] | None = None
@@ -281,7 +195,7 @@ class Trainer:
             )
             if self.cfg.deterministic:  # torch's own flags, as this process trains with them
                 print(f"deterministic kernels: {determinism.describe()}", flush=True)
-        self.job.report(self._progress())
+        self.reports.report_progress()
         try:
             return self._fit()
         finally:
@@ -306,12 +220,8 @@ class Trainer:
                 p.best_top1 = val["top1"]
             p.epoch, p.step_in_epoch = p.epoch + 1, 0
             self.save(best=improved or not self.job.val_shards, metrics=record)
-            if self.dist.main:  # after the save: a job killed in between redoes the epoch's end, not a record
-                self.job.metrics.write("epoch", step=p.global_step, **record)
-                self._scalars("epoch", record)
-                shown = "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch")
-                print(f"epoch {p.epoch}/{cfg.epochs}: {shown}", flush=True)
-            self.job.report(self._progress(record))
+            self.reports.epoch_ended(record)  # after the save: a job killed in between redoes it, not a record
+            self.reports.report_progress(record)
             result = record
             if p.epoch < cfg.epochs:
                 self.control_point()  # a signal that came during validation is answered now, not an epoch later
@@ -322,71 +232,26 @@ class Trainer:
         print(f"rank {self.dist.rank}: final weights sha256 {digests[self.dist.rank]}", flush=True)
         return result
 
-    def _progress(self, record: dict[str, Any] | None = None) -> dict[str, float]:
-        p = self.progress
-        out = {
-            "epoch": float(p.epoch),
-            "epochs": float(self.cfg.epochs),
-            "step": float(p.global_step),
-            "steps_total": float(self.cfg.epochs * self.steps),
-        }
-        if p.resumed_from is not None:
-            out["resumed_from_step"] = float(p.resumed_from)
-        if record is not None:
-            self.last_epoch = record
-        for key in ("top1", "top5", "train_loss"):
-            if key in self.last_epoch:
-                out[key] = float(self.last_epoch[key])
-        if p.best_top1 >= 0:
-            out["best_top1"] = p.best_top1
-        if self.images_per_s is not None:
-            out["images_per_s"] = self.images_per_s
-        return out
-
     def batches(self) -> Iterator[Batch]:
         """This epoch's train batches; the loader and its workers persist, each iteration is the next epoch."""
         cfg, p = self.cfg, self.progress
         if self._train_loader is None or self._train_loader_epoch != p.epoch:
-            self._train_loader = self._make_train_loader()
+            self._train_loader = train_loader(
+                cfg,
+                self.job.train_shards,
+                self.dist,
+                epoch=p.epoch,
+                step_in_epoch=p.step_in_epoch,
+                steps=self.steps,
+                workers=self.workers,
+                decoder=self.decoder,
+                pipeline=self.job.pipeline,
+            )
         self._train_loader_epoch = p.epoch + 1
         batches = iter(self._train_loader)
         if self.decoder == "device":
             return on_device(batches, self.device, cfg.image_size, extra_augment(cfg.auto_augment))
         return batches
-
-    def _make_train_loader(self) -> DataLoader[Any]:
-        cfg, p, d = self.cfg, self.progress, self.dist
-        shares = functools.partial(
-            train_shares,
-            self.job.train_shards,
-            seed=cfg.seed,
-            world=d.world,
-            rank=d.rank,
-            workers=self.workers,
-            batches=self.steps * cfg.grad_accum,
-            nodes=share_nodes(cfg, d.nodes),
-        )
-        done = p.step_in_epoch * cfg.grad_accum
-        # dealt here first, so that a bad split is an error in the trainer, not in a worker
-        workers = min(self.workers, len(shares(epoch=p.epoch, done=done)))
-        if workers < self.workers and p.step_in_epoch == 0 and p.epoch == 0 and d.main:
-            print(
-                f"train.workers: {workers} of {self.workers} per task: a task reads {workers} shard(s) an epoch; "
-                "smaller shards (shard.shard_size_mb) let more workers decode in parallel",
-                flush=True,
-            )
-        stream = TrainStream(
-            shares,
-            epoch=p.epoch,
-            done=done,
-            batch_size=cfg.batch_size,
-            augment=Augment(cfg.image_size, self.decoder, train=True, auto_augment=cfg.auto_augment),
-            seed=cfg.seed,
-            shuffle_buffer=cfg.shuffle_buffer,
-            pipeline=self.job.pipeline,
-        )
-        seed = sample_seed(cfg.seed, d.rank, "loader")
-        return make_loader(stream, workers, pin_memory=self.device.type == "cuda", seed=seed, persistent=True)
 
     def train_one_epoch(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None) -> float:
         """Trains to the end of the epoch; ``batches`` replaces the shard loader (bench/train_overhead.py)."""
@@ -445,35 +310,11 @@ class Trainer:
             )
         elapsed = max(time.monotonic() - window.started, 1e-9)
         images = window.batches * self.cfg.batch_size * d.world
-        if not d.main:
-            return
-        self.job.metrics.write(
-            "train",
-            step=p.global_step,
-            epoch=p.epoch + p.step_in_epoch / self.steps,
-            loss=loss,
-            lr=self.optimizer.param_groups[0]["lr"],
-            images_per_s=images / elapsed,
-            step_s=elapsed / max(window.batches / self.cfg.grad_accum, 1),
-            data_wait_s=window.wait,
-            data_wait_fraction=window.wait / elapsed,
+        lr = self.optimizer.param_groups[0]["lr"]
+        optimizer_steps = window.batches / self.cfg.grad_accum
+        self.reports.train_steps(
+            loss=loss, lr=lr, images=images, elapsed=elapsed, wait=window.wait, optimizer_steps=optimizer_steps
         )
-        self._scalars(
-            "train", {"loss": loss, "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": images / elapsed}
-        )
-        print(
-            f"step {p.global_step} (epoch {p.epoch + 1}, {p.step_in_epoch}/{self.steps}): loss {loss:.4f} "
-            f"{images / elapsed:.1f} img/s, data wait {window.wait / elapsed:.0%}",
-            flush=True,
-        )
-        self.images_per_s = images / elapsed
-        self.job.report(self._progress())
-
-    def _scalars(self, group: str, values: dict[str, Any]) -> None:
-        if self.tensorboard is not None:
-            for key, value in values.items():
-                self.tensorboard.add_scalar(f"{group}/{key}", value, self.progress.global_step)
-            self.tensorboard.flush()
 
     def control_point(self) -> None:
         """Where all ranks agree on what signals and the clock ask for; the only place the loop stops early."""
@@ -509,69 +350,3 @@ class _Window:
     wait: float = 0.0
     batches: int = 0
     loss: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
-
-
-def _tensorboard(directory: Path | None) -> Any:
-    """A SummaryWriter when ``tensorboard`` is installed (it is optional); metrics.jsonl is written either way."""
-    if directory is None or importlib.util.find_spec("tensorboard") is None:
-        return None
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(directory))
-
-
-def val_loader(
-    shards: list[Shard],
-    dist: Dist,
-    *,
-    batch_size: int,
-    image_size: int,
-    workers: int,
-    decoder: Decoder,
-    pipeline: Pipeline | None = None,
-    persistent: bool = False,
-) -> DataLoader[Any] | None:
-    """This rank's val loader; None when the rank has no val shards (it still joins the sums)."""
-    shares = val_shares(shards, world=dist.world, rank=dist.rank, workers=workers)
-    if not shares:
-        return None
-    stream = ValStream(
-        shares, batch_size=batch_size, augment=Augment(image_size, decoder, train=False), pipeline=pipeline
-    )
-    on_gpu = dist.device.type == "cuda"
-    return make_loader(stream, min(workers, len(shares)), pin_memory=on_gpu, seed=0, persistent=persistent)
-
-
-def val_batches(loader: DataLoader[Any] | None, decoder: Decoder, device: torch.device, size: int) -> Iterator[Batch]:
-    if loader is None:
-        return iter(())
-    return on_device(iter(loader), device, size, None) if decoder == "device" else iter(loader)
-
-
-@torch.inference_mode()
-def evaluate(
-    model: torch.nn.Module, batches: Iterable[Batch], dist: Dist, *, precision: Precision, channels_last: bool
-) -> dict[str, float]:
-    """Top-1, top-5 and loss over every val sample, each counted once across all ranks."""
-    model.eval()
-    totals = torch.zeros(4, dtype=torch.float64, device=dist.device)  # loss sum, top-1, top-5, samples
-    for images, labels in batches:
-        x = normalize(images, dist.device, channels_last)
-        y = labels.to(dist.device, non_blocking=True)
-        with precision.autocast():
-            logits = model(x)
-        logits = logits.float()
-        k = min(5, logits.shape[1])
-        top = logits.topk(k, dim=1).indices
-        hits = top.eq(y.unsqueeze(1))
-        totals += torch.stack(
-            [
-                F.cross_entropy(logits, y, reduction="sum").double(),
-                hits[:, :1].sum().double(),
-                hits.any(dim=1).sum().double(),
-                torch.full((), float(len(y)), dtype=torch.float64, device=dist.device),  # a fill, not a copy
-            ]
-        )
-    loss_sum, top1, top5, n = dist.sum(totals).tolist()
-    per = max(n, 1)
-    return {"val_loss": loss_sum / per, "top1": top1 / per, "top5": top5 / per, "val_samples": n}

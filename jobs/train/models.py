@@ -1,7 +1,9 @@
-"""Building a torchvision classifier and loading weights into it, with errors that say what does not fit."""
+"""Building a torchvision classifier, loading weights into it with errors that say what does not fit, and the digest
+of its weights that the final record holds for every rank."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +77,11 @@ def _head_key(state: dict[str, torch.Tensor]) -> str:
 def num_classes_of(weights: dict[str, torch.Tensor]) -> int | None:
     key = _head_key(weights)
     return int(weights[key].shape[0]) if key else None
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

@@ -28,8 +28,11 @@ from jobs.steps.evaluate_spec import evaluate_val_shards
 from jobs.telemetry.sampler import Sampler
 from jobs.train import checkpoint, determinism
 from jobs.train.distributed import Dist, Failed, process_group
-from jobs.train.loop import Job, Precision, StopRequested, Trainer, TrainingDiverged, evaluate, val_batches, val_loader
+from jobs.train.evaluate import evaluate, val_batches
+from jobs.train.loaders import val_loader
+from jobs.train.loop import Job, StopRequested, Trainer, TrainingDiverged
 from jobs.train.models import build_model, load_file, load_weights, num_classes_of, state_dict_of
+from jobs.train.precision import Precision
 from jobs.train.shardset import Shard, ShardReadError, checked_split, train_inputs
 from jobs.train.sizing import size_loader
 from jobs.world import job_world

@@ -1,0 +1,44 @@
+"""A loader batch made into the model's input on the device: ImageNet normalisation, the memory format, and the
+batch-level augmentations (MixUp, CutMix)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torchvision.transforms import v2
+
+from jobs.spec import TrainSpec
+from jobs.train.data import IMAGENET_MEAN, IMAGENET_STD
+
+
+@functools.cache
+def imagenet_stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet's mean and std as (1, 3, 1, 1) tensors on ``device``, made once per device: a new one each batch is a
+    blocking host-to-device copy in every step. Read-only: ``normalize`` never writes to them."""
+    with torch.inference_mode(False):  # first asked for by evaluate or by training: usable by both
+        mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    return mean, std
+
+
+def normalize(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """uint8 NCHW from the loader (channels-last in memory) → normalised float on the device (the division happens
+    there, not in workers)."""
+    x = images.to(device, non_blocking=True).float().div_(255)
+    mean, std = imagenet_stats(device)
+    x = x.sub_(mean).div_(std)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
+
+
+def batch_mixer(cfg: TrainSpec, num_classes: int) -> Callable[[torch.Tensor, torch.Tensor], Any] | None:
+    mixers: list[Any] = []
+    if cfg.mixup_alpha > 0:
+        mixers.append(v2.MixUp(alpha=cfg.mixup_alpha, num_classes=num_classes))
+    if cfg.cutmix_alpha > 0:
+        mixers.append(v2.CutMix(alpha=cfg.cutmix_alpha, num_classes=num_classes))
+    if not mixers:
+        return None
+    return mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
