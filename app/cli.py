@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.commands import (
+from clusterdeck.app.commands import (
     cancel,
     demo,
     diff,
@@ -41,9 +41,9 @@ from app.commands import (
     version,
     watch,
 )
-from app.commands.base import Command, open_deck
-from app.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from jobs.errors import UserError
+from clusterdeck.app.commands.base import Command, open_deck
+from clusterdeck.app.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from clusterdeck.jobs.errors import UserError
 
 COMMANDS: tuple[Command, ...] = (
     submit, ls, show, diff, logs, metrics, watch, cancel, resume,
@@ -56,7 +56,7 @@ class _Version(argparse.Action):
     """``--version``: the installed version, looked up only when asked (not at every start)."""
 
     def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
-        from jobs.protocol import version
+        from clusterdeck.jobs.protocol import version
 
         print(f"clusterdeck {version()}")
         parser.exit()
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_app(args: argparse.Namespace) -> int:
     """No command: the Textual app, on the deck of ``--runs-root`` / ``--host``."""
-    from app.tui.app import make_app
+    from clusterdeck.app.tui.app import make_app
 
     with open_deck(args) as deck:
         make_app(deck=deck).run()

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from jobs.deck.base import Deck
-    from jobs.rundir import RunPaths
-    from jobs.status import RunView
+    from clusterdeck.jobs.deck.base import Deck
+    from clusterdeck.jobs.rundir import RunPaths
+    from clusterdeck.jobs.status import RunView
 
 FILES_S, STATE_S = 0.5, 2.0
 SETTLE_POLLS, JOBS_MAX_S, FINAL_MAX_S = 4, 60.0, 30.0

@@ -11,10 +11,10 @@ import getpass
 import sys
 from typing import TYPE_CHECKING
 
-from jobs.errors import UserError
+from clusterdeck.jobs.errors import UserError
 
 if TYPE_CHECKING:
-    from jobs.deck.ssh import SshDeck
+    from clusterdeck.jobs.deck.ssh import SshDeck
 
 
 def terminal_prompter(title: str, instructions: str, prompts: list[tuple[str, bool]]) -> list[str]:
@@ -43,9 +43,9 @@ def tell(text: str) -> None:
 def connect(host: str, runs_root: str | None = None) -> SshDeck:
     """The login node ``host`` names (a profile, an ssh alias or a hostname), connected and checked: its host key,
     and its clusterdeck's JSON schemas against this one's (``jobs.protocol``)."""
-    from jobs.deck.ssh import RemoteFailed, SshDeck
-    from jobs.remote.profiles import resolve_target
-    from jobs.remote.ssh import ConnectionLost, SshConnection
+    from clusterdeck.jobs.deck.ssh import RemoteFailed, SshDeck
+    from clusterdeck.jobs.remote.profiles import resolve_target
+    from clusterdeck.jobs.remote.ssh import ConnectionLost, SshConnection
 
     target = resolve_target(host)
     conn = SshConnection(target, prompter=terminal_prompter, events=tell)
@@ -66,10 +66,10 @@ def trust(host: str, expected: str) -> str:
     """Writes the host's key to known_hosts if it is the one with fingerprint ``expected``."""
     import paramiko
 
-    from jobs.deck.ssh import RemoteFailed
-    from jobs.remote.hostkeys import trust_host_key
-    from jobs.remote.profiles import resolve_target
-    from jobs.remote.ssh import ConnectionLost, SshConnection
+    from clusterdeck.jobs.deck.ssh import RemoteFailed
+    from clusterdeck.jobs.remote.hostkeys import trust_host_key
+    from clusterdeck.jobs.remote.profiles import resolve_target
+    from clusterdeck.jobs.remote.ssh import ConnectionLost, SshConnection
 
     target = resolve_target(host)
     if target.proxy_jump or target.proxy_command:

@@ -11,10 +11,10 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from app.formats import duration
-from jobs.status import RunView
-from jobs.tail.live import LiveRun
-from jobs.tail.records import Epoch, Evaluate, Gpu, MetricRecord, Progress, Stage, Train, Validation
+from clusterdeck.app.formats import duration
+from clusterdeck.jobs.status import RunView
+from clusterdeck.jobs.tail.live import LiveRun
+from clusterdeck.jobs.tail.records import Epoch, Evaluate, Gpu, MetricRecord, Progress, Stage, Train, Validation
 
 REDRAW_S = 0.25
 GB = 1e9

@@ -68,7 +68,7 @@ def timed(code: str, *args: str) -> tuple[float, int]:
 
 
 def export(*args: str) -> tuple[float, int]:
-    return timed("import sys\nfrom app.cli import main\nassert main(['export', *sys.argv[1:]]) == 0", *args)
+    return timed("import sys\nfrom clusterdeck.app.cli import main\nassert main(['export', *sys.argv[1:]]) == 0", *args)
 
 
 def written(out: Path) -> int:

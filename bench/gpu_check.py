@@ -49,18 +49,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from jobs.errors import RequeueJob, UserError
-from jobs.metrics import MetricsWriter
-from jobs.rundir import RunPaths
-from jobs.runspec import validate
-from jobs.sample_data import make_sample_data
-from jobs.spec import RunSpec
-from jobs.train import checkpoint
-from jobs.train.crops import read_header
-from jobs.train.data import Augment, BatchBuilder
-from jobs.train.device_decode import NVJPEG_MODES, decode_batch, decode_jpegs
-from jobs.train.distributed import Dist
-from jobs.train.shardset import ShardReadError
+from clusterdeck.jobs.errors import RequeueJob, UserError
+from clusterdeck.jobs.metrics import MetricsWriter
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.runspec import validate
+from clusterdeck.jobs.sample_data import make_sample_data
+from clusterdeck.jobs.spec import RunSpec
+from clusterdeck.jobs.train import checkpoint
+from clusterdeck.jobs.train.crops import read_header
+from clusterdeck.jobs.train.data import Augment, BatchBuilder
+from clusterdeck.jobs.train.device_decode import NVJPEG_MODES, decode_batch, decode_jpegs
+from clusterdeck.jobs.train.distributed import Dist
+from clusterdeck.jobs.train.shardset import ShardReadError
 
 MB = 1e6
 SIZE = 224
@@ -163,7 +163,7 @@ def sample_shards(check: Check) -> Path:
     """The sample dataset (make_sample_data) sharded by the real shard step; made once."""
 
     def make() -> Path:
-        from jobs.shard.step import run_shard_part
+        from clusterdeck.jobs.shard.step import run_shard_part
 
         classes, per_class = (10, 40) if check.cuda else (4, 16)
         data = make_sample_data(check.root / "data", classes=classes, train_per_class=per_class, val_per_class=4)
@@ -282,7 +282,7 @@ def row_c(check: Check) -> str:
 
 def job_line(exc: Exception, check: Check) -> str:
     """The line the train step's error handling makes of ``exc`` (what the job log and ``show`` say)."""
-    from jobs.train.step import _errors_explained
+    from clusterdeck.jobs.train.step import _errors_explained
 
     try:
         with _errors_explained(Dist(0, 1, 0, check.device)):
@@ -295,7 +295,7 @@ def job_line(exc: Exception, check: Check) -> str:
 
 
 def row_d(check: Check) -> str:
-    from jobs.telemetry.gpu import GpuProbe
+    from clusterdeck.jobs.telemetry.gpu import GpuProbe
 
     blobs = check.once("12mp", lambda: twelve_megapixel(64))
     keys = [f"big/{k}" for k in range(len(blobs))]
@@ -403,7 +403,7 @@ def row_f(check: Check) -> str:
 
 def stop_and_resume(check: Check, spec: RunSpec, name: str) -> str:
     """An uninterrupted run, and one stopped by SIGUSR2 at step 5 and resumed: the same steps, states and weights."""
-    from jobs.train.step import run_train
+    from clusterdeck.jobs.train.step import run_train
 
     straight, stopped = RunPaths(check.root / f"{name}-straight"), RunPaths(check.root / f"{name}-stopped")
     for paths in (straight, stopped):
@@ -459,7 +459,7 @@ def records(paths: RunPaths, kind: str) -> list[dict[str, Any]]:
 def row_g(check: Check) -> str:
     import json
 
-    from jobs.telemetry.sampler import Sampler
+    from clusterdeck.jobs.telemetry.sampler import Sampler
 
     index = check.device.index or 0
     out = check.root / "telemetry.jsonl"

@@ -51,16 +51,16 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 from torchvision.io import decode_jpeg, read_file
 
-from jobs.metrics import MetricsWriter
-from jobs.steps.train_spec import TrainSpec
-from jobs.train.data import IMAGENET_MEAN, IMAGENET_STD, Augment, Batch, TrainStream
-from jobs.train.distributed import Dist
-from jobs.train.loaders import make_loader
-from jobs.train.loop import Job, Trainer
-from jobs.train.model_input import normalize
-from jobs.train.order import steps_per_epoch, train_shares
-from jobs.train.shardset import Shard, read_shardset
-from jobs.train.sizing import Decoder
+from clusterdeck.jobs.metrics import MetricsWriter
+from clusterdeck.jobs.steps.train_spec import TrainSpec
+from clusterdeck.jobs.train.data import IMAGENET_MEAN, IMAGENET_STD, Augment, Batch, TrainStream
+from clusterdeck.jobs.train.distributed import Dist
+from clusterdeck.jobs.train.loaders import make_loader
+from clusterdeck.jobs.train.loop import Job, Trainer
+from clusterdeck.jobs.train.model_input import normalize
+from clusterdeck.jobs.train.order import steps_per_epoch, train_shares
+from clusterdeck.jobs.train.shardset import Shard, read_shardset
+from clusterdeck.jobs.train.sizing import Decoder
 
 
 def photo(rng: np.random.Generator, width: int, height: int) -> Image.Image:

@@ -2,7 +2,7 @@
 
     python bench/ls.py [--runs 1000] [--repeat 5]
 
-Runs `python -m app.cli ls` and its baseline `python -c pass` alternately, ``--repeat`` times each,
+Runs `python -m clusterdeck.app.cli ls` and its baseline `python -c pass` alternately, ``--repeat`` times each,
 and prints their wall times, the median ratio ls/baseline (what clusterdeck adds to an interpreter
 start, whatever the machine's speed), the median against the 1 s budget, and whether torch was
 imported. The timing lives here, not in the tests: on a loaded 2-core CI machine a wall-clock
@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from jobs import atomic
-from jobs.records import Attempt, FinalState, JobRef, RunRecord, StepRecord, save_record
-from jobs.runs import create_run_dir
+from clusterdeck.jobs import atomic
+from clusterdeck.jobs.records import Attempt, FinalState, JobRef, RunRecord, StepRecord, save_record
+from clusterdeck.jobs.runs import create_run_dir
 
 
 def make_runs(root: Path, count: int) -> None:
@@ -58,11 +58,11 @@ def main() -> None:
             base_times.append(wall([sys.executable, "-c", "pass"], env))
             started = time.perf_counter()
             out = subprocess.run(
-                [sys.executable, "-m", "app.cli", "ls"], env=env, capture_output=True, text=True, check=True
+                [sys.executable, "-m", "clusterdeck.app.cli", "ls"], env=env, capture_output=True, text=True, check=True
             ).stdout
             ls_times.append(time.perf_counter() - started)
             assert out.count("run-") == args.runs
-        probe = "import sys; from app.cli import main; main(['ls']); sys.stderr.write(str('torch' in sys.modules))"
+        probe = "import sys; from clusterdeck.app.cli import main; main(['ls']); sys.stderr.write(str('torch' in sys.modules))"
         torch = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True).stderr
         ls, base = statistics.median(ls_times), statistics.median(base_times)
         print(f"clusterdeck ls, {args.runs} runs: " + " ".join(f"{t:.3f}s" for t in ls_times))

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from jobs.sample_data import make_sample_data
+from clusterdeck.jobs.sample_data import make_sample_data
 
 
 def make_tree(root: Path, images: int, classes: int = 20) -> Path:
@@ -84,8 +84,8 @@ def baseline(tree: Path, out: Path, shard_mb: float) -> None:
 
 
 def ours(tree: Path, out: Path, shard_mb: float, workers: int) -> None:
-    from jobs.runspec import validate
-    from jobs.shard.step import run_shard_part
+    from clusterdeck.jobs.runspec import validate
+    from clusterdeck.jobs.shard.step import run_shard_part
 
     spec = validate(
         {
@@ -121,7 +121,7 @@ def main() -> None:
         }
         import webdataset  # noqa: F401
 
-        import jobs.shard.step  # noqa: F401  (imports are not what is timed)
+        import clusterdeck.jobs.shard.step  # noqa: F401  (imports are not what is timed)
 
         times: dict[str, list[float]] = {name: [] for name in contenders}
         rng = random.Random(args.seed)

@@ -35,10 +35,10 @@ from typing import Any, TypeVar
 
 from shard import make_tree, warm  # bench/shard.py (the script's directory is on sys.path)
 
-from jobs.runspec import validate
-from jobs.sample_data import SampleData, make_npz_batches, make_train_tar
-from jobs.shard.step import run_shard_part
-from jobs.shard.tarsource import list_train_tar
+from clusterdeck.jobs.runspec import validate
+from clusterdeck.jobs.sample_data import SampleData, make_npz_batches, make_train_tar
+from clusterdeck.jobs.shard.step import run_shard_part
+from clusterdeck.jobs.shard.tarsource import list_train_tar
 
 TRAIN_IMAGES = 1_281_167
 T = TypeVar("T")

@@ -105,7 +105,7 @@ def main() -> None:
 
         def stage(dest: Path) -> None:
             """The stager as cp is run: a process of its own (the CLI's), not a call in this one."""
-            command = [sys.executable, "-m", "app.cli", "stage", str(root / "shards"), "--to", str(dest)]
+            command = [sys.executable, "-m", "clusterdeck.app.cli", "stage", str(root / "shards"), "--to", str(dest)]
             command += ["--streams", str(args.streams), "--json"]
             done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
             tally = json.loads(done.stdout)

@@ -29,14 +29,14 @@ from pathlib import Path
 import torch
 from shard import ours as shard  # bench/shard.py: the shard step, quietly
 
-from jobs.metrics import MetricsWriter
-from jobs.runspec import validate
-from jobs.sample_data import make_sample_data
-from jobs.telemetry.pipeline import Pipeline
-from jobs.telemetry.sampler import Sampler
-from jobs.train.distributed import Dist
-from jobs.train.loop import Job, Trainer
-from jobs.train.shardset import train_inputs
+from clusterdeck.jobs.metrics import MetricsWriter
+from clusterdeck.jobs.runspec import validate
+from clusterdeck.jobs.sample_data import make_sample_data
+from clusterdeck.jobs.telemetry.pipeline import Pipeline
+from clusterdeck.jobs.telemetry.sampler import Sampler
+from clusterdeck.jobs.train.distributed import Dist
+from clusterdeck.jobs.train.loop import Job, Trainer
+from clusterdeck.jobs.train.shardset import train_inputs
 
 
 def one_epoch(job: Job, sampler: Sampler | None) -> tuple[float, float]:

@@ -25,12 +25,12 @@ from pathlib import Path
 import torch
 import torchvision
 
-from jobs.metrics import MetricsWriter
-from jobs.steps.train_spec import TrainSpec
-from jobs.train.distributed import Dist
-from jobs.train.loop import Job, Trainer
-from jobs.train.model_input import normalize
-from jobs.train.shardset import Shard
+from clusterdeck.jobs.metrics import MetricsWriter
+from clusterdeck.jobs.steps.train_spec import TrainSpec
+from clusterdeck.jobs.train.distributed import Dist
+from clusterdeck.jobs.train.loop import Job, Trainer
+from clusterdeck.jobs.train.model_input import normalize
+from clusterdeck.jobs.train.shardset import Shard
 
 CLASSES = 100
 

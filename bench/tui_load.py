@@ -37,12 +37,12 @@ from pathlib import Path
 
 import psutil
 
-from jobs import atomic
-from jobs.metrics import MetricsWriter
-from jobs.records import Attempt, JobRef, PartStatus, RunRecord, StepRecord, save_record, save_status
-from jobs.rundir import RunPaths
-from jobs.runs import create_run_dir
-from jobs.runspec import validate
+from clusterdeck.jobs import atomic
+from clusterdeck.jobs.metrics import MetricsWriter
+from clusterdeck.jobs.records import Attempt, JobRef, PartStatus, RunRecord, StepRecord, save_record, save_status
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.runs import create_run_dir
+from clusterdeck.jobs.runspec import validate
 
 REPO = Path(__file__).resolve().parent.parent
 COLUMNS, ROWS = 120, 40
@@ -180,7 +180,7 @@ def main() -> None:
     paths = make_run(home / "runs", writer.pid)
     writer_dir.symlink_to(paths.root)
     env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor", "CLUSTERDECK_HOME": str(home)}
-    term = Terminal([sys.executable, "-m", "app.cli", "--runs-root", str(home / "runs")], env)
+    term = Terminal([sys.executable, "-m", "clusterdeck.app.cli", "--runs-root", str(home / "runs")], env)
     app = psutil.Process(term.proc.pid)
     try:
         assert term.expect(paths.run_id, 30), "the runs list never showed the run"

@@ -20,15 +20,15 @@ from typing import Any
 from textual.pilot import Pilot
 from textual.widgets import DataTable, TabbedContent
 
-from app.tui.app import make_app
-from app.tui.compare import CompareScreen
-from app.tui.detail import RunDetailScreen
-from app.tui.panels import CurvesPanel
-from jobs.runspec import validate
-from jobs.sample_data import make_sample_data
-from jobs.shard.step import run_shard_part
-from jobs.status import view_run
-from jobs.submit import submit_run
+from clusterdeck.app.tui.app import make_app
+from clusterdeck.app.tui.compare import CompareScreen
+from clusterdeck.app.tui.detail import RunDetailScreen
+from clusterdeck.app.tui.panels import CurvesPanel
+from clusterdeck.jobs.runspec import validate
+from clusterdeck.jobs.sample_data import make_sample_data
+from clusterdeck.jobs.shard.step import run_shard_part
+from clusterdeck.jobs.status import view_run
+from clusterdeck.jobs.submit import submit_run
 
 SIZE = (110, 32)
 
@@ -91,7 +91,7 @@ async def shoot(out: Path, root: Path, runs: list[Path]) -> None:
 
 
 def view_run_ended(path: Path) -> bool:
-    from jobs.rundir import RunPaths
+    from clusterdeck.jobs.rundir import RunPaths
 
     return view_run(RunPaths(path)).ended
 

@@ -19,11 +19,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from jobs.errors import UserError
-from jobs.rundir import RunPaths
-from jobs.tail.access import FileAccess, LocalFiles, read_all
-from jobs.tail.filetail import FileTail
-from jobs.tail.records import Epoch, MetricRecord, Train, parse
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.tail.access import FileAccess, LocalFiles, read_all
+from clusterdeck.jobs.tail.filetail import FileTail
+from clusterdeck.jobs.tail.records import Epoch, MetricRecord, Train, parse
 
 SERIES: Final = ("train_loss", "top1", "top5", "val_loss")
 """The curves of a run, in the order shown; an ``epoch`` record's keys, but for train loss (see above)."""
@@ -235,7 +235,7 @@ def read_spec(paths: RunPaths, access: FileAccess | None = None) -> dict[str, An
 
 def compare_runs(paths: Sequence[RunPaths]) -> Comparison:
     """The comparison of the runs given (a run given twice counts once); a UserError for fewer than two."""
-    from jobs.status import view_runs  # the scheduler backends load only when runs are compared
+    from clusterdeck.jobs.status import view_runs  # the scheduler backends load only when runs are compared
 
     runs = list(dict.fromkeys(RunPaths(p.root.resolve()) for p in paths))
     if len(runs) < 2:

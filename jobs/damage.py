@@ -15,7 +15,7 @@ from typing import Any
 import pydantic_core
 from pydantic import ValidationError
 
-from jobs.errors import UserError
+from clusterdeck.jobs.errors import UserError
 
 
 class DamagedRecord(UserError, ValueError):

@@ -12,7 +12,7 @@ import errno
 import os
 from pathlib import Path
 
-from jobs.errors import UserError
+from clusterdeck.jobs.errors import UserError
 
 FULL = (errno.ENOSPC, errno.EDQUOT)
 """No space left, or a quota reached: the disk (or the user's share of it) is full."""

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobs import atomic
+from clusterdeck.jobs import atomic
 
 
 class MetricsWriter:

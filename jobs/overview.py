@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.damage import DamagedRecord
-from jobs.records import load_statuses, read_spec_json
-from jobs.rundir import RunPaths
-from jobs.runs import list_runs
-from jobs.status import RunView, damaged_view, view_runs
-from jobs.steps.registry import steps
-from jobs.tail.records import Progress
+from clusterdeck.jobs.damage import DamagedRecord
+from clusterdeck.jobs.records import load_statuses, read_spec_json
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.runs import list_runs
+from clusterdeck.jobs.status import RunView, damaged_view, view_runs
+from clusterdeck.jobs.steps.registry import steps
+from clusterdeck.jobs.tail.records import Progress
 
 
 @dataclass(frozen=True)

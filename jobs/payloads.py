@@ -18,16 +18,16 @@ from typing import Any
 
 import submitit
 
-from jobs.errors import RequeueJob, UserError
-from jobs.metrics import MetricsWriter
-from jobs.records import PartStatus, Start, load_run_spec, load_status, now, save_status
-from jobs.rundir import RunPaths
-from jobs.spec import RunSpec
-from jobs.steps import registry
-from jobs.steps.base import PartContext
-from jobs.telemetry.pipeline import Pipeline
-from jobs.telemetry.sampler import Sampler
-from jobs.world import World, job_world
+from clusterdeck.jobs.errors import RequeueJob, UserError
+from clusterdeck.jobs.metrics import MetricsWriter
+from clusterdeck.jobs.records import PartStatus, Start, load_run_spec, load_status, now, save_status
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.spec import RunSpec
+from clusterdeck.jobs.steps import registry
+from clusterdeck.jobs.steps.base import PartContext
+from clusterdeck.jobs.telemetry.pipeline import Pipeline
+from clusterdeck.jobs.telemetry.sampler import Sampler
+from clusterdeck.jobs.world import World, job_world
 
 
 def run_part(run_root: str, step: str, attempt: int, part: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from jobs.errors import UserError
+from clusterdeck.jobs.errors import UserError
 
 ENV = "CLUSTERDECK_PLUGINS"
 _loaded: set[str] = set()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, TypeVar
 
-from jobs.errors import UserError
+from clusterdeck.jobs.errors import UserError
 
 SCHEMAS: dict[str, int] = {
     "run-view": 1,  # submit, show, cancel: a RunView
@@ -48,7 +48,7 @@ class ProtocolError(UserError):
 def version() -> str:
     """This clusterdeck's version: the running code's (``jobs.__version__``, which the packaging reads too), not
     whatever distribution metadata is installed (an editable install may belong to another checkout)."""
-    from jobs import __version__
+    from clusterdeck.jobs import __version__
 
     return __version__
 

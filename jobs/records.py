@@ -8,12 +8,12 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from jobs import atomic
-from jobs.damage import DamagedRecord, model_problem, read_record
-from jobs.rundir import RunPaths
-from jobs.runspec import spec_model, validate
-from jobs.spec import RunSpec, Section, _section_type
-from jobs.tail.records import Progress
+from clusterdeck.jobs import atomic
+from clusterdeck.jobs.damage import DamagedRecord, model_problem, read_record
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.runspec import spec_model, validate
+from clusterdeck.jobs.spec import RunSpec, Section, _section_type
+from clusterdeck.jobs.tail.records import Progress
 
 Executor = Literal["local", "slurm"]
 Role = Literal["main", "array", "merge"]

@@ -7,10 +7,10 @@ import secrets
 import time
 from pathlib import Path
 
-from jobs.damage import DamagedRecord
-from jobs.errors import RunNotFound, UserError
-from jobs.records import PartStatus, RunRecord, check_run, load_record
-from jobs.rundir import RunPaths
+from clusterdeck.jobs.damage import DamagedRecord
+from clusterdeck.jobs.errors import RunNotFound, UserError
+from clusterdeck.jobs.records import PartStatus, RunRecord, check_run, load_record
+from clusterdeck.jobs.rundir import RunPaths
 
 ID_TIME_FORMAT = "%Y%m%d-%H%M%S"
 

@@ -13,11 +13,11 @@ from typing import Any
 
 from pydantic import Field, ValidationError, create_model, model_validator
 
-from jobs.errors import UserError
-from jobs.spec import RunSpec, TelemetrySpec, describe_errors
-from jobs.specfile import apply_overrides, read_table
-from jobs.steps.base import Step
-from jobs.steps.registry import steps
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.spec import RunSpec, TelemetrySpec, describe_errors
+from clusterdeck.jobs.specfile import apply_overrides, read_table
+from clusterdeck.jobs.steps.base import Step
+from clusterdeck.jobs.steps.registry import steps
 
 _models: dict[tuple[Step, ...], type[RunSpec]] = {}
 

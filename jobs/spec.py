@@ -30,8 +30,8 @@ from pydantic import (
     model_validator,
 )
 
-from jobs.formats import registry as input_formats
-from jobs.model_names import MODEL_NAMES, unknown_model_message
+from clusterdeck.jobs.formats import registry as input_formats
+from clusterdeck.jobs.model_names import MODEL_NAMES, unknown_model_message
 
 KEY = re.compile(r"[a-z_]+(\.[a-z_0-9]+)*")
 """A spec key path, as problems name them: ``train.resources.gpus_per_node``."""

@@ -19,9 +19,9 @@ import tomli_w
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
-from jobs.runspec import spec_model
-from jobs.spec import KEY, Choices, RunSpec, Section, error_items
-from jobs.steps.registry import steps
+from clusterdeck.jobs.runspec import spec_model
+from clusterdeck.jobs.spec import KEY, Choices, RunSpec, Section, error_items
+from clusterdeck.jobs.steps.registry import steps
 
 Kind = Literal["text", "path", "int", "float", "bool", "choice", "list"]
 

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from jobs.errors import UserError
+from clusterdeck.jobs.errors import UserError
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

@@ -14,10 +14,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from jobs.damage import DamagedRecord
-from jobs.dispatch import JobState, backend_for
-from jobs.dispatch.base import FAILED_STATES
-from jobs.records import (
+from clusterdeck.jobs.damage import DamagedRecord
+from clusterdeck.jobs.dispatch import JobState, backend_for
+from clusterdeck.jobs.dispatch.base import FAILED_STATES
+from clusterdeck.jobs.records import (
     Attempt,
     Executor,
     FinalState,
@@ -31,8 +31,8 @@ from jobs.records import (
     read_spec_json,
     save_record,
 )
-from jobs.rundir import RunPaths
-from jobs.runs import ID_TIME_FORMAT, read_whole
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.runs import ID_TIME_FORMAT, read_whole
 
 # When parts disagree, the step shows the most telling one.
 PRECEDENCE = (*FAILED_STATES, "RUNNING", "REQUEUED", "PENDING", "COMPLETED")
@@ -112,7 +112,7 @@ class RunView:
     def from_json(cls, data: dict[str, Any]) -> RunView:
         """The view ``to_json`` wrote (a remote ``clusterdeck show --json``); fields it does not know are ignored:
         a newer clusterdeck on the login node may have added some (``jobs.protocol``)."""
-        from jobs.protocol import from_fields
+        from clusterdeck.jobs.protocol import from_fields
 
         def parts(items: list[dict[str, Any]]) -> list[PartView]:
             return [from_fields(PartView, p) for p in items]

@@ -7,15 +7,24 @@ import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from jobs import atomic
-from jobs.dispatch import PartPlan, backend_class, backend_for
-from jobs.errors import UserError
-from jobs.records import Attempt, JobRef, RunRecord, StepRecord, load_record, load_run_spec, now, save_record
-from jobs.rundir import RunPaths
-from jobs.runs import create_run_dir, default_runs_root
-from jobs.spec import RunSpec
-from jobs.status import RunView, view_run
-from jobs.steps import registry
+from clusterdeck.jobs import atomic
+from clusterdeck.jobs.dispatch import PartPlan, backend_class, backend_for
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.records import (
+    Attempt,
+    JobRef,
+    RunRecord,
+    StepRecord,
+    load_record,
+    load_run_spec,
+    now,
+    save_record,
+)
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.runs import create_run_dir, default_runs_root
+from clusterdeck.jobs.spec import RunSpec
+from clusterdeck.jobs.status import RunView, view_run
+from clusterdeck.jobs.steps import registry
 
 
 def runs_root_for(spec: RunSpec | None, override: Path | None = None) -> Path:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from jobs.errors import UserError
-from jobs.specfile import read_table
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.specfile import read_table
 
 BUILT_IN = Path(__file__).resolve().parent.parent / "templates"
 

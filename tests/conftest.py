@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import pytest
 from textual.pilot import Pilot
 
-from jobs.sample_data import SampleData, make_devkit, make_sample_data, make_train_tar, make_val_tar
+from clusterdeck.jobs.sample_data import SampleData, make_devkit, make_sample_data, make_train_tar, make_val_tar
 from tests.ci_skips import (  # the hooks, found here by pytest: under CI a skip fails the run
     pytest_collectreport,  # noqa: F401
     pytest_runtest_logreport,  # noqa: F401
@@ -63,7 +63,7 @@ class Result:
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
     """The installed console script, as a user runs it (a real process, real exit code)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
+        [sys.executable, "-m", "clusterdeck.app.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -109,8 +109,8 @@ synsets = "{data.synsets}"
 @pytest.fixture(scope="session")
 def sample_shards(sample_data: SampleData, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample data as a shard set (train and val), written once by the real shard step."""
-    from jobs.runspec import load_spec
-    from jobs.shard.step import run_shard_part
+    from clusterdeck.jobs.runspec import load_spec
+    from clusterdeck.jobs.shard.step import run_shard_part
 
     root = tmp_path_factory.mktemp("shards")
     spec_file = root / "spec.toml"
@@ -229,8 +229,8 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def assert_same_as_one_local_task(spec: Path, out: Path, local_out: Path) -> None:
     """The shard set at ``out`` (from array tasks and a merge) is byte for byte the one a single local task
     writes from the same spec to ``local_out``."""
-    from jobs.runspec import load_spec
-    from jobs.shard.step import run_shard_part
+    from clusterdeck.jobs.runspec import load_spec
+    from clusterdeck.jobs.shard.step import run_shard_part
 
     local = load_spec(spec, [f'shard.output="{local_out}"', "shard.resources.array_tasks=1"]).shard
     assert local is not None

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from jobs.train.distributed import Dist
+from clusterdeck.jobs.train.distributed import Dist
 
 Target = Callable[..., None]
 

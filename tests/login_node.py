@@ -43,12 +43,12 @@ def main(mode: str, log: str, argv: list[str]) -> int:
         parser = argparse.ArgumentParser(prog="clusterdeck")
         parser.add_subparsers(dest="command", metavar="COMMAND").add_parser("ls")
         parser.parse_args(argv)  # exits 2: invalid choice
-    from jobs.protocol import SCHEMAS, stamp
+    from clusterdeck.jobs.protocol import SCHEMAS, stamp
 
     if mode == "major99" and argv[:1] == ["version"]:
         print(json.dumps(stamp("version", {"schemas": {name: 99 for name in SCHEMAS}}) | {"clusterdeck": "9.0.0"}))
         return 0
-    from app.cli import main as clusterdeck
+    from clusterdeck.app.cli import main as clusterdeck
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

@@ -212,7 +212,7 @@ class Laptop:
 
     def cli_at(self, host: str, *args: str, timeout: float = 180) -> Result:
         proc = subprocess.run(
-            [sys.executable, "-m", "app.cli", "--host", host, *args],
+            [sys.executable, "-m", "clusterdeck.app.cli", "--host", host, *args],
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -36,7 +36,7 @@ def modules() -> dict[str, Module]:
             is_package = parts[-1] == "__init__"
             if is_package:
                 parts.pop()
-            name = ".".join(parts)
+            name = ".".join(["clusterdeck", *parts])  # installed as clusterdeck.app / clusterdeck.jobs
             found[name] = Module(name, path, is_package)
     return found
 
@@ -155,9 +155,9 @@ def test_no_module_over_the_line_limit() -> None:
 
 def test_jobs_never_imports_app() -> None:
     offending = {
-        name: sorted(t for t in targets if t.split(".")[0] == "app")
+        name: sorted(t for t in targets if t.startswith("clusterdeck.app."))
         for name, targets in imports().items()
-        if name.split(".")[0] == "jobs"
+        if name.startswith("clusterdeck.jobs.")
     }
     offending = {name: targets for name, targets in offending.items() if targets}
     assert not offending, "jobs imports app:\n" + "\n".join(f"{n} → {', '.join(t)}" for n, t in offending.items())
@@ -167,8 +167,8 @@ def test_the_graph_sees_what_it_must() -> None:
     """The checks above are only as good as the graph: a function-local import, a relative import and a
     ``from package import module`` all become edges, and a planted cycle is found."""
     graph = imports()
-    assert "jobs.dispatch.slurm" in graph["jobs.dispatch"]  # function-local, in backend_class
-    assert "jobs.errors" in graph["jobs.export"]
+    assert "clusterdeck.jobs.dispatch.slurm" in graph["clusterdeck.jobs.dispatch"]  # function-local, in backend_class
+    assert "clusterdeck.jobs.errors" in graph["clusterdeck.jobs.export"]
     planted = {"a": frozenset({"b"}), "b": frozenset({"c", "d"}), "c": frozenset({"a"}), "d": frozenset()}
     assert knots(planted) == [{"a", "b", "c"}]
     assert cycle_in(planted, {"a", "b", "c"}) == ["a", "b", "c", "a"]
@@ -182,7 +182,7 @@ def test_relative_imports_resolve() -> None:
         assert isinstance(node, ast.ImportFrom)
         return _absolute(modules()[module], node)
 
-    assert resolved("jobs.export.plan", "from . import encode") == "jobs.export"
-    assert resolved("jobs.export", "from . import encode") == "jobs.export"
-    assert resolved("jobs.export.plan", "from ..spec import RunSpec") == "jobs.spec"
-    assert resolved("jobs.spec", "from .export import plan") == "jobs.export"
+    assert resolved("clusterdeck.jobs.export.plan", "from . import encode") == "clusterdeck.jobs.export"
+    assert resolved("clusterdeck.jobs.export", "from . import encode") == "clusterdeck.jobs.export"
+    assert resolved("clusterdeck.jobs.export.plan", "from ..spec import RunSpec") == "clusterdeck.jobs.spec"
+    assert resolved("clusterdeck.jobs.spec", "from .export import plan") == "clusterdeck.jobs.export"

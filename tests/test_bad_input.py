@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.sample_data import SampleData
+from clusterdeck.jobs.sample_data import SampleData
 from tests.conftest import REPO, Result, needs_root, shard_spec
 
 Setup = Callable[[Path, Path], str]
@@ -49,9 +49,9 @@ class Case:
 
 
 def cli(*args: str, prefix: tuple[str, ...] = (), stdin: bytes | None = None) -> Result:
-    """``python -m app.cli`` as a process, as ``tests.conftest.run_cli`` runs it, optionally under ``prefix``."""
+    """The CLI as a process, as ``tests.conftest.run_cli`` runs it, optionally under ``prefix``."""
     proc = subprocess.run(
-        [*prefix, sys.executable, "-m", "app.cli", *args],
+        [*prefix, sys.executable, "-m", "clusterdeck.app.cli", *args],
         capture_output=True,
         input=stdin,
         timeout=120,
@@ -486,8 +486,8 @@ def test_bad_input_is_named_without_a_traceback(case: Case, pristine: Path, tmp_
 async def test_the_app_lists_a_damaged_run_and_names_the_file_when_it_is_opened(tmp_path: Path) -> None:
     from textual.widgets import DataTable
 
-    from app.tui.app import make_app
-    from app.tui.detail import RunDetailScreen
+    from clusterdeck.app.tui.app import make_app
+    from clusterdeck.app.tui.detail import RunDetailScreen
     from tests.conftest import until
     from tests.test_snapshots import make_run
 
@@ -514,7 +514,7 @@ def main() -> None:
     """The table for the closing note: input → command → exit code → message (first line)."""
     import tempfile
 
-    from jobs.sample_data import make_sample_data
+    from clusterdeck.jobs.sample_data import make_sample_data
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "pristine"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import pkgutil
 
-import app.commands
-from app.cli import COMMANDS, build_parser
-from app.table import table_lines
+import clusterdeck.app.commands
+from clusterdeck.app.cli import COMMANDS, build_parser
+from clusterdeck.app.table import table_lines
 
 
 def test_every_command_module_is_listed_once_and_parses_as_its_name() -> None:
-    modules = {m.name for m in pkgutil.iter_modules(app.commands.__path__)} - {"base"}
+    modules = {m.name for m in pkgutil.iter_modules(clusterdeck.app.commands.__path__)} - {"base"}
     assert sorted(c.__name__.rsplit(".", 1)[1] for c in COMMANDS) == sorted(modules)  # type: ignore[attr-defined]
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert list(sub.choices) == [c.NAME for c in COMMANDS]

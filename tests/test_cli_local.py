@@ -12,8 +12,8 @@ from pathlib import Path
 
 import psutil
 
-from jobs import __version__
-from jobs.sample_data import SampleData
+from clusterdeck.jobs import __version__
+from clusterdeck.jobs.sample_data import SampleData
 from tests.conftest import copy_with_stuck_file, run_cli, shard_spec
 
 

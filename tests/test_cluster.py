@@ -15,10 +15,18 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable, Static
 
-from app.tui.app import make_app
-from app.tui.cluster import ClusterScreen
-from app.tui.runs import RunsScreen
-from jobs.cluster import ClusterView, Partition, QueuedJob, cluster_view, gpu_count, parse_sinfo, parse_squeue
+from clusterdeck.app.tui.app import make_app
+from clusterdeck.app.tui.cluster import ClusterScreen
+from clusterdeck.app.tui.runs import RunsScreen
+from clusterdeck.jobs.cluster import (
+    ClusterView,
+    Partition,
+    QueuedJob,
+    cluster_view,
+    gpu_count,
+    parse_sinfo,
+    parse_squeue,
+)
 from tests.conftest import require_slurm, until
 
 # What SINFO prints on a GPU cluster: a node in two partitions (a01), a typed gres with sockets, one

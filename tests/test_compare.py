@@ -12,12 +12,12 @@ import pytest
 from rich.text import Text
 from textual.widgets import DataTable, Static
 
-from app.tui.app import make_app
-from app.tui.chart import LineChart, Series, colour, render_chart
-from app.tui.compare import CompareScreen
-from app.tui.runs import RunsScreen
-from jobs.compare import ABSENT, epoch_curves, format_value, spec_differences
-from jobs.rundir import RunPaths
+from clusterdeck.app.tui.app import make_app
+from clusterdeck.app.tui.chart import LineChart, Series, colour, render_chart
+from clusterdeck.app.tui.compare import CompareScreen
+from clusterdeck.app.tui.runs import RunsScreen
+from clusterdeck.jobs.compare import ABSENT, epoch_curves, format_value, spec_differences
+from clusterdeck.jobs.rundir import RunPaths
 from tests.conftest import run_cli, train_section, until
 
 # --- spec differences --------------------------------------------------------------------------
@@ -295,7 +295,7 @@ async def test_the_compare_screen_shows_differences_and_curves_at_80x24(two_runs
 def test_a_nan_point_is_not_drawn() -> None:
     """A NaN or infinite value (a diverged loss) is left out: the chart is the one of the finite points alone,
     its scale from them, its line joining the neighbours of the gap."""
-    from app.tui.chart import Series, render_chart
+    from clusterdeck.app.tui.chart import Series, render_chart
 
     nan, inf = float("nan"), float("inf")
     with_gaps = [(1.0, 2.0), (2.0, nan), (3.0, 1.0), (4.0, inf), (nan, 5.0), (5.0, 1.5)]

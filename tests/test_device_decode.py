@@ -18,16 +18,16 @@ import torch
 from PIL import Image
 from torchvision.io import decode_jpeg
 
-from jobs.errors import UserError
-from jobs.rundir import RunPaths
-from jobs.sample_data import SampleData
-from jobs.train import device_decode
-from jobs.train.crops import decode_whole
-from jobs.train.data import Augment, BatchBuilder
-from jobs.train.device_decode import Encoded, decode_batch, decode_jpegs
-from jobs.train.jpeg_check import BrokenJpeg, check_jpeg
-from jobs.train.shardset import ShardReadError
-from jobs.train.step import run_train
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.sample_data import SampleData
+from clusterdeck.jobs.train import device_decode
+from clusterdeck.jobs.train.crops import decode_whole
+from clusterdeck.jobs.train.data import Augment, BatchBuilder
+from clusterdeck.jobs.train.device_decode import Encoded, decode_batch, decode_jpegs
+from clusterdeck.jobs.train.jpeg_check import BrokenJpeg, check_jpeg
+from clusterdeck.jobs.train.shardset import ShardReadError
+from clusterdeck.jobs.train.step import run_train
 from tests.test_loader import jpegs
 from tests.test_train import spec_for
 

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.runspec import load_spec
-from jobs.sample_data import SampleData
-from jobs.shard.plan import PER_SAMPLE_OVERHEAD
-from jobs.shard.step import build_plan
+from clusterdeck.jobs.runspec import load_spec
+from clusterdeck.jobs.sample_data import SampleData
+from clusterdeck.jobs.shard.plan import PER_SAMPLE_OVERHEAD
+from clusterdeck.jobs.shard.step import build_plan
 from tests.conftest import needs_root, run_cli, shard_spec
 
 
@@ -147,7 +147,7 @@ def test_a_disk_that_fills_midway_names_the_file_keeps_the_shards_and_resume_fin
         out = disk / "set"
         spec = write_spec(data, out, tmp_path, extra)
         job = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "--runs-root", str(runs), "submit", str(spec), "--wait"],
+            [sys.executable, "-m", "clusterdeck.app.cli", "--runs-root", str(runs), "submit", str(spec), "--wait"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -215,7 +215,7 @@ def test_a_file_size_limit_midway_is_one_line_naming_the_file(
     spec.write_text(spec.read_text().replace("workers = 1", f"workers = {workers}"))
     limit = 200_000  # below one shard (0.3 MB); the run's own small files stay under it
     done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "--runs-root", str(runs), "submit", str(spec), "--wait"],
+        [sys.executable, "-m", "clusterdeck.app.cli", "--runs-root", str(runs), "submit", str(spec), "--wait"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -235,8 +235,8 @@ def test_a_file_size_limit_midway_is_one_line_naming_the_file(
 
 def test_array_tasks_starting_together_check_the_whole_plans_space(sample_data: SampleData, tmp_path: Path) -> None:
     """Each task of an array starts against the same free space: one task's share fitting is not enough."""
-    from jobs.errors import UserError
-    from jobs.shard.step import run_shard_part
+    from clusterdeck.jobs.errors import UserError
+    from clusterdeck.jobs.shard.step import run_shard_part
 
     tasks = 4
     array = f"[shard.resources]\narray_tasks = {tasks}\n"
@@ -256,8 +256,8 @@ def test_array_tasks_starting_together_check_the_whole_plans_space(sample_data: 
 
 def test_at_submit_only_shards_a_resume_keeps_count_as_room(sample_data: SampleData, tmp_path: Path) -> None:
     """A stale tar (no completed-part record) is replaced by rename: both copies exist at the peak."""
-    from jobs.errors import UserError
-    from jobs.shard.space import _input_bytes, check_room_at_submit
+    from clusterdeck.jobs.errors import UserError
+    from clusterdeck.jobs.shard.space import _input_bytes, check_room_at_submit
 
     inputs = _input_bytes(sample_data.train) + _input_bytes(sample_data.val)  # type: ignore[operator]
     stale = inputs // 2

@@ -21,14 +21,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jobs.errors import UserError
-from jobs.export.encode import level_text
-from jobs.export.images import fit_image
-from jobs.runspec import load_spec
-from jobs.sample_data import SampleData
-from jobs.shard.step import run_shard_part
-from jobs.train.shardread import read_shard
-from jobs.train.shardset import read_shardset
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.export.encode import level_text
+from clusterdeck.jobs.export.images import fit_image
+from clusterdeck.jobs.runspec import load_spec
+from clusterdeck.jobs.sample_data import SampleData
+from clusterdeck.jobs.shard.step import run_shard_part
+from clusterdeck.jobs.train.shardread import read_shard
+from clusterdeck.jobs.train.shardset import read_shardset
 from tests.conftest import REPO, run_cli
 
 SIDE = 16
@@ -348,7 +348,7 @@ def test_memory_stays_bounded_when_the_export_is_larger_than_the_limit(tmp_path:
         return proc.returncode, int(peak.group(1)) * 1024 if peak else -1, proc.stderr
 
     def export(*argv: str) -> tuple[int, int, str]:
-        return limited(f"from app.cli import main\nrc = main({['export', *argv]!r})\nassert rc == 0, rc")
+        return limited(f"from clusterdeck.app.cli import main\nrc = main({['export', *argv]!r})\nassert rc == 0, rc")
 
     code, peak, err = export(str(tmp_path / "big.npz"), "--out", str(out), "--samples", "4000")
     assert code == 0, err
@@ -367,7 +367,7 @@ def test_memory_stays_bounded_when_the_export_is_larger_than_the_limit(tmp_path:
 
 def test_export_imports_no_torch_or_webdataset(sample_shards: Path, tmp_path: Path) -> None:
     code = (
-        "import sys; from app.cli import main; "
+        "import sys; from clusterdeck.app.cli import main; "
         f"rc = main(['export', {str(sample_shards)!r}, '--out', {str(tmp_path / 'out')!r}, '--samples', '10', "
         "'--workers', '1']); "
         "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'webdataset')))"
@@ -421,8 +421,8 @@ def test_a_killed_export_leaves_no_workers_and_the_next_one_clears_its_files(
     import psutil
 
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "app.cli", "export", str(sample_shards), "--out", str(out), "--samples", "70",
-            "--image-size", "512", "--workers", "2"]  # fmt: skip
+    args = [sys.executable, "-m", "clusterdeck.app.cli", "export", str(sample_shards), "--out", str(out),
+            "--samples", "70", "--image-size", "512", "--workers", "2"]  # fmt: skip
     for sig in (signal.SIGTERM, signal.SIGKILL):
         proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 120
@@ -452,7 +452,7 @@ def test_a_killed_export_leaves_no_workers_and_the_next_one_clears_its_files(
 def test_a_full_disk_fails_cleanly_and_keeps_the_earlier_files(tmp_path: Path) -> None:
     make_npz(tmp_path / "npz", [100])
     out = tmp_path / "out"
-    args = ["-m", "app.cli", "export", str(tmp_path / "npz"), "--out", str(out), "--samples", "60"]
+    args = ["-m", "clusterdeck.app.cli", "export", str(tmp_path / "npz"), "--out", str(out), "--samples", "60"]
     assert subprocess.run([sys.executable, *args, "--image-size", "8"], cwd=REPO).returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     proc = subprocess.run(
@@ -513,7 +513,7 @@ samples = 5
 
 
 def test_only_this_hosts_dead_exports_are_cleared(tmp_path: Path) -> None:
-    from jobs.export.write import remove_stale
+    from clusterdeck.jobs.export.write import remove_stale
 
     host = socket.gethostname()
     dead = _a_dead_pid()
@@ -534,8 +534,8 @@ def _a_dead_pid() -> int:
 
 
 def test_a_resumed_run_does_not_refuse_the_files_its_export_wrote(tmp_path: Path) -> None:
-    from jobs.runspec import validate
-    from jobs.submit import preflight
+    from clusterdeck.jobs.runspec import validate
+    from clusterdeck.jobs.submit import preflight
 
     make_npz(tmp_path / "npz", [30])
     out = tmp_path / "out"

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from jobs import atomic
-from jobs.rundir import RunPaths
-from jobs.sample_data import SampleData
+from clusterdeck.jobs import atomic
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.sample_data import SampleData
 from tests.conftest import REPO, require_slurm, shard_spec, train_section
 
 UMASKS = [0o022, 0o002]
@@ -53,7 +53,7 @@ def written(
         + "[telemetry]\ninterval_s = 0.5\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "app.cli", "submit", str(spec), "--wait", "--json"],
+        [sys.executable, "-m", "clusterdeck.app.cli", "submit", str(spec), "--wait", "--json"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -144,7 +144,7 @@ def test_jobs_on_slurm_write_with_the_submitters_umask(sample_data: SampleData, 
         + '[shard.resources]\npartition = "cpu"\ncpus_per_task = 1\nmem_gb = 1\ntime_min = 10\n'
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "app.cli", "submit", str(spec), "--executor", "slurm", "--wait", "--json"],
+        [sys.executable, "-m", "clusterdeck.app.cli", "submit", str(spec), "--executor", "slurm", "--wait", "--json"],
         capture_output=True, text=True, timeout=240, cwd=REPO, umask=umask,
         env={**os.environ, "CLUSTERDECK_HOME": str(home)},
     )  # fmt: skip
@@ -169,7 +169,7 @@ def test_val_sort_copies_take_the_umasks_mode_not_the_sources(
     out = dev_shm / f"cd-modes-{os.getpid()}-{umask:03o}"  # another filesystem: copies, not hard links
     proc = subprocess.run(
         [
-            sys.executable, "-m", "app.cli", "val-sort", str(flat), "--out", str(out),
+            sys.executable, "-m", "clusterdeck.app.cli", "val-sort", str(flat), "--out", str(out),
             "--ground-truth", str(sample_data.ground_truth), "--synsets", str(sample_data.synsets),
         ],
         capture_output=True, text=True, timeout=120, cwd=REPO, umask=umask,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from jobs.formats import registry
+from clusterdeck.jobs.formats import registry
 from tests.conftest import run_cli
 
 PLUGIN = "throwaway_marked_format"
@@ -23,9 +23,9 @@ SOURCE = '''
 
 from pathlib import Path
 
-from jobs.formats import registry
-from jobs.formats.base import Fields, InputFormat
-from jobs.shard.sources import Entries, FileSource
+from clusterdeck.jobs.formats import registry
+from clusterdeck.jobs.formats.base import Fields, InputFormat
+from clusterdeck.jobs.shard.sources import Entries, FileSource
 
 
 class Marked(InputFormat):

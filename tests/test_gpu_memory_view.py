@@ -9,13 +9,13 @@ from typing import Any
 
 from rich.console import Console
 
-from app.tui.app import make_app
-from app.tui.detail import RunDetailScreen
-from app.tui.panels import CurvesPanel
-from app.watch import render
-from jobs.deck.local import LocalDeck
-from jobs.status import view_runs
-from jobs.tail.live import LiveRun
+from clusterdeck.app.tui.app import make_app
+from clusterdeck.app.tui.detail import RunDetailScreen
+from clusterdeck.app.tui.panels import CurvesPanel
+from clusterdeck.app.watch import render
+from clusterdeck.jobs.deck.local import LocalDeck
+from clusterdeck.jobs.status import view_runs
+from clusterdeck.jobs.tail.live import LiveRun
 from tests.conftest import until
 from tests.test_snapshots import NOT_A_PID, T0, make_run
 

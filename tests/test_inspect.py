@@ -20,14 +20,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.cli import main
-from jobs.runspec import validate
-from jobs.sample_data import (
+from clusterdeck.app.cli import main
+from clusterdeck.jobs.runspec import validate
+from clusterdeck.jobs.sample_data import (
     NpzData,
     SampleData,
     make_npz_batches,
 )
-from jobs.shard.step import run_shard_part
+from clusterdeck.jobs.shard.step import run_shard_part
 from tests.conftest import REPO, run_cli
 
 
@@ -366,7 +366,7 @@ def test_inspect_imports_no_torch_torchvision_or_webdataset(shard_set: Path, ils
     ]
     script = f"""
 import contextlib, io, sys
-from app.cli import main
+from clusterdeck.app.cli import main
 for args in {runs!r}:
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(["inspect", *args]) == 0, args

@@ -19,23 +19,23 @@ from torchvision import transforms
 from torchvision.transforms import v2
 from webdataset.tariterators import group_by_keys, tar_file_iterator
 
-from jobs.errors import UserError
-from jobs.metrics import MetricsWriter
-from jobs.rundir import RunPaths
-from jobs.runspec import load_spec, validate
-from jobs.sample_data import SampleData, make_sample_data
-from jobs.shard.tarwrite import ShardTarWriter
-from jobs.train.crops import Plan, _decode_reduced, read_header, train_plan, val_plan
-from jobs.train.data import Augment, BatchBuilder, TrainStream, decode
-from jobs.train.device_decode import Encoded, decode_batch
-from jobs.train.distributed import Dist
-from jobs.train.loaders import make_loader
-from jobs.train.loop import Job, Trainer
-from jobs.train.order import steps_per_epoch, train_shares
-from jobs.train.shardread import read_shard
-from jobs.train.shardset import Shard, ShardReadError, read_shardset, train_inputs
-from jobs.train.sizing import CPUS_FOR_CPU_DECODE, DEVICE_WORKERS, size_loader, task_cpus
-from jobs.train.step import run_train
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.metrics import MetricsWriter
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.runspec import load_spec, validate
+from clusterdeck.jobs.sample_data import SampleData, make_sample_data
+from clusterdeck.jobs.shard.tarwrite import ShardTarWriter
+from clusterdeck.jobs.train.crops import Plan, _decode_reduced, read_header, train_plan, val_plan
+from clusterdeck.jobs.train.data import Augment, BatchBuilder, TrainStream, decode
+from clusterdeck.jobs.train.device_decode import Encoded, decode_batch
+from clusterdeck.jobs.train.distributed import Dist
+from clusterdeck.jobs.train.loaders import make_loader
+from clusterdeck.jobs.train.loop import Job, Trainer
+from clusterdeck.jobs.train.order import steps_per_epoch, train_shares
+from clusterdeck.jobs.train.shardread import read_shard
+from clusterdeck.jobs.train.shardset import Shard, ShardReadError, read_shardset, train_inputs
+from clusterdeck.jobs.train.sizing import CPUS_FOR_CPU_DECODE, DEVICE_WORKERS, size_loader, task_cpus
+from clusterdeck.jobs.train.step import run_train
 from tests.conftest import SMALL_TRAIN, shard_spec
 
 
@@ -410,7 +410,7 @@ def test_a_resumed_auto_run_keeps_the_worker_count_its_data_order_was_made_with(
 @pytest.fixture(scope="module")
 def learnable_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """More sample data than the shared fixture: 6 classes × 50 train, 20 val each."""
-    from jobs.shard.step import run_shard_part
+    from clusterdeck.jobs.shard.step import run_shard_part
 
     root = tmp_path_factory.mktemp("learnable")
     data = make_sample_data(root / "data", classes=6, train_per_class=50, val_per_class=20)

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from jobs.dispatch.base import JobState
-from jobs.dispatch.slurm import node_failures, parse_sacct
-from jobs.sample_data import SampleData
-from jobs.stage.cache import set_name
-from jobs.train.order import node_shards
-from jobs.train.shardset import read_shardset
+from clusterdeck.jobs.dispatch.base import JobState
+from clusterdeck.jobs.dispatch.slurm import node_failures, parse_sacct
+from clusterdeck.jobs.sample_data import SampleData
+from clusterdeck.jobs.stage.cache import set_name
+from clusterdeck.jobs.train.order import node_shards
+from clusterdeck.jobs.train.shardset import read_shardset
 from tests.conftest import (
     REPO,
     assert_same_as_one_local_task,
@@ -276,7 +276,7 @@ def test_a_job_slurm_requeued_after_losing_its_node_reads_as_pending_with_the_no
     nodes: list[str], timed: None
 ) -> None:
     """Without ``sacct -D`` such a job read NODE_FAIL while it waited to run again: a resume would start a twin."""
-    from jobs.dispatch.slurm import sacct_states
+    from clusterdeck.jobs.dispatch.slurm import sacct_states
 
     lost = nodes[1]
     job_id = subprocess.run(
@@ -297,9 +297,9 @@ def test_a_job_slurm_requeued_after_losing_its_node_reads_as_pending_with_the_no
 
 def test_rank_1_reading_rank_0s_record_of_the_same_start_is_no_restart() -> None:
     """Rank 1 started a moment after rank 0 had written this start's status, and said "restart 1"."""
-    from jobs.payloads import _earlier_starts
-    from jobs.records import PartStatus
-    from jobs.world import World
+    from clusterdeck.jobs.payloads import _earlier_starts
+    from clusterdeck.jobs.records import PartStatus
+    from clusterdeck.jobs.world import World
 
     rank0 = PartStatus(step="train", attempt=1, part="main", state="RUNNING", node="node1", job_id="7", started_at=1.0)
     assert _earlier_starts(rank0, World(rank=1, world=2, job_id="7")) == []
@@ -309,8 +309,8 @@ def test_rank_1_reading_rank_0s_record_of_the_same_start_is_no_restart() -> None
 
 
 def test_the_lost_node_is_the_error_while_it_explains_the_jobs_state() -> None:
-    from jobs.records import PartStatus
-    from jobs.status import _error
+    from clusterdeck.jobs.records import PartStatus
+    from clusterdeck.jobs.status import _error
 
     lost = "node node2 (Not responding) failed"
     rank0 = PartStatus(step="train", attempt=1, part="main", state="FAILED", node="node1", started_at=1.0,

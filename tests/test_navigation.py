@@ -12,7 +12,9 @@ from pathlib import Path
 from tests.conftest import REPO
 
 TUI = REPO / "app" / "tui"
-SCREENS = {"app.tui.runs", "app.tui.detail", "app.tui.newrun", "app.tui.compare", "app.tui.cluster", "app.tui.prompt"}
+SCREENS = {
+    f"clusterdeck.app.tui.{name}" for name in ("runs", "detail", "newrun", "compare", "cluster", "prompt")
+}
 
 
 def modules() -> dict[Path, ast.Module]:

@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, OptionList, Select, Static
 
-from app.tui.app import make_app
-from app.tui.detail import RunDetailScreen
-from app.tui.newrun import NewRunScreen, widget_id
-from jobs import atomic
-from jobs.deck.ssh import SshDeck
-from jobs.errors import UserError
-from jobs.remote.profiles import Profile, Target
-from jobs.remote.ssh import SshConnection
-from jobs.runspec import load_spec, spec_model
-from jobs.spec_form import (
+from clusterdeck.app.tui.app import make_app
+from clusterdeck.app.tui.detail import RunDetailScreen
+from clusterdeck.app.tui.newrun import NewRunScreen, widget_id
+from clusterdeck.jobs import atomic
+from clusterdeck.jobs.deck.ssh import SshDeck
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.remote.profiles import Profile, Target
+from clusterdeck.jobs.remote.ssh import SshConnection
+from clusterdeck.jobs.runspec import load_spec, spec_model
+from clusterdeck.jobs.spec_form import (
     check_table,
     form_sections,
     get_key,
@@ -26,7 +26,7 @@ from jobs.spec_form import (
     show_value,
     without_nones,
 )
-from jobs.submit import preflight
+from clusterdeck.jobs.submit import preflight
 from tests.conftest import run_cli, train_section, until
 from tests.sshd import LOGIN_SETUP, Sshd
 from tests.test_tui import submit
@@ -169,8 +169,8 @@ async def test_a_section_problem_shows_on_the_section(home: Path) -> None:
 
 
 def test_a_template_saved_from_the_form_loads_as_the_same_spec(sample_shards: Path, home: Path) -> None:
-    from jobs.spec_form import table_toml
-    from jobs.templates import list_templates, save_template
+    from clusterdeck.jobs.spec_form import table_toml
+    from clusterdeck.jobs.templates import list_templates, save_template
 
     table = {"name": "saved", "train": {"train_shards": str(sample_shards), "epochs": 3, "amp": "off"}}
     path = save_template(table_toml(table), "saved")
@@ -188,7 +188,7 @@ def test_a_template_saved_from_the_form_loads_as_the_same_spec(sample_shards: Pa
 def test_the_preview_is_what_submit_hands_the_scheduler_and_writes_nothing(
     sample_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from jobs.submit import preview_run
+    from clusterdeck.jobs.submit import preview_run
 
     monkeypatch.setenv("PATH", str(tmp_path))  # a laptop: no sbatch, no srun
 

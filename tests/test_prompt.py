@@ -9,10 +9,10 @@ from typing import Any
 from textual.widgets import Input, Label, Static
 from textual.widgets._header import HeaderTitle
 
-from app.tui.app import make_app
-from app.tui.prompt import PromptScreen, tui_prompter
-from app.tui.runs import RunsScreen
-from jobs.errors import UserError
+from clusterdeck.app.tui.app import make_app
+from clusterdeck.app.tui.prompt import PromptScreen, tui_prompter
+from clusterdeck.app.tui.runs import RunsScreen
+from clusterdeck.jobs.errors import UserError
 from tests.conftest import until
 
 PROMPTS = [("Code: ", False), ("Name: ", True)]

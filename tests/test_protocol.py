@@ -21,17 +21,17 @@ from typing import Any
 
 import pytest
 
-from app.cli import build_parser
-from jobs.compare import Comparison
-from jobs.deck.ssh import SshDeck
-from jobs.metrics import MetricsWriter
-from jobs.overview import RunRow
-from jobs.protocol import SCHEMAS, ProtocolError, check_peer, from_fields, read, version
-from jobs.remote.profiles import Profile, Target
-from jobs.remote.ssh import SshConnection
-from jobs.rundir import RunPaths
-from jobs.sample_data import SampleData
-from jobs.status import PartView, RunView
+from clusterdeck.app.cli import build_parser
+from clusterdeck.jobs.compare import Comparison
+from clusterdeck.jobs.deck.ssh import SshDeck
+from clusterdeck.jobs.metrics import MetricsWriter
+from clusterdeck.jobs.overview import RunRow
+from clusterdeck.jobs.protocol import SCHEMAS, ProtocolError, check_peer, from_fields, read, version
+from clusterdeck.jobs.remote.profiles import Profile, Target
+from clusterdeck.jobs.remote.ssh import SshConnection
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.sample_data import SampleData
+from clusterdeck.jobs.status import PartView, RunView
 from tests.conftest import REPO, run_cli, shard_spec
 from tests.login_node import EXTRA, grow
 from tests.sshd import HOST, Laptop, Sshd
@@ -137,7 +137,7 @@ def test_the_version_is_the_running_codes_and_the_installed_distributions() -> N
     """One version, in jobs/__init__.py: the packaging reads it (pyproject's dynamic version), version() returns it."""
     from importlib.metadata import version as installed
 
-    from jobs import __version__
+    from clusterdeck.jobs import __version__
 
     assert version() == __version__
     assert installed("clusterdeck") == __version__  # the metadata is built from it: fails if it lives twice

@@ -18,12 +18,12 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from jobs.errors import UserError
-from jobs.records import PartStatus, load_statuses, save_status
-from jobs.rundir import RunPaths
-from jobs.train.distributed import Dist, leaving
-from jobs.train.placement import check_one_gpu_each, shared_gpu
-from jobs.train.timeouts import COLLECTIVE_TIMEOUT_S, STAGED_WAIT_S
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.records import PartStatus, load_statuses, save_status
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.train.distributed import Dist, leaving
+from clusterdeck.jobs.train.placement import check_one_gpu_each, shared_gpu
+from clusterdeck.jobs.train.timeouts import COLLECTIVE_TIMEOUT_S, STAGED_WAIT_S
 from tests.gloo_ranks import run_ranks
 
 # --- a failing rank --------------------------------------------------------------------------------
@@ -73,7 +73,7 @@ def test_a_failing_rank_records_why_and_then_aborts_so_its_peer_fails_at_once(tm
 
 
 def _requeue_on_both(d: Dist, result: dict[str, Any]) -> None:
-    from jobs.errors import RequeueJob
+    from clusterdeck.jobs.errors import RequeueJob
 
     calls: list[BaseException] = []
     with contextlib.suppress(RequeueJob), leaving(d, calls.append):
@@ -147,8 +147,8 @@ def test_the_gpu_check_gathers_every_ranks_gpu_and_every_rank_fails_alike(tmp_pa
 
 def test_srun_is_given_the_tasks_cpus_in_every_step(sample_shards: Path, tmp_path: Path) -> None:
     """Slurm 22.05 to 23.02 do not pass sbatch's --cpus-per-task on to srun: each step's script says it again."""
-    from jobs.runspec import validate
-    from jobs.submit import preview_run
+    from clusterdeck.jobs.runspec import validate
+    from clusterdeck.jobs.submit import preview_run
 
     spec = validate({
         "name": "cpus",
@@ -172,12 +172,12 @@ def test_the_wait_for_a_shard_ends_before_the_peers_collectives_would(sample_sha
     """The node's stager cannot verify one shard (the test holds its lock, as another job's stager would):
     a rank waiting for it gives up after the bound, naming the shard, the node and how long it waited;
     once the shard is there the same wait returns."""
-    from jobs.metrics import MetricsWriter
-    from jobs.runspec import validate
-    from jobs.stage.cache import locked, set_name, shared_cache
-    from jobs.stage.job import StageFailed, Staging, wait_staged
-    from jobs.train.shardset import read_shardset
-    from jobs.world import World
+    from clusterdeck.jobs.metrics import MetricsWriter
+    from clusterdeck.jobs.runspec import validate
+    from clusterdeck.jobs.stage.cache import locked, set_name, shared_cache
+    from clusterdeck.jobs.stage.job import StageFailed, Staging, wait_staged
+    from clusterdeck.jobs.train.shardset import read_shardset
+    from clusterdeck.jobs.world import World
 
     assert inspect.signature(wait_staged).parameters["timeout_s"].default == STAGED_WAIT_S
     assert 0 < STAGED_WAIT_S < COLLECTIVE_TIMEOUT_S  # a waiting rank gives up before its peers time out

@@ -9,14 +9,14 @@ from typing import Any
 
 from rich.console import Console
 
-from app.tui.app import make_app
-from app.tui.detail import RunDetailScreen
-from app.tui.panels import CurvesPanel
-from app.watch import render
-from jobs.deck.local import LocalDeck
-from jobs.status import view_runs
-from jobs.tail.live import LiveRun
-from jobs.tail.records import Epoch, Evaluate, Gpu, Progress, Stage, System, Train, parse
+from clusterdeck.app.tui.app import make_app
+from clusterdeck.app.tui.detail import RunDetailScreen
+from clusterdeck.app.tui.panels import CurvesPanel
+from clusterdeck.app.watch import render
+from clusterdeck.jobs.deck.local import LocalDeck
+from clusterdeck.jobs.status import view_runs
+from clusterdeck.jobs.tail.live import LiveRun
+from clusterdeck.jobs.tail.records import Epoch, Evaluate, Gpu, Progress, Stage, System, Train, parse
 from tests.conftest import run_cli, until
 from tests.test_snapshots import NOT_A_PID, T0, make_run
 

@@ -28,12 +28,12 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from jobs.deck.base import Prompter
-from jobs.deck.ssh import SshDeck
-from jobs.errors import UserError
-from jobs.remote.profiles import Profile, Target
-from jobs.remote.ssh import SshConnection
-from jobs.sample_data import SampleData
+from clusterdeck.jobs.deck.base import Prompter
+from clusterdeck.jobs.deck.ssh import SshDeck
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.remote.profiles import Profile, Target
+from clusterdeck.jobs.remote.ssh import SshConnection
+from clusterdeck.jobs.sample_data import SampleData
 from tests.conftest import (
     REPO,
     Result,
@@ -236,7 +236,7 @@ def test_logs_follow_rides_out_a_killed_connection(
     """The sshd serving the follow is killed twice mid-run: the follow reconnects; every line arrives once."""
     run_id = submit_training(laptop, sample_shards, tmp_path, "followed")
     follow = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "--host", HOST, "logs", "-f", run_id],
+        [sys.executable, "-m", "clusterdeck.app.cli", "--host", HOST, "logs", "-f", run_id],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -282,7 +282,7 @@ def test_logs_follow_rides_out_a_killed_connection(
 
 def test_remote_mode_never_imports_torch(laptop: Laptop) -> None:
     probe = (
-        f"import sys; from app.cli import main; code = main(['--host', {HOST!r}, 'ls', '--json']); "
+        f"import sys; from clusterdeck.app.cli import main; code = main(['--host', {HOST!r}, 'ls', '--json']); "
         "print(code, sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'webdataset', "
         "'numpy')))"
     )
@@ -347,8 +347,8 @@ def user_clusterdeck(venv: Path) -> str:
             f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n"
         )
         subprocess.run(["chmod", "-R", "a+rX", str(venv)], check=True)
-        return f"{venv / 'bin' / 'python'} -m app.cli"
-    return f"{sys.executable} -m app.cli"
+        return f"{venv / 'bin' / 'python'} -m clusterdeck.app.cli"
+    return f"{sys.executable} -m clusterdeck.app.cli"
 
 
 def on_a_terminal(args: list[str], env: dict[str, str], answer: str, timeout: float = 90) -> tuple[int, str]:
@@ -356,7 +356,7 @@ def on_a_terminal(args: list[str], env: dict[str, str], answer: str, timeout: fl
     pid, fd = pty.fork()
     if pid == 0:  # the child: the CLI, its stdin a terminal
         os.chdir(REPO)
-        os.execve(sys.executable, [sys.executable, "-m", "app.cli", *args], env)
+        os.execve(sys.executable, [sys.executable, "-m", "clusterdeck.app.cli", *args], env)
     shown, answered = b"", False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -410,7 +410,7 @@ def test_a_two_factor_login_is_answered_on_the_terminal(two_factor: TwoFactor, t
     assert code == 2 and "authentication failed" in shown and "keyboard-interactive" in shown
 
     piped = subprocess.run(
-        [sys.executable, "-m", "app.cli", "--host", "otp", "ls"],
+        [sys.executable, "-m", "clusterdeck.app.cli", "--host", "otp", "ls"],
         capture_output=True,
         text=True,
         env=env,
@@ -476,9 +476,9 @@ async def test_the_app_over_ssh_follows_a_live_run_through_a_dropped_connection(
 ) -> None:
     from textual.widgets import DataTable
 
-    from app.tui.app import make_app
-    from app.tui.detail import RunDetailScreen
-    from app.tui.panels import LogPanel
+    from clusterdeck.app.tui.app import make_app
+    from clusterdeck.app.tui.detail import RunDetailScreen
+    from clusterdeck.app.tui.panels import LogPanel
 
     run_id = submit_training(laptop, sample_shards, tmp_path, "in the app")
     deck = connected(laptop)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs import atomic
-from jobs.errors import RunNotFound
-from jobs.records import Attempt, FinalState, JobRef, RunRecord, StepRecord, save_record
-from jobs.runs import create_run_dir, list_runs, resolve_run
+from clusterdeck.jobs import atomic
+from clusterdeck.jobs.errors import RunNotFound
+from clusterdeck.jobs.records import Attempt, FinalState, JobRef, RunRecord, StepRecord, save_record
+from clusterdeck.jobs.runs import create_run_dir, list_runs, resolve_run
 from tests.conftest import REPO
 
 
@@ -75,7 +75,7 @@ def test_ls_of_a_thousand_runs_never_imports_torch(tmp_path: Path) -> None:
     for k in range(1000):
         fake_record(root, f"run-{k}", state="COMPLETED" if k % 3 else "FAILED")
     probe = (
-        "import sys; from app.cli import main; code = main(['ls']); "
+        "import sys; from clusterdeck.app.cli import main; code = main(['ls']); "
         "sys.stderr.write(f'{code} {sorted(m for m in sys.modules "
         'if m.split(".")[0] in ("torch", "torchvision", "webdataset", "textual"))}\')'
     )
@@ -99,8 +99,8 @@ def _count_opens(event: str, args: tuple[object, ...]) -> None:
 def test_a_run_shown_reads_its_record_spec_and_statuses_once(tmp_path: Path) -> None:
     """``watch`` shows a run every few seconds: its files are read once per poll (checked, then shown from that)."""
     global _OPENED
-    from jobs.rundir import RunPaths
-    from jobs.status import view_run
+    from clusterdeck.jobs.rundir import RunPaths
+    from clusterdeck.jobs.status import view_run
 
     record = fake_record(tmp_path, "once")
     paths = RunPaths(tmp_path / record.run_id)
@@ -121,9 +121,9 @@ def test_a_run_shown_reads_its_record_spec_and_statuses_once(tmp_path: Path) -> 
 
 def test_the_final_state_is_not_cached_over_a_record_changed_since_it_was_read(tmp_path: Path) -> None:
     """A ``resume`` adding an attempt while ``ls`` caches the final state it read earlier: the resume's stays."""
-    from jobs.records import load_record
-    from jobs.rundir import RunPaths
-    from jobs.status import RunView, _remember_final
+    from clusterdeck.jobs.records import load_record
+    from clusterdeck.jobs.rundir import RunPaths
+    from clusterdeck.jobs.status import RunView, _remember_final
 
     record = fake_record(tmp_path, "raced", state=None)
     paths = RunPaths(tmp_path / record.run_id)

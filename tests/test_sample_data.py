@@ -4,8 +4,8 @@ from collections import Counter
 
 from PIL import Image
 
-from jobs.sample_data import SampleData
-from jobs.shard.sources import read_synsets
+from clusterdeck.jobs.sample_data import SampleData
+from clusterdeck.jobs.shard.sources import read_synsets
 
 
 def test_layout_matches_ilsvrc2012(sample_data: SampleData) -> None:

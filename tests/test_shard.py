@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 
-from jobs.errors import UserError
-from jobs.runspec import validate
-from jobs.sample_data import SampleData
-from jobs.shard.step import ShardStepFailed, check_output, run_shard_part
-from jobs.spec import ShardSpec
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.runspec import validate
+from clusterdeck.jobs.sample_data import SampleData
+from clusterdeck.jobs.shard.step import ShardStepFailed, check_output, run_shard_part
+from clusterdeck.jobs.spec import ShardSpec
 
 
 def make_spec(data: SampleData, out: Path, **shard: object) -> ShardSpec:

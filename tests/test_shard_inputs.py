@@ -13,16 +13,16 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from jobs.errors import UserError
-from jobs.runspec import validate
-from jobs.sample_data import (
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.runspec import validate
+from clusterdeck.jobs.sample_data import (
     NpzData,
     SampleData,
     make_npz_batches,
 )
-from jobs.shard.devkit import read_devkit
-from jobs.shard.step import run_shard_part
-from jobs.spec import ShardSpec
+from clusterdeck.jobs.shard.devkit import read_devkit
+from clusterdeck.jobs.shard.step import run_shard_part
+from clusterdeck.jobs.spec import ShardSpec
 from tests.conftest import run_cli
 
 
@@ -279,7 +279,7 @@ def test_spec_errors_name_the_key(sample_data: SampleData, ilsvrc: dict[str, Pat
 
 
 def test_the_form_takes_a_class_count_or_a_list() -> None:
-    from jobs.spec_form import form_sections, parse_value
+    from clusterdeck.jobs.spec_form import form_sections, parse_value
 
     field = next(f for sec in form_sections() for f in sec.fields if f.key == "shard.classes")
     assert parse_value(field, "100") == 100
@@ -290,8 +290,8 @@ def test_the_form_takes_a_class_count_or_a_list() -> None:
 
 def test_a_model_trains_on_npz_shards(npz: NpzData, tmp_path: Path) -> None:
     """The lossless PNG samples go through the same loader as JPEGs, train and val."""
-    from jobs.rundir import RunPaths
-    from jobs.train.step import run_train
+    from clusterdeck.jobs.rundir import RunPaths
+    from clusterdeck.jobs.train.step import run_train
     from tests.conftest import SMALL_TRAIN
 
     out = tmp_path / "s"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.runspec import load_spec
-from jobs.sample_data import SampleData, make_devkit, make_train_tar, make_val_tar
+from clusterdeck.jobs.runspec import load_spec
+from clusterdeck.jobs.sample_data import SampleData, make_devkit, make_train_tar, make_val_tar
 from tests.conftest import (
     assert_same_as_one_local_task,
     copy_with_stuck_file,
@@ -220,9 +220,9 @@ def test_a_train_job_signalled_mid_epoch_requeues_and_resumes(sample_shards: Pat
     would), so training cannot get past that shard until the job's log says the signal arrived. The signal
     is sent once a train record proves the handler installed; the job then stops at the next step, mid-epoch.
     """
-    from jobs.stage.cache import locked, set_name, shared_cache
-    from jobs.train.order import rank_shards
-    from jobs.train.shardset import read_shardset
+    from clusterdeck.jobs.stage.cache import locked, set_name, shared_cache
+    from clusterdeck.jobs.train.order import rank_shards
+    from clusterdeck.jobs.train.shardset import read_shardset
 
     deadline = time.monotonic() + 240  # under pytest's 300 s timeout: a hang fails here, with the run's state
     epochs, per_epoch = 2, 9  # 72 samples, 8 a batch
@@ -296,7 +296,7 @@ def release_requeued(job_id: str) -> None:
 
 
 def test_the_apps_preview_is_the_script_sbatch_gets(sample_shards: Path, tmp_path: Path, home: Path) -> None:
-    from jobs.submit import preview_run
+    from clusterdeck.jobs.submit import preview_run
 
     resources = {"partition": "cpu", "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 1, "time_min": 5}
     spec_file = tmp_path / "held.toml"

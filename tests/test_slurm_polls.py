@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.dispatch import slurm
+from clusterdeck.jobs.dispatch import slurm
 
 # sacct -X -D -P lines (SACCT_FIELDS) of four jobs that lost a node, as a node loss prints them; dated 2020,
 # before any event of the test cluster, so the database's answer (no event) is known

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.train.order import rank_shards
-from jobs.train.shardset import read_shardset
+from clusterdeck.jobs.train.order import rank_shards
+from clusterdeck.jobs.train.shardset import read_shardset
 from tests.conftest import records, require_slurm, run_cli, train_section
 
 pytestmark = pytest.mark.slurm

@@ -19,17 +19,26 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, OptionList, TabbedContent
 
-from app.tui.app import make_app
-from app.tui.cluster import ClusterScreen
-from app.tui.compare import CompareScreen
-from app.tui.detail import RunDetailScreen
-from app.tui.newrun import NewRunScreen
-from app.tui.panels import CurvesPanel, LogPanel
-from jobs import atomic
-from jobs.cluster import ClusterView, parse_sinfo, parse_squeue
-from jobs.records import Attempt, FinalState, JobRef, PartStatus, RunRecord, StepRecord, save_record, save_status
-from jobs.rundir import RunPaths
-from jobs.runspec import validate
+from clusterdeck.app.tui.app import make_app
+from clusterdeck.app.tui.cluster import ClusterScreen
+from clusterdeck.app.tui.compare import CompareScreen
+from clusterdeck.app.tui.detail import RunDetailScreen
+from clusterdeck.app.tui.newrun import NewRunScreen
+from clusterdeck.app.tui.panels import CurvesPanel, LogPanel
+from clusterdeck.jobs import atomic
+from clusterdeck.jobs.cluster import ClusterView, parse_sinfo, parse_squeue
+from clusterdeck.jobs.records import (
+    Attempt,
+    FinalState,
+    JobRef,
+    PartStatus,
+    RunRecord,
+    StepRecord,
+    save_record,
+    save_status,
+)
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.runspec import validate
 from tests.conftest import until
 
 ROOT = Path("/tmp/clusterdeck-snapshots")  # a fixed path: it shows in the frames
@@ -217,7 +226,7 @@ def test_compare(runs: list[RunPaths], snap_compare: Snap) -> None:
 def test_cluster(runs: list[RunPaths], snap_compare: Snap, monkeypatch: pytest.MonkeyPatch) -> None:
     """sinfo and squeue's answers are fixed here (a GPU cluster); tests/test_cluster.py asks the real ones."""
     view = ClusterView(partitions=parse_sinfo(SINFO), jobs=parse_squeue(SQUEUE), error="")
-    monkeypatch.setattr("jobs.cluster.cluster_view", lambda *a, **k: view)
+    monkeypatch.setattr("clusterdeck.jobs.cluster.cluster_view", lambda *a, **k: view)
 
     async def run_before(pilot: Pilot[Any]) -> None:
         app = pilot.app

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs.errors import UserError
-from jobs.runspec import load_spec
-from jobs.specfile import apply_overrides, parse_override
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.runspec import load_spec
+from clusterdeck.jobs.specfile import apply_overrides, parse_override
 from tests.conftest import run_cli, shard_spec
 
 

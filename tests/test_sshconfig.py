@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs.errors import UserError
-from jobs.remote.profiles import jump_chain, resolve_target
-from jobs.remote.sshconfig import lookup
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.remote.profiles import jump_chain, resolve_target
+from clusterdeck.jobs.remote.sshconfig import lookup
 from tests.conftest import REPO, Result
 from tests.sshd import Laptop, Sshd, keygen, serve, sshd_available
 

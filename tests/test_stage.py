@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from jobs.diskspace import free_bytes
-from jobs.runspec import validate
-from jobs.stage.cache import set_name, shared_cache
-from jobs.stage.job import read_order
-from jobs.train.order import node_shards, rank_shards
-from jobs.train.shardset import Shard, read_shardset
-from jobs.world import World
+from clusterdeck.jobs.diskspace import free_bytes
+from clusterdeck.jobs.runspec import validate
+from clusterdeck.jobs.stage.cache import set_name, shared_cache
+from clusterdeck.jobs.stage.job import read_order
+from clusterdeck.jobs.train.order import node_shards, rank_shards
+from clusterdeck.jobs.train.shardset import Shard, read_shardset
+from clusterdeck.jobs.world import World
 from tests.conftest import REPO, SMALL_TRAIN, records, run_cli, train_section
 
 
@@ -56,7 +56,7 @@ def stage_json(shards: Path, to: Path, *args: str) -> dict[str, Any]:
 
 def stage_process(shards: Path, to: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "stage", str(shards), "--to", str(to), "--json", *args],
+        [sys.executable, "-m", "clusterdeck.app.cli", "stage", str(shards), "--to", str(to), "--json", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -135,7 +135,7 @@ def wait_for(condition: Callable[[], bool], procs: list[subprocess.Popen[str]], 
 def test_two_stagers_into_one_cache_make_one_copy_and_share_the_work(sample_shards: Path, tmp_path: Path) -> None:
     """The test holds the locks of the first two shards, as a third stager would, and hands them out so that
     each stager must copy while the other waits, whatever the speed of either."""
-    from jobs.stage.cache import locked
+    from clusterdeck.jobs.stage.cache import locked
 
     total = len(index_of(sample_shards))
     cache = cache_of(sample_shards, tmp_path)
@@ -244,7 +244,7 @@ def test_training_from_staged_shards_sees_the_same_data(sample_shards: Path, tmp
 
     'ahead' keeps its copies in the node cache, where the test holds the val shards' locks (as another job's
     stager would) until training has logged a step: the copy cannot be done before training starts."""
-    from jobs.stage.cache import locked
+    from clusterdeck.jobs.stage.cache import locked
 
     in_place = train_run(tmp_path, sample_shards, "in-place")
     node = tmp_path / "node-ssd"
@@ -257,7 +257,7 @@ def test_training_from_staged_shards_sees_the_same_data(sample_shards: Path, tmp
         for shard in read_shardset(sample_shards, "t").split("val", "t"):
             assert held.enter_context(locked(cache / shard.path.name, wait=False, stop=threading.Event()))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "submit", str(spec), "--wait", "--json"],
+            [sys.executable, "-m", "clusterdeck.app.cli", "submit", str(spec), "--wait", "--json"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -316,7 +316,7 @@ def test_lock_files_are_not_held_by_forked_children(tmp_path: Path) -> None:
     """A DataLoader worker forked while a stager holds a shard lock must not keep the lock after the stager is done."""
     import threading
 
-    from jobs.stage.cache import locked
+    from clusterdeck.jobs.stage.cache import locked
 
     dest = tmp_path / "shard.tar"
     stop = threading.Event()
@@ -352,10 +352,10 @@ def test_usr2_while_staging_before_training_requeues_the_job(sample_shards: Path
 
     The test holds one shard's lock, as another job's stager copying it would, so staging cannot end before
     the signal comes, however fast the copy; it sends USR2 once every other shard is copied."""
-    from jobs.errors import RequeueJob
-    from jobs.rundir import RunPaths
-    from jobs.stage.cache import locked, node_dir
-    from jobs.train.step import run_train
+    from clusterdeck.jobs.errors import RequeueJob
+    from clusterdeck.jobs.rundir import RunPaths
+    from clusterdeck.jobs.stage.cache import locked, node_dir
+    from clusterdeck.jobs.train.step import run_train
 
     node = tmp_path / "node-ssd"
     table = {**SMALL_TRAIN, "train_shards": str(sample_shards), "stage": {"mode": "before", "to": str(node)}}
@@ -412,8 +412,8 @@ def test_the_stage_summary_rates_a_slow_small_copy_from_unrounded_bytes() -> Non
     """3 kB in a second printed "(0 MB/s)": the summary reformatted a rate already rounded to 0.01 MB/s."""
     import time
 
-    from jobs.stage.job import summary
-    from jobs.stage.stager import Tally
+    from clusterdeck.jobs.stage.job import summary
+    from clusterdeck.jobs.stage.stager import Tally
 
     tally = Tally(files_total=1, bytes_total=3000, files_done=1, bytes_done=3000, copied=1)
     tally.started = time.monotonic() - 1.0  # a copy of 3000 bytes that took (at least) a second

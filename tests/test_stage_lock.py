@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from jobs.stage.cache import locked
+from clusterdeck.jobs.stage.cache import locked
 from tests.conftest import REPO, missing
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 PROBE = """
 import sys, threading
 from pathlib import Path
-from jobs.stage.cache import locked
+from clusterdeck.jobs.stage.cache import locked
 with locked(Path(sys.argv[1]), wait=False, stop=threading.Event()) as got:
     print("held" if got else "busy")
 """
@@ -41,7 +41,7 @@ def shared_dir() -> Iterator[Path]:
     """A directory anyone can reach (pytest's tmp_path is root's alone), made by root."""
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         missing("needs root and setpriv, to run the second stager as another user")
-    probe = as_nobody("-c", "import jobs.stage.cache")
+    probe = as_nobody("-c", "import clusterdeck.jobs.stage.cache")
     if probe.returncode != 0:  # this checkout or its venv is under a directory other users cannot enter
         missing(f"user nobody cannot run this checkout's python: {probe.stderr.strip().splitlines()[-1:]}")
     base = Path(tempfile.mkdtemp(prefix="stage-lock-", dir="/tmp"))

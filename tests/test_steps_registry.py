@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from jobs.errors import UserError
-from jobs.runspec import spec_model
-from jobs.spec_form import form_sections
-from jobs.steps import registry
-from jobs.steps.base import StepBase
-from jobs.steps.train_spec import TrainSpec
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.runspec import spec_model
+from clusterdeck.jobs.spec_form import form_sections
+from clusterdeck.jobs.steps import registry
+from clusterdeck.jobs.steps.base import StepBase
+from clusterdeck.jobs.steps.train_spec import TrainSpec
 from tests.conftest import run_cli
 
 PLUGIN = '''
@@ -25,10 +25,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from jobs.rundir import RunPaths
-from jobs.spec import Resources, RunSpec, Section
-from jobs.steps.base import PartContext, Progress, StepBase
-from jobs.steps.registry import register
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.spec import Resources, RunSpec, Section
+from clusterdeck.jobs.steps.base import PartContext, Progress, StepBase
+from clusterdeck.jobs.steps.registry import register
 
 
 class TallySpec(Section):

@@ -8,11 +8,11 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from jobs.records import Attempt, JobRef, RunRecord, StepRecord, save_record
-from jobs.rundir import RunPaths
-from jobs.tail.access import LocalFiles
-from jobs.tail.filetail import CHUNK, MAX_LINE, FileTail
-from jobs.tail.run import MAX_OPEN, RunLogs, RunMetrics
+from clusterdeck.jobs.records import Attempt, JobRef, RunRecord, StepRecord, save_record
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.tail.access import LocalFiles
+from clusterdeck.jobs.tail.filetail import CHUNK, MAX_LINE, FileTail
+from clusterdeck.jobs.tail.run import MAX_OPEN, RunLogs, RunMetrics
 
 
 def follow_until(tail: FileTail, done: threading.Event) -> list[str]:

@@ -21,19 +21,19 @@ from typing import Any
 import pytest
 import torch
 
-from jobs.metrics import MetricsWriter
-from jobs.protocol import unstamped, version
-from jobs.rundir import RunPaths
-from jobs.telemetry.gpu import MB
-from jobs.telemetry.pipeline import Pipeline
-from jobs.telemetry.sampler import Sampler
+from clusterdeck.jobs.metrics import MetricsWriter
+from clusterdeck.jobs.protocol import unstamped, version
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.telemetry.gpu import MB
+from clusterdeck.jobs.telemetry.pipeline import Pipeline
+from clusterdeck.jobs.telemetry.sampler import Sampler
 from tests.conftest import REPO, run_cli, train_section
 
 HEADER = re.compile(r"^==> job (\S+) rank (\d+) \((out|err)\) <==$")
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "app.cli", *args]
+    return [sys.executable, "-m", "clusterdeck.app.cli", *args]
 
 
 def run_in_pty(args: list[str], result: dict[str, Any]) -> None:
@@ -142,7 +142,7 @@ def test_a_real_training_run_followed_by_logs_metrics_and_watch(sample_shards: P
 
     # none of the three loads torch (or numpy, webdataset, textual): they start fast on a login node
     probe = (
-        "import sys, io, contextlib; from app.cli import main\n"
+        "import sys, io, contextlib; from clusterdeck.app.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         f"    codes = [main([c, '{run_id}']) for c in ('logs', 'metrics', 'watch')]\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'webdataset', "
@@ -367,7 +367,7 @@ def test_the_probe_finds_a_whole_gpu_or_the_right_mig_slice(
     util: float | None,
 ) -> None:
     """torch reports a slice's own UUID (no prefix); NVML names it MIG-…, and two slices of one GPU differ in size."""
-    from jobs.telemetry.gpu import GpuProbe
+    from clusterdeck.jobs.telemetry.gpu import GpuProbe
 
     nvml = FakeMigNvml(GPUS, mig_aware=mig_aware)
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
@@ -388,7 +388,7 @@ def test_the_probe_finds_a_whole_gpu_or_the_right_mig_slice(
 def test_a_uuid_nvml_does_not_know_is_named(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from jobs.telemetry.gpu import GpuProbe
+    from clusterdeck.jobs.telemetry.gpu import GpuProbe
 
     monkeypatch.setitem(sys.modules, "pynvml", FakeMigNvml(GPUS))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

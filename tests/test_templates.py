@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs.runspec import load_spec
-from jobs.sample_data import make_devkit, make_npz_batches, make_train_tar, make_val_tar
-from jobs.train.sizing import size_loader
+from clusterdeck.jobs.runspec import load_spec
+from clusterdeck.jobs.sample_data import make_devkit, make_npz_batches, make_train_tar, make_val_tar
+from clusterdeck.jobs.train.sizing import size_loader
 from tests.conftest import REPO
 
 TEMPLATES = sorted((REPO / "templates").glob("*.toml"))

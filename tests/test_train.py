@@ -13,15 +13,15 @@ import pytest
 import torch
 import torchvision
 
-from jobs.errors import RequeueJob, UserError
-from jobs.model_names import MODEL_NAMES
-from jobs.rundir import RunPaths
-from jobs.runspec import validate
-from jobs.spec import RunSpec
-from jobs.train import checkpoint
-from jobs.train.order import steps_per_epoch, train_shares, val_shares
-from jobs.train.shardset import Shard, read_shardset
-from jobs.train.step import run_train
+from clusterdeck.jobs.errors import RequeueJob, UserError
+from clusterdeck.jobs.model_names import MODEL_NAMES
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.runspec import validate
+from clusterdeck.jobs.spec import RunSpec
+from clusterdeck.jobs.train import checkpoint
+from clusterdeck.jobs.train.order import steps_per_epoch, train_shares, val_shares
+from clusterdeck.jobs.train.shardset import Shard, read_shardset
+from clusterdeck.jobs.train.step import run_train
 from tests.conftest import SMALL_TRAIN, run_cli, train_section
 
 
@@ -118,7 +118,7 @@ def test_a_full_disk_while_writing_a_checkpoint_leaves_the_last_one_whole(tmp_pa
     script = (
         "import sys, torch\n"
         "from pathlib import Path\n"
-        "from jobs.train import checkpoint\n"
+        "from clusterdeck.jobs.train import checkpoint\n"
         "checkpoint.save(Path(sys.argv[1]), {'global_step': 2, 'model': {'w': torch.ones(100_000)}})\n"
     )
     proc = subprocess.run(
@@ -203,7 +203,7 @@ def topk_by_hand(weights: dict[str, torch.Tensor], model: str, shards: Path, siz
     ``tarfile``, cut as the val transform cuts it (Resize(size·256/224) + CenterCrop), normalised, run as one batch."""
     import tarfile
 
-    from jobs.train.crops import decode_crop, read_header, val_plan
+    from clusterdeck.jobs.train.crops import decode_crop, read_header, val_plan
 
     shard_set = read_shardset(shards, "x")
     net = torchvision.models.get_model(model, num_classes=len(shard_set.classes))
@@ -312,7 +312,7 @@ def test_a_run_killed_between_checkpoints_resumes_from_the_last_one(
 
 def test_evaluate_a_plain_weights_file(sample_shards: Path, tmp_path: Path) -> None:
     """The evaluate-pretrained template's path: a torchvision state_dict, the model named in the spec."""
-    from jobs.train.step import run_evaluate
+    from clusterdeck.jobs.train.step import run_evaluate
 
     weights = tmp_path / "resnet18-6.pth"
     torch.manual_seed(0)
@@ -345,7 +345,7 @@ def test_submitting_and_showing_a_train_run_never_imports_torch(sample_shards: P
     spec = tmp_path / "spec.toml"
     spec.write_text('name = "light"\n' + train_section(sample_shards, epochs=1) + "[evaluate]\nworkers = 0\n")
     probe = (
-        "import sys; from app.cli import main; main(['submit', sys.argv[1]]); main(['show', 'light']); "
+        "import sys; from clusterdeck.app.cli import main; main(['submit', sys.argv[1]]); main(['show', 'light']); "
         "sys.stderr.write(repr(sorted(m for m in sys.modules "
         'if m.split(".")[0] in ("torch", "torchvision", "webdataset", "textual"))))'
     )
@@ -379,7 +379,7 @@ def test_deterministic_kernels_are_on_before_the_device_is_set_up(
     sample_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any, torch_defaults_restored: Any
 ) -> None:
     """cuBLAS reads CUBLAS_WORKSPACE_CONFIG when CUDA starts: it must be set before ``setup()``, which starts it."""
-    from jobs.train import determinism, distributed
+    from clusterdeck.jobs.train import determinism, distributed
 
     at_setup: list[dict[str, object]] = []
     real_setup = distributed.setup
@@ -399,7 +399,7 @@ def test_deterministic_kernels_are_on_before_the_device_is_set_up(
 
 
 def test_deterministic_off_leaves_torch_as_it_is(torch_defaults_restored: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from jobs.train import determinism
+    from clusterdeck.jobs.train import determinism
 
     before = determinism.state()
     assert determinism.apply(False) is False and determinism.state() == before
@@ -413,11 +413,11 @@ def test_deterministic_off_leaves_torch_as_it_is(torch_defaults_restored: Any, m
 
 def test_normalize_copies_the_mean_and_std_to_a_device_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """A host-to-device copy per batch blocks the host each step; the constants go to each device once."""
-    from jobs.train.data import IMAGENET_MEAN, IMAGENET_STD
-    from jobs.train.distributed import Dist
-    from jobs.train.evaluate import evaluate
-    from jobs.train.model_input import normalize
-    from jobs.train.precision import Precision
+    from clusterdeck.jobs.train.data import IMAGENET_MEAN, IMAGENET_STD
+    from clusterdeck.jobs.train.distributed import Dist
+    from clusterdeck.jobs.train.evaluate import evaluate
+    from clusterdeck.jobs.train.model_input import normalize
+    from clusterdeck.jobs.train.precision import Precision
 
     made: list[str] = []
     real_tensor = torch.tensor

@@ -11,13 +11,13 @@ from typing import Any
 
 from textual.widgets import DataTable, Static
 
-from app.tui.app import make_app
-from app.tui.detail import RunDetailScreen
-from app.tui.newrun import NewRunScreen
-from app.tui.panels import CurvesPanel, LogPanel
-from app.tui.runs import RunsScreen
-from jobs.deck.local import LocalDeck
-from jobs.tail.access import FileStat, Handle, LocalFiles
+from clusterdeck.app.tui.app import make_app
+from clusterdeck.app.tui.detail import RunDetailScreen
+from clusterdeck.app.tui.newrun import NewRunScreen
+from clusterdeck.app.tui.panels import CurvesPanel, LogPanel
+from clusterdeck.app.tui.runs import RunsScreen
+from clusterdeck.jobs.deck.local import LocalDeck
+from clusterdeck.jobs.tail.access import FileStat, Handle, LocalFiles
 from tests.conftest import REPO, run_cli, train_section, until
 from tests.test_snapshots import make_run
 
@@ -91,7 +91,7 @@ def test_the_app_in_a_real_terminal(sample_shards: Path, tmp_path: Path, home: P
     """tmux runs the app; keys are typed and the screen read back, as a person would."""
     run_id = submit(tmp_path, sample_shards, "in-tmux", "--wait", epochs=1)
     session = f"cd-{run_id}"
-    command = f"CLUSTERDECK_HOME={home} {sys.executable} -m app.cli; echo exited $?; sleep 60"
+    command = f"CLUSTERDECK_HOME={home} {sys.executable} -m clusterdeck.app.cli; echo exited $?; sleep 60"
 
     def screen() -> str:
         return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
@@ -120,8 +120,10 @@ def test_the_app_in_a_real_terminal(sample_shards: Path, tmp_path: Path, home: P
 
 def test_the_app_never_imports_torch() -> None:
     probe = (
-        "import sys, app.tui.app, app.tui.detail, app.tui.runs, app.tui.panels, app.tui.newrun, app.tui.compare, "
-        "app.tui.cluster, jobs.spec_form, jobs.submit, jobs.dispatch.slurm; "
+        "import sys, clusterdeck.app.tui.app, clusterdeck.app.tui.detail, clusterdeck.app.tui.runs, "
+        "clusterdeck.app.tui.panels, clusterdeck.app.tui.newrun, clusterdeck.app.tui.compare, "
+        "clusterdeck.app.tui.cluster, clusterdeck.jobs.spec_form, clusterdeck.jobs.submit, "
+        "clusterdeck.jobs.dispatch.slurm; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'webdataset', 'numpy')))"
     )
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=60)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.sample_data import SampleData
-from jobs.shard.valsort import sort_val
+from clusterdeck.jobs.sample_data import SampleData
+from clusterdeck.jobs.shard.valsort import sort_val
 from tests.conftest import Result, needs_root, run_cli
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from jobs.deck.base import Deck
+    from clusterdeck.jobs.deck.base import Deck
 
 Subparsers = argparse._SubParsersAction  # what ``add_subparsers`` returns: each command adds its parser to it
 
@@ -33,23 +33,23 @@ class Command(Protocol):
 def open_deck(args: argparse.Namespace) -> Deck:
     """This machine's runs root, or (``--host``) the login node's, connected."""
     if args.host:
-        from app.remote import connect
+        from clusterdeck.app.remote import connect
 
         return connect(args.host, str(args.runs_root) if args.runs_root else None)
-    from jobs.deck.local import LocalDeck
+    from clusterdeck.jobs.deck.local import LocalDeck
 
     return LocalDeck(_root(args), root_given=args.runs_root is not None)
 
 
 def _root(args: argparse.Namespace) -> Path:
-    from jobs.runs import default_runs_root
+    from clusterdeck.jobs.runs import default_runs_root
 
     return args.runs_root.expanduser() if args.runs_root else default_runs_root()
 
 
 def print_json(schema: str, doc: dict[str, Any]) -> None:
     """``doc`` as the document ``schema`` of ``jobs.protocol``: stamped with its schema and this version."""
-    from jobs.protocol import stamp
+    from clusterdeck.jobs.protocol import stamp
 
     print(json.dumps(stamp(schema, doc), indent=2, sort_keys=True, default=str))
 

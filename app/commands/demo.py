@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.commands.base import Subparsers
-from app.exitcodes import EXIT_FAILED, EXIT_OK
+from clusterdeck.app.commands.base import Subparsers
+from clusterdeck.app.exitcodes import EXIT_FAILED, EXIT_OK
 
 if TYPE_CHECKING:
-    from jobs.status import RunView
+    from clusterdeck.jobs.status import RunView
 
 NAME = "demo"
 LOCAL_ONLY = True
@@ -63,11 +63,11 @@ def demo_table(home: Path, data: Path) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.runs import default_runs_root
-    from jobs.runspec import validate
-    from jobs.sample_data import make_sample_data
-    from jobs.submit import submit_run, wait_run
-    from jobs.tail.records import Progress
+    from clusterdeck.jobs.runs import default_runs_root
+    from clusterdeck.jobs.runspec import validate
+    from clusterdeck.jobs.sample_data import make_sample_data
+    from clusterdeck.jobs.submit import submit_run, wait_run
+    from clusterdeck.jobs.tail.records import Progress
 
     runs_root: Path | None = args.runs_root
     started = time.monotonic()

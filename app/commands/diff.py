@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from app.commands.base import Subparsers, open_deck, print_json
-from app.exitcodes import EXIT_OK
-from app.table import print_table
+from clusterdeck.app.commands.base import Subparsers, open_deck, print_json
+from clusterdeck.app.exitcodes import EXIT_OK
+from clusterdeck.app.table import print_table
 
 if TYPE_CHECKING:
-    from jobs.compare import Comparison
+    from clusterdeck.jobs.compare import Comparison
 
 NAME = "diff"
 LOCAL_ONLY = False
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_comparison(c: Comparison) -> None:
     """Who is who, the spec keys that differ, then per-epoch loss, top-1 and top-5 of every run side by side."""
-    from jobs.compare import format_value, letter
+    from clusterdeck.jobs.compare import format_value, letter
 
     columns = [letter(i) for i in range(len(c.run_ids))]
     print_table([[col, c.run_ids[i], c.names[i], c.states[i]] for i, col in enumerate(columns)])

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.commands.base import Subparsers
-from app.exitcodes import EXIT_OK
-from jobs.errors import UserError
+from clusterdeck.app.commands.base import Subparsers
+from clusterdeck.app.exitcodes import EXIT_OK
+from clusterdeck.jobs.errors import UserError
 
 NAME = "export"
 LOCAL_ONLY = True
@@ -61,8 +61,8 @@ def option(name: str) -> str:
 def export_spec(args: argparse.Namespace) -> Any:
     from pydantic import ValidationError
 
-    from jobs.spec import error_items
-    from jobs.steps.export_spec import ExportSpec
+    from clusterdeck.jobs.spec import error_items
+    from clusterdeck.jobs.steps.export_spec import ExportSpec
 
     table: dict[str, Any] = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
     if isinstance(table.get("workers"), str) and table["workers"].isdigit():
@@ -81,10 +81,10 @@ def export_spec(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.render.plan import render
-    from jobs.export.plan import check_outputs, describe, plan_export
-    from jobs.export.step import export
-    from jobs.protocol import stamp
+    from clusterdeck.app.render.plan import render
+    from clusterdeck.jobs.export.plan import check_outputs, describe, plan_export
+    from clusterdeck.jobs.export.step import export
+    from clusterdeck.jobs.protocol import stamp
 
     spec = export_spec(args)
     if args.inspect:

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.commands.base import Subparsers, print_json
-from app.exitcodes import EXIT_FAILED, EXIT_OK
+from clusterdeck.app.commands.base import Subparsers, print_json
+from clusterdeck.app.exitcodes import EXIT_FAILED, EXIT_OK
 
 NAME = "inspect"
 LOCAL_ONLY = True
@@ -30,8 +30,8 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.render.inspect import render
-    from jobs.shard.inspect import failures, inspect_path
+    from clusterdeck.app.render.inspect import render
+    from clusterdeck.jobs.shard.inspect import failures, inspect_path
 
     report = inspect_path(
         args.path,

@@ -6,13 +6,13 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from app.commands.base import Subparsers, _natural, open_deck
-from app.exitcodes import EXIT_OK, exit_for
-from app.follow import follow
+from clusterdeck.app.commands.base import Subparsers, _natural, open_deck
+from clusterdeck.app.exitcodes import EXIT_OK, exit_for
+from clusterdeck.app.follow import follow
 
 if TYPE_CHECKING:
-    from jobs.deck.base import Deck
-    from jobs.rundir import RunPaths
+    from clusterdeck.jobs.deck.base import Deck
+    from clusterdeck.jobs.rundir import RunPaths
 
 NAME = "logs"
 LOCAL_ONLY = False
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_logs(args: argparse.Namespace, deck: Deck, paths: RunPaths) -> int:
-    from jobs.tail.run import LogFile, RunLogs
+    from clusterdeck.jobs.tail.run import LogFile, RunLogs
 
     logs = RunLogs(paths, deck.files, err=args.err, rank=args.rank)
     shown: list[LogFile | None] = [None]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from app.commands.base import Subparsers, open_deck, print_json
-from app.exitcodes import EXIT_OK
-from app.formats import elapsed, when
-from app.table import print_table
+from clusterdeck.app.commands.base import Subparsers, open_deck, print_json
+from clusterdeck.app.exitcodes import EXIT_OK
+from clusterdeck.app.formats import elapsed, when
+from clusterdeck.app.table import print_table
 
 NAME = "ls"
 LOCAL_ONLY = False

@@ -8,13 +8,13 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from app.commands.base import Subparsers, open_deck
-from app.exitcodes import EXIT_OK, exit_for
-from app.follow import follow
+from clusterdeck.app.commands.base import Subparsers, open_deck
+from clusterdeck.app.exitcodes import EXIT_OK, exit_for
+from clusterdeck.app.follow import follow
 
 if TYPE_CHECKING:
-    from jobs.deck.base import Deck
-    from jobs.rundir import RunPaths
+    from clusterdeck.jobs.deck.base import Deck
+    from clusterdeck.jobs.rundir import RunPaths
 
 NAME = "metrics"
 LOCAL_ONLY = False
@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_metrics(args: argparse.Namespace, deck: Deck, paths: RunPaths) -> int:
-    from jobs.protocol import stamp
-    from jobs.tail.run import RunMetrics
+    from clusterdeck.jobs.protocol import stamp
+    from clusterdeck.jobs.tail.run import RunMetrics
 
     kinds = {k for spec in args.kind for k in spec.split(",") if k} or None
     metrics = RunMetrics(paths, deck.files, kinds=kinds)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from app.commands.base import Subparsers, open_deck, print_json
-from app.exitcodes import EXIT_OK
+from clusterdeck.app.commands.base import Subparsers, open_deck, print_json
+from clusterdeck.app.exitcodes import EXIT_OK
 
 NAME = "resume"
 LOCAL_ONLY = False

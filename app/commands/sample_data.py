@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from app.commands.base import Subparsers, _positive
-from app.exitcodes import EXIT_OK
+from clusterdeck.app.commands.base import Subparsers, _positive
+from clusterdeck.app.exitcodes import EXIT_OK
 
 NAME = "sample-data"
 LOCAL_ONLY = True
@@ -23,7 +23,7 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.sample_data import make_sample_data
+    from clusterdeck.jobs.sample_data import make_sample_data
 
     data = make_sample_data(args.dir, args.classes, args.train_per_class, args.val_per_class, args.seed)
     print(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from app.commands.base import Subparsers, open_deck, print_json
-from app.exitcodes import EXIT_OK, exit_for
-from app.formats import elapsed, when
-from app.table import print_table, table_lines
+from clusterdeck.app.commands.base import Subparsers, open_deck, print_json
+from clusterdeck.app.exitcodes import EXIT_OK, exit_for
+from clusterdeck.app.formats import elapsed, when
+from clusterdeck.app.table import print_table, table_lines
 
 NAME = "show"
 LOCAL_ONLY = False
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_attempts(step: Any) -> None:
-    from jobs.tail.records import Progress
+    from clusterdeck.jobs.tail.records import Progress
 
     """Every start of every part: attempts (resume) and, within one, the scheduler's requeues."""
     print("  attempts:")

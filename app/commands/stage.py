@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.commands.base import Subparsers, _positive, print_json
-from app.exitcodes import EXIT_OK
-from jobs.errors import UserError
+from clusterdeck.app.commands.base import Subparsers, _positive, print_json
+from clusterdeck.app.exitcodes import EXIT_OK
+from clusterdeck.jobs.errors import UserError
 
 NAME = "stage"
 LOCAL_ONLY = True
@@ -27,7 +27,7 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.stage.job import summary, warm_cache
+    from clusterdeck.jobs.stage.job import summary, warm_cache
 
     if args.max_mb_s < 0:
         raise UserError(f"--max-mb-s: must be 0 (no cap) or more, got {args.max_mb_s}")

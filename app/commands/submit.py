@@ -8,11 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.commands.base import Subparsers, open_deck, print_json
-from app.exitcodes import EXIT_OK, exit_for
+from clusterdeck.app.commands.base import Subparsers, open_deck, print_json
+from clusterdeck.app.exitcodes import EXIT_OK, exit_for
 
 if TYPE_CHECKING:
-    from jobs.status import RunView
+    from clusterdeck.jobs.status import RunView
 
 NAME = "submit"
 LOCAL_ONLY = False
@@ -20,7 +20,9 @@ LOCAL_ONLY = False
 
 def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
     s = sub.add_parser(NAME, help="submit a run from a spec")
-    s.add_argument("spec", type=Path, help="spec file (TOML); - reads it from standard input")
+    s.add_argument(
+        "spec", type=Path, help="spec file (TOML), or a template's name (yours, then built-in); - reads standard input"
+    )
     s.add_argument("--spec-source", help=argparse.SUPPRESS)  # what problems call a spec sent on stdin
     s.add_argument(
         "--set",
@@ -36,13 +38,25 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
     return s
 
 
+def spec_path(given: Path) -> Path:
+    """``given``, or, when no such file exists and it is a bare name, the template of that name (the user's
+    first, then the built-in ones): ``clusterdeck submit sample-shards`` wherever clusterdeck is installed."""
+    if str(given) == "-" or given.exists() or given.parent != Path("."):
+        return given
+    from clusterdeck.jobs.templates import list_templates
+
+    name = given.name.removesuffix(".toml")
+    return next((t.path for t in list_templates() if t.name == name), given)
+
+
 def run(args: argparse.Namespace) -> int:
-    from jobs.specfile import apply_overrides, read_table
-    from jobs.submit import wait_run
+    from clusterdeck.jobs.specfile import apply_overrides, read_table
+    from clusterdeck.jobs.submit import wait_run
 
     overrides = list(args.overrides) + ([f'cluster.executor="{args.executor}"'] if args.executor else [])
-    source = args.spec_source or ("<stdin>" if str(args.spec) == "-" else str(args.spec))
-    table = apply_overrides(read_table(args.spec), overrides)
+    spec = spec_path(args.spec)
+    source = args.spec_source or ("<stdin>" if str(spec) == "-" else str(spec))
+    table = apply_overrides(read_table(spec), overrides)
     with open_deck(args) as deck:
         paths = deck.submit(table, source)
         view = deck.view(paths)
@@ -62,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _progress_printer() -> Callable[[RunView], None]:
-    from jobs.steps import registry
+    from clusterdeck.jobs.steps import registry
 
     seen: dict[str, str] = {}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from app.commands.base import Subparsers
-from app.exitcodes import EXIT_OK
-from jobs.errors import UserError
+from clusterdeck.app.commands.base import Subparsers
+from clusterdeck.app.exitcodes import EXIT_OK
+from clusterdeck.jobs.errors import UserError
 
 NAME = "trust"
 LOCAL_ONLY = False
@@ -23,7 +23,7 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if not args.host:
         raise UserError("trust: name the login node with --host NAME (clusterdeck --host NAME trust SHA256:…)")
-    from app.remote import trust
+    from clusterdeck.app.remote import trust
 
     print(trust(args.host, args.fingerprint))
     return EXIT_OK

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from app.commands.base import Subparsers, print_json
-from app.exitcodes import EXIT_OK
+from clusterdeck.app.commands.base import Subparsers, print_json
+from clusterdeck.app.exitcodes import EXIT_OK
 
 NAME = "val-sort"
 LOCAL_ONLY = True
@@ -33,7 +33,7 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.shard.valsort import sort_val, summary
+    from clusterdeck.jobs.shard.valsort import sort_val, summary
 
     result = sort_val(args.val_dir, args.ground_truth, args.synsets, args.out)
     if args.json:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from app.commands.base import Subparsers, open_deck, print_json
-from app.exitcodes import EXIT_OK
+from clusterdeck.app.commands.base import Subparsers, open_deck, print_json
+from clusterdeck.app.exitcodes import EXIT_OK
 
 NAME = "version"
 LOCAL_ONLY = False
@@ -20,7 +20,7 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """This clusterdeck's version and schemas; with ``--host``, the login node's too, once checked against them."""
-    from jobs.protocol import SCHEMAS, version, version_doc
+    from clusterdeck.jobs.protocol import SCHEMAS, version, version_doc
 
     peer: dict[str, Any] = {}
     if args.host:

@@ -6,14 +6,14 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from app.commands.base import Subparsers, open_deck
-from app.exitcodes import exit_for
-from app.follow import follow
+from clusterdeck.app.commands.base import Subparsers, open_deck
+from clusterdeck.app.exitcodes import exit_for
+from clusterdeck.app.follow import follow
 
 if TYPE_CHECKING:
-    from jobs.deck.base import Deck
-    from jobs.rundir import RunPaths
-    from jobs.status import RunView
+    from clusterdeck.jobs.deck.base import Deck
+    from clusterdeck.jobs.rundir import RunPaths
+    from clusterdeck.jobs.status import RunView
 
 NAME = "watch"
 LOCAL_ONLY = False
@@ -31,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def watch_run(args: argparse.Namespace, deck: Deck, paths: RunPaths) -> int:
-    from app.watch import LineReporter, Screen
-    from jobs.tail.live import LiveRun
-    from jobs.tail.run import RunMetrics
+    from clusterdeck.app.watch import LineReporter, Screen
+    from clusterdeck.jobs.tail.live import LiveRun
+    from clusterdeck.jobs.tail.run import RunMetrics
 
     metrics, live = RunMetrics(paths, deck.files), LiveRun()
     current: list[RunView] = []  # follow() gives the first view before the first poll

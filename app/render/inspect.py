@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.shard.encode import DEFAULT_RESIZE_QUALITY
+from clusterdeck.jobs.shard.encode import DEFAULT_RESIZE_QUALITY
 
 
 def render(report: dict[str, Any]) -> str:

@@ -3,7 +3,7 @@ writes, and all ``--inspect`` shows."""
 
 from __future__ import annotations
 
-from jobs.export.plan import ExportPlan, describe
+from clusterdeck.jobs.export.plan import ExportPlan, describe
 
 
 def render(plan: ExportPlan) -> str:

@@ -21,14 +21,14 @@ from textual.app import App
 from textual.binding import Binding
 from textual.content import Content
 
-from app.tui.cluster import ClusterScreen
-from app.tui.compare import CompareScreen
-from app.tui.detail import RunDetailScreen
-from app.tui.messages import ActionDone, CompareRuns, ConnectionEvent, NewRun, OpenRun, ShowCluster
-from app.tui.newrun import NewRunScreen
-from app.tui.prompt import tui_prompter
-from app.tui.runs import RunsScreen
-from jobs.deck.base import Deck
+from clusterdeck.app.tui.cluster import ClusterScreen
+from clusterdeck.app.tui.compare import CompareScreen
+from clusterdeck.app.tui.detail import RunDetailScreen
+from clusterdeck.app.tui.messages import ActionDone, CompareRuns, ConnectionEvent, NewRun, OpenRun, ShowCluster
+from clusterdeck.app.tui.newrun import NewRunScreen
+from clusterdeck.app.tui.prompt import tui_prompter
+from clusterdeck.app.tui.runs import RunsScreen
+from clusterdeck.jobs.deck.base import Deck
 
 
 class ClusterdeckApp(App[None]):
@@ -116,10 +116,10 @@ class ClusterdeckApp(App[None]):
 def make_app(runs_root: Path | None = None, *, root_given: bool = False, deck: Deck | None = None) -> ClusterdeckApp:
     """The app on ``deck``, else on this machine's runs under ``runs_root`` (the default root if None)."""
     if deck is None:
-        from jobs.deck.local import LocalDeck
+        from clusterdeck.jobs.deck.local import LocalDeck
 
         if runs_root is None:
-            from jobs.runs import default_runs_root
+            from clusterdeck.jobs.runs import default_runs_root
 
             runs_root = default_runs_root()
         deck = LocalDeck(runs_root, root_given=root_given)

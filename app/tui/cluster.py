@@ -15,9 +15,9 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import get_current_worker
 
-from app.tui.messages import ClusterLoaded
-from app.tui.polled import PolledScreen
-from jobs.cluster import ClusterView, Partition, QueuedJob
+from clusterdeck.app.tui.messages import ClusterLoaded
+from clusterdeck.app.tui.polled import PolledScreen
+from clusterdeck.jobs.cluster import ClusterView, Partition, QueuedJob
 
 PARTITION_COLUMNS = ("partition", "state", "nodes idle/total", "GPUs idle/total")
 NAME_WIDTH = 24  # so that at 80 columns the state and partition stay in view

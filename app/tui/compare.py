@@ -17,12 +17,12 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from app.tui.chart import LineChart, Series, colour
-from app.tui.messages import ComparisonLoaded
-from app.tui.screen import DeckScreen
-from jobs.compare import Comparison, format_value, letter
-from jobs.rundir import RunPaths
-from jobs.status import LIVE
+from clusterdeck.app.tui.chart import LineChart, Series, colour
+from clusterdeck.app.tui.messages import ComparisonLoaded
+from clusterdeck.app.tui.screen import DeckScreen
+from clusterdeck.jobs.compare import Comparison, format_value, letter
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.status import LIVE
 
 REFRESH_S = 5.0
 LEGEND_NAME = 14

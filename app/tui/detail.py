@@ -22,16 +22,16 @@ from textual.binding import Binding
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from app.formats import duration
-from app.tui.messages import NewRun, RunData, RunUpdated, Trouble
-from app.tui.panels import CurvesPanel, LogPanel
-from app.tui.screen import DeckScreen
-from app.watch import stage_text, train_progress
-from jobs.rundir import RunPaths
-from jobs.status import RunView
-from jobs.tail.access import read_all
-from jobs.tail.live import LiveRun
-from jobs.tail.records import Epoch, Evaluate, Gpu, MetricRecord, System, Train
+from clusterdeck.app.formats import duration
+from clusterdeck.app.tui.messages import NewRun, RunData, RunUpdated, Trouble
+from clusterdeck.app.tui.panels import CurvesPanel, LogPanel
+from clusterdeck.app.tui.screen import DeckScreen
+from clusterdeck.app.watch import stage_text, train_progress
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.status import RunView
+from clusterdeck.jobs.tail.access import read_all
+from clusterdeck.jobs.tail.live import LiveRun
+from clusterdeck.jobs.tail.records import Epoch, Evaluate, Gpu, MetricRecord, System, Train
 
 POLL_S, STATE_S = 0.5, 2.0
 
@@ -99,7 +99,7 @@ class RunDetailScreen(DeckScreen):
 
     @work(thread=True, name="follow files", group="files", exclusive=True, exit_on_error=False)
     def follow_files(self) -> None:
-        from jobs.tail.run import RunLogs, RunMetrics
+        from clusterdeck.jobs.tail.run import RunLogs, RunMetrics
 
         worker, files = get_current_worker(), self.cd.deck.files
         logs, metrics = RunLogs(self.paths, access=files), RunMetrics(self.paths, access=files)

@@ -11,17 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
-from jobs.cluster import ClusterView
-from jobs.compare import Comparison
-from jobs.overview import RunRow
-from jobs.status import RunView
-from jobs.tail.run import LogFile
+from clusterdeck.jobs.cluster import ClusterView
+from clusterdeck.jobs.compare import Comparison
+from clusterdeck.jobs.overview import RunRow
+from clusterdeck.jobs.status import RunView
+from clusterdeck.jobs.tail.run import LogFile
 
 if TYPE_CHECKING:
     from textual.screen import Screen
 
-    from jobs.spec_form import Checked
-    from jobs.templates import Template
+    from clusterdeck.jobs.spec_form import Checked
+    from clusterdeck.jobs.templates import Template
 
 
 @dataclass

@@ -38,10 +38,10 @@ from textual.widgets import (
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from app.tui.messages import FormChecked, OpenRun, SubmitFailed, Submitted, TemplateRead, TemplatesListed
-from app.tui.screen import DeckScreen
-from jobs.errors import UserError
-from jobs.spec_form import (
+from clusterdeck.app.tui.messages import FormChecked, OpenRun, SubmitFailed, Submitted, TemplateRead, TemplatesListed
+from clusterdeck.app.tui.screen import DeckScreen
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.spec_form import (
     Checked,
     FormField,
     FormSection,
@@ -57,7 +57,7 @@ from jobs.spec_form import (
     table_toml,
     without_nones,
 )
-from jobs.templates import Template, list_templates
+from clusterdeck.jobs.templates import Template, list_templates
 
 CHECK_DELAY_S = 0.2
 """Typing settles this long before the form is checked again."""
@@ -264,7 +264,7 @@ class NewRunScreen(DeckScreen):
 
     @work(thread=True, name="check the form", group="check", exclusive=True, exit_on_error=False)
     def check_form(self, version: int, table: dict[str, Any], root: Path | None, local: bool) -> None:
-        from jobs.submit import preflight, preview_run
+        from clusterdeck.jobs.submit import preflight, preview_run
 
         resolved, scripts = "", {}
         try:
@@ -411,7 +411,7 @@ class NewRunScreen(DeckScreen):
         text = f"# {self.origin or 'made in the app'}\n" + table_toml(self.checked.table)
 
         def save(name: str | None) -> None:
-            from jobs.templates import save_template
+            from clusterdeck.jobs.templates import save_template
 
             if not name:
                 return

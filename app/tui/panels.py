@@ -18,7 +18,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Label, Log, Static
 
-from jobs.tail.run import LogFile
+from clusterdeck.jobs.tail.run import LogFile
 
 HISTORY = 600
 LOG_LINES = 5000

@@ -8,7 +8,7 @@ from textual import work
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
-from app.tui.screen import DeckScreen
+from clusterdeck.app.tui.screen import DeckScreen
 
 
 class PolledScreen(DeckScreen):

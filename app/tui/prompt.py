@@ -17,8 +17,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from jobs.deck.base import Prompter
-from jobs.errors import UserError
+from clusterdeck.jobs.deck.base import Prompter
+from clusterdeck.jobs.errors import UserError
 
 GONE_GRACE_S = 1.0
 """How long a prompt waits for the answer after the app stopped: a dismissal's callback may come just after."""

@@ -12,10 +12,10 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input
 from textual.worker import get_current_worker
 
-from app.formats import duration
-from app.tui.messages import CompareRuns, NewRun, OpenRun, RunsLoaded, ShowCluster
-from app.tui.polled import PolledScreen
-from jobs.overview import RunRow
+from clusterdeck.app.formats import duration
+from clusterdeck.app.tui.messages import CompareRuns, NewRun, OpenRun, RunsLoaded, ShowCluster
+from clusterdeck.app.tui.polled import PolledScreen
+from clusterdeck.jobs.overview import RunRow
 
 COLUMNS = ("name", "id", "steps", "state", "progress", "elapsed", "nodes", "GPUs", "img/s", "best top-1")
 SORT_KEYS: dict[str, Any] = {

@@ -10,7 +10,7 @@ from typing import Protocol, cast
 
 from textual.screen import Screen
 
-from jobs.deck.base import Deck
+from clusterdeck.jobs.deck.base import Deck
 
 
 class DeckApp(Protocol):

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from jobs.cluster import ClusterView
-    from jobs.compare import Comparison
-    from jobs.rundir import RunPaths
-    from jobs.status import RunView
-    from jobs.tail.access import FileAccess
+    from clusterdeck.jobs.cluster import ClusterView
+    from clusterdeck.jobs.compare import Comparison
+    from clusterdeck.jobs.rundir import RunPaths
+    from clusterdeck.jobs.status import RunView
+    from clusterdeck.jobs.tail.access import FileAccess
 
 
 Prompter = Callable[[str, str, list[tuple[str, bool]]], list[str]]

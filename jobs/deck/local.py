@@ -5,15 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.deck.base import Deck
-from jobs.tail.access import LocalFiles
+from clusterdeck.jobs.deck.base import Deck
+from clusterdeck.jobs.tail.access import LocalFiles
 
 if TYPE_CHECKING:
-    from jobs.cluster import ClusterView
-    from jobs.compare import Comparison
-    from jobs.overview import Overview
-    from jobs.rundir import RunPaths
-    from jobs.status import RunView
+    from clusterdeck.jobs.cluster import ClusterView
+    from clusterdeck.jobs.compare import Comparison
+    from clusterdeck.jobs.overview import Overview
+    from clusterdeck.jobs.rundir import RunPaths
+    from clusterdeck.jobs.status import RunView
 
 
 class LocalDeck(Deck):
@@ -37,26 +37,26 @@ class LocalDeck(Deck):
         return "" if parent.resolve() == self.root.resolve() else str(parent)
 
     def listing(self) -> list[dict[str, Any]]:
-        from jobs.overview import Overview
+        from clusterdeck.jobs.overview import Overview
 
         if self._overview is None:  # kept: it remembers each run's spec and each finished run's figures
             self._overview = Overview(self.root)
         return self._overview.listing()
 
     def resolve(self, address: str) -> RunPaths:
-        from jobs.runs import resolve_run
+        from clusterdeck.jobs.runs import resolve_run
 
         return resolve_run(self.root, address)
 
     def view(self, paths: RunPaths) -> RunView:
-        from jobs.status import view_run
+        from clusterdeck.jobs.status import view_run
 
         return view_run(paths)
 
     def submit(self, table: dict[str, Any], source: str) -> RunPaths:
-        from jobs.errors import UserError
-        from jobs.runspec import validate
-        from jobs.submit import nothing_to_run, submit_run
+        from clusterdeck.jobs.errors import UserError
+        from clusterdeck.jobs.runspec import validate
+        from clusterdeck.jobs.submit import nothing_to_run, submit_run
 
         spec = validate(table, source=source)
         if not spec.steps:  # said here too, so that the line names the file rather than "spec"
@@ -64,18 +64,18 @@ class LocalDeck(Deck):
         return submit_run(spec, self.root if self.root_given else None)
 
     def cancel(self, paths: RunPaths) -> RunView:
-        from jobs.submit import cancel_run
+        from clusterdeck.jobs.submit import cancel_run
 
         return cancel_run(paths)
 
     def resume(self, paths: RunPaths) -> bool:
-        from jobs.submit import resume_run
+        from clusterdeck.jobs.submit import resume_run
 
         return resume_run(paths) is not None
 
     def compare(self, addresses: list[str]) -> Comparison:
-        from jobs.compare import compare_runs
-        from jobs.errors import UserError
+        from clusterdeck.jobs.compare import compare_runs
+        from clusterdeck.jobs.errors import UserError
 
         found, problems = [], []
         for address in addresses:
@@ -88,6 +88,6 @@ class LocalDeck(Deck):
         return compare_runs(found)
 
     def cluster(self) -> ClusterView:
-        from jobs.cluster import cluster_view
+        from clusterdeck.jobs.cluster import cluster_view
 
         return cluster_view()

@@ -19,18 +19,18 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.deck.base import Deck
-from jobs.errors import UserError
-from jobs.protocol import SCHEMAS, ProtocolError, check_peer, read, version
-from jobs.remote.sftp import SftpFiles
-from jobs.steps.registry import steps
+from clusterdeck.jobs.deck.base import Deck
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.protocol import SCHEMAS, ProtocolError, check_peer, read, version
+from clusterdeck.jobs.remote.sftp import SftpFiles
+from clusterdeck.jobs.steps.registry import steps
 
 if TYPE_CHECKING:
-    from jobs.cluster import ClusterView
-    from jobs.compare import Comparison
-    from jobs.remote.ssh import Completed, SshConnection
-    from jobs.rundir import RunPaths
-    from jobs.status import RunView
+    from clusterdeck.jobs.cluster import ClusterView
+    from clusterdeck.jobs.compare import Comparison
+    from clusterdeck.jobs.remote.ssh import Completed, SshConnection
+    from clusterdeck.jobs.rundir import RunPaths
+    from clusterdeck.jobs.status import RunView
 
 RESOLVED_FRESH_S = 1.0
 _ERROR = re.compile(r"^clusterdeck: error: (?P<text>.*)$")
@@ -98,7 +98,7 @@ class SshDeck(Deck):
     def clusterdeck(self, *args: str, stdin: bytes | None = None, retry: bool = True) -> Any:
         """Runs ``clusterdeck [--runs-root R] ARGS`` there and returns its JSON output (after ``check_version``)."""
         self.check_version()
-        command = shlex.split(self.target.profile.command)  # the user's own words: `python -m app.cli` is three
+        command = shlex.split(self.target.profile.command)  # the user's own words: `python -m clusterdeck.app.cli`: 3
         argv = [*command, *(["--runs-root", self.runs_root] if self.runs_root else []), *args]
         done = self.conn.run(argv, stdin=stdin, retry=retry)
         self.check_version()  # the command ran on a new connection (a reconnect): that one is checked too
@@ -142,14 +142,14 @@ class SshDeck(Deck):
         return entries
 
     def resolve(self, address: str) -> RunPaths:
-        from jobs.rundir import RunPaths
+        from clusterdeck.jobs.rundir import RunPaths
 
         view = self.document("run-view", "show", "--json", "--", address)  # after --, a name starting with - is a name
         self._resolved[view["path"]] = (time.monotonic(), view)
         return RunPaths(Path(view["path"]))
 
     def view(self, paths: RunPaths) -> RunView:
-        from jobs.status import RunView
+        from clusterdeck.jobs.status import RunView
 
         at, data = self._resolved.pop(str(paths.root), (0.0, {}))
         if time.monotonic() - at > RESOLVED_FRESH_S:
@@ -159,7 +159,7 @@ class SshDeck(Deck):
     def submit(self, table: dict[str, Any], source: str) -> RunPaths:
         import tomli_w
 
-        from jobs.rundir import RunPaths
+        from clusterdeck.jobs.rundir import RunPaths
 
         table = self.with_defaults(table)
         text = tomli_w.dumps(table).encode()
@@ -182,7 +182,7 @@ class SshDeck(Deck):
         return table
 
     def cancel(self, paths: RunPaths) -> RunView:
-        from jobs.status import RunView
+        from clusterdeck.jobs.status import RunView
 
         self._resolved.clear()  # a view from before this change is stale
         return RunView.from_json(self.document("run-view", "cancel", "--json", "--", paths.run_id))
@@ -192,12 +192,12 @@ class SshDeck(Deck):
         return bool(self.document("run-resume", "resume", "--json", "--", paths.run_id, retry=False)["resumed"])
 
     def compare(self, addresses: list[str]) -> Comparison:
-        from jobs.compare import Comparison
+        from clusterdeck.jobs.compare import Comparison
 
         return Comparison.from_json(self.document("run-diff", "diff", "--json", "--", *addresses))
 
     def cluster(self) -> ClusterView:
-        from jobs.cluster import ClusterView, cluster_view
+        from clusterdeck.jobs.cluster import ClusterView, cluster_view
 
         def run(command: list[str], timeout_s: float) -> tuple[str | None, str]:
             try:

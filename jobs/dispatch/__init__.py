@@ -6,16 +6,16 @@ embedded default) and ``SlurmBackend`` (sbatch, sacct, scancel), behind ``Backen
 
 from __future__ import annotations
 
-from jobs.dispatch.base import Backend, JobState, PartPlan
-from jobs.records import Executor
+from clusterdeck.jobs.dispatch.base import Backend, JobState, PartPlan
+from clusterdeck.jobs.records import Executor
 
 
 def backend_class(executor: Executor) -> type[Backend]:
     if executor == "slurm":
-        from jobs.dispatch.slurm import SlurmBackend
+        from clusterdeck.jobs.dispatch.slurm import SlurmBackend
 
         return SlurmBackend
-    from jobs.dispatch.local import LocalBackend
+    from clusterdeck.jobs.dispatch.local import LocalBackend
 
     return LocalBackend
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
-from jobs.records import JobRef
-from jobs.rundir import RunPaths
-from jobs.spec import RunSpec
+from clusterdeck.jobs.records import JobRef
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.spec import RunSpec
 
 # sacct's words for a job that ended without success.
 FAILED_STATES = (

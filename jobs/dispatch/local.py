@@ -23,13 +23,13 @@ import psutil
 import submitit
 from submitit.local.local import LocalJob
 
-from jobs.dispatch.base import Backend, JobState, PartPlan
-from jobs.dispatch.resources import local_parameters
-from jobs.payloads import run_chain
-from jobs.records import JobRef, now
-from jobs.rundir import RunPaths
-from jobs.spec import RunSpec
-from jobs.steps import registry
+from clusterdeck.jobs.dispatch.base import Backend, JobState, PartPlan
+from clusterdeck.jobs.dispatch.resources import local_parameters
+from clusterdeck.jobs.payloads import run_chain
+from clusterdeck.jobs.records import JobRef, now
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.spec import RunSpec
+from clusterdeck.jobs.steps import registry
 
 CANCEL_GRACE_S = 5.0
 

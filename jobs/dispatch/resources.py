@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.errors import UserError
-from jobs.spec import Resources
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.spec import Resources
 
 
 def extra_sbatch(lines: list[str], where: str) -> dict[str, Any]:

@@ -14,14 +14,14 @@ from typing import Any
 import submitit
 from submitit.slurm.slurm import _make_sbatch_string
 
-from jobs.dispatch.base import Backend, JobState, PartPlan
-from jobs.dispatch.resources import slurm_parameters
-from jobs.errors import UserError
-from jobs.payloads import CheckpointablePart, run_part
-from jobs.records import JobRef, Role, now
-from jobs.rundir import RunPaths
-from jobs.spec import RunSpec
-from jobs.steps import registry
+from clusterdeck.jobs.dispatch.base import Backend, JobState, PartPlan
+from clusterdeck.jobs.dispatch.resources import slurm_parameters
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.payloads import CheckpointablePart, run_part
+from clusterdeck.jobs.records import JobRef, Role, now
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.spec import RunSpec
+from clusterdeck.jobs.steps import registry
 
 SACCT_FIELDS = "JobID,State,ExitCode,NodeList,Reason,Start,End"
 

@@ -10,7 +10,7 @@
 No torch, torchvision or webdataset: an export runs in a small process on a login node or a CPU job.
 """
 
-from jobs.errors import UserError
+from clusterdeck.jobs.errors import UserError
 
 
 class ExportFailed(UserError):

@@ -23,13 +23,13 @@ from typing import BinaryIO, Protocol, cast
 import numpy as np
 from PIL import Image
 
-from jobs.errors import UserError
-from jobs.export import ExportFailed
-from jobs.export.images import Undecodable, fit_array, fit_image
-from jobs.export.ordered import in_order
-from jobs.formats.base import Key
-from jobs.shard.npzsource import data_location, data_member, data_span, npy_header, read_batches
-from jobs.train.shardset import Shard, ShardReadError, check_files, read_shardset
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.export import ExportFailed
+from clusterdeck.jobs.export.images import Undecodable, fit_array, fit_image
+from clusterdeck.jobs.export.ordered import in_order
+from clusterdeck.jobs.formats.base import Key
+from clusterdeck.jobs.shard.npzsource import data_location, data_member, data_span, npy_header, read_batches
+from clusterdeck.jobs.train.shardset import Shard, ShardReadError, check_files, read_shardset
 
 CHUNK_ROWS = 256
 CHUNK_VALUES = 1 << 22
@@ -252,7 +252,7 @@ class ShardTask:
 
 def decode_task(task: ShardTask) -> Iterator[Chunk]:
     """The chosen samples of one shard, decoded and fitted, a chunk at a time."""
-    from jobs.train.shardread import image_of, read_shard
+    from clusterdeck.jobs.train.shardread import image_of, read_shard
 
     wanted = iter(task.positions.tolist())
     target = next(wanted, None)

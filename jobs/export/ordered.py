@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from jobs.errors import UserError
-from jobs.export import ExportFailed
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.export import ExportFailed
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.diskspace import require_free
-from jobs.errors import UserError
-from jobs.export.encode import CsvEncoder, NpyEncoder, flatten, npy_header
-from jobs.export.inputs import Pool, chunk_rows, split_sizes
-from jobs.formats import registry as input_formats
-from jobs.formats.base import Key
-from jobs.steps.export_spec import ExportSpec
+from clusterdeck.jobs.diskspace import require_free
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.export.encode import CsvEncoder, NpyEncoder, flatten, npy_header
+from clusterdeck.jobs.export.inputs import Pool, chunk_rows, split_sizes
+from clusterdeck.jobs.formats import registry as input_formats
+from clusterdeck.jobs.formats.base import Key
+from clusterdeck.jobs.steps.export_spec import ExportSpec
 
 MEASURED = 128
 """Samples encoded to measure the bytes of a row (fewer of large images: a chunk's worth, at least 8)."""

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jobs.export.plan import ExportPlan, check_outputs, describe, plan_export, spec_key
-from jobs.export.write import ExportResult, Progress, write_export
-from jobs.formats.base import Key
-from jobs.signals import interrupted_by_termination
-from jobs.spec import RunSpec
-from jobs.steps.export_spec import ExportSpec, export_input
-from jobs.train.sizing import task_cpus
+from clusterdeck.jobs.export.plan import ExportPlan, check_outputs, describe, plan_export, spec_key
+from clusterdeck.jobs.export.write import ExportResult, Progress, write_export
+from clusterdeck.jobs.formats.base import Key
+from clusterdeck.jobs.signals import interrupted_by_termination
+from clusterdeck.jobs.spec import RunSpec
+from clusterdeck.jobs.steps.export_spec import ExportSpec, export_input
+from clusterdeck.jobs.train.sizing import task_cpus
 
 
 def export_workers(spec: ExportSpec) -> int:

@@ -26,13 +26,13 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from jobs import atomic
-from jobs.diskspace import free_text, is_full
-from jobs.errors import UserError
-from jobs.export import ExportFailed
-from jobs.export.encode import CsvEncoder, NpyEncoder, flatten, mtd, npy_header
-from jobs.export.inputs import Choice, choose
-from jobs.export.plan import ExportPlan, OutFile, output_names
+from clusterdeck.jobs import atomic
+from clusterdeck.jobs.diskspace import free_text, is_full
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.export import ExportFailed
+from clusterdeck.jobs.export.encode import CsvEncoder, NpyEncoder, flatten, mtd, npy_header
+from clusterdeck.jobs.export.inputs import Choice, choose
+from clusterdeck.jobs.export.plan import ExportPlan, OutFile, output_names
 
 Progress = Callable[[dict[str, Any]], None]
 PROGRESS_EVERY_S = 2.0

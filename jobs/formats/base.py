@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from jobs.shard.sources import Entries
+from clusterdeck.jobs.shard.sources import Entries
 
 Fields = Mapping[str, Path]
 """The optional keys of an input that are given (``devkit``, ``ground_truth``, ``synsets``), by name."""
@@ -67,7 +67,7 @@ class InputFormat:
     def inspect(self, path: Path, fields: Fields, verify: bool) -> dict[str, Any]:
         """``clusterdeck inspect``'s report (the ``inspect-report`` document): here, the listing's counts,
         classes, bytes and image sizes. ``verify`` is for the formats that can check their content."""
-        from jobs.formats.report import entries_report
+        from clusterdeck.jobs.formats.report import entries_report
 
         return entries_report(path, self.name, self.entries(path, fields), classed=True)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jobs.formats.base import Fields, InputFormat
-from jobs.shard.sources import Entries
-from jobs.shard.tarsource import first_file, list_train_tar, plain_tar
+from clusterdeck.jobs.formats.base import Fields, InputFormat
+from clusterdeck.jobs.shard.sources import Entries
+from clusterdeck.jobs.shard.tarsource import first_file, list_train_tar, plain_tar
 
 
 class IlsvrcTrainTar(InputFormat):

@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from jobs.formats import vallabels
-from jobs.formats.base import Fields, InputFormat, visible
-from jobs.shard.sources import VAL_NAME, Entries, FileSource, ValLabels, val_entries
+from clusterdeck.jobs.formats import vallabels
+from clusterdeck.jobs.formats.base import Fields, InputFormat, visible
+from clusterdeck.jobs.shard.sources import VAL_NAME, Entries, FileSource, ValLabels, val_entries
 
 
 class IlsvrcVal(InputFormat):

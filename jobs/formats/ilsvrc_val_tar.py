@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jobs.formats import vallabels
-from jobs.formats.base import Fields, InputFormat
-from jobs.formats.ilsvrc_train_tar import holds_class_tars
-from jobs.shard.sources import Entries
-from jobs.shard.tarsource import list_val_tar, plain_tar
+from clusterdeck.jobs.formats import vallabels
+from clusterdeck.jobs.formats.base import Fields, InputFormat
+from clusterdeck.jobs.formats.ilsvrc_train_tar import holds_class_tars
+from clusterdeck.jobs.shard.sources import Entries
+from clusterdeck.jobs.shard.tarsource import list_val_tar, plain_tar
 
 
 class IlsvrcValTar(InputFormat):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jobs.errors import UserError
-from jobs.formats.base import Fields, InputFormat, visible
-from jobs.shard.sources import Entries, FileSource
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.formats.base import Fields, InputFormat, visible
+from clusterdeck.jobs.shard.sources import Entries, FileSource
 
 DATASET_SPLITS = {"train", "val", "test"}
 """Folders that make a directory a dataset root holding several inputs, not an input of these classes."""

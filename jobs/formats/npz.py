@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jobs.formats.base import Fields, InputFormat, Key, visible
-from jobs.shard.sources import Entries
+from clusterdeck.jobs.formats.base import Fields, InputFormat, Key, visible
+from clusterdeck.jobs.shard.sources import Entries
 
 
 class Npz(InputFormat):
@@ -27,7 +27,7 @@ class Npz(InputFormat):
         return path.is_dir() and any(name.endswith(".npz") for name in visible(path)[0])
 
     def entries(self, path: Path, fields: Fields, cache: Path | None = None) -> Entries:
-        from jobs.shard.npzsource import list_npz
+        from clusterdeck.jobs.shard.npzsource import list_npz
 
         assert cache is not None, "npz: a compressed 'data' is inflated into the cache"
         return list_npz(path, fields.get("synsets"), cache)
@@ -36,8 +36,8 @@ class Npz(InputFormat):
         """Batches from their ``.npy`` headers and labels: nothing inflated, whatever the compression."""
         import numpy as np
 
-        from jobs.formats.report import classes_summary, input_base, skipped_summary
-        from jobs.shard.npzsource import read_batches
+        from clusterdeck.jobs.formats.report import classes_summary, input_base, skipped_summary
+        from clusterdeck.jobs.shard.npzsource import read_batches
 
         batches = read_batches(path, fields.get("synsets"))
         files, side, rows = batches.files, batches.side, batches.rows
@@ -56,7 +56,7 @@ class Npz(InputFormat):
         }
 
     def export_pool(self, root: Path, split: str, num_classes: int | None, key: Key) -> Any:
-        from jobs.export.inputs import npz_pool
+        from clusterdeck.jobs.export.inputs import npz_pool
 
         return npz_pool(root, split, num_classes, key)
 

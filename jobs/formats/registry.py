@@ -13,16 +13,16 @@ from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
 
-from jobs.formats.base import Fields, InputFormat
-from jobs.plugins import load_plugins
+from clusterdeck.jobs.formats.base import Fields, InputFormat
+from clusterdeck.jobs.plugins import load_plugins
 
 BUILTIN = (
-    "jobs.formats.shards",  # a directory with an index.json is a shard set, whatever else it holds
-    "jobs.formats.ilsvrc_val",
-    "jobs.formats.npz",
-    "jobs.formats.ilsvrc_train_tar",
-    "jobs.formats.ilsvrc_val_tar",
-    "jobs.formats.imagefolder",  # any folders: tried last
+    "clusterdeck.jobs.formats.shards",  # a directory with an index.json is a shard set, whatever else it holds
+    "clusterdeck.jobs.formats.ilsvrc_val",
+    "clusterdeck.jobs.formats.npz",
+    "clusterdeck.jobs.formats.ilsvrc_train_tar",
+    "clusterdeck.jobs.formats.ilsvrc_val_tar",
+    "clusterdeck.jobs.formats.imagefolder",  # any folders: tried last
 )
 """The built-in formats' modules, each with its ``FORMAT``, in detection order. They are imported by name on
 the first read, as plugins are: the spec asks this registry, and must not depend on any format's readers

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from jobs.errors import UserError
-from jobs.shard.sources import Entries
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.shard.sources import Entries
 
 SIZE_SAMPLE = 64  # images whose size is measured
 SHOWN_CLASSES = 5

@@ -8,10 +8,10 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from jobs.errors import UserError
-from jobs.formats.base import Fields, InputFormat, Key
-from jobs.shard.index import INDEX, read_index
-from jobs.shard.tarwrite import sha256_file
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.formats.base import Fields, InputFormat, Key
+from clusterdeck.jobs.shard.index import INDEX, read_index
+from clusterdeck.jobs.shard.tarwrite import sha256_file
 
 SHARDS_SPREAD = 8  # a shard set's sample is spread over this many shards of a split ...
 SHARDS_READ = 16  # ... or more where they are small, up to this many
@@ -35,13 +35,13 @@ class ShardSetFormat(InputFormat):
             raise UserError(f"{path / INDEX}: a malformed index ({type(exc).__name__}: {exc})") from None
 
     def export_pool(self, root: Path, split: str, num_classes: int | None, key: Key) -> Any:
-        from jobs.export.inputs import shard_pool
+        from clusterdeck.jobs.export.inputs import shard_pool
 
         return shard_pool(root, split, num_classes, key)
 
 
 def _shard_report(root: Path, index: dict[str, Any], verify: bool) -> dict[str, Any]:
-    from jobs.formats.report import SHOWN_CLASSES, skipped_summary
+    from clusterdeck.jobs.formats.report import SHOWN_CLASSES, skipped_summary
 
     encoding = index.get("encoding") or {}
     splits: dict[str, Any] = {}
@@ -95,8 +95,8 @@ def _shard_sizes(root: Path, shards: list[dict[str, Any]]) -> dict[str, Any]:
     import numpy as np
     from PIL import Image
 
-    from jobs.formats.report import IMAGE_ERRORS, SEED, SIZE_SAMPLE, pick, size_stats
-    from jobs.shard.encode import IMAGE_FIELDS
+    from clusterdeck.jobs.formats.report import IMAGE_ERRORS, SEED, SIZE_SAMPLE, pick, size_stats
+    from clusterdeck.jobs.shard.encode import IMAGE_FIELDS
 
     rng = np.random.default_rng(SEED)
     per_shard = -(-SIZE_SAMPLE // max(min(len(shards), SHARDS_SPREAD), 1))

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.errors import UserError
-from jobs.formats.base import Fields
-from jobs.shard.devkit import read_devkit
-from jobs.shard.sources import NOT_A_VAL_NAME, VAL_NAME, Entries, ValLabels, read_ground_truth, read_synsets
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.formats.base import Fields
+from clusterdeck.jobs.shard.devkit import read_devkit
+from clusterdeck.jobs.shard.sources import NOT_A_VAL_NAME, VAL_NAME, Entries, ValLabels, read_ground_truth, read_synsets
 
 FIELDS = ("devkit", "ground_truth", "synsets")
 FAMILY = "the ilsvrc-val formats"
@@ -63,7 +63,7 @@ def optional_labels(fields: Fields) -> ValLabels | None:
 
 def val_report(path: Path, fmt: str, fields: Fields, lister: Lister) -> dict[str, Any]:
     """``inspect``'s report of a val input: classed when labels are given, else counted."""
-    from jobs.formats.report import entries_report
+    from clusterdeck.jobs.formats.report import entries_report
 
     labels = optional_labels(fields)
     entries = lister(path, labels if labels is not None else Unlabelled([], [], ""))

@@ -16,12 +16,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobs.errors import UserError
+from clusterdeck.jobs.errors import UserError
 
 if TYPE_CHECKING:
     from paramiko import PKey
 
-    from jobs.remote.profiles import Target
+    from clusterdeck.jobs.remote.profiles import Target
 
 
 class HostKeyError(UserError):

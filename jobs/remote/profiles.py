@@ -31,9 +31,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from jobs.errors import UserError
-from jobs.remote import sshconfig
-from jobs.remote.tokens import expand, known_hosts_tokens
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.remote import sshconfig
+from clusterdeck.jobs.remote.tokens import expand, known_hosts_tokens
 
 USER_KNOWN_HOSTS = "~/.ssh/known_hosts ~/.ssh/known_hosts2"
 GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2"

@@ -13,11 +13,11 @@ import posixpath
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from jobs.remote.ssh import ConnectionLost
-from jobs.tail.access import FileStat, Handle
+from clusterdeck.jobs.remote.ssh import ConnectionLost
+from clusterdeck.jobs.tail.access import FileStat, Handle
 
 if TYPE_CHECKING:
-    from jobs.remote.ssh import SshConnection
+    from clusterdeck.jobs.remote.ssh import SshConnection
 
 
 class SftpHandle:

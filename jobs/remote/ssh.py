@@ -27,16 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.errors import UserError
-from jobs.remote.hostkeys import check_host_key, known_types
-from jobs.remote.identities import identity
-from jobs.remote.profiles import Target, jump_chain
-from jobs.remote.sshconfig import ssh_dir
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.remote.hostkeys import check_host_key, known_types
+from clusterdeck.jobs.remote.identities import identity
+from clusterdeck.jobs.remote.profiles import Target, jump_chain
+from clusterdeck.jobs.remote.sshconfig import ssh_dir
 
 if TYPE_CHECKING:
     from paramiko import PKey, SFTPClient, Transport
 
-    from jobs.deck.base import Prompter
+    from clusterdeck.jobs.deck.base import Prompter
 
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 SFTP_TIMEOUT_S = 60.0

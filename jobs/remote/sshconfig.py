@@ -25,7 +25,7 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobs.errors import UserError
+from clusterdeck.jobs.errors import UserError
 
 if TYPE_CHECKING:
     from paramiko import SSHConfig

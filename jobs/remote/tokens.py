@@ -15,7 +15,7 @@ import re
 import socket
 from pathlib import Path
 
-from jobs.errors import UserError
+from clusterdeck.jobs.errors import UserError
 
 _TOKEN = re.compile(r"%(.)|\$\{([^}]*)\}")
 

@@ -12,8 +12,8 @@ import io
 import tarfile
 from pathlib import Path
 
-from jobs.errors import UserError
-from jobs.shard.sources import ValLabels, parse_ground_truth, read_text, synsets_from_meta_mat
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.shard.sources import ValLabels, parse_ground_truth, read_text, synsets_from_meta_mat
 
 META = "data/meta.mat"
 GROUND_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jobs import atomic
-from jobs.errors import UserError
+from clusterdeck.jobs import atomic
+from clusterdeck.jobs.errors import UserError
 
 INDEX = "index.json"
 INDEX_FORMAT = "clusterdeck-shards/1"

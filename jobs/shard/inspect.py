@@ -14,9 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jobs.errors import UserError
-from jobs.formats import registry as input_formats
-from jobs.formats.base import InputFormat
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.formats import registry as input_formats
+from clusterdeck.jobs.formats.base import InputFormat
 
 
 def inspect_path(

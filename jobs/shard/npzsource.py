@@ -29,8 +29,8 @@ from typing import BinaryIO, cast
 
 import numpy as np
 
-from jobs.errors import UserError
-from jobs.shard.sources import Entries, read_synsets
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.shard.sources import Entries, read_synsets
 
 _arrays: dict[str, np.ndarray] = {}  # path -> its mapped data, per process (inherited across fork)
 _ZIP_LOCAL_HEADER = 30

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from jobs.shard.encode import Encoder
-from jobs.shard.sources import FileSource, Listing, Source
+from clusterdeck.jobs.shard.encode import Encoder
+from clusterdeck.jobs.shard.sources import FileSource, Listing, Source
 
 SIZE_PROBES = 256
 # Three tar headers, padding, and the .cls and .json members of one sample.

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from jobs.errors import UserError
+from clusterdeck.jobs.errors import UserError
 
 VAL_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$", re.IGNORECASE)
 NOT_A_VAL_NAME = "not an ILSVRC2012_val_XXXXXXXX.JPEG name"

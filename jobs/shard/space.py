@@ -15,12 +15,12 @@ import os
 import tarfile
 from pathlib import Path
 
-from jobs import atomic
-from jobs.diskspace import WriteFailed, free_text, is_full, require_free
-from jobs.formats import registry as input_formats
-from jobs.shard.plan import ShardJob
-from jobs.shard.write import completed_part, part_path
-from jobs.spec import ShardSpec
+from clusterdeck.jobs import atomic
+from clusterdeck.jobs.diskspace import WriteFailed, free_text, is_full, require_free
+from clusterdeck.jobs.formats import registry as input_formats
+from clusterdeck.jobs.shard.plan import ShardJob
+from clusterdeck.jobs.shard.write import completed_part, part_path
+from clusterdeck.jobs.spec import ShardSpec
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 """Files counted at submit: other files in an input tree are skipped by the step and take no space."""

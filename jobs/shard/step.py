@@ -10,18 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs import atomic
-from jobs.errors import UserError
-from jobs.formats import registry as input_formats
-from jobs.shard.encode import Encoder, SkipSample
-from jobs.shard.index import INDEX, INDEX_FORMAT
-from jobs.shard.plan import ShardJob, plan_split, sample_bytes, samples_per_shard, task_slice
-from jobs.shard.sources import Entries, Listing, Source, labelled, select_classes
-from jobs.shard.space import check_room, remove_temps, write_failed
-from jobs.shard.write import completed_part, write_or_reuse
-from jobs.signals import worker_signals
-from jobs.spec import ShardInput, ShardSpec
-from jobs.telemetry.pipeline import Pipeline
+from clusterdeck.jobs import atomic
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.formats import registry as input_formats
+from clusterdeck.jobs.shard.encode import Encoder, SkipSample
+from clusterdeck.jobs.shard.index import INDEX, INDEX_FORMAT
+from clusterdeck.jobs.shard.plan import ShardJob, plan_split, sample_bytes, samples_per_shard, task_slice
+from clusterdeck.jobs.shard.sources import Entries, Listing, Source, labelled, select_classes
+from clusterdeck.jobs.shard.space import check_room, remove_temps, write_failed
+from clusterdeck.jobs.shard.write import completed_part, write_or_reuse
+from clusterdeck.jobs.signals import worker_signals
+from clusterdeck.jobs.spec import ShardInput, ShardSpec
+from clusterdeck.jobs.telemetry.pipeline import Pipeline
 
 Report = Callable[[dict[str, float]], None]
 SOURCES_DIR = ".sources"  # under the output: inflated copies of compressed npz data, shared by the array's tasks

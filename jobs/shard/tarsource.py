@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from jobs.errors import UserError
-from jobs.shard.sources import Entries, ValLabels, val_entries
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.shard.sources import Entries, ValLabels, val_entries
 
 _fds: dict[str, int] = {}  # path -> descriptor, per process (inherited across fork; pread keeps no offset)
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.errors import UserError
-from jobs.shard.sources import ValLabels, read_ground_truth, read_synsets
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.shard.sources import ValLabels, read_ground_truth, read_synsets
 
 # Link refusals that a copy gets around: another filesystem, a link count at its limit, a filesystem
 # without hard links, or a policy against linking files one does not own (fs.protected_hardlinks).

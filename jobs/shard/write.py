@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from jobs import atomic
-from jobs.shard.encode import SkipSample
-from jobs.shard.plan import ShardJob
-from jobs.shard.tarwrite import ShardTarWriter, sha256_file
-from jobs.telemetry.pipeline import Pipeline
+from clusterdeck.jobs import atomic
+from clusterdeck.jobs.shard.encode import SkipSample
+from clusterdeck.jobs.shard.plan import ShardJob
+from clusterdeck.jobs.shard.tarwrite import ShardTarWriter, sha256_file
+from clusterdeck.jobs.telemetry.pipeline import Pipeline
 
 PARTS_DIR = ".parts"
 

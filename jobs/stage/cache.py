@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from jobs import atomic
-from jobs.stage.copy import Cancelled
-from jobs.train.shardset import ShardSet
+from clusterdeck.jobs import atomic
+from clusterdeck.jobs.stage.copy import Cancelled
+from clusterdeck.jobs.train.shardset import ShardSet
 
 ROOT = "clusterdeck"
 LOCK_POLL_S = 0.1

@@ -23,17 +23,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from jobs.errors import UserError
-from jobs.metrics import MetricsWriter
-from jobs.spec import expand_vars
-from jobs.stage.cache import FAILED, READY, job_dir, node_dir, set_name, shared_cache
-from jobs.stage.copy import Cancelled
-from jobs.stage.stager import Item, Stager, Tally
-from jobs.steps.train_spec import TrainSpec
-from jobs.train.order import rank_shards, share_nodes, split_workers, val_shares
-from jobs.train.shardset import Shard, read_shardset
-from jobs.train.timeouts import COLLECTIVE_TIMEOUT_S, STAGED_WAIT_S
-from jobs.world import World
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.metrics import MetricsWriter
+from clusterdeck.jobs.spec import expand_vars
+from clusterdeck.jobs.stage.cache import FAILED, READY, job_dir, node_dir, set_name, shared_cache
+from clusterdeck.jobs.stage.copy import Cancelled
+from clusterdeck.jobs.stage.stager import Item, Stager, Tally
+from clusterdeck.jobs.steps.train_spec import TrainSpec
+from clusterdeck.jobs.train.order import rank_shards, share_nodes, split_workers, val_shares
+from clusterdeck.jobs.train.shardset import Shard, read_shardset
+from clusterdeck.jobs.train.timeouts import COLLECTIVE_TIMEOUT_S, STAGED_WAIT_S
+from clusterdeck.jobs.world import World
 
 POLL_S = 0.05
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.diskspace import free_text, is_full, require_free
-from jobs.errors import UserError
-from jobs.stage.cache import locked
-from jobs.stage.copy import Cancelled, Mismatch, Throttle, copy_verified, file_digest
-from jobs.train.shardset import Shard
+from clusterdeck.jobs.diskspace import free_text, is_full, require_free
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.stage.cache import locked
+from clusterdeck.jobs.stage.copy import Cancelled, Mismatch, Throttle, copy_verified, file_digest
+from clusterdeck.jobs.train.shardset import Shard
 
 
 @dataclass(frozen=True)

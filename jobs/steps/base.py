@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from jobs.rundir import RunPaths
-from jobs.spec import Resources, RunSpec, Section
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.spec import Resources, RunSpec, Section
 
 if TYPE_CHECKING:  # psutil and the GPU probe load with it: only the payload needs them
-    from jobs.telemetry.sampler import Sampler
+    from clusterdeck.jobs.telemetry.sampler import Sampler
 
 Progress = Mapping[str, float]
 """A part's progress as its status file keeps it: ``{"shards_done": 3, "shards_total": 8}``."""

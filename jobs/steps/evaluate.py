@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.spec import RunSpec
-from jobs.steps.base import PartContext, StepBase
-from jobs.steps.evaluate_spec import EvaluateSpec
-from jobs.steps.train import gpu_extras
+from clusterdeck.jobs.spec import RunSpec
+from clusterdeck.jobs.steps.base import PartContext, StepBase
+from clusterdeck.jobs.steps.evaluate_spec import EvaluateSpec
+from clusterdeck.jobs.steps.train import gpu_extras
 
 
 class EvaluateStep(StepBase):
@@ -27,7 +27,7 @@ class EvaluateStep(StepBase):
             raise ValueError("evaluate.resources: evaluation runs as one task on one node")
 
     def preflight(self, spec: RunSpec, will_run: bool) -> None:
-        from jobs.train.shardset import checked_split
+        from clusterdeck.jobs.train.shardset import checked_split
 
         val_shards = self.config(spec).val_shards
         if val_shards is not None:
@@ -40,6 +40,6 @@ class EvaluateStep(StepBase):
         return ["--kill-on-bad-exit=1"]
 
     def run(self, ctx: PartContext) -> None:
-        from jobs.train.step import run_evaluate
+        from clusterdeck.jobs.train.step import run_evaluate
 
         run_evaluate(ctx.spec, ctx.paths, ctx.attempt, ctx.report, ctx.sampler, ctx.failed)

@@ -6,8 +6,17 @@ from pathlib import Path
 
 from pydantic import Field
 
-from jobs.spec import Amp, Decode, ModelNameOrEmpty, OptionalExistingPath, OptionalPath, RunSpec, Section, Workers
-from jobs.steps.train_spec import TrainResources, train_val_shards
+from clusterdeck.jobs.spec import (
+    Amp,
+    Decode,
+    ModelNameOrEmpty,
+    OptionalExistingPath,
+    OptionalPath,
+    RunSpec,
+    Section,
+    Workers,
+)
+from clusterdeck.jobs.steps.train_spec import TrainResources, train_val_shards
 
 
 class EvaluateResources(TrainResources):

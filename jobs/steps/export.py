@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from jobs.rundir import RunPaths
-from jobs.spec import RunSpec
-from jobs.steps.base import PartContext, StepBase
-from jobs.steps.export_spec import ExportSpec
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.spec import RunSpec
+from clusterdeck.jobs.steps.base import PartContext, StepBase
+from clusterdeck.jobs.steps.export_spec import ExportSpec
 
 
 class ExportStep(StepBase):
@@ -26,7 +26,7 @@ class ExportStep(StepBase):
     def preflight(self, spec: RunSpec, will_run: bool) -> None:
         """An export's files must not replace others unless asked (once it has run, they are its own); an input
         that exists already is planned now."""
-        from jobs.export.plan import check_names, check_outputs, plan_export
+        from clusterdeck.jobs.export.plan import check_names, check_outputs, plan_export
 
         if not will_run:
             return
@@ -37,6 +37,6 @@ class ExportStep(StepBase):
             check_names(export)
 
     def run(self, ctx: PartContext) -> None:
-        from jobs.export.step import run_export_step
+        from clusterdeck.jobs.export.step import run_export_step
 
         run_export_step(ctx.spec, ctx.report)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from jobs.spec import DecodeWorkers, ExpandedPath, OptionalExistingPath, Resources, RunSpec, Section
+from clusterdeck.jobs.spec import DecodeWorkers, ExpandedPath, OptionalExistingPath, Resources, RunSpec, Section
 
 
 class ExportSpec(Section):

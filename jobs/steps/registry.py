@@ -7,13 +7,13 @@ process a run starts, the jobs included.
 
 from __future__ import annotations
 
-from jobs.errors import UserError
-from jobs.plugins import load_plugins
-from jobs.steps.base import Step
-from jobs.steps.evaluate import EvaluateStep
-from jobs.steps.export import ExportStep
-from jobs.steps.shard import ShardStep
-from jobs.steps.train import TrainStep
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.plugins import load_plugins
+from clusterdeck.jobs.steps.base import Step
+from clusterdeck.jobs.steps.evaluate import EvaluateStep
+from clusterdeck.jobs.steps.export import ExportStep
+from clusterdeck.jobs.steps.shard import ShardStep
+from clusterdeck.jobs.steps.train import TrainStep
 
 _STEPS: list[Step] = [ShardStep(), ExportStep(), TrainStep(), EvaluateStep()]
 RESERVED = ("name", "cluster", "telemetry")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from jobs.rundir import RunPaths
-from jobs.spec import RunSpec, ShardSpec
-from jobs.steps.base import PartContext, Progress, StepBase
-from jobs.tail.records import Progress as ProgressReport
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.spec import RunSpec, ShardSpec
+from clusterdeck.jobs.steps.base import PartContext, Progress, StepBase
+from clusterdeck.jobs.tail.records import Progress as ProgressReport
 
 
 class ShardStep(StepBase):
@@ -23,8 +23,8 @@ class ShardStep(StepBase):
         return {"dir": str(output), "index": str(output / "index.json")}
 
     def preflight(self, spec: RunSpec, will_run: bool) -> None:
-        from jobs.shard.space import check_room_at_submit
-        from jobs.shard.step import check_output
+        from clusterdeck.jobs.shard.space import check_room_at_submit
+        from clusterdeck.jobs.shard.step import check_output
 
         check_output(self.config(spec))
         check_room_at_submit(self.config(spec))
@@ -36,6 +36,6 @@ class ShardStep(StepBase):
         return f"{int(report.shards_done or 0)}/{int(report.shards_total)}"
 
     def run(self, ctx: PartContext) -> None:
-        from jobs.shard.step import run_shard_part
+        from clusterdeck.jobs.shard.step import run_shard_part
 
         run_shard_part(self.config(ctx.spec), ctx.part, ctx.report, ctx.sampler.pipeline)

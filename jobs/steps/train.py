@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.rundir import RunPaths
-from jobs.spec import RunSpec
-from jobs.steps.base import PartContext, StepBase
-from jobs.steps.train_spec import TrainResources, TrainSpec
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.spec import RunSpec
+from clusterdeck.jobs.steps.base import PartContext, StepBase
+from clusterdeck.jobs.steps.train_spec import TrainResources, TrainSpec
 
 
 class TrainStep(StepBase):
@@ -27,8 +27,8 @@ class TrainStep(StepBase):
 
     def preflight(self, spec: RunSpec, will_run: bool) -> None:
         """Shards made by an earlier run are checked now (index, files, batch size), not after a queue wait."""
-        from jobs.train.order import rank_shards, share_nodes, steps_per_epoch
-        from jobs.train.shardset import train_inputs
+        from clusterdeck.jobs.train.order import rank_shards, share_nodes, steps_per_epoch
+        from clusterdeck.jobs.train.shardset import train_inputs
 
         train_spec = self.config(spec)
         if train_spec.train_shards is None:  # this run's [shard] output, written later
@@ -54,10 +54,10 @@ class TrainStep(StepBase):
         return ["--kill-on-bad-exit=1"]  # one failed rank ends them all, no NCCL hang
 
     def run(self, ctx: PartContext) -> None:
-        from jobs.signals import signal_flags
+        from clusterdeck.jobs.signals import signal_flags
 
         with signal_flags() as signals:  # before torch loads: a USR2 while starting is kept for the loop
-            from jobs.train.step import run_train
+            from clusterdeck.jobs.train.step import run_train
 
             run_train(ctx.spec, ctx.paths, ctx.attempt, ctx.report, signals, ctx.sampler, ctx.failed)
 

@@ -7,7 +7,17 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from jobs.spec import Amp, Decode, ModelName, OptionalExistingPath, OptionalPath, Resources, RunSpec, Section, Workers
+from clusterdeck.jobs.spec import (
+    Amp,
+    Decode,
+    ModelName,
+    OptionalExistingPath,
+    OptionalPath,
+    Resources,
+    RunSpec,
+    Section,
+    Workers,
+)
 
 
 class TrainResources(Resources):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from jobs.tail.access import FileAccess, FileStat, Handle
+from clusterdeck.jobs.tail.access import FileAccess, FileStat, Handle
 
 CHUNK = 1 << 20
 MAX_LINE = 1 << 20

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from jobs.tail.records import Epoch, Evaluate, Gpu, MetricRecord, Stage, System, Train, parse
+from clusterdeck.jobs.tail.records import Epoch, Evaluate, Gpu, MetricRecord, Stage, System, Train, parse
 
 R = TypeVar("R", System, Gpu)
 STALE_S = 30.0

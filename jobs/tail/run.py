@@ -17,11 +17,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.records import RunRecord
-from jobs.rundir import RunPaths
-from jobs.tail.access import FileAccess, LocalFiles, read_all
-from jobs.tail.filetail import CHUNK, FileTail
-from jobs.tail.records import envelope
+from clusterdeck.jobs.records import RunRecord
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.tail.access import FileAccess, LocalFiles, read_all
+from clusterdeck.jobs.tail.filetail import CHUNK, FileTail
+from clusterdeck.jobs.tail.records import envelope
 
 MAX_OPEN = 64
 _LOG_NAME = re.compile(r"^(?P<job>.+)_(?P<rank>\d+)_log\.(?P<stream>out|err)$")

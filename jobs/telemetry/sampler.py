@@ -26,9 +26,9 @@ from typing import Any
 
 import psutil
 
-from jobs.metrics import MetricsWriter
-from jobs.telemetry.gpu import GpuProbe
-from jobs.telemetry.pipeline import Pipeline
+from clusterdeck.jobs.metrics import MetricsWriter
+from clusterdeck.jobs.telemetry.gpu import GpuProbe
+from clusterdeck.jobs.telemetry.pipeline import Pipeline
 
 MB = 1e6
 

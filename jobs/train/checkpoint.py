@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from jobs import atomic
+from clusterdeck.jobs import atomic
 
 FORMAT = "clusterdeck-checkpoint/1"
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_image
 
-from jobs.train.shardset import ShardReadError
+from clusterdeck.jobs.train.shardset import ShardReadError
 
 JPEG_START = b"\xff\xd8"
 PNG_START = b"\x89PNG\r\n\x1a\n"

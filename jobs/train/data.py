@@ -26,8 +26,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from jobs.telemetry.pipeline import Pipeline
-from jobs.train.crops import (
+from clusterdeck.jobs.telemetry.pipeline import Pipeline
+from clusterdeck.jobs.train.crops import (
     JPEG_START,
     Header,
     Plan,
@@ -39,11 +39,11 @@ from jobs.train.crops import (
     undecodable,
     val_plan,
 )
-from jobs.train.device_decode import NVJPEG_MODES, Encoded, seeded
-from jobs.train.order import WorkerShare
-from jobs.train.shardread import image_of, read_shard
-from jobs.train.shardset import Shard, ShardReadError
-from jobs.train.sizing import Decoder
+from clusterdeck.jobs.train.device_decode import NVJPEG_MODES, Encoded, seeded
+from clusterdeck.jobs.train.order import WorkerShare
+from clusterdeck.jobs.train.shardread import image_of, read_shard
+from clusterdeck.jobs.train.shardset import Shard, ShardReadError
+from clusterdeck.jobs.train.sizing import Decoder
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

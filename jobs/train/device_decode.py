@@ -33,8 +33,8 @@ from typing import Any, NamedTuple
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from jobs.train.crops import Plan, decode_whole, image_batch, resize_crop, undecodable
-from jobs.train.jpeg_check import BrokenJpeg, check_jpeg
+from clusterdeck.jobs.train.crops import Plan, decode_whole, image_batch, resize_crop, undecodable
+from clusterdeck.jobs.train.jpeg_check import BrokenJpeg, check_jpeg
 
 NVJPEG_MODES = ("RGB", "L")
 """The JPEG colour modes (PIL's names) sent to the device; CMYK ones are decoded in the workers."""

@@ -23,10 +23,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from jobs.errors import RequeueJob
-from jobs.train.placement import check_one_gpu_each
-from jobs.train.timeouts import COLLECTIVE_TIMEOUT_S
-from jobs.world import job_world
+from clusterdeck.jobs.errors import RequeueJob
+from clusterdeck.jobs.train.placement import check_one_gpu_each
+from clusterdeck.jobs.train.timeouts import COLLECTIVE_TIMEOUT_S
+from clusterdeck.jobs.world import job_world
 
 Failed = Callable[[BaseException], None]
 """Records a rank's failure (its status and error line: ``jobs.payloads``) before the rank leaves the group."""

@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from jobs.train.data import Batch
-from jobs.train.device_decode import on_device
-from jobs.train.distributed import Dist
-from jobs.train.model_input import normalize
-from jobs.train.precision import Precision
-from jobs.train.sizing import Decoder
+from clusterdeck.jobs.train.data import Batch
+from clusterdeck.jobs.train.device_decode import on_device
+from clusterdeck.jobs.train.distributed import Dist
+from clusterdeck.jobs.train.model_input import normalize
+from clusterdeck.jobs.train.precision import Precision
+from clusterdeck.jobs.train.sizing import Decoder
 
 
 def val_batches(loader: DataLoader[Any] | None, decoder: Decoder, device: torch.device, size: int) -> Iterator[Batch]:

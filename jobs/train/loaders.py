@@ -9,14 +9,14 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from jobs.signals import worker_signals
-from jobs.spec import TrainSpec
-from jobs.telemetry.pipeline import Pipeline
-from jobs.train.data import Augment, TrainStream, ValStream, sample_seed
-from jobs.train.distributed import Dist
-from jobs.train.order import share_nodes, train_shares, val_shares
-from jobs.train.shardset import Shard
-from jobs.train.sizing import Decoder
+from clusterdeck.jobs.signals import worker_signals
+from clusterdeck.jobs.spec import TrainSpec
+from clusterdeck.jobs.telemetry.pipeline import Pipeline
+from clusterdeck.jobs.train.data import Augment, TrainStream, ValStream, sample_seed
+from clusterdeck.jobs.train.distributed import Dist
+from clusterdeck.jobs.train.order import share_nodes, train_shares, val_shares
+from clusterdeck.jobs.train.shardset import Shard
+from clusterdeck.jobs.train.sizing import Decoder
 
 PREFETCH = 4
 """Batches in flight per worker."""

@@ -23,25 +23,25 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from jobs.metrics import MetricsWriter
-from jobs.signals import Signals
-from jobs.steps.train_spec import TrainSpec
-from jobs.telemetry.pipeline import Pipeline
-from jobs.train import checkpoint, determinism
-from jobs.train.data import Batch, extra_augment
-from jobs.train.device_decode import on_device
-from jobs.train.distributed import Dist
-from jobs.train.evaluate import evaluate, val_batches
-from jobs.train.loaders import train_loader, val_loader
-from jobs.train.model_input import batch_mixer, normalize
-from jobs.train.models import build_model, load_weights, read_weights, weights_digest
-from jobs.train.order import steps_per_epoch
-from jobs.train.precision import Precision
-from jobs.train.reporting import Progress, Report, Reporter
-from jobs.train.rng import rng_state, set_rng_state
-from jobs.train.schedule import build_optimizer, build_scheduler
-from jobs.train.shardset import Shard
-from jobs.train.sizing import size_loader
+from clusterdeck.jobs.metrics import MetricsWriter
+from clusterdeck.jobs.signals import Signals
+from clusterdeck.jobs.steps.train_spec import TrainSpec
+from clusterdeck.jobs.telemetry.pipeline import Pipeline
+from clusterdeck.jobs.train import checkpoint, determinism
+from clusterdeck.jobs.train.data import Batch, extra_augment
+from clusterdeck.jobs.train.device_decode import on_device
+from clusterdeck.jobs.train.distributed import Dist
+from clusterdeck.jobs.train.evaluate import evaluate, val_batches
+from clusterdeck.jobs.train.loaders import train_loader, val_loader
+from clusterdeck.jobs.train.model_input import batch_mixer, normalize
+from clusterdeck.jobs.train.models import build_model, load_weights, read_weights, weights_digest
+from clusterdeck.jobs.train.order import steps_per_epoch
+from clusterdeck.jobs.train.precision import Precision
+from clusterdeck.jobs.train.reporting import Progress, Report, Reporter
+from clusterdeck.jobs.train.rng import rng_state, set_rng_state
+from clusterdeck.jobs.train.schedule import build_optimizer, build_scheduler
+from clusterdeck.jobs.train.shardset import Shard
+from clusterdeck.jobs.train.sizing import size_loader
 
 
 class StopRequested(Exception):

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
-from jobs.spec import TrainSpec
-from jobs.train.data import IMAGENET_MEAN, IMAGENET_STD
+from clusterdeck.jobs.spec import TrainSpec
+from clusterdeck.jobs.train.data import IMAGENET_MEAN, IMAGENET_STD
 
 
 @functools.cache

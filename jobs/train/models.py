@@ -10,8 +10,8 @@ from typing import Any
 import torch
 import torchvision
 
-from jobs.errors import UserError
-from jobs.model_names import MODEL_NAMES, unknown_model_message
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.model_names import MODEL_NAMES, unknown_model_message
 
 
 def build_model(name: str, num_classes: int) -> torch.nn.Module:

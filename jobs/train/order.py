@@ -19,9 +19,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from jobs.errors import UserError
-from jobs.steps.train_spec import TrainSpec
-from jobs.train.shardset import Shard
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.steps.train_spec import TrainSpec
+from clusterdeck.jobs.train.shardset import Shard
 
 
 def steps_per_epoch(samples: int, world: int, batch_size: int, grad_accum: int) -> int:

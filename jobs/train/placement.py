@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from jobs.errors import UserError
+from clusterdeck.jobs.errors import UserError
 
 if TYPE_CHECKING:
     import torch

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.metrics import MetricsWriter
+from clusterdeck.jobs.metrics import MetricsWriter
 
 Report = Callable[[dict[str, float]], None]
 

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from jobs.steps.train_spec import TrainSpec
+from clusterdeck.jobs.steps.train_spec import TrainSpec
 
 
 def build_scheduler(

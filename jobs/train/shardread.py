@@ -16,10 +16,10 @@ import tarfile
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
-from jobs.shard.encode import IMAGE_FIELDS
-from jobs.stage.job import StageFailed, wait_staged
-from jobs.telemetry.pipeline import Pipeline
-from jobs.train.shardset import Shard, ShardReadError
+from clusterdeck.jobs.shard.encode import IMAGE_FIELDS
+from clusterdeck.jobs.stage.job import StageFailed, wait_staged
+from clusterdeck.jobs.telemetry.pipeline import Pipeline
+from clusterdeck.jobs.train.shardset import Shard, ShardReadError
 
 BLOCK = 512
 _END = bytes(BLOCK)

@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.errors import UserError
-from jobs.shard.index import read_index
-from jobs.spec import RunSpec
-from jobs.steps.train_spec import train_shards, train_val_shards
+from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.shard.index import read_index
+from clusterdeck.jobs.spec import RunSpec
+from clusterdeck.jobs.steps.train_spec import train_shards, train_val_shards
 
 
 class ShardReadError(Exception):

@@ -18,24 +18,24 @@ from typing import Any
 
 import torch
 
-from jobs.errors import RequeueJob, UserError
-from jobs.metrics import MetricsWriter
-from jobs.rundir import RunPaths
-from jobs.signals import Signals, signal_flags
-from jobs.spec import RunSpec
-from jobs.stage.job import StageInterrupted, Staging
-from jobs.steps.evaluate_spec import evaluate_val_shards
-from jobs.telemetry.sampler import Sampler
-from jobs.train import checkpoint, determinism
-from jobs.train.distributed import Dist, Failed, process_group
-from jobs.train.evaluate import evaluate, val_batches
-from jobs.train.loaders import val_loader
-from jobs.train.loop import Job, StopRequested, Trainer, TrainingDiverged
-from jobs.train.models import build_model, load_file, load_weights, num_classes_of, state_dict_of
-from jobs.train.precision import Precision
-from jobs.train.shardset import Shard, ShardReadError, checked_split, train_inputs
-from jobs.train.sizing import size_loader
-from jobs.world import job_world
+from clusterdeck.jobs.errors import RequeueJob, UserError
+from clusterdeck.jobs.metrics import MetricsWriter
+from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.signals import Signals, signal_flags
+from clusterdeck.jobs.spec import RunSpec
+from clusterdeck.jobs.stage.job import StageInterrupted, Staging
+from clusterdeck.jobs.steps.evaluate_spec import evaluate_val_shards
+from clusterdeck.jobs.telemetry.sampler import Sampler
+from clusterdeck.jobs.train import checkpoint, determinism
+from clusterdeck.jobs.train.distributed import Dist, Failed, process_group
+from clusterdeck.jobs.train.evaluate import evaluate, val_batches
+from clusterdeck.jobs.train.loaders import val_loader
+from clusterdeck.jobs.train.loop import Job, StopRequested, Trainer, TrainingDiverged
+from clusterdeck.jobs.train.models import build_model, load_file, load_weights, num_classes_of, state_dict_of
+from clusterdeck.jobs.train.precision import Precision
+from clusterdeck.jobs.train.shardset import Shard, ShardReadError, checked_split, train_inputs
+from clusterdeck.jobs.train.sizing import size_loader
+from clusterdeck.jobs.world import job_world
 
 Report = Callable[[dict[str, float]], None]
 
