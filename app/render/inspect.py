@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from clusterdeck.app.table import table_lines
 from clusterdeck.jobs.shard.encode import DEFAULT_RESIZE_QUALITY
 
 
@@ -90,7 +91,7 @@ def _shard_lines(r: dict[str, Any]) -> list[str]:
                 f"{_sizes(sizes)} (of {sizes['measured']})",
             ]
         )
-    lines += _table(rows)
+    lines += table_lines(rows, right=range(1, len(rows[0]) - 1))  # first and last left, the numbers right
     for name, s in r["splits"].items():
         if s["skipped"]["first"]:
             lines.append(f"{name}: first skipped: {s['skipped']['first']['path']}: {s['skipped']['first']['reason']}")
@@ -106,16 +107,3 @@ def _shard_lines(r: dict[str, Any]) -> list[str]:
         width = max(len(p["file"]) for p in v["problems"])
         lines += [f"  {p['file']:<{width}}  {p['problem']}" for p in v["problems"]]
     return lines
-
-
-def _table(rows: list[list[str]]) -> list[str]:
-    """The first and last columns left-aligned, the numbers between right-aligned."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    last = len(widths) - 1
-    return [
-        "  ".join(
-            cell.ljust(w) if i in (0, last) else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in rows
-    ]
