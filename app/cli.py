@@ -98,14 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"clusterdeck: error: {problem}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # `clusterdeck logs RUN | head`: the reader left; say nothing more (before
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # ConnectionError, its base class)
+        return EXIT_OK
     except (ConnectionError, TimeoutError) as exc:  # remote mode: the network, not the input
         print(f"clusterdeck: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # `clusterdeck logs RUN | head`: the reader left; say nothing more
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
 
 
 def run_app(args: argparse.Namespace) -> int:

@@ -62,7 +62,10 @@ def main() -> None:
             ).stdout
             ls_times.append(time.perf_counter() - started)
             assert out.count("run-") == args.runs
-        probe = "import sys; from clusterdeck.app.cli import main; main(['ls']); sys.stderr.write(str('torch' in sys.modules))"
+        probe = (
+            "import sys; from clusterdeck.app.cli import main; main(['ls']); "
+            "sys.stderr.write(str('torch' in sys.modules))"
+        )
         torch = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True).stderr
         ls, base = statistics.median(ls_times), statistics.median(base_times)
         print(f"clusterdeck ls, {args.runs} runs: " + " ".join(f"{t:.3f}s" for t in ls_times))

@@ -200,7 +200,7 @@ class ShardSpec(Section):
     """Target size of one shard in MB."""
     max_samples: int | None = Field(None, ge=1)
     """At most this many samples in one shard."""
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)  # numpy and torch take non-negative seeds that fit 64 bits
     """Seed of the global permutation."""
     workers: int = Field(8, ge=1)
     """Processes that write shards inside one task."""

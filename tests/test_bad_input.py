@@ -167,6 +167,8 @@ SPEC_CASES = [
         2,
         ("{}: shard.resources.mem_gb:", "finite"),
     ),
+    Case("spec: shard.seed negative", spec_with(old="shard_size_mb", new="seed = -1"), SUBMIT, 2, ("{}: shard.seed:",)),
+    Case("spec: train.seed negative", spec_with("[train]\nseed = -1\n"), SUBMIT, 2, ("{}: train.seed:",)),
     Case("spec: train.epochs", spec_with('[train]\nepochs = "ten"\n'), SUBMIT, 2, ("{}: train.epochs:",)),
     Case("spec: train.stage", spec_with("[train]\nstage = 5\n"), SUBMIT, 2, ("{}: train.stage:",)),
     Case(

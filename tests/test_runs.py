@@ -134,3 +134,15 @@ def test_the_final_state_is_not_cached_over_a_record_changed_since_it_was_read(t
     assert load_record(paths) == resumed
     _remember_final(paths, resumed, view)  # unchanged since read: cached
     assert load_record(paths).final is not None
+
+
+def test_ls_into_a_pipe_its_reader_closed_ends_quietly(tmp_path: Path) -> None:
+    """``clusterdeck ls | head -1``: the reader leaves after one line; ls says nothing more and exits 0 (a
+    BrokenPipeError is a ConnectionError too, which the network's handler must not take for its own)."""
+    root = tmp_path / "runs"
+    for k in range(1500):  # about 100 KB of lines: more than the pipe and head's first read hold
+        fake_record(root, f"run-{k}")
+    shell = f"{sys.executable} -m clusterdeck.app.cli --runs-root {root} ls | head -1; exit ${{PIPESTATUS[0]}}"
+    proc = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.count("\n") == 1
+    assert (proc.returncode, proc.stderr) == (0, "")

@@ -25,7 +25,7 @@ class ExportSpec(Section):
     """Samples to export, train and val together. Or give size_gb."""
     val_fraction: float = Field(0.2, ge=0, lt=1)
     """Share of the samples in the val files; 0 writes train files only."""
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)  # numpy takes non-negative seeds only
     """Seed of which samples are chosen, their order and their split."""
     split: Literal["train", "val", "all"] = "train"
     """Which part of the input the samples come from: a shard set's split; in a directory of npz batches, val*

@@ -129,7 +129,7 @@ class TrainSpec(Section):
     """Minutes between checkpoints of ``last``; 0 checkpoints at every log step."""
     weights: OptionalExistingPath = None
     """A state_dict or checkpoint (.pth/.pt) to start from; never downloaded. Its class count must match."""
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)  # numpy and torch take non-negative seeds that fit 64 bits
     """Seed of initialisation, data order and augmentation."""
     log_every_steps: int = Field(20, ge=1)
     """Optimizer steps between metrics records (and between checks for a requested stop)."""
