@@ -27,4 +27,6 @@ def load_plugins() -> None:
             importlib.import_module(name)
         except ImportError as exc:
             raise UserError(f"{ENV}: cannot import plugin module {name!r}: {exc}") from None
+        except Exception as exc:  # a plugin's own error (a syntax error, a name register() refuses): one line
+            raise UserError(f"{ENV}: plugin module {name!r} failed as it was imported: {exc}") from None
         _loaded.add(name)

@@ -63,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_attempts(step: Any) -> None:
+    """Every start of every part: attempts (resume) and, within one, the scheduler's requeues."""
     from clusterdeck.jobs.tail.records import Progress
 
-    """Every start of every part: attempts (resume) and, within one, the scheduler's requeues."""
     print("  attempts:")
     rows = []
     for attempt in step.attempts:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from clusterdeck.jobs.errors import UserError
 from clusterdeck.jobs.plugins import load_plugins
+from clusterdeck.jobs.spec import RunSpec
 from clusterdeck.jobs.steps.base import Step
 from clusterdeck.jobs.steps.evaluate import EvaluateStep
 from clusterdeck.jobs.steps.export import ExportStep
@@ -41,7 +42,7 @@ def step(name: str) -> Step:
 
 def register(new: Step, *, before: str | None = None) -> None:
     """Adds a step kind, last in run order or just before the step ``before``; its name must be new."""
-    if new.name in RESERVED or any(s.name == new.name for s in _STEPS):
+    if new.name in RESERVED or hasattr(RunSpec, new.name) or any(s.name == new.name for s in _STEPS):
         raise ValueError(f"a step or spec section called {new.name!r} exists already")
     at = next((i for i, s in enumerate(_STEPS) if s.name == before), None) if before else None
     if before and at is None:

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from clusterdeck.jobs.signals import worker_signals
-from clusterdeck.jobs.spec import TrainSpec
+from clusterdeck.jobs.steps.train_spec import TrainSpec
 from clusterdeck.jobs.telemetry.pipeline import Pipeline
 from clusterdeck.jobs.train.data import Augment, TrainStream, ValStream, sample_seed
 from clusterdeck.jobs.train.distributed import Dist

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
-from clusterdeck.jobs.spec import TrainSpec
+from clusterdeck.jobs.steps.train_spec import TrainSpec
 from clusterdeck.jobs.train.data import IMAGENET_MEAN, IMAGENET_STD
 
 
