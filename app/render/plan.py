@@ -3,7 +3,7 @@ writes, and all ``--inspect`` shows."""
 
 from __future__ import annotations
 
-from clusterdeck.jobs.export.plan import ExportPlan, describe
+from clusterdeck.jobs.export.plan import ExportPlan, describe, samples_line
 
 
 def render(plan: ExportPlan) -> str:
@@ -20,7 +20,7 @@ def render(plan: ExportPlan) -> str:
             f"size     {plan.spec.size_gb:g} GB target ÷ {per_sample:,.0f} bytes a sample "
             f"(measured on {plan.measured}) = {plan.samples:,} samples"
         )
-    lines.append(f"samples  {plan.samples:,}: {plan.train:,} train + {plan.val:,} val (seed {plan.spec.seed})")
+    lines.append(samples_line(plan))
     approx = "~" if plan.spec.format == "csv" else ""
     for f in plan.files:
         lines.append(f"  {f.name:<44} {f.rows:>9,} × {f.cols:<6,} {approx}{f.bytes / 1e9:.3f} GB")

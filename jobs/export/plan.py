@@ -197,6 +197,11 @@ def check_outputs(plan: ExportPlan, key: Key = spec_key) -> None:
     )
 
 
+def samples_line(plan: ExportPlan) -> str:
+    """How many samples, split how, from which seed: the line a plan is read for, in the CLI's plan and the job log."""
+    return f"samples  {plan.samples:,}: {plan.train:,} train + {plan.val:,} val (seed {plan.spec.seed})"
+
+
 def describe(plan: ExportPlan) -> dict[str, Any]:
     """The inspect view: what would be written, as JSON."""
     spec = plan.spec

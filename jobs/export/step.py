@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from clusterdeck.jobs.export.plan import ExportPlan, check_outputs, describe, plan_export, spec_key
+from clusterdeck.jobs.export.plan import ExportPlan, check_outputs, describe, plan_export, samples_line, spec_key
 from clusterdeck.jobs.export.write import ExportResult, Progress, write_export
 from clusterdeck.jobs.formats.base import Key
 from clusterdeck.jobs.signals import interrupted_by_termination
@@ -21,9 +21,10 @@ def export_workers(spec: ExportSpec) -> int:
     return task_cpus() if spec.workers == "auto" else int(spec.workers)
 
 
-def plan_json(plan: ExportPlan) -> str:
-    """The plan as a job log says it: the ``export-plan`` document's figures on one line."""
-    return "plan " + json.dumps(describe(plan))
+def plan_for_log(plan: ExportPlan) -> str:
+    """The plan as a job log says it: the sample counts as the CLI's plan says them, then the ``export-plan``
+    document's figures on one line (the whole text plan is ``app.render.plan``'s, and jobs never imports app)."""
+    return f"{samples_line(plan)}\nplan {json.dumps(describe(plan))}"
 
 
 def export(
@@ -32,7 +33,7 @@ def export(
     *,
     key: Key = spec_key,
     say: Callable[[str], None] = print,
-    show_plan: Callable[[ExportPlan], str] = plan_json,
+    show_plan: Callable[[ExportPlan], str] = plan_for_log,
     on_progress: Progress | None = None,
 ) -> tuple[ExportPlan, ExportResult]:
     """Plans the export, says what it will write (``show_plan``: the sample count before any file is written),
@@ -57,8 +58,7 @@ def summary(plan: ExportPlan, result: ExportResult) -> str:
 
 
 def run_export_step(spec: RunSpec, report: Callable[[dict[str, Any]], None]) -> None:
-    """The ``[export]`` step: its progress goes to the part's status, its plan (as JSON) and summary to the job
-    log."""
+    """The ``[export]`` step: its progress goes to the part's status, its plan and summary to the job log."""
     assert spec.export is not None
 
     def say(text: str) -> None:
