@@ -95,4 +95,5 @@ MODEL_NAMES = (
 def unknown_model_message(name: str) -> str:
     close = difflib.get_close_matches(name, MODEL_NAMES, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "; see torchvision.models.list_models()"
+    hint += " (or give your own as 'module:callable')"
     return f"unknown torchvision classification model {name!r}{hint}"

@@ -32,6 +32,7 @@ from pydantic import (
 
 from clusterdeck.jobs.formats import registry as input_formats
 from clusterdeck.jobs.model_names import MODEL_NAMES, unknown_model_message
+from clusterdeck.jobs.model_ref import is_model_ref, ref_syntax_problem
 
 KEY = re.compile(r"[a-z_]+(\.[a-z_0-9]+)*")
 """A spec key path, as problems name them: ``train.resources.gpus_per_node``."""
@@ -66,6 +67,12 @@ def _empty_is_none(value: Any) -> Any:
 
 
 def _known_model(name: str) -> str:
+    """A torchvision builder's name, or a user's ``module:callable`` (its module is looked for at submit)."""
+    if is_model_ref(name):
+        problem = ref_syntax_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
     if name not in MODEL_NAMES:
         raise ValueError(unknown_model_message(name))
     return name

@@ -23,7 +23,7 @@ from clusterdeck.jobs.runspec import spec_model
 from clusterdeck.jobs.spec import KEY, Choices, RunSpec, Section, error_items
 from clusterdeck.jobs.steps.registry import steps
 
-Kind = Literal["text", "path", "int", "float", "bool", "choice", "list"]
+Kind = Literal["text", "path", "int", "float", "bool", "choice", "list", "table"]
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,8 @@ def _kind(annotation: Any) -> Kind:
         return "choice"
     if origin is list:
         return "list"
+    if origin is dict:
+        return "table"
     if base is bool:
         return "bool"
     if base is int:
@@ -153,7 +155,7 @@ def parse_value(field: FormField, text: str) -> Any:
             return text
     if field.kind == "bool":
         return {"true": True, "false": False}.get(text.lower(), text)
-    if field.kind == "list":
+    if field.kind in ("list", "table"):
         try:
             return tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
@@ -167,6 +169,8 @@ def show_value(value: Any) -> str:
         return ""
     if isinstance(value, list):
         return json.dumps(value)
+    if isinstance(value, dict):  # a TOML inline table; empty is "not given"
+        return "{" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items()) + "}" if value else ""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

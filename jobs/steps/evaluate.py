@@ -7,7 +7,7 @@ from typing import Any
 from clusterdeck.jobs.spec import RunSpec
 from clusterdeck.jobs.steps.base import PartContext, StepBase
 from clusterdeck.jobs.steps.evaluate_spec import EvaluateSpec
-from clusterdeck.jobs.steps.train import gpu_extras
+from clusterdeck.jobs.steps.train import check_model_found, gpu_extras
 
 
 class EvaluateStep(StepBase):
@@ -29,6 +29,8 @@ class EvaluateStep(StepBase):
     def preflight(self, spec: RunSpec, will_run: bool) -> None:
         from clusterdeck.jobs.train.shardset import checked_split
 
+        if will_run:
+            check_model_found(self.config(spec).model, "evaluate.model")
         val_shards = self.config(spec).val_shards
         if val_shards is not None:
             checked_split(val_shards, "val", "evaluate.val_shards")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from clusterdeck.jobs.spec import (
     Amp,
@@ -16,7 +17,7 @@ from clusterdeck.jobs.spec import (
     Section,
     Workers,
 )
-from clusterdeck.jobs.steps.train_spec import TrainResources, train_val_shards
+from clusterdeck.jobs.steps.train_spec import TrainResources, model_args_check, train_val_shards
 
 
 class EvaluateResources(TrainResources):
@@ -32,7 +33,10 @@ class EvaluateSpec(Section):
     val_shards: OptionalPath = None
     """A shard set directory whose val split is evaluated; empty uses the train step's val shards."""
     model: ModelNameOrEmpty = ""
-    """Model builder name; empty takes it from the checkpoint (needed for a plain weights file)."""
+    """Model builder name or 'module:callable'; empty takes it from the checkpoint (needed for a plain weights
+    file)."""
+    model_args: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of a 'module:callable' model; empty takes the checkpoint's when the model is the same."""
     image_size: int | None = Field(None, ge=16, le=1024)
     """Crop size; empty takes it from the checkpoint's spec, else 224."""
     batch_size: int = Field(256, ge=1)
@@ -49,6 +53,12 @@ class EvaluateSpec(Section):
     """Deterministic cuDNN/cuBLAS kernels: the same figures from every evaluation of a checkpoint on a GPU."""
     resources: EvaluateResources = EvaluateResources()
     """sbatch resources of the evaluate step (one task)."""
+
+    @model_validator(mode="after")
+    def _model_args_need_own_model(self) -> EvaluateSpec:
+        if self.model:
+            model_args_check(self.model, self.model_args, "evaluate")
+        return self
 
 
 def evaluate_val_shards(spec: RunSpec) -> Path:

@@ -31,6 +31,8 @@ class TrainStep(StepBase):
         from clusterdeck.jobs.train.shardset import train_inputs
 
         train_spec = self.config(spec)
+        if will_run:
+            check_model_found(train_spec.model, "train.model")
         if train_spec.train_shards is None:  # this run's [shard] output, written later
             return
         _, train, _ = train_inputs(spec)  # the job's own check of both splits, run before the queue wait
@@ -60,6 +62,16 @@ class TrainStep(StepBase):
             from clusterdeck.jobs.train.step import run_train
 
             run_train(ctx.spec, ctx.paths, ctx.attempt, ctx.report, signals, ctx.sampler, ctx.failed)
+
+
+def check_model_found(model: str, field: str) -> None:
+    """A 'module:callable' model's module must be found from here, as the job will look for it (not imported)."""
+    from clusterdeck.jobs.errors import UserError
+    from clusterdeck.jobs.model_ref import importable_problem, is_model_ref
+
+    problem = importable_problem(model) if is_model_ref(model) else None
+    if problem:
+        raise UserError(f"{field}: {problem}")
 
 
 def gpu_extras(res: TrainResources) -> dict[str, Any]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from clusterdeck.jobs.model_ref import is_model_ref
 from clusterdeck.jobs.spec import (
     Amp,
     Decode,
@@ -74,7 +75,10 @@ class StageSpec(Section):
 
 class TrainSpec(Section):
     model: ModelName = "resnet50"
-    """Any torchvision.models classification builder name, e.g. resnet50."""
+    """Any torchvision.models classification builder name, e.g. resnet50, or your own as 'module:callable' (called
+    with num_classes= and model_args; the module is imported from the job's working directory or PYTHONPATH)."""
+    model_args: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of a 'module:callable' model, beside num_classes (a TOML table: [train.model_args])."""
     train_shards: OptionalPath = None
     """A shard set directory (with index.json); empty uses this run's [shard] output."""
     val_shards: OptionalPath = None
@@ -143,10 +147,22 @@ class TrainSpec(Section):
     """sbatch resources of the train step."""
 
     @model_validator(mode="after")
+    def _model_args_need_own_model(self) -> TrainSpec:
+        model_args_check(self.model, self.model_args, "train")
+        return self
+
+    @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> TrainSpec:
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov needs optimizer 'sgd' with momentum > 0")
         return self
+
+
+def model_args_check(model: str, model_args: dict[str, Any], section: str) -> None:
+    if model_args and not is_model_ref(model):
+        raise ValueError(f"{section}.model_args: only for a 'module:callable' model, not {model or 'the checkpoint'!r}")
+    if "num_classes" in model_args:
+        raise ValueError(f"{section}.model_args: num_classes comes from the shard set; leave it out")
 
 
 def train_shards(spec: RunSpec) -> Path:

@@ -83,7 +83,7 @@ class Trainer:
         cfg, d = job.cfg, job.dist
         self.cfg, self.dist, self.device = cfg, d, d.device
         torch.manual_seed(cfg.seed + d.rank)
-        self.model = build_model(cfg.model, len(job.classes))
+        self.model = build_model(cfg.model, len(job.classes), cfg.model_args)
         if cfg.weights is not None:
             load_weights(self.model, read_weights(cfg.weights), cfg.weights, "train.weights")
         self.model.to(self.device)
@@ -147,6 +147,7 @@ class Trainer:
                 "classes": self.job.classes,
                 "spec": self.job.spec,
                 "model_name": self.cfg.model,
+                "model_args": self.cfg.model_args,
                 "image_size": self.cfg.image_size,
                 "metrics": metrics or {},
             }

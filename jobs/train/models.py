@@ -1,5 +1,5 @@
-"""Building a torchvision classifier, loading weights into it with errors that say what does not fit, and the digest
-of its weights that the final record holds for every rank."""
+"""Building a torchvision classifier (or a user's own model), loading weights into it with errors that say what does
+not fit, and the digest of its weights that the final record holds for every rank."""
 
 from __future__ import annotations
 
@@ -12,11 +12,19 @@ import torchvision
 
 from clusterdeck.jobs.errors import UserError
 from clusterdeck.jobs.model_names import MODEL_NAMES, unknown_model_message
+from clusterdeck.jobs.model_ref import is_model_ref
+from clusterdeck.jobs.train.user_model import build_user_model
 
 
-def build_model(name: str, num_classes: int) -> torch.nn.Module:
+def build_model(
+    name: str, num_classes: int, model_args: dict[str, Any] | None = None, field: str = "train.model"
+) -> torch.nn.Module:
+    """A torchvision builder by name, or a user's ``module:callable`` called with ``num_classes`` and
+    ``model_args``."""
+    if is_model_ref(name):
+        return build_user_model(name, num_classes, model_args or {}, field)
     if name not in MODEL_NAMES or name not in torchvision.models.list_models(module=torchvision.models):
-        raise UserError(f"train.model: {unknown_model_message(name)}")
+        raise UserError(f"{field}: {unknown_model_message(name)}")
     kwargs: dict[str, Any] = {"weights": None, "num_classes": num_classes}
     if name in ("googlenet", "inception_v3"):
         kwargs["aux_logits"] = False  # the auxiliary heads only complicate the loss; torchvision's recipe drops them

@@ -187,6 +187,9 @@ def run_evaluate(
     stored = load_file(path)  # read once: a checkpoint of ours tells the model, size and classes
     saved: dict[str, Any] = stored if checkpoint.is_checkpoint(stored) else {}
     model_name = cfg.model or saved.get("model_name", "")
+    same = not cfg.model or cfg.model == saved.get("model_name")
+    model_args = cfg.model_args or (saved.get("model_args") or {} if same else {})
+    field = "evaluate.model" if cfg.model else "train.model"  # the checkpoint's model is its train.model
     if not model_name:
         raise UserError(f"evaluate.model: {path} is a plain weights file; say which model it is for")
     image_size = cfg.image_size or saved.get("image_size") or 224
@@ -202,7 +205,7 @@ def run_evaluate(
     determinism.apply(cfg.deterministic)  # before the group starts, as in _train
     with process_group(failed) as dist:
         _watch_gpu(sampler, dist)
-        model = build_model(model_name, len(shard_set.classes))
+        model = build_model(model_name, len(shard_set.classes), model_args, field)
         load_weights(model, weights, path, "evaluate.checkpoint")
         model.to(dist.device)
         if cfg.channels_last:
