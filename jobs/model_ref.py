@@ -2,11 +2,13 @@
 
 The train job imports the module from its working directory or ``PYTHONPATH``; at submit time the module's file
 is looked for on the same path (the current directory first, then ``sys.path``), walking the packages'
-directories with ``importlib.machinery.PathFinder`` so that no package's ``__init__`` runs on the login node.
+directories with ``importlib.machinery.PathFinder`` so that no package's ``__init__`` runs on the login node
+(only a top-level name PathFinder does not know is asked of ``importlib.util.find_spec``, which imports nothing).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import keyword
 import os
 import sys
@@ -54,6 +56,8 @@ def module_file(module: str, path: list[str] | None = None) -> Path | None:
             return None
         name = f"{name}.{part}" if name else part
         spec = PathFinder.find_spec(name, locations)
+        if spec is None and name == part and path is None:  # an installed package a meta-path finder knows (editable)
+            spec = importlib.util.find_spec(name)  # a top-level name: nothing is imported to find it
         if spec is None:
             return None
         locations = list(spec.submodule_search_locations) if spec.submodule_search_locations is not None else None

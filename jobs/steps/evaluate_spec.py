@@ -57,7 +57,7 @@ class EvaluateSpec(Section):
     @model_validator(mode="after")
     def _model_args_need_own_model(self) -> EvaluateSpec:
         if self.model:
-            model_args_check(self.model, self.model_args, "evaluate")
+            model_args_check(self.model, self.model_args)
         return self
 
 

@@ -148,7 +148,7 @@ class TrainSpec(Section):
 
     @model_validator(mode="after")
     def _model_args_need_own_model(self) -> TrainSpec:
-        model_args_check(self.model, self.model_args, "train")
+        model_args_check(self.model, self.model_args)
         return self
 
     @model_validator(mode="after")
@@ -158,11 +158,11 @@ class TrainSpec(Section):
         return self
 
 
-def model_args_check(model: str, model_args: dict[str, Any], section: str) -> None:
+def model_args_check(model: str, model_args: dict[str, Any]) -> None:
     if model_args and not is_model_ref(model):
-        raise ValueError(f"{section}.model_args: only for a 'module:callable' model, not {model or 'the checkpoint'!r}")
+        raise ValueError(f"model_args is only for a 'module:callable' model, not {model!r}")
     if "num_classes" in model_args:
-        raise ValueError(f"{section}.model_args: num_classes comes from the shard set; leave it out")
+        raise ValueError("model_args: num_classes comes from the shard set; leave it out")
 
 
 def train_shards(spec: RunSpec) -> Path:

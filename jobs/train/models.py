@@ -59,7 +59,7 @@ def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], path:
     """Loads ``weights``; a class-count or architecture mismatch is a clear error naming both sides."""
     own = model.state_dict()
     head = _head_key(own)
-    if head in weights and weights[head].shape != own[head].shape:
+    if head in weights and weights[head].shape[0] != own[head].shape[0]:  # other widths: 'does not fit'
         raise UserError(
             f"{field}: {path} has {weights[head].shape[0]} classes, the model is built for {own[head].shape[0]} "
             f"(the shard set's class count); use weights trained on the same classes"
