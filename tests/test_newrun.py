@@ -45,7 +45,9 @@ def test_the_form_has_a_field_for_every_key_of_a_spec(sample_shards: Path) -> No
         {"name": "z", "export": {"input": "/", "out": "/tmp/o", "samples": 1}}, context={"check_paths": False}
     ).model_dump(mode="json")["export"]
     fields = {f.key: f for s in form_sections() for f in s.fields}
-    assert set(fields) == leaf_keys(full)
+    tables = {"train.model_args", "evaluate.model_args"}  # free-form tables: one field of TOML inline-table text
+    assert set(fields) == leaf_keys(full) | tables and {fields[k].kind for k in tables} == {"table"}
+    assert parse_value(fields["train.model_args"], "{width = 16}") == {"width": 16}
     optional = {s.key for s in form_sections() if s.optional}
     assert optional == {"shard", "shard.train", "shard.val", "export", "train", "evaluate"}
     # a section's defaults come from where it sits: the shard step's resources are not the class's
