@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -118,6 +120,22 @@ def sample_shards(sample_data: SampleData, tmp_path_factory: pytest.TempPathFact
     spec = load_spec(spec_file)
     assert spec.shard is not None
     run_shard_part(spec.shard, "main", lambda progress: None)
+    return root / "set"
+
+
+@pytest.fixture(scope="session")
+def learnable_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """More sample data than ``sample_shards``: 6 classes × 50 train, 20 val each, enough to learn from."""
+    from clusterdeck.jobs.runspec import load_spec
+    from clusterdeck.jobs.shard.step import run_shard_part
+
+    root = tmp_path_factory.mktemp("learnable")
+    data = make_sample_data(root / "data", classes=6, train_per_class=50, val_per_class=20)
+    (root / "spec.toml").write_text(shard_spec(data, root / "set"))
+    spec = load_spec(root / "spec.toml")
+    assert spec.shard is not None
+    with contextlib.redirect_stdout(io.StringIO()):
+        run_shard_part(spec.shard, "main", lambda progress: None)
     return root / "set"
 
 

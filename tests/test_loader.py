@@ -23,7 +23,7 @@ from clusterdeck.jobs.errors import UserError
 from clusterdeck.jobs.metrics import MetricsWriter
 from clusterdeck.jobs.rundir import RunPaths
 from clusterdeck.jobs.runspec import load_spec, validate
-from clusterdeck.jobs.sample_data import SampleData, make_sample_data
+from clusterdeck.jobs.sample_data import SampleData
 from clusterdeck.jobs.shard.tarwrite import ShardTarWriter
 from clusterdeck.jobs.train.crops import Plan, _decode_reduced, read_header, train_plan, val_plan
 from clusterdeck.jobs.train.data import Augment, BatchBuilder, TrainStream, decode
@@ -36,7 +36,7 @@ from clusterdeck.jobs.train.shardread import read_shard
 from clusterdeck.jobs.train.shardset import Shard, ShardReadError, read_shardset, train_inputs
 from clusterdeck.jobs.train.sizing import CPUS_FOR_CPU_DECODE, DEVICE_WORKERS, size_loader, task_cpus
 from clusterdeck.jobs.train.step import run_train
-from tests.conftest import SMALL_TRAIN, shard_spec
+from tests.conftest import SMALL_TRAIN
 
 
 def jpegs(data: SampleData) -> list[tuple[str, bytes]]:
@@ -405,21 +405,6 @@ def test_a_resumed_auto_run_keeps_the_worker_count_its_data_order_was_made_with(
 
 
 # --- training ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def learnable_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """More sample data than the shared fixture: 6 classes × 50 train, 20 val each."""
-    from clusterdeck.jobs.shard.step import run_shard_part
-
-    root = tmp_path_factory.mktemp("learnable")
-    data = make_sample_data(root / "data", classes=6, train_per_class=50, val_per_class=20)
-    (root / "spec.toml").write_text(shard_spec(data, root / "set"))
-    spec = load_spec(root / "spec.toml")
-    assert spec.shard is not None
-    with contextlib.redirect_stdout(io.StringIO()):
-        run_shard_part(spec.shard, "main", lambda progress: None)
-    return root / "set"
 
 
 @pytest.mark.timeout(900)  # about 80 s on an idle CI machine; 290 s were seen with both cores busy elsewhere
