@@ -228,6 +228,20 @@ def missing(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+def noted(app: Any) -> list[str]:
+    """Every notification's message from now on. The app's own list drops a notification when it times out
+    (seconds), which a loaded machine can outlast between the notify and a test's check; this list keeps them."""
+    seen: list[str] = []
+    notify = app.notify
+
+    def record(message: object, *args: Any, **kwargs: Any) -> Any:
+        seen.append(str(message))
+        return notify(message, *args, **kwargs)
+
+    app.notify = record
+    return seen
+
+
 async def until(pilot: Pilot[Any], condition: Callable[[], object], timeout: float = 60) -> None:
     """Lets the app run until ``condition()`` holds; fails the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -27,7 +27,7 @@ from clusterdeck.jobs.spec_form import (
     without_nones,
 )
 from clusterdeck.jobs.submit import preflight
-from tests.conftest import run_cli, train_section, until
+from tests.conftest import noted, run_cli, train_section, until
 from tests.sshd import LOGIN_SETUP, Sshd
 from tests.test_tui import submit
 
@@ -89,6 +89,7 @@ async def test_fill_a_template_see_the_problem_submit_and_clone(
         '# my tiny run\nname = "from-the-form"\n' + train_section(sample_shards)
     )
     app = make_app(home / "runs")
+    told = noted(app)
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.press("n")
         screen = app.screen
@@ -111,7 +112,7 @@ async def test_fill_a_template_see_the_problem_submit_and_clone(
                     and screen.checked.version == screen.version)  # fmt: skip
         await pilot.press("ctrl+s")  # refused: the form says so, names where, and submits nothing
         refused = "1 problem(s) to fix first"
-        await until(pilot, lambda: any(n.message == refused for n in app._notifications) and app.focused is epochs)
+        await until(pilot, lambda: refused in told and app.focused is epochs)
         assert not screen.submitting and not [w for w in app.workers if w.name == "submit"]
         assert not (home / "runs").exists() or not any((home / "runs").iterdir())
 
@@ -209,15 +210,17 @@ def test_the_preview_is_what_submit_hands_the_scheduler_and_writes_nothing(
 
 async def test_what_the_form_cannot_hold_is_named_and_left_out(home: Path) -> None:
     app = make_app(home / "runs")
+    told = noted(app)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("n")
         screen = app.screen
         assert isinstance(screen, NewRunScreen)
         screen.fill({"name": "odd", "cluster": {"executor": "SLURM"}, "train": {"learning_rate": 0.5}}, source="t.toml")
         await until(pilot, lambda: screen.checked is not None and screen.checked.table.get("name") == "odd")
-        warning = next(n for n in app._notifications if "left out" in n.message)
-        assert "train.learning_rate (not a key of a spec)" in warning.message and "t.toml" in warning.message
-        assert "cluster.executor = 'SLURM' (not one of local, slurm)" in warning.message
+        await until(pilot, lambda: any("left out" in m for m in told))
+        warning = next(m for m in told if "left out" in m)
+        assert "train.learning_rate (not a key of a spec)" in warning and "t.toml" in warning
+        assert "cluster.executor = 'SLURM' (not one of local, slurm)" in warning
         assert screen.query_one(f"#{widget_id('cluster.executor')}", Select).value == Select.NULL
         assert get_key(screen.table(), "train.learning_rate") is None
 
@@ -254,6 +257,7 @@ async def test_a_remote_decks_paths_are_checked_at_submission_not_in_the_form(ss
     deck = login_node(sshd, tmp_path)
     try:
         app = make_app(deck=deck)
+        told = noted(app)
         async with app.run_test(size=(100, 40)) as pilot:
             await pilot.press("n")
             screen = app.screen
@@ -275,9 +279,8 @@ async def test_a_remote_decks_paths_are_checked_at_submission_not_in_the_form(ss
             error = screen.query_one(f"#{widget_id('train.weights')}-error", Static)
             await until(pilot, lambda: error.display, timeout=60)
             assert str(error.content) == "↳ path does not exist: /on/login1/w.pt"
-            assert any(
-                n.message.startswith("submit failed: login1: new run form: train.weights") for n in app._notifications
-            )
+            refused = "submit failed: login1: new run form: train.weights"
+            await until(pilot, lambda: any(m.startswith(refused) for m in told))
             assert not screen.submitting and isinstance(app.screen, NewRunScreen)
     finally:
         deck.close()  # the SSH connection, whatever the test's outcome

@@ -18,7 +18,7 @@ from clusterdeck.app.tui.panels import CurvesPanel, LogPanel
 from clusterdeck.app.tui.runs import RunsScreen
 from clusterdeck.jobs.deck.local import LocalDeck
 from clusterdeck.jobs.tail.access import FileStat, Handle, LocalFiles
-from tests.conftest import REPO, run_cli, train_section, until
+from tests.conftest import REPO, noted, run_cli, train_section, until
 from tests.test_snapshots import make_run
 
 
@@ -63,6 +63,7 @@ async def test_the_runs_list_and_a_finished_runs_panels(sample_shards: Path, tmp
 async def test_watch_a_live_run_then_cancel_it(sample_shards: Path, tmp_path: Path, home: Path) -> None:
     run_id = submit(tmp_path, sample_shards, "live", epochs=40)
     app = make_app(home / "runs")
+    told = noted(app)
     try:
         async with app.run_test(size=(100, 30)) as pilot:
             table = app.screen.query_one(DataTable)
@@ -77,10 +78,10 @@ async def test_watch_a_live_run_then_cancel_it(sample_shards: Path, tmp_path: Pa
             assert screen.view is not None and screen.view.state == "RUNNING"
             await pilot.press("c")  # once: asks, and cancels nothing
             asked = f"press c again to cancel run {run_id}"
-            await until(pilot, lambda: any(n.message == asked for n in app._notifications))
+            await until(pilot, lambda: asked in told)
             assert not [w for w in app.workers if w.name == "cancel"] and screen.view.state == "RUNNING"
             await pilot.press("c")  # twice: cancels
-            await until(pilot, lambda: any(n.message == f"run {run_id}: cancel requested" for n in app._notifications))
+            await until(pilot, lambda: f"run {run_id}: cancel requested" in told)
             await until(pilot, lambda: screen.view is not None and screen.view.state == "CANCELLED")
     finally:
         run_cli("cancel", run_id)  # whatever failed above, no run is left training
@@ -153,6 +154,7 @@ async def test_the_detail_screen_reads_the_run_through_the_decks_files(tmp_path:
     deck = LocalDeck(tmp_path / "runs")
     files = deck.files = RecordingFiles()
     app = make_app(deck=deck)
+    told = noted(app)
     async with app.run_test(size=(100, 30)) as pilot:
         app.push_screen(RunDetailScreen(str(paths.root)))
         await until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.view is not None)
@@ -164,7 +166,7 @@ async def test_the_detail_screen_reads_the_run_through_the_decks_files(tmp_path:
         assert str(paths.submitit) in files.listed and str(paths.telemetry_dir) in files.listed
 
         await pilot.press("k")  # the checkpoints, listed and sized through the deck too
-        await until(pilot, lambda: any("last.pt: 2.5 MB" in n.message for n in app._notifications), timeout=10)
+        await until(pilot, lambda: any("last.pt: 2.5 MB" in m for m in told), timeout=10)
         assert str(paths.checkpoints) in files.listed and str(paths.checkpoints / "last.pt") in files.opened
 
         await pilot.press("l")  # clone: the recorded spec, read through the deck
