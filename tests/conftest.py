@@ -228,6 +228,21 @@ def missing(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+def show(run_id: str) -> dict[str, Any]:
+    """``clusterdeck show RUN --json`` of a run that may have failed: its view."""
+    result = run_cli("show", run_id, "--json")
+    assert result.code in (0, 1), result.err
+    return json.loads(result.out)
+
+
+def wait_for(what: str, condition: Callable[[], object], timeout: float) -> None:
+    """Polls ``condition`` (a file, a record, a state): never a fixed sleep. ``timeout`` only bounds a broken run."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        time.sleep(0.2)
+
+
 def noted(app: Any) -> list[str]:
     """Every notification's message from now on. The app's own list drops a notification when it times out
     (seconds), which a loaded machine can outlast between the notify and a test's check; this list keeps them."""

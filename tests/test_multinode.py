@@ -17,7 +17,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,7 +35,9 @@ from tests.conftest import (
     require_slurm,
     run_cli,
     shard_spec,
+    show,
     train_section,
+    wait_for,
 )
 
 NODE_SH = REPO / "tests" / "cluster" / "node.sh"
@@ -66,20 +68,6 @@ def node_sh(command: str, node: str) -> str:
     result = subprocess.run(["bash", str(NODE_SH), command, node], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-def show(run_id: str) -> dict:
-    result = run_cli("show", run_id, "--json")
-    assert result.code in (0, 1), result.err
-    return json.loads(result.out)
-
-
-def wait_for(what: str, condition: Callable[[], object], timeout: float) -> None:
-    """Polls ``condition`` (a file, a state): never a fixed sleep. ``timeout`` only bounds a broken run."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(0.2)
 
 
 def train_spec(tmp_path: Path, shards: Path, name: str, **train: object) -> Path:

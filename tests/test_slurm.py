@@ -23,6 +23,7 @@ from tests.conftest import (
     require_slurm,
     run_cli,
     shard_spec,
+    show,
     train_section,
 )
 
@@ -45,12 +46,6 @@ def write_spec(tmp_path: Path, data: SampleData, out: Path, extra: str = "") -> 
     path = tmp_path / "spec.toml"
     path.write_text(shard_spec(data, out, name="slurm shards") + RESOURCES + extra)
     return path
-
-
-def show(run_id: str) -> dict:
-    result = run_cli("show", run_id, "--json")
-    assert result.code in (0, 1), result.err
-    return json.loads(result.out)
 
 
 def poll(run_id: str, predicate, timeout: float = 90.0) -> dict:  # type: ignore[no-untyped-def]

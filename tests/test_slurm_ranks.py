@@ -13,14 +13,14 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from clusterdeck.jobs.train.order import rank_shards
 from clusterdeck.jobs.train.shardset import read_shardset
-from tests.conftest import records, require_slurm, run_cli, train_section
+from tests.conftest import records, require_slurm, run_cli, show, train_section, wait_for
 
 pytestmark = pytest.mark.slurm
 MODEL = "shufflenet_v2_x0_5"  # little to all-reduce on a 2-core machine
@@ -37,20 +37,6 @@ def timed(request: pytest.FixtureRequest) -> Iterator[None]:
     started = time.monotonic()
     yield
     print(f"\n[timing] {request.node.name}: {time.monotonic() - started:.1f} s")
-
-
-def show(run_id: str) -> dict:
-    result = run_cli("show", run_id, "--json")
-    assert result.code in (0, 1), result.err
-    return json.loads(result.out)
-
-
-def wait_for(what: str, condition: Callable[[], object], timeout: float) -> None:
-    """Polls ``condition`` (a record, a state): never a fixed sleep. ``timeout`` only bounds a broken run."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(0.2)
 
 
 def cpu_train_spec(tmp_path: Path, shards: Path, name: str, resources: dict[str, object], **train: object) -> Path:
