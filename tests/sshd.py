@@ -82,6 +82,9 @@ UsePAM {"yes" if two_factor_user else "no"}
 StrictModes no
 Subsystem sftp internal-sftp
 LogLevel VERBOSE
+# sshd's bash reads the login's ~/.bashrc; where that runs `pyenv init`, a rehash lock left by a session a test
+# killed would make every later login wait 60 s for it: wait at most 1 s (a rehash is not what is tested)
+SetEnv PYENV_REHASH_TIMEOUT=1
 """
             + extra
             + ("\n" if extra and not extra.endswith("\n") else "")
