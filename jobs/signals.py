@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -84,3 +86,18 @@ def interrupted_by_termination() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: not set from Python
+
+
+def requeue_with(previous: Any, *, main: bool) -> Callable[[], None]:
+    """The requeue a ``RequeueJob`` carries: ``previous`` is submitit's USR2 handler (``Signals.previous_usr2``),
+    which, on rank 0, checkpoints the call, runs ``scontrol requeue`` and exits; the other ranks wait for that."""
+
+    def requeue() -> None:
+        if not callable(previous):
+            raise RuntimeError("no scheduler to requeue with here; continue with: clusterdeck resume RUN")
+        previous(signal.SIGUSR2, None)
+        if not main:
+            time.sleep(120)  # the requeue on rank 0 ends this task; leave if it never comes
+            sys.exit(1)
+
+    return requeue

@@ -44,12 +44,17 @@ def test_the_form_has_a_field_for_every_key_of_a_spec(sample_shards: Path) -> No
     full["export"] = model.model_validate(
         {"name": "z", "export": {"input": "/", "out": "/tmp/o", "samples": 1}}, context={"check_paths": False}
     ).model_dump(mode="json")["export"]
+    full["script"] = model.model_validate(
+        {"name": "s", "script": {"command": ["python", "train.py"], "workdir": "/"}}, context={"check_paths": False}
+    ).model_dump(mode="json")["script"]
     fields = {f.key: f for s in form_sections() for f in s.fields}
-    tables = {"train.model_args", "evaluate.model_args"}  # free-form tables: one field of TOML inline-table text
+    tables = {"train.model_args", "evaluate.model_args", "script.env"}  # free-form tables: one field of TOML inline-table text
     assert set(fields) == leaf_keys(full) | tables and {fields[k].kind for k in tables} == {"table"}
     assert parse_value(fields["train.model_args"], "{width = 16}") == {"width": 16}
+    assert parse_value(fields["script.env"], '{WANDB_MODE = "offline"}') == {"WANDB_MODE": "offline"}
+    assert fields["script.command"].kind == "list" and fields["script.workdir"].default == ""
     optional = {s.key for s in form_sections() if s.optional}
-    assert optional == {"shard", "shard.train", "shard.val", "export", "train", "evaluate"}
+    assert optional == {"shard", "shard.train", "shard.val", "export", "train", "script", "evaluate"}
     # a section's defaults come from where it sits: the shard step's resources are not the class's
     assert fields["shard.resources.cpus_per_task"].default == 8 and fields["train.resources.partition"].default == "gpu"
     assert fields["train.optimizer"].choices == ("sgd", "adamw") and fields["train.nesterov"].kind == "bool"
@@ -165,7 +170,7 @@ async def test_a_section_problem_shows_on_the_section(home: Path) -> None:
         await until(pilot, lambda: screen.checked is not None and screen.checked.table == {"name": "only a name"})
         assert screen.checked is not None
         assert screen.checked.checked.problems == [
-            ("spec", "nothing to run; add a [shard], [export], [train] or [evaluate] section")
+            ("spec", "nothing to run; add a [shard], [export], [train], [script] or [evaluate] section")
         ]
         await pilot.press("escape")
         assert not isinstance(app.screen, NewRunScreen)

@@ -85,7 +85,7 @@ def tally_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[di
 
 
 def test_a_plugin_step_runs_through_submit_and_show(tally_plugin: dict[str, str], tmp_path: Path, home: Path) -> None:
-    assert [s.name for s in registry.steps()] == ["shard", "export", "train", "evaluate", "tally"]
+    assert [s.name for s in registry.steps()] == ["shard", "export", "train", "script", "evaluate", "tally"]
     assert "tally" in spec_model().model_fields
     assert any(s.key == "tally" and s.optional and s.starts_open for s in form_sections())  # the form asks too
 
@@ -119,8 +119,9 @@ def test_register_places_a_step_in_run_order_and_refuses_a_taken_name() -> None:
 
     registry.register(Probe(), before="train")
     try:
-        assert [s.name for s in registry.steps()] == ["shard", "export", "probe", "train", "evaluate"]
-        assert list(spec_model().model_fields)[2:7] == ["shard", "export", "probe", "train", "evaluate"]
+        in_order = ["shard", "export", "probe", "train", "script", "evaluate"]
+        assert [s.name for s in registry.steps()] == in_order
+        assert list(spec_model().model_fields)[2:8] == in_order
         assert registry.step("probe").parts(spec_model().model_validate({"name": "p", "probe": {}})) == ["main"]
         for taken in ("train", "telemetry"):
             with pytest.raises(ValueError, match="exists already"):

@@ -29,7 +29,7 @@ from clusterdeck.jobs.spec import expand_vars
 from clusterdeck.jobs.stage.cache import FAILED, READY, job_dir, node_dir, set_name, shared_cache
 from clusterdeck.jobs.stage.copy import Cancelled
 from clusterdeck.jobs.stage.stager import Item, Stager, Tally
-from clusterdeck.jobs.steps.train_spec import TrainSpec
+from clusterdeck.jobs.steps.train_spec import Staged
 from clusterdeck.jobs.train.order import rank_shards, share_nodes, split_workers, val_shares
 from clusterdeck.jobs.train.shardset import Shard, read_shardset
 from clusterdeck.jobs.train.timeouts import COLLECTIVE_TIMEOUT_S, STAGED_WAIT_S
@@ -65,7 +65,7 @@ def resolve_to(text: str, field: str = "train.stage.to") -> Path:
     return path
 
 
-def read_order(cfg: TrainSpec, train: list[Shard], val: list[Shard], world: World, workers: int) -> list[Shard]:
+def read_order(cfg: Staged, train: list[Shard], val: list[Shard], world: World, workers: int) -> list[Shard]:
     """The shards this node needs, in the order its ranks' ``workers`` loader workers each first open them."""
     nodes = share_nodes(cfg, world.nodes)
     per_node = world.tasks_per_node
@@ -92,7 +92,7 @@ class Staging:
 
     def __init__(
         self,
-        cfg: TrainSpec,
+        cfg: Staged,
         train: list[Shard],
         val: list[Shard],
         world: World,
@@ -100,21 +100,25 @@ class Staging:
         metrics: MetricsWriter,
         workers: int,
         interrupted: Callable[[], bool] = lambda: False,
+        section: str = "train",
     ) -> None:
+        """``section``: the spec section whose ``stage`` this is, as problems name it."""
         stage = cfg.stage
+        self.section = section
         if world.world % world.nodes or world.rank // world.tasks_per_node != world.node:
             raise UserError(
-                f"train.stage: rank {world.rank} of {world.world} runs on node {world.node} of {world.nodes}; staging "
-                "needs the same number of tasks on every node, numbered node by node (srun's block distribution)"
+                f"{section}.stage: rank {world.rank} of {world.world} runs on node {world.node} of {world.nodes}; "
+                "staging needs the same number of tasks on every node, numbered node by node (srun's block layout)"
             )
         self.cfg, self.world, self.metrics, self.interrupted = cfg, world, metrics, interrupted
-        to = resolve_to(stage.to)
+        to = resolve_to(stage.to, f"{section}.stage.to")
         self.job_dir = job_dir(to, world.job_id)
         self.node_dir = node_dir(to, world.job_id, world.node)
         self.view = self.node_dir / f"view-{attempt}-{world.restarts}"
         self.cache = cache = shared_cache(to) if stage.keep else self.node_dir / "cache"
-        roots = {s.path.parent for s in train + val}
-        names = {root: set_name(read_shardset(root, "train.train_shards")) for root in roots}
+        self.roots = roots = {s.path.parent for s in train + val}
+        names = {root: set_name(read_shardset(root, f"{section}.shards")) for root in roots}
+        self.names = names
         waits = self.view if stage.mode == "ahead" else None
 
         def local(shard: Shard) -> Shard:
@@ -149,6 +153,9 @@ class Staging:
         for old in self.node_dir.glob("view-*"):  # an earlier start of this job on this node
             shutil.rmtree(old, ignore_errors=True)
         self.view.mkdir(parents=True, exist_ok=True)
+        for root in self.roots:  # each staged set is a shard set as this node sees it: a reader may open its index
+            (self.view / self.names[root]).mkdir(exist_ok=True)
+            shutil.copyfile(root / "index.json", self.view / self.names[root] / "index.json")
         before = self.cfg.stage.mode == "before"
         self.stager = stager = Stager(
             self.items,
@@ -157,6 +164,7 @@ class Staging:
             on_ready=self._link,
             on_progress=lambda record: self.metrics.write("stage", **record),
             interrupted=self.interrupted if before else lambda: False,
+            field=f"{self.section}.stage.to",
         )
         gb = stager.tally.bytes_total / 1e9
         print(f"stage ({self.cfg.stage.mode}): {len(self.items)} shards, {gb:.2f} GB to {self.cache}", flush=True)

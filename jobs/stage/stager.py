@@ -113,7 +113,9 @@ class Stager:
         if not self.items:
             return
         missing = [i for i in self.items if not _has_size(i.dest, i.shard.bytes)]
-        fewer = "use train.stage.scope = 'node'" if self.field.startswith("train.") else "stage fewer splits"
+        fewer = "stage fewer splits"
+        if self.field.endswith(".stage.to"):
+            fewer = f"use {self.field.removesuffix('.to')}.scope = 'node'"
         require_free(
             self.field,
             self.items[0].dest.parent,

@@ -13,10 +13,11 @@ from clusterdeck.jobs.spec import RunSpec
 from clusterdeck.jobs.steps.base import Step
 from clusterdeck.jobs.steps.evaluate import EvaluateStep
 from clusterdeck.jobs.steps.export import ExportStep
+from clusterdeck.jobs.steps.script import ScriptStep
 from clusterdeck.jobs.steps.shard import ShardStep
 from clusterdeck.jobs.steps.train import TrainStep
 
-_STEPS: list[Step] = [ShardStep(), ExportStep(), TrainStep(), EvaluateStep()]
+_STEPS: list[Step] = [ShardStep(), ExportStep(), TrainStep(), ScriptStep(), EvaluateStep()]
 RESERVED = ("name", "cluster", "telemetry")
 """Spec keys that are not steps' sections."""
 

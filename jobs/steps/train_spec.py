@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import Field, field_validator, model_validator
 
@@ -71,6 +71,16 @@ class StageSpec(Section):
         if not value.startswith(("$", "~", "/")):
             raise ValueError(f"{value!r} is relative; give an absolute path or one starting with a $VARIABLE")
         return value
+
+
+class Staged(Protocol):
+    """A step section that stages shards ([train], [script]): how, and the seed of the read order it follows."""
+
+    @property
+    def stage(self) -> StageSpec: ...
+
+    @property
+    def seed(self) -> int: ...
 
 
 class TrainSpec(Section):

@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass
 
 from clusterdeck.jobs.errors import UserError
-from clusterdeck.jobs.steps.train_spec import TrainSpec
+from clusterdeck.jobs.steps.train_spec import Staged
 from clusterdeck.jobs.train.shardset import Shard
 
 
@@ -88,7 +88,7 @@ def rank_shards(shards: list[Shard], *, seed: int, epoch: int, world: int, rank:
     return held[local::per_node]
 
 
-def share_nodes(cfg: TrainSpec, nodes: int) -> int:
+def share_nodes(cfg: Staged, nodes: int) -> int:
     """The ``nodes`` argument of ``rank_shards``: the job's node count under stage scope 'node', else 1."""
     return nodes if cfg.stage.mode != "none" and cfg.stage.scope == "node" else 1
 

@@ -8,9 +8,6 @@ starts again from that checkpoint. SIGTERM (scancel, preemption) asks for a chec
 
 from __future__ import annotations
 
-import signal
-import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +18,7 @@ import torch
 from clusterdeck.jobs.errors import RequeueJob, UserError
 from clusterdeck.jobs.metrics import MetricsWriter
 from clusterdeck.jobs.rundir import RunPaths
-from clusterdeck.jobs.signals import Signals, signal_flags
+from clusterdeck.jobs.signals import Signals, requeue_with, signal_flags
 from clusterdeck.jobs.spec import RunSpec
 from clusterdeck.jobs.stage.job import StageInterrupted, Staging
 from clusterdeck.jobs.steps.evaluate_spec import evaluate_val_shards
@@ -70,7 +67,7 @@ def run_train(
             try:
                 staging.start()
             except StageInterrupted as stop:
-                raise RequeueJob(str(stop), _requeue(signals.previous_usr2, main=place.rank == 0)) from None
+                raise RequeueJob(str(stop), requeue_with(signals.previous_usr2, main=place.rank == 0)) from None
             train, val = staging.train, staging.val
         _train(spec, paths, attempt, report, signals, classes, train, val, sampler, failed)
     finally:
@@ -119,24 +116,12 @@ def _train(
             try:
                 Trainer(job).fit()
             except StopRequested as stop:
-                raise RequeueJob(str(stop), _requeue(signals.previous_usr2, main=dist.main)) from None
+                raise RequeueJob(str(stop), requeue_with(signals.previous_usr2, main=dist.main)) from None
 
 
 def _watch_gpu(sampler: Sampler | None, dist: Dist) -> None:
     if sampler is not None and dist.device.type == "cuda":
         sampler.watch_gpu(dist.device.index if dist.device.index is not None else torch.cuda.current_device())
-
-
-def _requeue(previous: Any, *, main: bool) -> Callable[[], None]:
-    def requeue() -> None:
-        if not callable(previous):
-            raise RuntimeError("no scheduler to requeue with here; continue with: clusterdeck resume RUN")
-        previous(signal.SIGUSR2, None)  # submitit: on rank 0, checkpoint the call, `scontrol requeue`, exit
-        if not main:
-            time.sleep(120)  # the requeue on rank 0 ends this task; leave if it never comes
-            sys.exit(1)
-
-    return requeue
 
 
 @contextmanager

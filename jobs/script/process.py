@@ -1,0 +1,121 @@
+"""One task's run of a user's command: signals passed on, stderr both logged and remembered, the exit explained.
+
+The command's stdout goes straight to the job's log. Its stderr passes through a thread that writes each line to
+the job's log as it comes and keeps the last few, so that a failure in ``show`` says what the command said last.
+SIGUSR2 (SLURM's time-limit warning) and SIGTERM (scancel, preemption) are passed on to the command, which saves
+its checkpoint and exits with ``clusterdeck.REQUEUE``; this process then waits for it, whatever arrives.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+FORWARDED = (signal.SIGUSR2, signal.SIGTERM)
+TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How the command ended: its exit code (negative: the signal that killed it) and its last stderr lines."""
+
+    returncode: int
+    stderr_tail: list[str]
+    signals: list[str]
+    """The signals passed on to it, in order."""
+
+    def describe(self, command: Sequence[str]) -> str:
+        """``python train.py exited with 3``, or ``… was killed by SIGKILL``, and the last stderr line."""
+        shown = shlex.join(command)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        if self.returncode < 0:
+            name = _signal_name(-self.returncode)
+            how = f"was killed by {name}"
+            if name == "SIGKILL":
+                how += " (out of memory, or the scheduler ended it)"
+            elif name in self.signals:
+                how += " (passed on by clusterdeck; the command did not handle it)"
+        else:
+            how = f"exited with {self.returncode}"
+        last = next((line for line in reversed(self.stderr_tail) if line.strip()), "")
+        return f"`{shown}` {how}" + (f"; its stderr ended: {last.strip()}" if last else "")
+
+
+def run_command(command: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> Ended:
+    """Runs ``command`` to its end; a program that cannot be started is an OSError naming it."""
+    passed: list[str] = []
+    with _forwarding(passed) as (started, pending):
+        process = subprocess.Popen(
+            list(command), cwd=cwd, env=dict(env), stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+        )
+        started.append(process)
+        for signum in pending:  # arrived while it was starting: it hears them now
+            _send(process, signum)
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        assert process.stderr is not None
+        reader = threading.Thread(target=_pass_on, args=(process.stderr, tail), name="stderr", daemon=True)
+        reader.start()
+        returncode = process.wait()
+        reader.join()
+    return Ended(returncode, list(tail), passed)
+
+
+def _pass_on(stream: IO[bytes], tail: deque[str]) -> None:
+    out = sys.stderr.buffer if hasattr(sys.stderr, "buffer") else None
+    for line in iter(stream.readline, b""):
+        if out is not None:
+            out.write(line)
+            out.flush()
+        else:
+            sys.stderr.write(line.decode(errors="replace"))
+        tail.append(line.decode(errors="replace").rstrip("\n"))
+    stream.close()
+
+
+@contextmanager
+def _forwarding(passed: list[str]) -> Iterator[tuple[list[subprocess.Popen[bytes]], list[int]]]:
+    """Handlers that pass each of ``FORWARDED`` on to the started command (none yet: the signal is kept for it)."""
+    started: list[subprocess.Popen[bytes]] = []
+    pending: list[int] = []
+
+    def forward(signum: int, _: Any) -> None:
+        passed.append(_signal_name(signum))
+        if started:
+            _send(started[0], signum)
+        else:  # the command is starting: passed on once it has
+            pending.append(signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield started, pending
+        return
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    try:
+        yield started, pending
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _send(process: subprocess.Popen[bytes], signum: int) -> None:
+    try:
+        process.send_signal(signum)
+    except ProcessLookupError:
+        return
+    os.write(2, f"[clusterdeck] {_signal_name(signum)} passed on to the command (pid {process.pid})\n".encode())
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"

@@ -1,0 +1,124 @@
+"""One task of a ``[script]`` step: stage the shards (as the train step does), then run the user's command with
+its task's environment (``jobs.taskenv``) and turn how it ended into the run's record.
+
+This process never imports torch: the command brings its own, in the environment ``cluster.python`` and
+``[script.resources] setup`` give it. The command's exit decides the step: 0 completes it,
+``clusterdeck.REQUEUE`` (75) requeues the job (after a checkpoint, at the time limit), anything else fails the run
+with the exit and the last line the command wrote to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from clusterdeck.jobs.errors import RequeueJob, UserError
+from clusterdeck.jobs.metrics import MetricsWriter
+from clusterdeck.jobs.script.process import run_command
+from clusterdeck.jobs.signals import requeue_with, signal_flags
+from clusterdeck.jobs.stage.job import StageInterrupted, Staging
+from clusterdeck.jobs.steps.base import PartContext
+from clusterdeck.jobs.steps.script_spec import ScriptSpec, script_shards
+from clusterdeck.jobs.taskenv import REQUEUE, TaskEnv
+from clusterdeck.jobs.train.shardset import read_shardset
+from clusterdeck.jobs.train.sizing import size_loader
+from clusterdeck.jobs.world import World, job_world
+
+
+class ScriptFailed(UserError):
+    """The command ended with an exit code other than 0 or REQUEUE; the message says how and what it said last."""
+
+    exit_code = 1
+
+
+def run_script(ctx: PartContext) -> None:
+    cfg: ScriptSpec = ctx.spec.section("script")
+    world = job_world()
+    shards = script_shards(ctx.spec)
+    staging: Staging | None = None
+    try:
+        with signal_flags() as signals:  # a USR2 while staging requeues the job, as in the train step
+            previous_usr2 = signals.previous_usr2
+            if shards is not None and cfg.stage.mode != "none":
+                staging = _staging(ctx, cfg, world, shards, lambda: bool(signals.stop))
+                try:
+                    staging.start()
+                except StageInterrupted as stop:
+                    raise RequeueJob(str(stop), requeue_with(previous_usr2, main=world.rank == 0)) from None
+                shards = staging.view / staging.names[shards]
+            if signals.stop:  # came while staging ahead started: the command has nothing to save yet
+                requeue = requeue_with(previous_usr2, main=world.rank == 0)
+                raise RequeueJob(f"{signals.stop} before the command started", requeue)
+        _run(ctx, cfg, world, shards, staging, previous_usr2)
+    finally:
+        if staging is not None:
+            staging.finish()
+
+
+def _staging(ctx: PartContext, cfg: ScriptSpec, world: World, shards: Path, interrupted: Callable[[], bool]) -> Staging:
+    shard_set = read_shardset(shards, "script.shards")
+    # stage records from the first node's stager only, as in the train step
+    metrics = MetricsWriter(ctx.paths.metrics, rank=world.rank, attempt=ctx.attempt, enabled=world.node == 0)
+    workers = size_loader("auto", "auto", cuda=cfg.resources.gpus_per_node > 0).workers
+    train, val = shard_set.splits.get("train", []), shard_set.splits.get("val", [])
+    return Staging(cfg, train, val, world, ctx.attempt, metrics, workers, interrupted=interrupted, section="script")
+
+
+def _run(
+    ctx: PartContext, cfg: ScriptSpec, world: World, shards: Path | None, staging: Staging | None, previous_usr2: object
+) -> None:
+    ctx.paths.checkpoints.mkdir(exist_ok=True)
+    if cfg.resources.gpus_per_node:
+        ctx.sampler.watch_gpu(world.local_rank % cfg.resources.gpus_per_node)
+    addr, port = _master(world)
+    task = TaskEnv(
+        rank=world.rank,
+        world_size=world.world,
+        local_rank=world.local_rank,
+        local_world_size=world.tasks_per_node,
+        node=world.node,
+        nodes=world.nodes,
+        master_addr=addr,
+        master_port=port,
+        run_dir=ctx.paths.root,
+        shards=shards,
+        checkpoint_dir=ctx.paths.checkpoints,
+        attempt=ctx.attempt,
+        metrics=ctx.paths.metrics,
+        staging=staging.view if staging is not None and cfg.stage.mode == "ahead" else None,
+        pipeline=getattr(ctx.sampler.pipeline, "name", "") or "",
+    )
+    env = {"PYTHONUNBUFFERED": "1", **os.environ, **cfg.env, **task.variables()}
+    if world.rank == 0:
+        print(
+            f"script: {' '.join(cfg.command)} in {cfg.workdir}, {world.world} task(s); shards {shards or '(none)'}",
+            flush=True,
+        )
+    try:
+        ended = run_command(cfg.command, cwd=cfg.workdir, env=env)
+    except OSError as exc:
+        raise UserError(
+            f"script.command: cannot start {cfg.command[0]!r} in {cfg.workdir} on {socket.gethostname()}: "
+            f"{exc.strerror or exc}"
+        ) from None
+    if ended.returncode == 0:
+        return
+    if ended.returncode == REQUEUE:
+        requeue = requeue_with(previous_usr2, main=world.rank == 0)
+        raise RequeueJob(f"the command exited with clusterdeck.REQUEUE ({REQUEUE})", requeue)
+    raise ScriptFailed(ended.describe(cfg.command))
+
+
+def _master(world: World) -> tuple[str, int]:
+    """Where rank 0 listens for its peers: SLURM's first node and a port from the job id (submitit's choice, the
+    same on every task), or this machine and a free port for a single task."""
+    if world.world > 1:
+        import submitit.helpers
+
+        env = submitit.helpers.TorchDistributedEnvironment()
+        return env.master_addr, env.master_port
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return "127.0.0.1", sock.getsockname()[1]
