@@ -27,6 +27,10 @@ NODE = "CLUSTERDECK_NODE"
 NODES = "CLUSTERDECK_NODES"
 STAGING = "CLUSTERDECK_STAGING"
 """With ``stage.mode = 'ahead'``: the node's staging view, whose shards appear one by one; a reader waits for each."""
+STOP_FILE = "CLUSTERDECK_STOP_FILE"
+"""A file that appears once SIGUSR2 or SIGTERM came for this task: the signal itself may come before the command's
+handler is installed (the step starts the command with SIGUSR2 ignored, so that it is not ended by it), and the
+file keeps it for ``clusterdeck.task().stop_requested()``."""
 PIPELINE = "CLUSTERDECK_PIPELINE"
 """The name of the shared memory where the task's data-pipeline counters go (``jobs.telemetry.pipeline``)."""
 
@@ -49,6 +53,7 @@ class TaskEnv:
     attempt: int = 1
     metrics: Path | None = None
     staging: Path | None = None
+    stop_file: Path | None = None
     pipeline: str = ""
 
     def variables(self) -> dict[str, str]:
@@ -74,6 +79,7 @@ class TaskEnv:
             NODE: str(self.node),
             NODES: str(self.nodes),
             STAGING: text(self.staging),
+            STOP_FILE: text(self.stop_file),
             PIPELINE: self.pipeline,
         }
 
@@ -109,5 +115,6 @@ def read_task_env(env: Mapping[str, str] | None = None) -> TaskEnv:
         attempt=max(number(ATTEMPT, 1), 1),
         metrics=path(METRICS),
         staging=path(STAGING),
+        stop_file=path(STOP_FILE),
         pipeline=env.get(PIPELINE, ""),
     )

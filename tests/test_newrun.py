@@ -47,8 +47,9 @@ def test_the_form_has_a_field_for_every_key_of_a_spec(sample_shards: Path) -> No
     full["script"] = model.model_validate(
         {"name": "s", "script": {"command": ["python", "train.py"], "workdir": "/"}}, context={"check_paths": False}
     ).model_dump(mode="json")["script"]
+    # free-form tables: one field of TOML inline-table text
     fields = {f.key: f for s in form_sections() for f in s.fields}
-    tables = {"train.model_args", "evaluate.model_args", "script.env"}  # free-form tables: one field of TOML inline-table text
+    tables = {"train.model_args", "evaluate.model_args", "script.env"}
     assert set(fields) == leaf_keys(full) | tables and {fields[k].kind for k in tables} == {"table"}
     assert parse_value(fields["train.model_args"], "{width = 16}") == {"width": 16}
     assert parse_value(fields["script.env"], '{WANDB_MODE = "offline"}') == {"WANDB_MODE": "offline"}

@@ -9,7 +9,6 @@ import re
 import subprocess
 import threading
 import time
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from tests.conftest import (
     assert_same_as_one_local_task,
     copy_with_stuck_file,
     records,
+    release_requeued,
     require_slurm,
     run_cli,
     shard_spec,
@@ -267,27 +267,6 @@ def test_a_train_job_signalled_mid_epoch_requeues_and_resumes(sample_shards: Pat
     log = (run_path / "submitit" / f"{job_id}_0_log.out").read_text()
     assert f"[clusterdeck] train main: stopped at step {resumed} after SIGUSR2; checkpoint saved; requeueing" in log
     assert f"resuming from {run_path}/checkpoints/last.pt: epoch 1, step {resumed}" in log
-
-
-def release_requeued(job_id: str) -> None:
-    """Starts a requeued job now instead of after the two minutes SLURM holds it (its BeginTime), as an operator
-    would, once its first run is over by more than a whole second.
-
-    The hold is there for a reason: the node revokes the first run's job credential as of the second the requeue
-    took effect, and a run started within that second is killed at once ("Killing non-startable batch job: Job
-    credential revoked", exit 1). The end of the REQUEUED run comes from ``sacct``; until it is there, nothing is
-    released.
-    """
-    out = subprocess.run(
-        ["sacct", "-X", "-D", "-n", "-P", "-o", "State,End", "-j", job_id], capture_output=True, text=True
-    ).stdout
-    ends = [line.split("|")[1] for line in out.splitlines() if line.startswith("REQUEUED|")]
-    try:
-        requeued_at = datetime.fromisoformat(ends[-1]) if ends else None
-    except ValueError:  # "Unknown" while the accounting database catches up
-        requeued_at = None
-    if requeued_at is not None and datetime.now() > requeued_at + timedelta(seconds=3):
-        subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], capture_output=True)
 
 
 def test_the_apps_preview_is_the_script_sbatch_gets(sample_shards: Path, tmp_path: Path, home: Path) -> None:

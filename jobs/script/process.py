@@ -4,6 +4,11 @@ The command's stdout goes straight to the job's log. Its stderr passes through a
 the job's log as it comes and keeps the last few, so that a failure in ``show`` says what the command said last.
 SIGUSR2 (SLURM's time-limit warning) and SIGTERM (scancel, preemption) are passed on to the command, which saves
 its checkpoint and exits with ``clusterdeck.REQUEUE``; this process then waits for it, whatever arrives.
+
+The command starts with SIGUSR2 ignored (an ignored signal stays ignored across exec): a warning that comes
+before its handler is installed, or to a command that has none, does not end it two minutes early. Each signal
+also creates the task's stop file (``jobs.taskenv.STOP_FILE``), so that ``clusterdeck.task().stop_requested()``
+sees a warning that came while the signal was still ignored.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -36,8 +41,8 @@ class Ended:
 
     def describe(self, command: Sequence[str]) -> str:
         """``python train.py exited with 3``, or ``… was killed by SIGKILL``, and the last stderr line."""
-        shown = shlex.join(command)
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        shown = shlex.join([Path(command[0]).name, *command[1:]])  # python, not /opt/envs/…/bin/python
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
         if self.returncode < 0:
             name = _signal_name(-self.returncode)
             how = f"was killed by {name}"
@@ -51,12 +56,17 @@ class Ended:
         return f"`{shown}` {how}" + (f"; its stderr ended: {last.strip()}" if last else "")
 
 
-def run_command(command: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> Ended:
+def run_command(command: Sequence[str], *, cwd: Path, env: Mapping[str, str], stop_file: Path | None = None) -> Ended:
     """Runs ``command`` to its end; a program that cannot be started is an OSError naming it."""
     passed: list[str] = []
-    with _forwarding(passed) as (started, pending):
+    with _forwarding(passed, stop_file) as (started, pending):
         process = subprocess.Popen(
-            list(command), cwd=cwd, env=dict(env), stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+            list(command),
+            cwd=cwd,
+            env=dict(env),
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_ignore_usr2,
         )
         started.append(process)
         for signum in pending:  # arrived while it was starting: it hears them now
@@ -68,6 +78,10 @@ def run_command(command: Sequence[str], *, cwd: Path, env: Mapping[str, str]) ->
         returncode = process.wait()
         reader.join()
     return Ended(returncode, list(tail), passed)
+
+
+def _ignore_usr2() -> None:
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 
 
 def _pass_on(stream: IO[bytes], tail: deque[str]) -> None:
@@ -83,13 +97,16 @@ def _pass_on(stream: IO[bytes], tail: deque[str]) -> None:
 
 
 @contextmanager
-def _forwarding(passed: list[str]) -> Iterator[tuple[list[subprocess.Popen[bytes]], list[int]]]:
+def _forwarding(passed: list[str], stop_file: Path | None) -> Iterator[tuple[list[subprocess.Popen[bytes]], list[int]]]:
     """Handlers that pass each of ``FORWARDED`` on to the started command (none yet: the signal is kept for it)."""
     started: list[subprocess.Popen[bytes]] = []
     pending: list[int] = []
 
     def forward(signum: int, _: Any) -> None:
         passed.append(_signal_name(signum))
+        if stop_file is not None:
+            with suppress(OSError):
+                os.close(os.open(stop_file, os.O_CREAT | os.O_WRONLY, 0o644))
         if started:
             _send(started[0], signum)
         else:  # the command is starting: passed on once it has

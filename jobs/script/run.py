@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def run_script(ctx: PartContext) -> None:
         _run(ctx, cfg, world, shards, staging, previous_usr2)
     finally:
         if staging is not None:
-            staging.finish()
+            staging.finish(wait_for_peers=True)
 
 
 def _staging(ctx: PartContext, cfg: ScriptSpec, world: World, shards: Path, interrupted: Callable[[], bool]) -> Staging:
@@ -73,6 +74,8 @@ def _run(
     if cfg.resources.gpus_per_node:
         ctx.sampler.watch_gpu(world.local_rank % cfg.resources.gpus_per_node)
     addr, port = _master(world)
+    stop_file = Path(tempfile.gettempdir()) / f"clusterdeck-stop-{world.job_id}-{world.rank}-{os.getpid()}"
+    stop_file.unlink(missing_ok=True)
     task = TaskEnv(
         rank=world.rank,
         world_size=world.world,
@@ -88,6 +91,7 @@ def _run(
         attempt=ctx.attempt,
         metrics=ctx.paths.metrics,
         staging=staging.view if staging is not None and cfg.stage.mode == "ahead" else None,
+        stop_file=stop_file,
         pipeline=getattr(ctx.sampler.pipeline, "name", "") or "",
     )
     env = {"PYTHONUNBUFFERED": "1", **os.environ, **cfg.env, **task.variables()}
@@ -97,12 +101,14 @@ def _run(
             flush=True,
         )
     try:
-        ended = run_command(cfg.command, cwd=cfg.workdir, env=env)
+        ended = run_command(cfg.command, cwd=cfg.workdir, env=env, stop_file=stop_file)
     except OSError as exc:
         raise UserError(
             f"script.command: cannot start {cfg.command[0]!r} in {cfg.workdir} on {socket.gethostname()}: "
             f"{exc.strerror or exc}"
         ) from None
+    finally:
+        stop_file.unlink(missing_ok=True)
     if ended.returncode == 0:
         return
     if ended.returncode == REQUEUE:

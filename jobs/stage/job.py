@@ -36,6 +36,8 @@ from clusterdeck.jobs.train.timeouts import COLLECTIVE_TIMEOUT_S, STAGED_WAIT_S
 from clusterdeck.jobs.world import World
 
 POLL_S = 0.05
+PEERS_WAIT_S = 1800.0
+"""How long a node's stager waits for the node's other tasks to finish reading before it removes the copies."""
 
 
 class StageFailed(UserError):
@@ -209,13 +211,21 @@ class Staging:
         self.view.mkdir(parents=True, exist_ok=True)
         (self.view / FAILED).write_text(message)
 
-    def finish(self) -> None:
+    def finish(self, wait_for_peers: bool = False) -> None:
         """Stops a stager still running and removes this node's copies (the shared cache stays).
 
-        After a failure the view's FAILED marker stays, for the node's other ranks to read.
+        After a failure the view's FAILED marker stays, for the node's other ranks to read. ``wait_for_peers``:
+        the node's ranks have no process group whose last barrier keeps the stager from removing copies that a
+        peer still reads (a [script] step's tasks), so each says it has left and the stager waits for them.
         """
         if not self.stager_here:
+            if wait_for_peers:
+                with suppress(OSError):
+                    self.view.mkdir(parents=True, exist_ok=True)
+                    (self.view / f"left-{self.world.rank}").touch()
             return
+        if wait_for_peers:
+            self._wait_for_peers()
         if self.stager is not None:
             self.stager.stop.set()
         if self.thread is not None:
@@ -229,6 +239,17 @@ class Staging:
         shutil.rmtree(self.node_dir, ignore_errors=True)
         with suppress(OSError):
             self.job_dir.rmdir()  # the last node out removes the job's directory
+
+
+    def _wait_for_peers(self) -> None:
+        first = self.world.node * self.world.tasks_per_node
+        peers = [r for r in range(first, first + self.world.tasks_per_node) if r != self.world.rank]
+        deadline = time.monotonic() + PEERS_WAIT_S
+        while not all((self.view / f"left-{r}").exists() for r in peers):
+            if time.monotonic() > deadline:  # a peer that never says so was killed; srun ends the job anyway
+                print(f"stage: ranks {peers} did not finish within {PEERS_WAIT_S:.0f} s; removing copies", flush=True)
+                return
+            time.sleep(POLL_S)
 
 
 def wait_marker(view: Path, marker: str, interrupted: Callable[[], bool]) -> None:
