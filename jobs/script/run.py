@@ -72,7 +72,7 @@ def _run(
 ) -> None:
     ctx.paths.checkpoints.mkdir(exist_ok=True)
     if cfg.resources.gpus_per_node:
-        ctx.sampler.watch_gpu(world.local_rank % cfg.resources.gpus_per_node)
+        ctx.sampler.watch_command_gpu(world.local_rank)
     addr, port = _master(world)
     stop_file = Path(tempfile.gettempdir()) / f"clusterdeck-stop-{world.job_id}-{world.rank}-{os.getpid()}"
     stop_file.unlink(missing_ok=True)

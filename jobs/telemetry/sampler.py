@@ -27,6 +27,7 @@ from typing import Any
 import psutil
 
 from clusterdeck.jobs.metrics import MetricsWriter
+from clusterdeck.jobs.telemetry.command_gpu import CommandGpuProbe
 from clusterdeck.jobs.telemetry.gpu import GpuProbe
 from clusterdeck.jobs.telemetry.pipeline import Pipeline
 
@@ -56,7 +57,7 @@ class Sampler:
         self.pipeline = pipeline
         self.interval = interval
         self.node_wide = node_wide
-        self.gpu: GpuProbe | None = None
+        self.gpu: GpuProbe | CommandGpuProbe | None = None
         self.cost_s = 0.0
         """CPU seconds the sampler spent (bench/telemetry.py)."""
         self.samples = 0
@@ -69,6 +70,17 @@ class Sampler:
         """From now on, also sample CUDA device ``index`` (called once the rank has chosen its device)."""
         if self.interval > 0:
             self.gpu = GpuProbe.open(index)
+
+    def watch_command_gpu(self, local_rank: int) -> None:
+        """From now on, also sample the GPU a [script] task's command uses (``jobs.telemetry.command_gpu``)."""
+        if self.interval > 0:
+            self.gpu = CommandGpuProbe.open(local_rank, self._tree)
+
+    def _tree(self) -> set[int]:
+        try:
+            return {self._process.pid, *(p.pid for p in self._process.children(recursive=True))}
+        except psutil.Error:
+            return {self._process.pid}
 
     def __enter__(self) -> Sampler:
         if self.interval > 0:
