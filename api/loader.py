@@ -145,7 +145,7 @@ class ShardLoader:
     # --- reading ------------------------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Batch]:
-        """The rest of the current epoch, from ``step`` on; at its end the loader moves to the next epoch."""
+        """The rest of the current epoch, from ``step`` on; with its last batch the loader moves to the next epoch."""
         epoch, done = self.epoch, self.step
         on_gpu = self.device.type == "cuda"
         loader_seed = sample_seed(self.seed, self.rank, "loader")
@@ -180,8 +180,9 @@ class ShardLoader:
                 skip -= 1
                 continue
             self.step += 1  # counted before the batch is handed over: a checkpoint saved with it skips it
+            if self.step == self._steps:  # the epoch's last batch: on to the next epoch, even if the caller
+                self.epoch, self.step = epoch + 1, 0  # stops here without asking for more (Lightning does)
             yield normalize(images, self.device, False), labels.to(self.device, non_blocking=True)
-        self.epoch, self.step = epoch + 1, 0
 
     # --- resuming -----------------------------------------------------------------------------------------
 
@@ -216,6 +217,8 @@ class ShardLoader:
                 "with another order",
                 stacklevel=2,
             )
+        if self.step >= self._steps:  # saved after the epoch's last batch: the next epoch is next
+            self.epoch, self.step = self.epoch + 1, 0
 
 
 def _shard_root(shards: str | os.PathLike[str] | None, from_task: Path | None) -> Path:
