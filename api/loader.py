@@ -252,5 +252,4 @@ def _read_split(root: Path, split: str) -> list[Shard]:
 def _pipeline() -> Pipeline | None:
     """The job's data-pipeline counters when the step shares them (``CLUSTERDECK_PIPELINE``)."""
     name = read_task_env().pipeline
-    attach = getattr(Pipeline, "attach", None)
-    return attach(name) if name and attach is not None else None
+    return Pipeline.attach(name) if name else None

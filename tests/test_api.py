@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +30,8 @@ from clusterdeck.jobs.rundir import RunPaths
 from clusterdeck.jobs.tail.live import LiveRun
 from clusterdeck.jobs.tail.records import Epoch, Train, parse
 from clusterdeck.jobs.tail.run import RunMetrics
+from clusterdeck.jobs.telemetry.pipeline import Pipeline
+from tests.conftest import wait_for
 
 TASK_VARIABLES = {*taskenv.TaskEnv().variables(), "RANK", "WORLD_SIZE"}
 
@@ -370,3 +374,57 @@ def test_a_tiny_model_trained_with_the_loader_beats_twice_chance(learnable_shard
     with torch.no_grad():
         right = sum(int((model(images).argmax(1) == labels).sum()) for images, labels in val)
     assert right / 120 > 2 / 6, f"top-1 {right / 120:.2f} after {time.monotonic() - started:.0f} s"
+
+
+def test_the_loader_adds_to_the_steps_shared_pipeline(
+    learnable_shards: Path, outside_a_job: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = Pipeline.shared()  # as the [script] step makes it, passing its name on
+    try:
+        monkeypatch.setenv(taskenv.PIPELINE, pipeline.name)
+        val = clusterdeck.ShardLoader(learnable_shards, "val", batch_size=16, image_size=16, train=False, workers=2)
+        assert sum(len(labels) for _, labels in val) == 120
+        nbytes, samples = pipeline.totals()  # added in the loader's two worker processes
+    finally:
+        pipeline.unlink()
+    shards = shard_index(learnable_shards)["splits"]["val"]["shards"]
+    assert samples == 120 and 0.9 * sum(s["bytes"] for s in shards) < nbytes <= sum(s["bytes"] for s in shards)
+
+
+def waiting_for(thread: threading.Thread, name: str) -> bool:
+    """Whether ``thread`` is inside ``wait_staged``, waiting for the file ``name``."""
+    frame = sys._current_frames().get(thread.ident or 0)
+    while frame is not None:
+        if frame.f_code.co_name == "wait_staged":
+            return Path(frame.f_locals["path"]).name == name
+        frame = frame.f_back
+    return False
+
+
+def test_under_staging_ahead_the_loader_waits_for_the_index_and_each_shard(
+    learnable_shards: Path, outside_a_job: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    view = outside_a_job / "view-1-0"  # a node's staging view, as jobs.stage.job names it
+    staged = view / "set"
+    staged.mkdir(parents=True)
+    monkeypatch.setenv(taskenv.STAGING, str(view))
+    monkeypatch.setenv(taskenv.SHARDS, str(staged))
+    counted: list[int] = []
+
+    def read() -> None:
+        val = clusterdeck.ShardLoader(split="val", batch_size=16, image_size=16, train=False, workers=0)
+        counted.append(sum(len(labels) for _, labels in val))
+
+    def arrive(name: str) -> None:  # as the stager does: copied beside, renamed in
+        shutil.copyfile(learnable_shards / name, staged / f".{name}.part")
+        (staged / f".{name}.part").rename(staged / name)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    wait_for("the loader to wait for index.json", lambda: waiting_for(reader, "index.json"), timeout=60)
+    arrive("index.json")
+    for shard in shard_index(learnable_shards)["splits"]["val"]["shards"]:
+        wait_for(f"the loader to wait for {shard['file']}", lambda s=shard: waiting_for(reader, s["file"]), 60)
+        arrive(shard["file"])
+    reader.join(timeout=120)
+    assert counted == [120]
