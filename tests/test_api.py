@@ -291,6 +291,23 @@ def test_the_loader_gives_normalised_batches_an_epoch_of_steps(learnable_shards:
         clusterdeck.ShardLoader(learnable_shards, batch_size=0)
 
 
+def test_device_decoding_gives_the_same_kind_of_batches(learnable_shards: Path, outside_a_job: Path) -> None:
+    """decode='device' as on a GPU node: the workers only read bytes and plan crops, the process decodes (torchvision
+    on the CPU here, nvJPEG on CUDA), as the trainer's on_device does."""
+    val = clusterdeck.ShardLoader(
+        learnable_shards, "val", batch_size=32, image_size=24, train=False, workers=1, decode="device"
+    )
+    assert val.decoder == "device"
+    batches = list(val)
+    assert sum(len(labels) for _, labels in batches) == 120
+    images, labels = batches[0]
+    assert images.shape == (32, 3, 24, 24) and images.dtype == torch.float32 and labels.dtype == torch.int64
+    cpu = clusterdeck.ShardLoader(learnable_shards, "val", batch_size=32, image_size=24, train=False, workers=1)
+    cpu_images, cpu_labels = next(iter(cpu))
+    assert torch.equal(cpu_labels, labels)  # the same samples in the same order
+    assert (cpu_images - images).abs().mean() < 0.1  # decoded at a reduced scale by the workers: close, not equal
+
+
 RANK_VIEW = """
 import hashlib, json, sys, clusterdeck
 train = clusterdeck.ShardLoader(batch_size=8, image_size=16, workers=1)
