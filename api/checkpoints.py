@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from clusterdeck.jobs import atomic
-from clusterdeck.taskview import task
+from clusterdeck.taskview import read_task
 
 
 def checkpoint_path(name: str) -> Path:
@@ -25,7 +25,7 @@ def checkpoint_path(name: str) -> Path:
         raise TypeError(f"name: {name!r} is a {type(name).__name__}, not a file name")
     if not name or name in (".", "..") or "/" in name or (os.altsep and os.altsep in name) or "\0" in name:
         raise ValueError(f"name: {name!r} is not a plain file name (no '/', not '.' or '..'), e.g. 'last.pt'")
-    return task().checkpoint_dir / name
+    return read_task().checkpoint_dir / name
 
 
 def save_checkpoint(obj: Any, name: str) -> Path:

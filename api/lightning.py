@@ -26,7 +26,7 @@ except ImportError:  # one line, naming what to install, rather than a traceback
     raise ImportError("clusterdeck.lightning needs Lightning: pip install 'clusterdeck[lightning]'") from None
 
 from clusterdeck.loader import Batch, ShardLoader
-from clusterdeck.taskview import task
+from clusterdeck.taskview import read_task
 
 
 class TrainBatches:
@@ -93,7 +93,7 @@ class ShardDataModule(pl.LightningDataModule):
         trainer = self.attached_trainer()
         if trainer is not None:
             return trainer.global_rank, trainer.world_size
-        here = task()
+        here = read_task()
         return here.rank, here.world_size
 
     def _loader(self, split: str, *, train: bool, batch_size: int) -> ShardLoader:

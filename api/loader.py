@@ -32,7 +32,7 @@ from clusterdeck.jobs.train.model_input import normalize
 from clusterdeck.jobs.train.order import train_shares, val_shares
 from clusterdeck.jobs.train.shardset import Shard, check_files, read_shardset
 from clusterdeck.jobs.train.sizing import size_loader
-from clusterdeck.taskview import task
+from clusterdeck.taskview import read_task
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 SHUFFLE_BUFFER = 1000
@@ -75,7 +75,7 @@ class ShardLoader:
                 raise ValueError(f"{name}: {value!r} must be a whole number of at least 1")
         if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
             raise ValueError(f"workers: {workers!r} must be 'auto' or a whole number of at least 0")
-        here = task()
+        here = read_task()
         self.rank = here.rank if rank is None else rank
         self.world_size = here.world_size if world_size is None else world_size
         if not 0 <= self.rank < self.world_size:

@@ -66,6 +66,12 @@ def task() -> Task:
     """
     if threading.current_thread() is threading.main_thread():
         _install_handlers()
+    return read_task()
+
+
+def read_task() -> Task:
+    """This process's task, without touching signal handlers: what the loader and checkpoints use, so that only
+    a script that asks for ``task()`` (and so can poll ``stop_requested``) stops dying of SIGTERM."""
     env = taskenv.read_task_env()
     checkpoints = env.checkpoint_dir or Path(DEFAULT_CHECKPOINT_DIR)
     return Task(

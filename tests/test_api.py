@@ -145,6 +145,23 @@ def test_a_stop_signal_flips_stop_requested_and_the_task_exits_requeue(sig: sign
     assert f"[clusterdeck] {sig.name} received" in err
 
 
+ONLY_TASK_INSTALLS = """
+import signal, clusterdeck
+clusterdeck.save_checkpoint({}, "x.pt")
+clusterdeck.load_checkpoint("x.pt")
+print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, signal.getsignal(signal.SIGUSR2) is signal.SIG_DFL)
+clusterdeck.task()
+print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, signal.getsignal(signal.SIGUSR2) is signal.SIG_DFL)
+"""
+
+
+def test_only_task_takes_over_the_stop_signals(tmp_path: Path) -> None:
+    """A script that never asks for task() cannot poll stop_requested: SIGTERM must still end it."""
+    done = python(ONLY_TASK_INSTALLS, env=clean_env(), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["True True", "False False"]
+
+
 # --- log() and log_epoch() -------------------------------------------------------------------------------------
 
 
