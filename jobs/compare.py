@@ -109,7 +109,8 @@ def metrics_records(paths: RunPaths, access: FileAccess | None = None) -> Iterat
 
 
 def epoch_curves(paths: RunPaths, access: FileAccess | None = None) -> Curves:
-    """``SERIES`` name → [(epoch, value)] sorted by epoch (1 is the first), for the series the run has."""
+    """``SERIES`` name → [(epoch, value)] sorted by epoch (1 is the first), for the series the run has; then the
+    extra figures of its ``epoch`` records (a script's own), by name."""
     epochs: dict[int, tuple[int, Epoch]] = {}  # epoch → (attempt, its newest epoch record)
     losses: dict[int, tuple[int, list[float]]] = {}  # epoch → (attempt, losses of its train records)
     for r in metrics_records(paths, access):
@@ -130,10 +131,12 @@ def epoch_curves(paths: RunPaths, access: FileAccess | None = None) -> Curves:
     for epoch in sorted(epochs.keys() | losses.keys()):
         record = epochs[epoch][1] if epoch in epochs else None
         values = {key: getattr(record, key) for key in SERIES} if record else {}
+        extra = record.extra_figures() if record else {}  # a script's own figures (clusterdeck.log_epoch)
+        values.update({key: v for key, v in extra.items() if key not in values})
         found = {key: float(v) for key, v in values.items() if v is not None and math.isfinite(v)}
         if "train_loss" not in found and losses.get(epoch):
             found["train_loss"] = sum(losses[epoch][1]) / len(losses[epoch][1])
-        for key in SERIES:
+        for key in [*SERIES, *sorted(found.keys() - set(SERIES))]:
             if key in found:
                 curves.setdefault(key, []).append((epoch, found[key]))
     return curves

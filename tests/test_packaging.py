@@ -60,7 +60,12 @@ def test_the_wheel_installs_only_clusterdeck_and_runs_a_built_in_template(instal
     where = run(tmp_path, python, "-c", "import clusterdeck.jobs as j, clusterdeck.app.cli; print(j.__file__)")
     assert where.returncode == 0, where.stderr
     assert not where.stdout.startswith(str(REPO)), where.stdout  # the installed copy, not the checkout
-    for generic in ("app", "jobs", "templates"):
+    probe_api = "import sys, clusterdeck as c; print(c.REQUEUE, c.__file__, 'torch' in sys.modules)"
+    api = run(tmp_path, python, "-c", probe_api)  # the public API is the package clusterdeck itself
+    assert api.returncode == 0, api.stderr
+    code, where_api, torch_loaded = api.stdout.split()
+    assert code == "75" and where_api.endswith("site-packages/clusterdeck/__init__.py") and torch_loaded == "False"
+    for generic in ("app", "jobs", "templates", "api"):
         probe = run(tmp_path, python, "-c", f"import {generic}")
         assert probe.returncode != 0 and "No module named" in probe.stderr, (generic, probe.stdout)
 

@@ -109,3 +109,21 @@ async def test_the_detail_screen_draws_around_records_it_cannot_read(tmp_path: P
         curves = screen.query_one("#curves", CurvesPanel)
         await until(pilot, lambda: len(curves.curves.get("loss", ()).values) == 12)
         assert screen.live.train is not None and screen.live.train.step == 12
+
+
+async def test_the_detail_screen_draws_a_scripts_own_figures_as_curves(tmp_path: Path) -> None:
+    """A [script] run's clusterdeck.log(..., grad_norm=…) and log_epoch(..., ema_top1=…): extra fields, extra curves."""
+    paths = make_run(tmp_path / "runs", "20261122-101500-aaaaaa", "records", 0.05, 1, [0.4])
+    append(paths.metrics, [
+        {**BASE, "kind": "train", "step": 13, "epoch": 1.1, "loss": 0.5, "grad_norm": 2.5, "note": "text"},
+        {**BASE, "kind": "epoch", "epoch": 2, "top1": 0.5, "ema_top1": 0.55},
+    ])  # fmt: skip
+    app = make_app(deck=LocalDeck(tmp_path / "runs"))
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.push_screen(RunDetailScreen(str(paths.root)))
+        await until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.live.records >= 14)
+        curves = app.screen.query_one("#curves", CurvesPanel)
+        await until(pilot, lambda: "epoch ema_top1" in curves.curves)
+        assert list(curves.curves["grad_norm"].values) == [2.5]
+        assert list(curves.curves["epoch ema_top1"].values) == [0.55]
+        assert "note" not in curves.curves and app.screen.live.skipped == 0

@@ -192,6 +192,39 @@ def test_pipeline_counts_add_up_over_worker_processes(method: str) -> None:
     assert pipeline.totals() == (10 + 4 * 5000 * 3, 2 + 4 * 5000)
 
 
+ATTACHED = """
+import multiprocessing, sys
+from clusterdeck.jobs.telemetry.pipeline import Pipeline
+from tests.test_telemetry import _add
+if __name__ == "__main__":  # not again in the spawned workers, which import this module
+    pipeline = Pipeline.attach(sys.argv[1])
+    pipeline.add(7, samples=1)
+    for method in ("fork", "spawn"):
+        procs = [multiprocessing.get_context(method).Process(target=_add, args=(pipeline, 500)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+"""
+
+
+def test_a_shared_pipeline_counts_what_an_exec_d_process_and_its_workers_add(tmp_path: Path) -> None:
+    """A [script] task is exec'd, not forked: it attaches by name, and its own workers (forked or spawned) add too."""
+    pipeline = Pipeline.shared()
+    try:
+        pipeline.add(10, samples=2)
+        script = tmp_path / "attached.py"
+        script.write_text(ATTACHED)
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        done = subprocess.run([sys.executable, str(script), pipeline.name], env=env, capture_output=True, text=True)
+        assert done.returncode == 0 and not done.stderr, done.stderr
+        assert pipeline.totals() == (10 + 7 + 4 * 500 * 3, 2 + 1 + 4 * 500)
+        assert Path("/dev/shm", pipeline.name).exists()  # the attached process left the segment to its maker
+    finally:
+        pipeline.unlink()
+    assert not Path("/dev/shm", pipeline.name).exists()
+
+
 def samples_of(tmp_path: Path, count: int, *, node_wide: bool = True, gpu: int | None = None) -> list[dict]:
     """The records of a sampler stopped once it has taken ``count`` samples (its last one, taken as it stops,
     makes at least ``count + 1``), however long that took on a loaded machine."""

@@ -159,10 +159,15 @@ class RunDetailScreen(DeckScreen):
             curves.add("loss", r.loss)
             io.add("img/s", r.images_per_s, title="images/s")
             io.add("wait", 100 * r.data_wait_fraction, title="data wait", unit=" %", ceiling=100)
-        elif isinstance(r, Epoch | Evaluate) and r.top1 is not None:
-            curves.add("top1", 100 * r.top1, title="val top-1", unit=" %", ceiling=100)
-            if r.top5 is not None:
+            for key, value in r.extra_figures().items():  # a script's own figures (clusterdeck.log)
+                curves.add(key, value)
+        elif isinstance(r, Epoch | Evaluate):
+            if r.top1 is not None:
+                curves.add("top1", 100 * r.top1, title="val top-1", unit=" %", ceiling=100)
+            if r.top1 is not None and r.top5 is not None:
                 curves.add("top5", 100 * r.top5, title="val top-5", unit=" %", ceiling=100)
+            for key, value in (r.extra_figures() if isinstance(r, Epoch) else {}).items():
+                curves.add(f"epoch {key}", value, title=f"{key} (per epoch)")
         elif isinstance(r, System):
             io.add(f"data {where}", r.data_mb_s, title=f"data read {where}", unit=" MB/s")
             io.add(f"samples {where}", r.data_samples_s, title=f"samples {where}", unit="/s")

@@ -7,7 +7,9 @@ into its kind's class: ``Train``, ``Epoch``, ``Evaluate``, ``Checkpoint``, ``Fin
 what it is about (a train record's epoch and loss, a gpu record's device) is not one of its
 kind; a figure it lacks reads as 0, or as None where a writer leaves it out when it cannot
 measure it (NVML's, the node-wide ones of a rank other than local rank 0, val figures without
-a val set). A field a reader does not know (a newer writer added it) is ignored.
+a val set). A field a reader does not know (a newer writer added it) is ignored, but for ``train`` and ``epoch``
+records: a user's script adds its own figures to those (``clusterdeck.log``), kept as ``extra_figures``, drawn as
+further curves.
 
 A kind is ``name`` or ``name/major``: major 1 is written bare, and a change a reader of this
 major could misread gets a new major. A record of a kind this module does not know, or of
@@ -39,7 +41,18 @@ class MetricRecord(BaseModel):
     attempt: int = 1
 
 
-class Train(MetricRecord):
+class WithExtraFigures(MetricRecord):
+    """A kind a user's script writes too, with figures of its own beside the kind's."""
+
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+
+    def extra_figures(self) -> dict[str, float]:
+        """The numbers beyond the kind's fields (anything else, a string or a list, is no curve)."""
+        extra = self.model_extra or {}
+        return {k: float(v) for k, v in extra.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+class Train(WithExtraFigures):
     """Every ``train.log_every_steps``: the last interval's figures (rank 0 gathers every rank's)."""
 
     KIND = "train"
@@ -63,7 +76,7 @@ class Validation(MetricRecord):
     val_samples: float | None = None
 
 
-class Epoch(Validation):
+class Epoch(Validation, WithExtraFigures):
     """At the end of each epoch, after its checkpoint."""
 
     KIND = "epoch"
