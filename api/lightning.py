@@ -84,6 +84,11 @@ class ShardDataModule(pl.LightningDataModule):
         self.train_batches: TrainBatches | None = None
         self._state: dict[str, int] | None = None
 
+    @property
+    def classes(self) -> list[str]:
+        """The shard set's class names, in label order: ``len(data.classes)`` is the model's class count."""
+        return self.train_dataloader().loader.classes
+
     def attached_trainer(self) -> pl.Trainer | None:
         """The Trainer this module is used by, or None (``self.trainer`` is None until Lightning attaches it)."""
         trainer: pl.Trainer | None = self.trainer

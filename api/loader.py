@@ -86,7 +86,9 @@ class ShardLoader:
         size = size_loader(workers, decode, cuda=self.device.type == "cuda")
         self.decoder, self.workers, self._workers_setting = size.decoder, size.workers, workers
         self.root = _shard_root(shards, here.shards)
-        self.shard_list = _read_split(self.root, split)
+        self.classes, self.shard_list = _read_split(self.root, split)
+        """The shard set's class names, in label order: ``len(loader.classes)`` is the model's class count."""
+        self.shard_nodes = read_task_env().shard_nodes  # stage scope 'node': the node's share first, as staged
         self.pipeline = _pipeline()
         self.epoch, self.step = epoch, 0
         self._steps = self._count_steps()
@@ -137,6 +139,7 @@ class ShardLoader:
             rank=self.rank,
             workers=self.workers,
             batches=self._steps,
+            nodes=self.shard_nodes,
         )
 
     def _val_shares(self) -> list[list[Shard]]:
@@ -232,7 +235,7 @@ def _shard_root(shards: str | os.PathLike[str] | None, from_task: Path | None) -
     return from_task
 
 
-def _read_split(root: Path, split: str) -> list[Shard]:
+def _read_split(root: Path, split: str) -> tuple[list[str], list[Shard]]:
     """The split's shards; under an 'ahead' staging view, waited for as they are copied, as the trainer does."""
     staging = read_task_env().staging
     staged = staging is not None and root.absolute().is_relative_to(staging.absolute())
@@ -246,7 +249,8 @@ def _read_split(root: Path, split: str) -> list[Shard]:
             check_files(shards, "shards")
     except (UserError, StageFailed) as exc:
         raise ValueError(str(exc)) from None
-    return [Shard(s.name, s.path, s.samples, s.bytes, s.sha256, staging if staged else None) for s in shards]
+    waits = staging if staged else None
+    return shard_set.classes, [Shard(s.name, s.path, s.samples, s.bytes, s.sha256, waits) for s in shards]
 
 
 def _pipeline() -> Pipeline | None:

@@ -15,7 +15,7 @@ import os
 import signal
 import threading
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +51,16 @@ class Task:
     checkpoint_dir: Path
     attempt: int
     """1 on the first start; each requeue or resume adds one."""
+    stop_file: Path | None = field(default=None, repr=False)
+    """Where the step notes a stop signal for this task (``jobs.taskenv.STOP_FILE``); None outside a job."""
 
     def stop_requested(self) -> bool:
         """True once SIGUSR2 (the time limit is near) or SIGTERM (preemption, scancel) arrived: save the
-        checkpoint and exit with ``REQUEUE``. Only signals after the first ``task()`` call are seen."""
-        return bool(_stopped)
+        checkpoint and exit with ``REQUEUE``. In a [script] step a signal that came before the first ``task()``
+        call is seen too (the step notes it in the stop file); run by hand, only those after it."""
+        if _stopped:
+            return True
+        return self.stop_file is not None and self.stop_file.exists()
 
 
 def task() -> Task:
@@ -83,6 +88,7 @@ def read_task() -> Task:
         shards=env.shards,
         checkpoint_dir=checkpoints.absolute(),
         attempt=env.attempt,
+        stop_file=env.stop_file,
     )
 
 

@@ -31,6 +31,9 @@ STOP_FILE = "CLUSTERDECK_STOP_FILE"
 """A file that appears once SIGUSR2 or SIGTERM came for this task: the signal itself may come before the command's
 handler is installed (the step starts the command with SIGUSR2 ignored, so that it is not ended by it), and the
 file keeps it for ``clusterdeck.task().stop_requested()``."""
+SHARD_NODES = "CLUSTERDECK_SHARD_NODES"
+"""The ``nodes`` the train shards are first dealt to (``jobs.train.order.rank_shards``): the job's node count under
+stage scope 'node', where each node stages only its share, else 1."""
 PIPELINE = "CLUSTERDECK_PIPELINE"
 """The name of the shared memory where the task's data-pipeline counters go (``jobs.telemetry.pipeline``)."""
 
@@ -54,6 +57,7 @@ class TaskEnv:
     metrics: Path | None = None
     staging: Path | None = None
     stop_file: Path | None = None
+    shard_nodes: int = 1
     pipeline: str = ""
 
     def variables(self) -> dict[str, str]:
@@ -80,6 +84,7 @@ class TaskEnv:
             NODES: str(self.nodes),
             STAGING: text(self.staging),
             STOP_FILE: text(self.stop_file),
+            SHARD_NODES: str(self.shard_nodes),
             PIPELINE: self.pipeline,
         }
 
@@ -116,5 +121,6 @@ def read_task_env(env: Mapping[str, str] | None = None) -> TaskEnv:
         metrics=path(METRICS),
         staging=path(STAGING),
         stop_file=path(STOP_FILE),
+        shard_nodes=max(number(SHARD_NODES, 1), 1),
         pipeline=env.get(PIPELINE, ""),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,8 @@ from clusterdeck.jobs.stage.job import StageInterrupted, Staging
 from clusterdeck.jobs.steps.base import PartContext
 from clusterdeck.jobs.steps.script_spec import ScriptSpec, script_shards
 from clusterdeck.jobs.taskenv import REQUEUE, TaskEnv
+from clusterdeck.jobs.telemetry.pipeline import Pipeline
+from clusterdeck.jobs.train.order import share_nodes
 from clusterdeck.jobs.train.shardset import read_shardset
 from clusterdeck.jobs.train.sizing import size_loader
 from clusterdeck.jobs.world import World, job_world
@@ -74,6 +77,7 @@ def _run(
     if cfg.resources.gpus_per_node:
         ctx.sampler.watch_command_gpu(world.local_rank)
     addr, port = _master(world)
+    pipeline = _shared_pipeline(ctx)
     stop_file = Path(tempfile.gettempdir()) / f"clusterdeck-stop-{world.job_id}-{world.rank}-{os.getpid()}"
     stop_file.unlink(missing_ok=True)
     task = TaskEnv(
@@ -92,7 +96,8 @@ def _run(
         metrics=ctx.paths.metrics,
         staging=staging.view if staging is not None and cfg.stage.mode == "ahead" else None,
         stop_file=stop_file,
-        pipeline=getattr(ctx.sampler.pipeline, "name", "") or "",
+        shard_nodes=share_nodes(cfg, world.nodes) if staging is not None else 1,
+        pipeline=pipeline.name if pipeline is not None else "",
     )
     env = {"PYTHONUNBUFFERED": "1", **os.environ, **cfg.env, **task.variables()}
     if world.rank == 0:
@@ -109,12 +114,28 @@ def _run(
         ) from None
     finally:
         stop_file.unlink(missing_ok=True)
+        if pipeline is not None:
+            pipeline.unlink()
     if ended.returncode == 0:
         return
     if ended.returncode == REQUEUE:
         requeue = requeue_with(previous_usr2, main=world.rank == 0)
         raise RequeueJob(f"the command exited with clusterdeck.REQUEUE ({REQUEUE})", requeue)
     raise ScriptFailed(ended.describe(cfg.command))
+
+
+def _shared_pipeline(ctx: PartContext) -> Pipeline | None:
+    """The task's data-pipeline counters as a named segment the command's loader attaches to (it is exec'd, not
+    forked), sampled by this task's telemetry; none when telemetry is off or the node has no shared memory."""
+    if ctx.sampler.pipeline is None:
+        return None
+    try:
+        pipeline = Pipeline.shared()
+    except OSError as exc:
+        print(f"[clusterdeck] no pipeline counters for the command: {exc}", file=sys.stderr, flush=True)
+        return None
+    ctx.sampler.pipeline = pipeline
+    return pipeline
 
 
 def _master(world: World) -> tuple[str, int]:

@@ -9,6 +9,7 @@ as one task or as many (one per GPU, or ``tasks_per_node`` on CPUs), where ``ini
 from __future__ import annotations
 
 import argparse
+import hashlib
 
 import torch
 import torch.distributed as dist
@@ -52,13 +53,13 @@ def main() -> int:
     while train.epoch < args.epochs:
         epoch = train.epoch
         net.train()
-        for images, labels in train:
+        for i, (images, labels) in enumerate(train, start=train.step + 1):  # a resumed epoch goes on where it was
             loss = F.cross_entropy(net(images), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             step += 1
-            clusterdeck.log(step=step, epoch=epoch + train.step / len(train), loss=loss.item(), lr=args.lr)
+            clusterdeck.log(step=step, epoch=epoch + i / len(train), loss=loss.item(), lr=args.lr)
             if stop_everywhere(task.stop_requested(), device):  # every rank stops at the same step
                 if task.rank == 0:
                     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
@@ -67,9 +68,19 @@ def main() -> int:
         top1, val_loss = evaluate(net, val, device)
         clusterdeck.log_epoch(epoch=epoch + 1, top1=top1, val_loss=val_loss)
         if task.rank == 0:
+            print(f"epoch {epoch + 1}: val top-1 {top1:.1%}, loss {val_loss:.3f}", flush=True)
+        if task.rank == 0:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
             clusterdeck.save_checkpoint({**state, "loader": train.state_dict()}, "last.pt")
+    print(f"rank {task.rank}: done; weights {weights_digest(model)}", flush=True)  # the same on every rank
     return 0
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for tensor in model.state_dict().values():
+        digest.update(tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def stop_everywhere(here: bool, device: torch.device) -> bool:
