@@ -236,7 +236,7 @@ def _shard_root(shards: str | os.PathLike[str] | None, from_task: Path | None) -
 
 
 def _read_split(root: Path, split: str) -> tuple[list[str], list[Shard]]:
-    """The split's shards; under an 'ahead' staging view, waited for as they are copied, as the trainer does."""
+    """The split's shards; under a staging view, each waited for as it is copied ('ahead'), as the trainer does."""
     staging = read_task_env().staging
     staged = staging is not None and root.absolute().is_relative_to(staging.absolute())
     try:

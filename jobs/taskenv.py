@@ -26,7 +26,8 @@ METRICS = "CLUSTERDECK_METRICS"
 NODE = "CLUSTERDECK_NODE"
 NODES = "CLUSTERDECK_NODES"
 STAGING = "CLUSTERDECK_STAGING"
-"""With ``stage.mode = 'ahead'``: the node's staging view, whose shards appear one by one; a reader waits for each."""
+"""When the run stages: the node's staging view. With 'ahead' its shards appear one by one and a reader waits for
+each; a shard the node did not stage (scope 'node') is named as such, not as a missing file."""
 STOP_FILE = "CLUSTERDECK_STOP_FILE"
 """A file that appears once SIGUSR2 or SIGTERM came for this task: the signal itself may come before the command's
 handler is installed (the step starts the command with SIGUSR2 ignored, so that it is not ended by it), and the

@@ -96,7 +96,7 @@ def test_outside_a_job_the_task_is_one_local_process(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {
         "rank": "0", "world_size": "1", "local_rank": "0", "node": "0", "run_dir": None, "shards": None,
-        "checkpoint_dir": str(tmp_path / "checkpoints"), "attempt": "1",
+        "checkpoint_dir": str(tmp_path / "checkpoints"), "attempt": "1", "stop_file": None,
     }  # fmt: skip
     shards = python(SHOW_TASK, env=clean_env(CLUSTERDECK_SHARDS=str(tmp_path / "set")), cwd=tmp_path)
     assert json.loads(shards.stdout)["shards"] == str(tmp_path / "set")
@@ -106,13 +106,14 @@ def test_the_task_is_what_the_script_step_says(tmp_path: Path) -> None:
     given = taskenv.TaskEnv(
         rank=5, world_size=8, local_rank=1, local_world_size=4, node=1, nodes=2, run_dir=tmp_path / "run",
         shards=tmp_path / "ssd" / "set", checkpoint_dir=tmp_path / "run" / "checkpoints", attempt=3,
+        stop_file=tmp_path / "stop",
     )  # fmt: skip
     done = python(SHOW_TASK, env=clean_env(**given.variables()), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {
         "rank": "5", "world_size": "8", "local_rank": "1", "node": "1", "run_dir": str(tmp_path / "run"),
         "shards": str(tmp_path / "ssd" / "set"), "checkpoint_dir": str(tmp_path / "run" / "checkpoints"),
-        "attempt": "3",
+        "attempt": "3", "stop_file": str(tmp_path / "stop"),
     }  # fmt: skip
 
 
@@ -143,6 +144,16 @@ def test_a_stop_signal_flips_stop_requested_and_the_task_exits_requeue(sig: sign
     assert proc.returncode == clusterdeck.REQUEUE, err
     assert out == "stopping\n"
     assert f"[clusterdeck] {sig.name} received" in err
+
+
+def test_a_signal_noted_by_the_step_before_task_was_called_is_seen(tmp_path: Path) -> None:
+    """The step notes each stop signal in the task's stop file: one that came while the command was still starting
+    (SIGUSR2 ignored, no handler yet) still stops it."""
+    stop = tmp_path / "stop"
+    code = "import clusterdeck; print(clusterdeck.task().stop_requested())"
+    assert python(code, env=clean_env(CLUSTERDECK_STOP_FILE=str(stop)), cwd=tmp_path).stdout == "False\n"
+    stop.touch()
+    assert python(code, env=clean_env(CLUSTERDECK_STOP_FILE=str(stop)), cwd=tmp_path).stdout == "True\n"
 
 
 ONLY_TASK_INSTALLS = """

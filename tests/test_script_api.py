@@ -99,3 +99,29 @@ def test_staging_ahead_the_first_batch_comes_before_the_last_shard_lands(
     assert note["staging"] and 1 <= note["landed"] < note["shards"], note
     later = [r["files_done"] for r in records(run / "metrics.jsonl", "stage") if r["time"] > note["first_batch_at"]]
     assert later and max(later) > note["landed"], (note, later)  # the copy went on while the script trained
+
+
+def test_the_example_script_trains_on_two_nodes_each_staging_only_its_share(
+    learnable_shards: Path, tmp_path: Path, home: Path
+) -> None:
+    """Partition ``multi``: one rank on each of two nodes (own hostnames, own /local-ssd), stage scope 'node': each
+    node copies the shards its rank reads (CLUSTERDECK_SHARD_NODES tells the loader the same split)."""
+    require_slurm()
+    resources = {"partition": "multi", "nodes": 2, "tasks_per_node": 1, "cpus_per_task": 1, "mem_gb": 1,
+                 "time_min": 10}  # fmt: skip
+    stage = {"mode": "before", "scope": "node", "to": "/local-ssd"}
+    spec = script_spec(
+        tmp_path, "two-nodes", EXAMPLE, workdir=str(EXAMPLES), shards=str(learnable_shards), resources=resources,
+        stage=stage, env={"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    spec.write_text(spec.read_text().replace("[script]", '[cluster]\nexecutor = "slurm"\n[script]', 1))
+    result = run_cli("submit", str(spec), "--wait", "--json", timeout=300)
+    assert result.code == 0, result.err
+    run_id, run = submitted(result.out)
+    assert top1s(run)[-1] > 2 / 6, top1s(run)
+    log = run_cli("logs", run_id).out
+    digests = dict(re.findall(r"rank (\d): done; weights (\w+)", log))
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], log[-2000:]
+    staged = [int(n) for n in re.findall(r"stage \(before\): (\d+) shards", log)]
+    total = len(json.loads((learnable_shards / "index.json").read_text())["splits"]["train"]["shards"])
+    assert len(staged) == 2 and all(n < total for n in staged), (staged, total)  # each node a share, not all

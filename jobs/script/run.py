@@ -94,7 +94,7 @@ def _run(
         checkpoint_dir=ctx.paths.checkpoints,
         attempt=ctx.attempt,
         metrics=ctx.paths.metrics,
-        staging=staging.view if staging is not None and cfg.stage.mode == "ahead" else None,
+        staging=staging.view if staging is not None else None,
         stop_file=stop_file,
         shard_nodes=share_nodes(cfg, world.nodes) if staging is not None else 1,
         pipeline=pipeline.name if pipeline is not None else "",
