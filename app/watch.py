@@ -14,7 +14,17 @@ from rich.text import Text
 from clusterdeck.app.formats import duration
 from clusterdeck.jobs.status import RunView
 from clusterdeck.jobs.tail.live import LiveRun
-from clusterdeck.jobs.tail.records import Epoch, Evaluate, Gpu, MetricRecord, Progress, Stage, Train, Validation
+from clusterdeck.jobs.tail.records import (
+    Epoch,
+    Evaluate,
+    Gpu,
+    MetricRecord,
+    Progress,
+    Stage,
+    Train,
+    Validation,
+    WithExtraFigures,
+)
 
 REDRAW_S = 0.25
 GB = 1e9
@@ -69,12 +79,7 @@ def render(view: RunView, live: LiveRun) -> RenderableType:
         )
         grid.add_row("epochs", _bar(epoch, epochs), f"{epoch:.2f}/{int(epochs)}")
     if live.train:
-        t = live.train
-        grid.add_row(
-            "",
-            "",
-            f"loss {t.loss:.4f}  {t.images_per_s:.0f} img/s  data wait {t.data_wait_fraction:.0%}  lr {t.lr:.3g}",
-        )
+        grid.add_row("", "", train_text(live.train))
     if live.epoch:
         grid.add_row("", "", f"{validation_text(live.epoch)}  (epoch {_epoch_of(live.epoch)})")
     for (node, rank), s in live.current(live.system):
@@ -108,8 +113,29 @@ def _epoch_of(record: Epoch | Evaluate) -> str:
 
 
 def validation_text(v: Validation) -> str:
-    """``top-1 71.20%  top-5 90.10%  val loss 1.2345``: a figure the record lacks shows as 0."""
-    return f"top-1 {v.top1 or 0:.2%}  top-5 {v.top5 or 0:.2%}  val loss {v.val_loss or 0:.4f}"
+    """``top-1 71.20%  top-5 90.10%  val loss 1.2345``, then a script's own figures; what the record lacks (a
+    user's script may log top-1 alone) is left out, not shown as 0."""
+    parts = [f"{name} {format(value, spec)}" for name, value, spec in (
+        ("top-1", v.top1, ".2%"), ("top-5", v.top5, ".2%"), ("val loss", v.val_loss, ".4f")) if value is not None
+    ]  # fmt: skip
+    if isinstance(v, WithExtraFigures):
+        parts += [f"{name} {value:.4g}" for name, value in v.extra_figures().items()]
+    return "  ".join(parts) or "no figures"
+
+
+def train_text(t: Train) -> str:
+    """``loss 1.2345  1200 img/s  data wait 3%  lr 0.05``: the loader's figures only where the record has them (the
+    built-in trainer's always do; a script's ``clusterdeck.log`` may give the loss alone), then its own figures."""
+    given = t.model_fields_set
+    parts = [f"loss {t.loss:.4f}"]
+    if "images_per_s" in given:
+        parts.append(f"{t.images_per_s:.0f} img/s")
+    if "data_wait_fraction" in given:
+        parts.append(f"data wait {t.data_wait_fraction:.0%}")
+    if "lr" in given:
+        parts.append(f"lr {t.lr:.3g}")
+    parts += [f"{name} {value:.4g}" for name, value in t.extra_figures().items()]
+    return "  ".join(parts)
 
 
 def gpu_memory_text(g: Gpu) -> str:
@@ -184,11 +210,10 @@ class LineReporter:
         if isinstance(record, Train):
             live = LiveRun(train=record)
             step, total, _, epochs = train_progress(view, live)
-            self._print(
-                f"train step {record.step}/{int(total)} (epoch {record.epoch:.2f}/{int(epochs)})  "
-                f"loss {record.loss:.4f}  {record.images_per_s:.0f} img/s  "
-                f"data wait {record.data_wait_fraction:.0%}  ETA {duration(live.eta_s(step, total))}"
-            )
+            where = f"step {record.step}/{int(total)}" if total else f"step {record.step}"
+            where += f" (epoch {record.epoch:.2f}/{int(epochs)})" if epochs else f" (epoch {record.epoch:.2f})"
+            eta = f"  ETA {duration(live.eta_s(step, total))}" if total else ""
+            self._print(f"train {where}  {train_text(record)}{eta}")
         elif isinstance(record, Epoch | Evaluate):
             where = f"epoch {record.epoch}" if isinstance(record, Epoch) else "evaluate"
             self._print(f"{where}: {validation_text(record)}")

@@ -157,8 +157,11 @@ class RunDetailScreen(DeckScreen):
         where = f"{r.node}/{r.rank}"
         if isinstance(r, Train):
             curves.add("loss", r.loss)
-            io.add("img/s", r.images_per_s, title="images/s")
-            io.add("wait", 100 * r.data_wait_fraction, title="data wait", unit=" %", ceiling=100)
+            given = r.model_fields_set  # a script's records may lack the loader's figures: no flat zero curve
+            if "images_per_s" in given:
+                io.add("img/s", r.images_per_s, title="images/s")
+            if "data_wait_fraction" in given:
+                io.add("wait", 100 * r.data_wait_fraction, title="data wait", unit=" %", ceiling=100)
             for key, value in r.extra_figures().items():  # a script's own figures (clusterdeck.log)
                 curves.add(key, value)
         elif isinstance(r, Epoch | Evaluate):
