@@ -114,6 +114,27 @@ def test_submit_watch_and_read_remotely_as_on_the_login_node(
     assert recorded["shard"]["resources"]["partition"] == "cpu"
 
 
+def test_a_script_step_runs_and_reads_remotely_as_the_others(
+    laptop: Laptop, sample_shards: Path, tmp_path: Path
+) -> None:
+    """[script] through the login node: submitted, followed and shown from the laptop as on the login node."""
+    spec = tmp_path / "script.toml"
+    spec.write_text(
+        'name = "remote script"\n[cluster]\nexecutor = "slurm"\n[script]\n'
+        + tomli_w.dumps({"command": [sys.executable, str(REPO / "tests" / "scripts" / "probe.py")],
+                         "workdir": str(tmp_path), "shards": str(sample_shards)})
+        + "[script.resources]\n" + tomli_w.dumps({"gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 1, "time_min": 5})
+    )  # fmt: skip
+    run_id = submitted_id(laptop.cli("submit", str(spec)))
+    watched = laptop.cli("watch", run_id, timeout=300)
+    assert watched.code == 0 and "script: COMPLETED" in watched.out, (watched.out, watched.err)
+    remote = show(laptop, run_id)
+    assert remote == json.loads(laptop.local("show", run_id, "--json").out)
+    assert remote["steps"][0]["name"] == "script" and remote["outputs"]["script"]["checkpoints"]
+    assert "probe: rank 0 of 1 saw" in laptop.cli("logs", run_id).out
+    assert (Path(remote["path"]) / "checkpoints" / "probe-0.json").is_file()
+
+
 def test_cancel_remotely(laptop: Laptop, sample_data: SampleData, tmp_path: Path) -> None:
     data, _ = copy_with_stuck_file(sample_data, tmp_path, 1, 3)  # the job blocks on a FIFO: running until cancelled
     spec = tmp_path / "spec.toml"

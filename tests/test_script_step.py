@@ -88,3 +88,17 @@ def test_a_program_that_is_not_there_is_named(tmp_path: Path, home: Path) -> Non
     assert result.code == 1, result.err
     error = show(json.loads(result.out)["run_id"])["steps"][0]["parts"][0]["error"]
     assert error.startswith("script.command: cannot start 'no-such-program-here' in ") and "Traceback" not in error
+
+
+def test_the_sbatch_preview_of_a_script_step_asks_for_its_gpus_signal_and_one_task_per_gpu(tmp_path: Path) -> None:
+    from clusterdeck.jobs.runspec import load_spec
+    from clusterdeck.jobs.submit import preview_run
+
+    spec = script_spec(
+        tmp_path, "gpus", ["python", "probe.py"], workdir=str(SCRIPTS), resources={"gpus_per_node": 4, "nodes": 2}
+    )
+    spec.write_text(spec.read_text().replace("[script]", '[cluster]\nexecutor = "slurm"\n[script]', 1))
+    (script,) = preview_run(load_spec(spec), tmp_path / "runs").values()
+    for line in ("#SBATCH --gpus-per-node=4", "#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4",
+                 "#SBATCH --signal=USR2@120", "--kill-on-bad-exit=1"):  # fmt: skip
+        assert line in script, script
