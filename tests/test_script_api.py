@@ -45,6 +45,8 @@ def test_the_example_script_trains_above_twice_chance_and_its_metrics_read_like_
     steps = [m["step"] for m in metrics if m["kind"] == "train"]
     assert steps == list(range(1, len(steps) + 1)) and len(steps) == 8 * (300 // 16)  # every step once, rank 0's
     assert {m["kind"] for m in metrics} >= {"train", "epoch", "system"}  # the step's telemetry of the command
+    read = [m["data_samples_s"] for m in metrics if m["kind"] == "system"]
+    assert max(read) > 0, read  # the command's loader counted into the step's pipeline counters
     watched = run_cli("watch", first_id).out  # not a terminal: one line per record
     assert re.search(r"^epoch 8: top-1 \d+\.\d\d%  val loss \d", watched, re.M), watched[-1000:]
     assert re.search(r"^train step 1 \(epoch 0\.\d\d\)  loss \d\.\d{4}  lr 0\.005$", watched, re.M), watched[:1000]
