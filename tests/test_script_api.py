@@ -50,6 +50,8 @@ def test_the_example_script_trains_above_twice_chance_and_its_metrics_read_like_
     watched = run_cli("watch", first_id).out  # not a terminal: one line per record
     assert re.search(r"^epoch 8: top-1 \d+\.\d\d%  val loss \d", watched, re.M), watched[-1000:]
     assert re.search(r"^train step 1 \(epoch 0\.\d\d\)  loss \d\.\d{4}  lr 0\.005$", watched, re.M), watched[:1000]
+    table = run_cli("diff", first_id, second_id).out
+    assert re.search(r"^EPOCH +A loss +A top-1 +A images_per_s +B loss", table, re.M), table  # no empty top-5
     diff = json.loads(run_cli("diff", first_id, second_id, "--json").out)
     assert "lr" in json.dumps(diff) and "top1" in json.dumps(diff), diff
     assert (first / "checkpoints" / "last.pt").exists() and not (EXAMPLES / "checkpoints").exists()

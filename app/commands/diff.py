@@ -33,8 +33,19 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _series(c: Comparison) -> list[tuple[str, str, str]]:
+    """(key, title, format) of the per-epoch columns: loss, top-1 and top-5 where any run has them, then the figures
+    a script logged itself (``clusterdeck.log_epoch(epoch=…, acc=…)``), by name."""
+    from clusterdeck.jobs.compare import SERIES
+
+    built_in = (("train_loss", "loss", "{:.4f}"), ("top1", "top-1", "{:.1%}"), ("top5", "top-5", "{:.1%}"))
+    shown = [s for s in built_in if any(curves.get(s[0]) for curves in c.curves)]
+    extra = sorted({key for curves in c.curves for key, points in curves.items() if points} - set(SERIES))
+    return shown + [(key, key, "{:.4g}") for key in extra]
+
+
 def _print_comparison(c: Comparison) -> None:
-    """Who is who, the spec keys that differ, then per-epoch loss, top-1 and top-5 of every run side by side."""
+    """Who is who, the spec keys that differ, then the per-epoch figures of every run side by side."""
     from clusterdeck.jobs.compare import format_value, letter
 
     columns = [letter(i) for i in range(len(c.run_ids))]
@@ -49,7 +60,7 @@ def _print_comparison(c: Comparison) -> None:
     if not c.epochs:
         print("no training records yet in any of these runs")
         return
-    series = (("train_loss", "loss", "{:.4f}"), ("top1", "top-1", "{:.1%}"), ("top5", "top-5", "{:.1%}"))
+    series = _series(c)
     rows = [["EPOCH", *(f"{col} {title}" for col in columns for _, title, _ in series)]]
     for epoch in c.epochs:
         cells = [str(epoch)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import time
 
 import torch
 import torch.distributed as dist
@@ -51,22 +52,23 @@ def main() -> int:
         train.load_state_dict(start["loader"])
     step = start["step"] if start else 0
     while train.epoch < args.epochs:
-        epoch = train.epoch
+        epoch, started, seen = train.epoch, time.perf_counter(), 0
         net.train()
         for i, (images, labels) in enumerate(train, start=train.step + 1):  # a resumed epoch goes on where it was
             loss = F.cross_entropy(net(images), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            step += 1
+            step, seen = step + 1, seen + len(labels)
             clusterdeck.log(step=step, epoch=epoch + i / len(train), loss=loss.item(), lr=args.lr)
             if stop_everywhere(task.stop_requested(), device):  # every rank stops at the same step
                 if task.rank == 0:
                     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
                     clusterdeck.save_checkpoint({**state, "loader": train.state_dict()}, "last.pt")
                 return clusterdeck.REQUEUE
+        rate = seen * task.world_size / (time.perf_counter() - started)  # this rank's pace, times the ranks
         top1, val_loss = evaluate(net, val, device)
-        clusterdeck.log_epoch(epoch=epoch + 1, top1=top1, val_loss=val_loss)
+        clusterdeck.log_epoch(epoch=epoch + 1, top1=top1, val_loss=val_loss, images_per_s=rate)  # any number: a curve
         if task.rank == 0:
             print(f"epoch {epoch + 1}: val top-1 {top1:.1%}, loss {val_loss:.3f}", flush=True)
         if task.rank == 0:
