@@ -47,7 +47,8 @@ class TrainBatches:
     def state_dict(self) -> dict[str, int]:
         state = self.loader.state_dict()
         trainer = self.module.attached_trainer()
-        if trainer is not None and trainer.training:
+        fitting = trainer is not None and trainer.state.fn == "fit" and trainer.state.status == "running"
+        if trainer is not None and fitting:  # also in a mid-epoch validation: Lightning reads a batch ahead
             state["epoch"] = trainer.current_epoch
             state["step"] = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
         return state

@@ -89,6 +89,11 @@ class ShardLoader:
         self.classes, self.shard_list = _read_split(self.root, split)
         """The shard set's class names, in label order: ``len(loader.classes)`` is the model's class count."""
         self.shard_nodes = read_task_env().shard_nodes  # stage scope 'node': the node's share first, as staged
+        if self.shard_nodes > 1 and train and (seed != 0 or self.world_size != here.world_size):
+            raise ValueError(
+                f"seed/world_size: the step staged each node's share of the shards (stage scope 'node') for "
+                f"ShardLoader(seed=0) over its {here.world_size} tasks; read with those, or stage scope 'all'"
+            )
         self.pipeline = _pipeline()
         self.epoch, self.step = epoch, 0
         self._steps = self._count_steps()
@@ -256,4 +261,10 @@ def _read_split(root: Path, split: str) -> tuple[list[str], list[Shard]]:
 def _pipeline() -> Pipeline | None:
     """The job's data-pipeline counters when the step shares them (``CLUSTERDECK_PIPELINE``)."""
     name = read_task_env().pipeline
-    return Pipeline.attach(name) if name else None
+    if not name:
+        return None
+    try:
+        return Pipeline.attach(name)
+    except OSError as exc:  # another /dev/shm (a container): the counters are telemetry, never a reason to fail
+        warnings.warn(f"clusterdeck: no pipeline counters ({exc})", stacklevel=3)
+        return None

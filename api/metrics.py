@@ -55,9 +55,16 @@ def log_epoch(epoch: int, **values: Number) -> None:
     log("epoch", epoch=epoch, **values)
 
 
+RESERVED = ("time", "kind", "node", "rank", "attempt")
+"""Every record's own fields, which the writer sets (a value given for one would hide the record from readers)."""
+
+
 def _checked(kind: str, values: dict[str, Number]) -> dict[str, Number]:
     if kind not in KINDS:
         raise ValueError(f"kind: {kind!r} is not one of {', '.join(map(repr, KINDS))}")
+    taken = [name for name in values if name in RESERVED]
+    if taken:
+        raise ValueError(f"{taken[0]}: set by clusterdeck for every record; name your figure otherwise")
     missing = [name for name in REQUIRED[kind] if name not in values]
     if missing:
         raise ValueError(f"{', '.join(missing)}: a {kind!r} record needs {', '.join(REQUIRED[kind])}")

@@ -236,6 +236,8 @@ def test_only_rank_0_logs_and_nothing_is_written_outside_a_job(
         (lambda: clusterdeck.log(step=1, epoch=0.5, loss=torch.tensor(1.0)), TypeError, r"^loss: .* pass .item\(\)"),
         (lambda: clusterdeck.log_epoch(epoch=0, top1=0.5), ValueError, r"^epoch: 0 — epochs count from 1"),
         (lambda: clusterdeck.log_epoch(epoch=1, top1=[0.5]), TypeError, r"^top1: \[0.5\] is a list"),
+        (lambda: clusterdeck.log(step=1, epoch=0.5, loss=1.0, time=0.2), ValueError, r"^time: set by clusterdeck"),
+        (lambda: clusterdeck.log_epoch(epoch=1, rank=0), ValueError, r"^rank: set by clusterdeck"),
     ],
 )
 def test_bad_figures_are_refused_naming_the_argument(
@@ -434,6 +436,27 @@ def test_the_loader_adds_to_the_steps_shared_pipeline(
         pipeline.unlink()
     shards = shard_index(learnable_shards)["splits"]["val"]["shards"]
     assert samples == 120 and 0.9 * sum(s["bytes"] for s in shards) < nbytes <= sum(s["bytes"] for s in shards)
+
+
+def test_a_pipeline_that_cannot_be_attached_costs_the_counters_not_the_loader(
+    learnable_shards: Path, outside_a_job: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another /dev/shm (a container) hides the step's segment: telemetry is never a reason to fail."""
+    monkeypatch.setenv(taskenv.PIPELINE, "psm_clusterdeck_gone")
+    with pytest.warns(UserWarning, match="no pipeline counters"):
+        val = clusterdeck.ShardLoader(learnable_shards, "val", batch_size=16, image_size=16, train=False, workers=0)
+    assert sum(len(labels) for _, labels in val) == 120
+
+
+def test_under_stage_scope_node_a_loader_other_than_the_staged_one_is_refused(
+    learnable_shards: Path, outside_a_job: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in (("RANK", "0"), ("WORLD_SIZE", "2"), (taskenv.SHARD_NODES, "2")):
+        monkeypatch.setenv(name, value)
+    clusterdeck.ShardLoader(learnable_shards, batch_size=8, image_size=16, workers=0)  # the staged reading
+    for other in ({"seed": 1}, {"world_size": 1, "rank": 0}):
+        with pytest.raises(ValueError, match=r"^seed/world_size: .*stage scope 'node'"):
+            clusterdeck.ShardLoader(learnable_shards, batch_size=8, image_size=16, workers=0, **other)
 
 
 def waiting_for(thread: threading.Thread, name: str) -> bool:

@@ -12,9 +12,7 @@ from pathlib import Path
 from tests.conftest import REPO
 
 TUI = REPO / "app" / "tui"
-SCREENS = {
-    f"clusterdeck.app.tui.{name}" for name in ("runs", "detail", "newrun", "compare", "cluster", "prompt")
-}
+SCREENS = {f"clusterdeck.app.tui.{name}" for name in ("runs", "detail", "newrun", "compare", "cluster", "prompt")}
 
 
 def modules() -> dict[Path, ast.Module]:

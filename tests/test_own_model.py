@@ -18,7 +18,7 @@ from tests.conftest import REPO, SMALL_TRAIN, run_cli, train_section
 
 EXAMPLES = REPO / "templates" / "examples"
 
-BROKEN = '''
+BROKEN = """
 import torch
 
 
@@ -35,7 +35,7 @@ def raises(num_classes):
 
 
 not_callable = 3
-'''
+"""
 
 
 def records(paths: RunPaths, kind: str) -> list[dict[str, Any]]:

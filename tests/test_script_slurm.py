@@ -79,3 +79,39 @@ def test_a_script_that_exits_requeue_at_the_signal_is_requeued_and_finishes_its_
     log = (run / "submitit" / f"{job_id}_0_log.out").read_text()
     assert "resumable: checkpoint at epoch 1; requeue" in log and "resumable: done" in log
     assert "[clusterdeck] script main: the command exited with clusterdeck.REQUEUE (75); requeueing" in log
+
+
+def test_a_failing_stager_rank_ends_the_job_at_once_not_after_waiting_for_its_peers(
+    sample_shards: Path, tmp_path: Path, home: Path
+) -> None:
+    """Rank 0 stages for its node and fails; rank 1 waits forever. Rank 0 must not wait for rank 1 to finish
+    reading: its exit is what makes srun end rank 1, and the run says why."""
+    require_slurm()
+    spec = slurm_spec(
+        tmp_path, "rank0fails", [sys.executable, str(SCRIPTS / "rank_fails.py")], shards=str(sample_shards),
+        resources={"tasks_per_node": 2}, stage={"mode": "before", "to": str(tmp_path / "ssd")},
+    )  # fmt: skip
+    result = run_cli("submit", str(spec), "--wait", "--json", timeout=240)
+    assert result.code == 1, result.err
+    errors = [p["error"] for p in json.loads(result.out)["steps"][0]["parts"]]
+    assert any("exited with 3; its stderr ended: rank 0: giving up" in e for e in errors), errors
+
+
+def test_a_command_that_always_asks_for_a_requeue_fails_after_max_requeues(tmp_path: Path, home: Path) -> None:
+    require_slurm()
+    spec = slurm_spec(tmp_path, "loop", [sys.executable, str(SCRIPTS / "always_requeue.py")], max_requeues=1)
+    result = run_cli("submit", str(spec), "--json")
+    assert result.code == 0, result.err
+    run_id = json.loads(result.out)["run_id"]
+    job_id = json.loads(result.out)["steps"][0]["job_ids"][0]
+    deadline = time.monotonic() + 240
+    try:
+        while (view := show(run_id))["state"] not in ("COMPLETED", "FAILED", "CANCELLED"):
+            assert time.monotonic() < deadline, f"the run did not end: {view}"
+            release_requeued(job_id)
+            time.sleep(1)
+    finally:
+        run_cli("cancel", run_id)
+    part = view["steps"][0]["parts"][0]
+    assert view["state"] == "FAILED" and [h["state"] for h in part["history"]] == ["REQUEUED"], part
+    assert "after 1 requeue(s); script.max_requeues is 1" in part["error"], part

@@ -4,7 +4,9 @@ and how it ends (exit 0, another code, a program that is not there) is what the 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +104,24 @@ def test_the_sbatch_preview_of_a_script_step_asks_for_its_gpus_signal_and_one_ta
     for line in ("#SBATCH --gpus-per-node=4", "#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4",
                  "#SBATCH --signal=USR2@120", "--kill-on-bad-exit=1"):  # fmt: skip
         assert line in script, script
+
+
+def test_a_process_left_holding_stderr_does_not_keep_the_step_waiting(tmp_path: Path) -> None:
+    """A background helper the command started (a wandb service, say) keeps its stderr open after it exits: the
+    step takes what came within the grace and goes on, rather than waiting for that helper to end."""
+    from clusterdeck.jobs.script.process import STDERR_GRACE_S, run_command
+
+    started = time.monotonic()
+    ended = run_command(["sh", "-c", "echo bye >&2; (sleep 120 &); exit 3"], cwd=tmp_path, env=dict(os.environ))
+    assert ended.returncode == 3 and ended.stderr_tail == ["bye"]
+    assert time.monotonic() - started < STDERR_GRACE_S + 60  # not the 120 s of the helper
+
+
+def test_progress_bars_pass_through_and_a_kept_line_is_cut(tmp_path: Path) -> None:
+    from clusterdeck.jobs.script.process import LINE_CHARS, run_command
+
+    bar = "printf '10%%\\r50%%\\r100%%\\n' >&2; printf 'x%.0s' $(seq 2000) >&2; printf '\\nlast\\n' >&2; exit 1"
+    ended = run_command(["sh", "-c", bar], cwd=tmp_path, env=dict(os.environ))
+    assert ended.stderr_tail[:3] == ["10%", "50%", "100%"], ended.stderr_tail
+    assert ended.stderr_tail[3] == "x" * LINE_CHARS and ended.stderr_tail[-1] == "last"
+    assert ended.describe(["python", "train.py"]) == "`python train.py` exited with 1; its stderr ended: last"

@@ -336,9 +336,7 @@ def test_identities_only_with_a_pub_file_or_an_encrypted_key_uses_the_agents_cop
         assert accepted == expected
 
 
-def test_a_named_identity_file_that_is_missing_is_named_and_no_default_key_is_tried(
-    laptop: Laptop, sshd: Sshd
-) -> None:
+def test_a_named_identity_file_that_is_missing_is_named_and_no_default_key_is_tried(laptop: Laptop, sshd: Sshd) -> None:
     (laptop.home / ".ssh" / "known_hosts").write_text(sshd.host_key_line())
     shutil.copy(sshd.client_key, laptop.home / ".ssh" / "id_ed25519")  # a default key the server would accept
     missing = laptop.home / ".ssh" / "gone"

@@ -1,14 +1,18 @@
 """One task's run of a user's command: signals passed on, stderr both logged and remembered, the exit explained.
 
-The command's stdout goes straight to the job's log. Its stderr passes through a thread that writes each line to
-the job's log as it comes and keeps the last few, so that a failure in ``show`` says what the command said last.
+The command's stdout goes straight to the job's log. Its stderr passes through a thread that writes what comes as it
+comes (a progress bar's ``\r`` updates too) and keeps the last few lines, so that a failure in ``show`` says what
+the command said last. A process the command left behind may hold its stderr open: once the command has exited,
+the reader is given a few seconds, then left to that process.
 SIGUSR2 (SLURM's time-limit warning) and SIGTERM (scancel, preemption) are passed on to the command, which saves
 its checkpoint and exits with ``clusterdeck.REQUEUE``; this process then waits for it, whatever arrives.
 
-The command starts with SIGUSR2 ignored (an ignored signal stays ignored across exec): a warning that comes
-before its handler is installed, or to a command that has none, does not end it two minutes early. Each signal
-also creates the task's stop file (``jobs.taskenv.STOP_FILE``), so that ``clusterdeck.task().stop_requested()``
-sees a warning that came while the signal was still ignored.
+The command starts in a session of its own with SIGUSR2 ignored (an ignored signal stays ignored across exec): a
+warning that comes before its handler is installed, or to a command that has none, does not end it two minutes
+early. A signal is passed on to the command's whole process group, so a wrapper (``bash train.sh``) and the python
+it starts both get it; a wrapper should ``exec`` its program, as a shell cannot trap a signal ignored at its start.
+Each signal also creates the task's stop file (``jobs.taskenv.STOP_FILE``), so that
+``clusterdeck.task().stop_requested()`` sees a warning that came while the signal was still ignored.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ from typing import IO, Any
 
 FORWARDED = (signal.SIGUSR2, signal.SIGTERM)
 TAIL_LINES = 20
+LINE_CHARS = 500
+"""A kept line longer than this is cut: a progress bar without a newline must not fill ``show``."""
+STDERR_GRACE_S = 5.0
+"""How long the reader may take after the command exited, for the last bytes of its stderr."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +74,8 @@ def run_command(command: Sequence[str], *, cwd: Path, env: Mapping[str, str], st
             env=dict(env),
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_ignore_usr2,
+            start_new_session=True,  # its own process group: signals go to the command and what it started
+            preexec_fn=_ignore_usr2,  # only a signal disposition is set between fork and exec
         )
         started.append(process)
         for signum in pending:  # arrived while it was starting: it hears them now
@@ -76,7 +85,9 @@ def run_command(command: Sequence[str], *, cwd: Path, env: Mapping[str, str], st
         reader = threading.Thread(target=_pass_on, args=(process.stderr, tail), name="stderr", daemon=True)
         reader.start()
         returncode = process.wait()
-        reader.join()
+        reader.join(timeout=STDERR_GRACE_S)
+        if reader.is_alive():
+            print("[clusterdeck] a process the command started still holds its stderr; not read further", flush=True)
     return Ended(returncode, list(tail), passed)
 
 
@@ -85,14 +96,20 @@ def _ignore_usr2() -> None:
 
 
 def _pass_on(stream: IO[bytes], tail: deque[str]) -> None:
+    """Writes each chunk of ``stream`` through to this process's stderr as it comes, and keeps its last lines."""
     out = sys.stderr.buffer if hasattr(sys.stderr, "buffer") else None
-    for line in iter(stream.readline, b""):
+    fd, pending = stream.fileno(), ""
+    while chunk := os.read(fd, 65536):
         if out is not None:
-            out.write(line)
+            out.write(chunk)
             out.flush()
         else:
-            sys.stderr.write(line.decode(errors="replace"))
-        tail.append(line.decode(errors="replace").rstrip("\n"))
+            sys.stderr.write(chunk.decode(errors="replace"))
+        *lines, pending = (pending + chunk.decode(errors="replace")).replace("\r", "\n").split("\n")
+        tail.extend(line[:LINE_CHARS] for line in lines)
+        pending = pending[-LINE_CHARS:]
+    if pending:
+        tail.append(pending)
     stream.close()
 
 
@@ -125,7 +142,7 @@ def _forwarding(passed: list[str], stop_file: Path | None) -> Iterator[tuple[lis
 
 def _send(process: subprocess.Popen[bytes], signum: int) -> None:
     try:
-        process.send_signal(signum)
+        os.killpg(process.pid, signum)  # the command leads its own group (start_new_session)
     except ProcessLookupError:
         return
     os.write(2, f"[clusterdeck] {_signal_name(signum)} passed on to the command (pid {process.pid})\n".encode())

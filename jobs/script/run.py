@@ -42,6 +42,7 @@ def run_script(ctx: PartContext) -> None:
     world = job_world()
     shards = script_shards(ctx.spec)
     staging: Staging | None = None
+    ended_well = False
     try:
         with signal_flags() as signals:  # a USR2 while staging requeues the job, as in the train step
             previous_usr2 = signals.previous_usr2
@@ -52,13 +53,18 @@ def run_script(ctx: PartContext) -> None:
                 except StageInterrupted as stop:
                     raise RequeueJob(str(stop), requeue_with(previous_usr2, main=world.rank == 0)) from None
                 shards = staging.view / staging.names[shards]
-            if signals.stop:  # came while staging ahead started: the command has nothing to save yet
-                requeue = requeue_with(previous_usr2, main=world.rank == 0)
-                raise RequeueJob(f"{signals.stop} before the command started", requeue)
+            if signals.stop or signals.checkpoint:  # the command has nothing to save yet: requeue now
+                why = signals.stop or "SIGTERM"
+                raise RequeueJob(f"{why} before the command started", requeue_with(previous_usr2, main=world.rank == 0))
         _run(ctx, cfg, world, shards, staging, previous_usr2)
+        ended_well = True
+    except RequeueJob:
+        ended_well = True  # every task stops: the node's stager waits for its peers before removing the copies
+        raise
     finally:
         if staging is not None:
-            staging.finish(wait_for_peers=True)
+            # after a failure, no wait: this task's exit is what makes srun end its peers (--kill-on-bad-exit)
+            staging.finish(wait_for_peers=ended_well)
 
 
 def _staging(ctx: PartContext, cfg: ScriptSpec, world: World, shards: Path, interrupted: Callable[[], bool]) -> Staging:
@@ -119,6 +125,11 @@ def _run(
     if ended.returncode == 0:
         return
     if ended.returncode == REQUEUE:
+        if world.restarts >= cfg.max_requeues:  # submitit counts only requeues near the time limit
+            raise ScriptFailed(
+                f"the command exited with clusterdeck.REQUEUE ({REQUEUE}) after {world.restarts} requeue(s); "
+                f"script.max_requeues is {cfg.max_requeues}"
+            )
         requeue = requeue_with(previous_usr2, main=world.rank == 0)
         raise RequeueJob(f"the command exited with clusterdeck.REQUEUE ({REQUEUE})", requeue)
     raise ScriptFailed(ended.describe(cfg.command))

@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from clusterdeck.jobs import atomic
 from clusterdeck.jobs.errors import UserError
 from clusterdeck.jobs.metrics import MetricsWriter
 from clusterdeck.jobs.spec import expand_vars
@@ -157,7 +158,7 @@ class Staging:
         self.view.mkdir(parents=True, exist_ok=True)
         for root in self.roots:  # each staged set is a shard set as this node sees it: a reader may open its index
             (self.view / self.names[root]).mkdir(exist_ok=True)
-            shutil.copyfile(root / "index.json", self.view / self.names[root] / "index.json")
+            atomic.write_bytes(self.view / self.names[root] / "index.json", (root / "index.json").read_bytes())
         before = self.cfg.stage.mode == "before"
         self.stager = stager = Stager(
             self.items,
@@ -239,7 +240,6 @@ class Staging:
         shutil.rmtree(self.node_dir, ignore_errors=True)
         with suppress(OSError):
             self.job_dir.rmdir()  # the last node out removes the job's directory
-
 
     def _wait_for_peers(self) -> None:
         first = self.world.node * self.world.tasks_per_node

@@ -72,8 +72,6 @@ class Tally:
             }
 
 
-
-
 class Stager:
     def __init__(
         self,

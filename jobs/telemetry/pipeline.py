@@ -117,7 +117,10 @@ class Pipeline:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "name" in state and len(state) == 1:
-            self.__dict__.update(Pipeline.attach(state["name"]).__dict__)
+            try:
+                self.__dict__.update(Pipeline.attach(state["name"]).__dict__)
+            except OSError:  # the segment is gone (its maker ended): count into a private one, seen by nobody
+                self.__dict__.update(Pipeline().__dict__)
         else:
             self.__dict__.update(state)
 

@@ -61,7 +61,8 @@ def main() -> int:
             optimizer.step()
             step, seen = step + 1, seen + len(labels)
             clusterdeck.log(step=step, epoch=epoch + i / len(train), loss=loss.item(), lr=args.lr)
-            if stop_everywhere(task.stop_requested(), device):  # every rank stops at the same step
+            last = i == len(train)  # the epoch's last batch: evaluate and checkpoint it first (below)
+            if not last and stop_everywhere(task.stop_requested(), device):  # every rank stops at the same step
                 if task.rank == 0:
                     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
                     clusterdeck.save_checkpoint({**state, "loader": train.state_dict()}, "last.pt")
@@ -71,9 +72,10 @@ def main() -> int:
         clusterdeck.log_epoch(epoch=epoch + 1, top1=top1, val_loss=val_loss, images_per_s=rate)  # any number: a curve
         if task.rank == 0:
             print(f"epoch {epoch + 1}: val top-1 {top1:.1%}, loss {val_loss:.3f}", flush=True)
-        if task.rank == 0:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
             clusterdeck.save_checkpoint({**state, "loader": train.state_dict()}, "last.pt")
+        if train.epoch < args.epochs and stop_everywhere(task.stop_requested(), device):
+            return clusterdeck.REQUEUE  # the epoch's checkpoint is saved: go on from the next one
     print(f"rank {task.rank}: done; weights {weights_digest(model)}", flush=True)  # the same on every rank
     return 0
 
