@@ -129,7 +129,7 @@ def test_a_real_training_run_followed_by_logs_metrics_and_watch(sample_shards: P
 
     # watch, plain lines: one per train and epoch record, in order, then the run's end
     watched = outputs["watch"][0].splitlines()
-    steps = [int(re.match(r"train step (\d+)/", line)[1]) for line in watched if line.startswith("train step")]  # type: ignore[index]
+    steps = [int(re.match(r"train step (\d+)[/ ]", line)[1]) for line in watched if line.startswith("train step")]  # type: ignore[index]
     assert steps == [r["step"] for r in records if r["kind"] == "train"]
     epochs = [line for line in watched if line.startswith("epoch ")]
     assert [int(line.split(":")[0].split()[1]) for line in epochs] == [1, 2]
