@@ -183,9 +183,17 @@ class ShardInput(Section):
     synsets: ExistingPath | None = None
     """Val labels without devkit: meta.mat, or one wnid per line in ILSVRC2012_ID order. Downsampled batches:
     one wnid per line in label order (map_clsloc.txt); without it classes are named by label number."""
+    split: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+    """hf-parquet: which files of a directory are read (``train`` reads ``train-*.parquet``, ``validation`` …);
+    cifar: ``train`` or ``test``."""
+    labels: Literal["fine", "coarse"] | None = None
+    """cifar, for CIFAR-100: the 100 fine labels (default) or the 20 coarse ones."""
+    prefix: str | None = Field(None, pattern=r"^[^/\x00]+(/[^/\x00]+)*$")
+    """imagefolder-tar: the folder inside the archive that holds the ``<class>/<file>`` members, e.g.
+    ``imagenet21k_train``; empty: the archive's top folder when it has just one, else its root."""
 
     @property
-    def fields(self) -> dict[str, Path]:
+    def fields(self) -> dict[str, Any]:
         """The optional keys given, as the input's format reads them."""
         return self.model_dump(exclude={"input", "format"}, exclude_none=True)
 
@@ -223,6 +231,10 @@ class ShardSpec(Section):
     """The training split."""
     val: ShardInput | None = None
     """The validation split."""
+    scratch: OptionalPath = None
+    """Where inputs that cannot be read at random (parquet files, compressed tars) are spilled between the shard
+    step's two passes, in the permutation's order; empty: ``<output>/.spill``. Needs about the input's size free;
+    removed once the shards are written."""
     resources: ShardResources = ShardResources(cpus_per_task=8, mem_gb=32, time_min=240)
     """sbatch resources of the shard step."""
 

@@ -16,8 +16,9 @@ from typing import Any, ClassVar, Literal
 
 from clusterdeck.jobs.shard.sources import Entries
 
-Fields = Mapping[str, Path]
-"""The optional keys of an input that are given (``devkit``, ``ground_truth``, ``synsets``), by name."""
+Fields = Mapping[str, Any]
+"""The optional keys of an input that are given, by name: paths (``devkit``, ``ground_truth``, ``synsets``) and
+texts (``split``, ``labels``, ``prefix``)."""
 Key = Callable[[str], str]
 """How a setting is named in errors: ``export.split`` in a spec, ``--split`` on the command line."""
 

@@ -18,6 +18,7 @@ from clusterdeck.jobs.shard.index import INDEX, INDEX_FORMAT
 from clusterdeck.jobs.shard.plan import ShardJob, plan_split, sample_bytes, samples_per_shard, task_slice
 from clusterdeck.jobs.shard.sources import Entries, Listing, Source, labelled, select_classes
 from clusterdeck.jobs.shard.space import check_room, remove_temps, write_failed
+from clusterdeck.jobs.shard.spill import StreamedSource, remove_spill, spill
 from clusterdeck.jobs.shard.write import completed_part, write_or_reuse
 from clusterdeck.jobs.signals import worker_signals
 from clusterdeck.jobs.spec import ShardInput, ShardSpec
@@ -25,6 +26,7 @@ from clusterdeck.jobs.telemetry.pipeline import Pipeline
 
 Report = Callable[[dict[str, float]], None]
 SOURCES_DIR = ".sources"  # under the output: inflated copies of compressed npz data, shared by the array's tasks
+SPILL_DIR = ".spill"  # under the output by default: streamed inputs' samples between the two passes
 
 
 class ShardStepFailed(Exception):
@@ -111,7 +113,8 @@ def build_plan(spec: ShardSpec) -> ShardPlan:
     def stored_size(source: Source) -> Callable[[Any], int | None]:
         def size(loc: Any) -> int | None:
             # Stored as it is: a stat, not a read (a hung file must not hang planning).
-            if encoder == Encoder() and (raw := source.raw_size(loc)) is not None:
+            as_is = encoder == Encoder() or isinstance(source, StreamedSource)  # a streamed one cannot be read here
+            if as_is and (raw := source.raw_size(loc)) is not None:
                 return raw
             try:
                 return len(encoder.encode(source.read(loc))[1])
@@ -150,6 +153,7 @@ def write_task(
     # before the first byte, whatever was checked at submit; the siblings' shards too (same free space)
     check_room(spec.output, plan.jobs, plan.sample_bytes, tasks)
     spec.output.mkdir(parents=True, exist_ok=True)
+    mine, spilled = _spilled(spec, mine, task)
     samples = size = done = 0
     started = time.monotonic()
     print(f"task {task}/{tasks}: {len(mine)} of {len(plan.jobs)} shards, {spec.workers} workers", flush=True)
@@ -174,6 +178,30 @@ def write_task(
     except OSError as exc:  # the pool is gone by now: its workers' temporary files can go too
         remove_temps(spec.output, mine)
         raise write_failed(exc, spec.output, done, len(mine)) from None
+    for folder in spilled:  # every shard of this task is written: its buckets have served
+        remove_spill(folder)
+
+
+def scratch_of(spec: ShardSpec) -> Path:
+    """Where streamed inputs are spilled between the two passes (``jobs.shard.spill``)."""
+    return spec.scratch or spec.output / SPILL_DIR
+
+
+def _spilled(spec: ShardSpec, mine: list[ShardJob], task: int) -> tuple[list[ShardJob], list[Path]]:
+    """``mine`` with the shards of a streamed input still to write reading from their spilled samples (the
+    complete ones are kept as they are), and the spill folders made."""
+    streamed = [job for job in mine if isinstance(job.source, StreamedSource)]
+    if not streamed:
+        return mine, []
+    todo = [job for job in streamed if completed_part(job, spec.output) is None]
+    replaced: dict[str, ShardJob] = {}
+    folders = []
+    for split in dict.fromkeys(job.split for job in todo):
+        folder = scratch_of(spec) / f"{split}-task-{task:05d}"
+        jobs = [job for job in todo if job.split == split]
+        replaced.update({job.name: job for job in spill(jobs, folder, "shard.scratch")})
+        folders.append(folder)
+    return [replaced.get(job.name, job) for job in mine], folders
 
 
 def _run_pool(

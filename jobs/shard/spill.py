@@ -1,0 +1,175 @@
+"""The exact global shuffle for inputs that cannot be read at random: a second, streaming pass spills the samples
+into bucket files by their place in the permutation, and the shard writers read each shard from its bucket.
+
+A parquet row group or a compressed tar is read front to back; reading its samples one by one in permutation
+order would decompress it once per sample. So an input of this kind has a ``StreamedSource``: its listing (names,
+classes, sizes: what planning needs) comes from a first pass or from metadata, and ``stream()`` gives every
+sample's bytes in the input's own order. Before a task writes its shards, ``spill`` streams the input once and
+appends each sample the task's unfinished shards need to the bucket of its shard (consecutive shards share a
+bucket, so a task keeps at most ``MAX_BUCKETS`` files open); each shard's job then reads its samples from there
+by offset (``SpillSource``), in permutation order, so the shards are byte for byte those an ImageFolder tree of
+the same images gives. Each input byte is read twice at most: once listing, once spilling.
+
+The buckets live under the scratch directory (``shard.scratch``, default ``<output>/.spill``), one directory per
+split and array task, so tasks never share a file. The free space is checked first. A directory without its ``DONE``
+marker is a killed attempt's, removed before spilling again; the task removes its directory once its shards are
+written. A spill is only ever read by the shards it was made for: ``DONE`` holds the digest of those shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from clusterdeck.jobs.diskspace import require_free
+from clusterdeck.jobs.shard.plan import ShardJob
+
+MAX_BUCKETS = 256
+"""Bucket files one task writes at once: each holds the samples of consecutive shards."""
+WRITE_BUFFER = 1 << 20
+DONE = "DONE"
+PROGRESS_S = 30.0
+
+
+@runtime_checkable
+class StreamedSource(Protocol):
+    """A source read front to back only (``jobs.shard.sources.Source`` otherwise): ``read`` is not possible."""
+
+    def stream(self, wanted: set[Any]) -> Iterator[tuple[Any, bytes]]:
+        """(loc, raw bytes) of the samples whose locator is in ``wanted``, in the input's own order; an OSError or
+        a UserError names the file (and member, or row) that cannot be read."""
+        ...
+
+    def raw_size(self, loc: Any) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class SpillSource:
+    """One shard's samples in the bucket files: ``table`` maps a sample's stream locator to (bucket, offset,
+    size). Its ``repr`` is the stream source's, so a shard's members digest (``ShardJob.members_digest``) is the
+    same whether it is written from a spill or found complete on a resume."""
+
+    origin: Any
+    folder: str
+    table: dict[Any, tuple[int, int, int]]
+
+    def __repr__(self) -> str:
+        return repr(self.origin)
+
+    def read(self, loc: Any) -> bytes:
+        bucket, offset, size = self.table[loc]
+        with open(bucket_path(Path(self.folder), bucket), "rb") as f:
+            data = os.pread(f.fileno(), size, offset)
+        if len(data) != size:
+            raise OSError(f"spilled sample {loc} is cut short in {bucket_path(Path(self.folder), bucket)}")
+        return data
+
+    def raw_size(self, loc: Any) -> int | None:
+        return self.table[loc][2]
+
+
+def bucket_path(folder: Path, bucket: int) -> Path:
+    return folder / f"bucket-{bucket:05d}"
+
+
+def spill(jobs: list[ShardJob], folder: Path, field: str) -> list[ShardJob]:
+    """``jobs`` (this task's shards still to write, all of one streamed source) with their samples spilled into
+    buckets, reading from there; a spill of exactly these shards left by an earlier attempt is reused."""
+    if not jobs:
+        return jobs
+    origin = jobs[0].source
+    assert isinstance(origin, StreamedSource), "only a streamed source is spilled"
+    digest = _digest(jobs)
+    tables_file = folder / "tables.json"
+    if (folder / DONE).exists() and (folder / DONE).read_text() == digest and tables_file.exists():
+        return _reading_spill(jobs, folder, _load_tables(tables_file))
+    shutil.rmtree(folder, ignore_errors=True)  # a killed attempt's, or one for other shards
+    folder.mkdir(parents=True)
+    per_bucket = -(-len(jobs) // MAX_BUCKETS)
+    where = {loc: (n // per_bucket, n) for n, job in enumerate(jobs) for loc in job.locs}
+    need = sum(origin.raw_size(loc) or 0 for loc in where)
+    require_free(field, folder, need, f"spilling {len(where)} samples of {len(jobs)} shards", _SPACE_HINT)
+    tables: list[dict[Any, tuple[int, int, int]]] = [{} for _ in jobs]
+    files: dict[int, Any] = {}
+    offsets: dict[int, int] = {}
+    started = last = time.monotonic()
+    print(f"spill: streaming the input for {len(where)} samples of {len(jobs)} shards into {folder}", flush=True)
+    try:
+        for done, (loc, data) in enumerate(origin.stream(set(where)), start=1):
+            bucket, shard = where[loc]
+            f = files.get(bucket)
+            if f is None:
+                f = files[bucket] = open(bucket_path(folder, bucket), "wb", buffering=WRITE_BUFFER)  # noqa: SIM115
+                offsets[bucket] = 0
+            f.write(data)
+            tables[shard][loc] = (bucket, offsets[bucket], len(data))
+            offsets[bucket] += len(data)
+            if time.monotonic() - last > PROGRESS_S:
+                last = time.monotonic()
+                print(f"spill: {done}/{len(where)} samples, {sum(offsets.values()) / 1e9:.2f} GB", flush=True)
+    finally:
+        for f in files.values():
+            f.close()
+    missing = [loc for loc in where if loc not in tables[where[loc][1]]]
+    if missing:
+        raise OSError(f"the input ended before sample {missing[0]} ({len(missing)} missing): was it changed?")
+    _save_tables(tables_file, tables)
+    (folder / DONE).write_text(digest)
+    seconds = max(time.monotonic() - started, 1e-9)
+    print(f"spill: {len(where)} samples, {sum(offsets.values()) / 1e9:.2f} GB in {seconds:.1f} s", flush=True)
+    return _reading_spill(jobs, folder, tables)
+
+
+def remove_spill(folder: Path) -> None:
+    """A task's buckets, once its shards are written; the scratch directory too when that leaves it empty."""
+    shutil.rmtree(folder, ignore_errors=True)
+    with suppress(OSError):
+        folder.parent.rmdir()
+
+
+_SPACE_HINT = "free some space, or set shard.scratch to a filesystem with room (it holds the input's bytes)"
+
+
+def _reading_spill(jobs: list[ShardJob], folder: Path, tables: list[dict[Any, tuple[int, int, int]]]) -> list[ShardJob]:
+    return [
+        replace(job, source=SpillSource(job.source, str(folder), table))
+        for job, table in zip(jobs, tables, strict=True)
+    ]
+
+
+def _digest(jobs: list[ShardJob]) -> str:
+    h = hashlib.sha256()
+    for job in jobs:
+        h.update(f"{job.name}\0{job.members_digest()}\n".encode())
+    return h.hexdigest()
+
+
+def _save_tables(path: Path, tables: list[dict[Any, tuple[int, int, int]]]) -> None:
+    import json
+
+    rows = [[[_key(loc), *where] for loc, where in table.items()] for table in tables]
+    tmp = path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+    tmp.write_text(json.dumps(rows))
+    os.replace(tmp, path)
+
+
+def _load_tables(path: Path) -> list[dict[Any, tuple[int, int, int]]]:
+    import json
+
+    return [{_loc(row[0]): (row[1], row[2], row[3]) for row in table} for table in json.loads(path.read_text())]
+
+
+def _key(loc: Any) -> Any:
+    return list(loc) if isinstance(loc, tuple) else loc
+
+
+def _loc(key: Any) -> Any:
+    return tuple(key) if isinstance(key, list) else key
