@@ -29,11 +29,18 @@ class ShardJob:
     name: str  # train-000003
     split: str
     source: Source
-    keys: list[str]
+    indices: np.ndarray
+    """Each sample's place in the split's canonical order (int64): its key is ``<split>-<index:08d>``."""
     names: list[str]
     locs: list[Any]
-    labels: list[int]
+    labels: np.ndarray
     encoder: Encoder
+
+    @property
+    def keys(self) -> list[str]:
+        """The samples' webdataset keys, made when the shard is written: at 13 M samples, keeping them as
+        strings for the whole plan would take 800 MB (``bench/plan_scale.py``)."""
+        return [f"{self.split}-{i:08d}" for i in self.indices.tolist()]
 
     def members_digest(self) -> str:
         """Identifies what the shard must contain, so a shard from other settings is never reused.
@@ -44,11 +51,11 @@ class ShardJob:
         """
         h = hashlib.sha256()
         if isinstance(self.source, FileSource) and self.encoder == Encoder():
-            for key, name, label in zip(self.keys, self.names, self.labels, strict=True):
+            for key, name, label in zip(self.keys, self.names, self.labels.tolist(), strict=True):
                 h.update(f"{key}\0{name}\0{label}\n".encode())
             return h.hexdigest()
         h.update(f"{self.source!r}\0{self.encoder!r}\n".encode())
-        for key, name, loc, label in zip(self.keys, self.names, self.locs, self.labels, strict=True):
+        for key, name, loc, label in zip(self.keys, self.names, self.locs, self.labels.tolist(), strict=True):
             h.update(f"{key}\0{name}\0{loc}\0{label}\n".encode())
         return h.hexdigest()
 
@@ -74,16 +81,16 @@ def plan_split(split: str, listing: Listing, per_shard: int, seed: int, encoder:
     order = np.random.default_rng([seed, 0]).permutation(len(listing.names))
     jobs = []
     for number, start in enumerate(range(0, len(order), per_shard)):
-        picked = order[start : start + per_shard].tolist()
+        picked = order[start : start + per_shard]
         jobs.append(
             ShardJob(
                 name=f"{split}-{number:06d}",
                 split=split,
                 source=listing.source,
-                keys=[f"{split}-{i:08d}" for i in picked],
-                names=[listing.names[i] for i in picked],
-                locs=[listing.locs[i] for i in picked],
-                labels=[listing.labels[i] for i in picked],
+                indices=picked,
+                names=[listing.names[i] for i in picked.tolist()],
+                locs=[listing.locs[i] for i in picked.tolist()],
+                labels=listing.labels[picked],
                 encoder=encoder,
             )
         )

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from clusterdeck.jobs.errors import UserError
 
 VAL_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$", re.IGNORECASE)
@@ -68,12 +70,15 @@ class Entries:
 
 @dataclass
 class Listing:
-    """A split's samples with class indices; samples of classes outside the shard set are ``excluded``."""
+    """A split's samples with class indices; samples of classes outside the shard set are ``excluded``.
+
+    The labels are an int32 array, not a list of ints: at ImageNet-21K's 13 M samples a list of Python ints
+    alone takes 470 MB (``bench/plan_scale.py``)."""
 
     source: Source
     names: list[str]
     locs: list[Any]
-    labels: list[int]
+    labels: np.ndarray
     skipped: list[dict[str, str]] = field(default_factory=list)
     excluded: int = 0
 
@@ -84,7 +89,9 @@ class Listing:
 def labelled(entries: Entries, classes: Sequence[str]) -> Listing:
     """Class indices from the shard set's class list; samples of any other class are left out and counted."""
     index = {wnid: i for i, wnid in enumerate(classes)}
-    listing = Listing(entries.source, [], [], [], list(entries.skipped))
+    labels = np.empty(len(entries.names), np.int32)
+    listing = Listing(entries.source, [], [], labels, list(entries.skipped))
+    kept = 0
     for name, loc, wnid in zip(entries.names, entries.locs, entries.wnids, strict=True):
         label = index.get(wnid)
         if label is None:
@@ -92,7 +99,9 @@ def labelled(entries: Entries, classes: Sequence[str]) -> Listing:
             continue
         listing.names.append(name)
         listing.locs.append(loc)
-        listing.labels.append(label)
+        labels[kept] = label
+        kept += 1
+    listing.labels = labels[:kept]
     return listing
 
 

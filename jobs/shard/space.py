@@ -36,7 +36,7 @@ def check_room(out: Path, jobs: list[ShardJob], sample_bytes: dict[str, float], 
     free space, so each checking only its own share would let N tasks need N times what one checked.
     """
     todo = [job for job in jobs if completed_part(job, out, verify=False) is None]
-    needed = sum(round(len(job.keys) * sample_bytes[job.split]) + tarfile.RECORDSIZE for job in todo)
+    needed = sum(round(len(job.indices) * sample_bytes[job.split]) + tarfile.RECORDSIZE for job in todo)
     whole = f" of the whole plan (all {tasks} tasks together)" if tasks > 1 else ""
     if todo:
         require_free(

@@ -31,7 +31,7 @@ def write_shard(job: ShardJob, out_dir: Path, classes: list[str], pipeline: Pipe
     skipped = []
     try:
         with named(final), ShardTarWriter(tmp) as tar:
-            for key, name, loc, label in zip(job.keys, job.names, job.locs, job.labels, strict=True):
+            for key, name, loc, label in zip(job.keys, job.names, job.locs, job.labels.tolist(), strict=True):
                 try:
                     raw = job.source.read(loc)
                 except OSError as exc:
