@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import statistics
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +79,26 @@ def pick(count: int, most: int, rng: np.random.Generator) -> list[int]:
 
 def _sample_sizes(entries: Entries) -> dict[str, Any]:
     sizes, unreadable = [], 0
-    for i in pick(len(entries.locs), SIZE_SAMPLE, np.random.default_rng(SEED)):
+    for read in _sampled(entries):
         try:
-            with Image.open(io.BytesIO(entries.source.read(entries.locs[i]))) as image:
+            with Image.open(io.BytesIO(read())) as image:
                 sizes.append(image.size)
         except IMAGE_ERRORS:
             unreadable += 1
     return size_stats(sizes, unreadable)
+
+
+def _sampled(entries: Entries) -> Iterator[Callable[[], bytes]]:
+    """A reader of each sampled image; a source read front to back (``spill.StreamedSource``) gives them in one
+    pass over the parts that hold them."""
+    locs = [entries.locs[i] for i in pick(len(entries.locs), SIZE_SAMPLE, np.random.default_rng(SEED))]
+    source = entries.source
+    if hasattr(source, "stream"):
+        for _, data in source.stream(set(locs)):
+            yield lambda data=data: data
+    else:
+        for loc in locs:
+            yield lambda loc=loc: source.read(loc)
 
 
 def size_stats(sizes: list[tuple[int, int]], unreadable: int) -> dict[str, Any]:
