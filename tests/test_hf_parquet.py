@@ -208,3 +208,44 @@ assert "pyarrow" not in sys.modules, "the CLI and the other formats must not imp
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_an_array_spills_the_input_once_before_its_tasks(hf: HfData, sample_data: SampleData, tmp_path: Path) -> None:
+    """Two array tasks: a ``spill`` job streams the parquet once for both (each task reads only its buckets), the
+    shards are those of one task, and the merge removes the spill."""
+    from clusterdeck.jobs.runspec import load_spec
+    from clusterdeck.jobs.submit import preview_run
+
+    text = f"""
+name = "hf array"
+[cluster]
+executor = "local"
+[shard]
+output = "{tmp_path / "out"}"
+shard_size_mb = 0.3
+workers = 1
+[shard.resources]
+array_tasks = 2
+[shard.train]
+input = "{hf.data}"
+format = "hf-parquet"
+split = "train"
+"""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(text)
+    result = run_cli("--runs-root", str(tmp_path / "runs"), "submit", str(spec), "--wait", "--json", timeout=240)
+    assert result.code == 0, (result.out, result.err)
+    view = json.loads(result.out)
+    assert [p["part"] for p in view["steps"][0]["parts"]] == ["spill", "task-0", "task-1", "merge"]
+    assert read_back(tmp_path / "out", "train") == source_train(sample_data)
+    assert not (tmp_path / "out" / ".spill").exists()
+    logs = run_cli("--runs-root", str(tmp_path / "runs"), "logs", view["run_id"]).out
+    assert logs.count("spill: streaming the input") == 1, logs  # the spill job's; no task streamed it again
+    slurm = spec.with_name("slurm.toml")
+    slurm.write_text(text.replace('executor = "local"', 'executor = "slurm"'))
+    scripts = preview_run(load_spec(slurm), tmp_path / "runs")
+    assert list(scripts) == ["shard spill", "shard array", "shard merge"]  # in this order, each after the one before
+    assert (
+        "--array=0-1%2" in scripts["shard array"]
+        and "afterok:<shard spill job id>" in scripts["shard array"]
+    )

@@ -114,9 +114,15 @@ def step_parameters(paths: RunPaths, spec: RunSpec, step: str, after: str | None
 
 
 def _groups(parts: list[str]) -> list[list[str]]:
-    """Array tasks go in one array job; ``main`` and ``merge`` are jobs of their own."""
-    tasks = [p for p in parts if p.startswith("task-")]
-    return ([tasks] if tasks else []) + [[p] for p in parts if not p.startswith("task-")]
+    """Array tasks go in one array job; ``main``, ``spill`` and ``merge`` are jobs of their own; in the parts'
+    order, each job after the one before."""
+    groups: list[list[str]] = []
+    for part in parts:
+        if part.startswith("task-") and groups and groups[-1][0].startswith("task-"):
+            groups[-1].append(part)
+        else:
+            groups.append([part])
+    return groups
 
 
 def sacct_states(job_ids: list[str]) -> dict[str, JobState]:

@@ -60,6 +60,11 @@ class InputFormat:
             what = self.suffix or "input"
             raise ValueError(f"format {self.name!r} reads the {what} file itself; {path} is a directory")
 
+    def streamed(self, path: Path, fields: Fields) -> bool:
+        """The input is read front to back only (``jobs.shard.spill``): a job array spills it once, first. Asked at
+        submit, so it must be cheap (no listing)."""
+        return False
+
     def entries(self, path: Path, fields: Fields, cache: Path | None = None) -> Entries:
         """The samples at ``path``, in canonical order, with their wnids. ``cache``: where the shard step lets
         a format keep derived copies (``inspect`` gives none: it writes nothing)."""

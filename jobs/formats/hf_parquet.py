@@ -130,6 +130,10 @@ class HfParquet(InputFormat):
         except UserError as exc:
             raise ValueError(str(exc)) from None
 
+    def streamed(self, path: Path, fields: Fields) -> bool:
+        """Parquet row groups are read whole; a save_to_disk directory's Arrow files are memory-mapped."""
+        return not (path.is_dir() and ((path / DICT).is_file() or _is_saved(path)))
+
     def entries(self, path: Path, fields: Fields, cache: Path | None = None) -> Entries:
         from clusterdeck.jobs.shard.parquetsource import list_arrow, list_parquet
 

@@ -10,10 +10,12 @@ bucket, so a task keeps at most ``MAX_BUCKETS`` files open); each shard's job th
 by offset (``SpillSource``), in permutation order, so the shards are byte for byte those an ImageFolder tree of
 the same images gives. Each input byte is read twice at most: once listing, once spilling.
 
-The buckets live under the scratch directory (``shard.scratch``, default ``<output>/.spill``), one directory per
-split and array task, so tasks never share a file. The free space is checked first. A directory without its ``DONE``
-marker is a killed attempt's, removed before spilling again; the task removes its directory once its shards are
-written. A spill is only ever read by the shards it was made for: ``DONE`` holds the digest of those shards.
+The buckets live under the scratch directory (``shard.scratch``, default ``<output>/.spill``). One job spills
+them: the task itself, or, for an array, the step's ``spill`` part before the array starts, so the input is read
+once whatever the number of tasks, and each task then reads the buckets of its own contiguous range of shards.
+The free space is checked first. A folder without its ``DONE`` marker is a killed attempt's, removed before
+spilling again; the spill is removed once its shards are written (by the task, or the array's merge). A spill
+is only ever read by the shards it was made for: ``DONE`` holds a digest of each of them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from typing import Any, Protocol, runtime_checkable
 from clusterdeck.jobs.diskspace import require_free
 from clusterdeck.jobs.shard.plan import ShardJob
 
+Table = dict[Any, tuple[int, int, int]]
+"""A shard's samples in the spill: stream locator → (bucket, offset, size)."""
 MAX_BUCKETS = 256
 """Bucket files one task writes at once: each holds the samples of consecutive shards."""
 WRITE_BUFFER = 1 << 20
@@ -59,7 +63,7 @@ class SpillSource:
 
     origin: Any
     folder: str
-    table: dict[Any, tuple[int, int, int]]
+    table: Table
 
     def __repr__(self) -> str:
         return repr(self.origin)
@@ -81,23 +85,39 @@ def bucket_path(folder: Path, bucket: int) -> Path:
 
 
 def spill(jobs: list[ShardJob], folder: Path, field: str) -> list[ShardJob]:
-    """``jobs`` (this task's shards still to write, all of one streamed source) with their samples spilled into
-    buckets, reading from there; a spill of exactly these shards left by an earlier attempt is reused."""
+    """``jobs`` (shards still to write, all of one streamed source) with their samples spilled into buckets under
+    ``folder``, reading from there; a spill of exactly these shards left by an earlier attempt is reused."""
     if not jobs:
         return jobs
+    tables = load_spill(folder, jobs)
+    if tables is None:
+        tables = _spill(jobs, folder, field)
+    return reading_spill(jobs, folder, tables)
+
+
+def load_spill(folder: Path, jobs: list[ShardJob]) -> dict[str, Table] | None:
+    """The tables of a finished spill made for ``jobs`` (or for more shards, ``jobs`` among them); None if there
+    is none, or it was made for other shards."""
+    done, tables_file = folder / DONE, folder / "tables.json"
+    try:
+        made_for = done.read_text().split()
+    except OSError:
+        return None
+    if not tables_file.exists() or not set(_digests(jobs)) <= set(made_for):
+        return None
+    return _load_tables(tables_file)
+
+
+def _spill(jobs: list[ShardJob], folder: Path, field: str) -> dict[str, Table]:
     origin = jobs[0].source
     assert isinstance(origin, StreamedSource), "only a streamed source is spilled"
-    digest = _digest(jobs)
-    tables_file = folder / "tables.json"
-    if (folder / DONE).exists() and (folder / DONE).read_text() == digest and tables_file.exists():
-        return _reading_spill(jobs, folder, _load_tables(tables_file))
     shutil.rmtree(folder, ignore_errors=True)  # a killed attempt's, or one for other shards
     folder.mkdir(parents=True)
     per_bucket = -(-len(jobs) // MAX_BUCKETS)
-    where = {loc: (n // per_bucket, n) for n, job in enumerate(jobs) for loc in job.locs}
+    where = {loc: (n // per_bucket, job.name) for n, job in enumerate(jobs) for loc in job.locs}
     need = sum(origin.raw_size(loc) or 0 for loc in where)
     require_free(field, folder, need, f"spilling {len(where)} samples of {len(jobs)} shards", _SPACE_HINT)
-    tables: list[dict[Any, tuple[int, int, int]]] = [{} for _ in jobs]
+    tables: dict[str, Table] = {job.name: {} for job in jobs}
     files: dict[int, Any] = {}
     offsets: dict[int, int] = {}
     started = last = time.monotonic()
@@ -118,14 +138,14 @@ def spill(jobs: list[ShardJob], folder: Path, field: str) -> list[ShardJob]:
     finally:
         for f in files.values():
             f.close()
-    missing = [loc for loc in where if loc not in tables[where[loc][1]]]
+    missing = [loc for loc, (_, shard) in where.items() if loc not in tables[shard]]
     if missing:
         raise OSError(f"the input ended before sample {missing[0]} ({len(missing)} missing): was it changed?")
-    _save_tables(tables_file, tables)
-    (folder / DONE).write_text(digest)
+    _save_tables(folder / "tables.json", tables)
+    (folder / DONE).write_text("\n".join(_digests(jobs)) + "\n")
     seconds = max(time.monotonic() - started, 1e-9)
     print(f"spill: {len(where)} samples, {sum(offsets.values()) / 1e9:.2f} GB in {seconds:.1f} s", flush=True)
-    return _reading_spill(jobs, folder, tables)
+    return tables
 
 
 def remove_spill(folder: Path) -> None:
@@ -138,33 +158,35 @@ def remove_spill(folder: Path) -> None:
 _SPACE_HINT = "free some space, or set shard.scratch to a filesystem with room (it holds the input's bytes)"
 
 
-def _reading_spill(jobs: list[ShardJob], folder: Path, tables: list[dict[Any, tuple[int, int, int]]]) -> list[ShardJob]:
-    return [
-        replace(job, source=SpillSource(job.source, str(folder), table))
-        for job, table in zip(jobs, tables, strict=True)
-    ]
+def reading_spill(jobs: list[ShardJob], folder: Path, tables: dict[str, Table]) -> list[ShardJob]:
+    """``jobs`` reading their samples from the spill in ``folder``."""
+    return [replace(job, source=SpillSource(job.source, str(folder), tables[job.name])) for job in jobs]
 
 
-def _digest(jobs: list[ShardJob]) -> str:
-    h = hashlib.sha256()
+def _digests(jobs: list[ShardJob]) -> list[str]:
+    """One digest per shard, of what decides its samples (its name, source and permutation slice): cheap even at
+    13 M samples, where hashing every name would not be."""
+    out = []
     for job in jobs:
-        h.update(f"{job.name}\0{job.members_digest()}\n".encode())
-    return h.hexdigest()
+        h = hashlib.sha256(f"{job.name}\0{job.source!r}\0{job.encoder!r}\0".encode())
+        h.update(job.indices.tobytes())
+        out.append(h.hexdigest())
+    return out
 
 
-def _save_tables(path: Path, tables: list[dict[Any, tuple[int, int, int]]]) -> None:
+def _save_tables(path: Path, tables: dict[str, Table]) -> None:
     import json
 
-    rows = [[[_key(loc), *where] for loc, where in table.items()] for table in tables]
+    rows = {name: [[_key(loc), *where] for loc, where in table.items()] for name, table in tables.items()}
     tmp = path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
     tmp.write_text(json.dumps(rows))
     os.replace(tmp, path)
 
 
-def _load_tables(path: Path) -> list[dict[Any, tuple[int, int, int]]]:
+def _load_tables(path: Path) -> dict[str, Table]:
     import json
 
-    return [{_loc(row[0]): (row[1], row[2], row[3]) for row in table} for table in json.loads(path.read_text())]
+    return {name: {_loc(r[0]): (r[1], r[2], r[3]) for r in rows} for name, rows in json.loads(path.read_text()).items()}
 
 
 def _key(loc: Any) -> Any:

@@ -18,7 +18,7 @@ from clusterdeck.jobs.shard.index import INDEX, INDEX_FORMAT
 from clusterdeck.jobs.shard.plan import ShardJob, plan_split, sample_bytes, samples_per_shard, task_slice
 from clusterdeck.jobs.shard.sources import Entries, Listing, Source, labelled, select_classes
 from clusterdeck.jobs.shard.space import check_room, remove_temps, write_failed
-from clusterdeck.jobs.shard.spill import StreamedSource, remove_spill, spill
+from clusterdeck.jobs.shard.spill import StreamedSource, load_spill, reading_spill, remove_spill, spill
 from clusterdeck.jobs.shard.write import completed_part, write_or_reuse
 from clusterdeck.jobs.signals import worker_signals
 from clusterdeck.jobs.spec import ShardInput, ShardSpec
@@ -188,8 +188,9 @@ def scratch_of(spec: ShardSpec) -> Path:
 
 
 def _spilled(spec: ShardSpec, mine: list[ShardJob], task: int) -> tuple[list[ShardJob], list[Path]]:
-    """``mine`` with the shards of a streamed input still to write reading from their spilled samples (the
-    complete ones are kept as they are), and the spill folders made."""
+    """``mine`` with the shards of a streamed input still to write reading from their spilled samples (complete
+    ones are kept as they are), and the spill folders this task made (to remove once it is done). An array's
+    ``spill`` part spilled every shard already; a task spills its own only when that spill is not there."""
     streamed = [job for job in mine if isinstance(job.source, StreamedSource)]
     if not streamed:
         return mine, []
@@ -197,11 +198,25 @@ def _spilled(spec: ShardSpec, mine: list[ShardJob], task: int) -> tuple[list[Sha
     replaced: dict[str, ShardJob] = {}
     folders = []
     for split in dict.fromkeys(job.split for job in todo):
-        folder = scratch_of(spec) / f"{split}-task-{task:05d}"
         jobs = [job for job in todo if job.split == split]
-        replaced.update({job.name: job for job in spill(jobs, folder, "shard.scratch")})
-        folders.append(folder)
+        shared = scratch_of(spec) / f"{split}-all"
+        tables = load_spill(shared, jobs)
+        if tables is not None:
+            spilled = reading_spill(jobs, shared, tables)
+        else:
+            folder = scratch_of(spec) / f"{split}-task-{task:05d}"
+            spilled = spill(jobs, folder, "shard.scratch")
+            folders.append(folder)
+        replaced.update({job.name: job for job in spilled})
     return [replaced.get(job.name, job) for job in mine], folders
+
+
+def spill_all(spec: ShardSpec, plan: ShardPlan) -> None:
+    """The array's ``spill`` part: every unfinished shard of each streamed input, spilled once for all tasks."""
+    for split in dict.fromkeys(job.split for job in plan.jobs):
+        jobs = [j for j in plan.jobs if j.split == split and isinstance(j.source, StreamedSource)]
+        todo = [job for job in jobs if completed_part(job, spec.output, verify=False) is None]
+        spill(todo, scratch_of(spec) / f"{split}-all", "shard.scratch")
 
 
 def _run_pool(
@@ -300,6 +315,10 @@ def run_shard_part(spec: ShardSpec, part: str, report: Report, pipeline: Pipelin
         if part == "main":
             write_task(spec, plan, 0, 1, report, pipeline)
         merge_index(spec, plan)
+        for split in plan.listings:  # the array's shared spill has served every task
+            remove_spill(scratch_of(spec) / f"{split}-all")
+    elif part == "spill":
+        spill_all(spec, plan)
     elif part.startswith("task-"):
         write_task(spec, plan, int(part.removeprefix("task-")), spec.resources.array_tasks, report, pipeline)
     else:

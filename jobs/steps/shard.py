@@ -15,8 +15,13 @@ class ShardStep(StepBase):
     form_open = ("", "train", "val")
 
     def parts(self, spec: RunSpec) -> list[str]:
-        tasks = self.config(spec).resources.array_tasks
-        return [f"task-{k}" for k in range(tasks)] + ["merge"] if tasks > 1 else ["main"]
+        """``main``; or the array's tasks and ``merge``, after a ``spill`` job when an input is read front to back
+        only (``jobs.shard.spill``: it is read once, not once per task)."""
+        cfg = self.config(spec)
+        tasks = cfg.resources.array_tasks
+        if tasks == 1:
+            return ["main"]
+        return (["spill"] if streamed_inputs(cfg) else []) + [f"task-{k}" for k in range(tasks)] + ["merge"]
 
     def outputs(self, spec: RunSpec, paths: RunPaths) -> dict[str, str]:
         output = self.config(spec).output
@@ -39,3 +44,14 @@ class ShardStep(StepBase):
         from clusterdeck.jobs.shard.step import run_shard_part
 
         run_shard_part(self.config(ctx.spec), ctx.part, ctx.report, ctx.sampler.pipeline)
+
+
+def streamed_inputs(cfg: ShardSpec) -> bool:
+    """Whether any input of ``cfg`` is read front to back only (its format says, from the path alone)."""
+    from clusterdeck.jobs.formats import registry
+
+    for inp in (cfg.train, cfg.val):
+        fmt = registry.get(inp.format) if inp is not None else None
+        if inp is not None and fmt is not None and fmt.streamed(inp.input, inp.fields):
+            return True
+    return False
