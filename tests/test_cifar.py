@@ -239,10 +239,11 @@ def test_bad_batches_stop_the_submit_naming_the_file_or_key(c10: CifarData, tmp_
     r = run_cli("submit", str(other))
     assert r.code == 2 and "split = 'validation'" in r.err
 
-    cut = tmp_path / "cut" / c10.archive.name
-    cut.parent.mkdir()
     whole = c10.archive.read_bytes()
-    cut.write_bytes(whole[: len(whole) // 2])
-    r = run_cli("submit", str(cifar_spec(tmp_path / "cut.toml", tmp_path / "o", cut)))
-    assert r.code == 2 and f"{cut}: truncated or damaged archive" in r.err, r.err
+    for kept in (len(whole) // 2, len(whole) - 8):  # half, and all but gzip's trailer (every member whole)
+        cut = tmp_path / f"cut{kept}" / c10.archive.name
+        cut.parent.mkdir()
+        cut.write_bytes(whole[:kept])
+        r = run_cli("submit", str(cifar_spec(cut.parent / "spec.toml", tmp_path / "o", cut)))
+        assert r.code == 2 and f"{cut}: truncated or damaged archive" in r.err, r.err
     assert gzip.decompress(whole)  # the whole one reads

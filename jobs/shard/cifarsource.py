@@ -18,6 +18,7 @@ A sample is named ``<batch>#<row>``, as npz rows are: unique and pointing at its
 from __future__ import annotations
 
 import codecs
+import gzip
 import hashlib
 import json
 import os
@@ -119,8 +120,8 @@ def _archive(path: Path) -> CifarInput | None:
 
 
 def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
-    if subtype is not np.ndarray:
-        raise pickle.UnpicklingError("an array of another type than numpy.ndarray")
+    if subtype is not np.ndarray or tuple(shape) != (0,):  # numpy pickles an empty array, filled by its state
+        raise pickle.UnpicklingError("an array made otherwise than numpy pickles one")
     return cast(np.ndarray, np.ndarray.__new__(np.ndarray, shape, dtype))
 
 
@@ -149,13 +150,40 @@ class _Restricted(pickle.Unpickler):
         return found
 
 
+_UNREADABLE = (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError, MemoryError)
+_DAMAGED = (tarfile.TarError, EOFError, zlib.error, OSError)
+
+
+class _Damaged(Exception):
+    """The archive failed under a member being unpickled: the archive's fault, not the pickle's."""
+
+
+class _Guarded:
+    """An archive member as the unpickler reads it, its stream's errors raised as ``_Damaged``."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+
+    def read(self, size: int = -1) -> bytes:
+        return self._guard(self.f.read, size)
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._guard(self.f.readline, size)
+
+    def _guard(self, reader: Callable[[int], bytes], size: int) -> bytes:
+        try:
+            return reader(size)
+        except _DAMAGED as exc:
+            raise _Damaged(f"{type(exc).__name__}: {exc}") from None
+
+
 def load_pickle(f: BinaryIO, where: str) -> dict[str, Any]:
     """A pickled dict with its keys as text; UserError naming ``where`` if it is anything else."""
     try:
         loaded = _Restricted(f, encoding="bytes").load()
     except pickle.UnpicklingError as exc:
         raise UserError(f"{where}: not a CIFAR pickle ({exc}; only arrays and plain values are loaded)") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError) as exc:
+    except _UNREADABLE as exc:
         raise UserError(f"{where}: not a readable pickle ({type(exc).__name__}: {exc})") from None
     if not isinstance(loaded, dict):
         raise UserError(f"{where}: a pickled {type(loaded).__name__}, not a CIFAR batch (a dict with 'data')")
@@ -232,14 +260,18 @@ def _pickles(inp: CifarInput, split: str) -> Iterator[tuple[str, dict[str, Any]]
             yield name, loaded
         return
     try:
-        with tarfile.open(inp.path, "r|gz") as tar:
+        with gzip.open(inp.path, "rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
             for member in tar:
                 top, _, name = member.name.removeprefix("./").partition("/")
                 if member.isfile() and top == ds.top and (name == ds.meta or ds.wanted(split, name)):
                     f = tar.extractfile(member)
                     assert f is not None
-                    yield name, load_pickle(cast(BinaryIO, f), inp.where(name))
-    except (tarfile.TarError, EOFError, zlib.error) as exc:
+                    yield name, load_pickle(cast(BinaryIO, _Guarded(f)), inp.where(name))
+            while gz.read(1 << 20):  # to its end, where gzip checks the length and CRC: a cut archive fails there
+                pass
+    except _Damaged as exc:
+        raise UserError(f"{inp.path}: truncated or damaged archive ({exc})") from None
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise UserError(f"{inp.path}: truncated or damaged archive ({type(exc).__name__}: {exc})") from None
     except OSError as exc:
         raise UserError(f"{inp.path}: cannot read ({exc.strerror or exc})") from None
