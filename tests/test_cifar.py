@@ -247,3 +247,16 @@ def test_bad_batches_stop_the_submit_naming_the_file_or_key(c10: CifarData, tmp_
         r = run_cli("submit", str(cifar_spec(cut.parent / "spec.toml", tmp_path / "o", cut)))
         assert r.code == 2 and f"{cut}: truncated or damaged archive" in r.err, r.err
     assert gzip.decompress(whole)  # the whole one reads
+
+
+def test_array_tasks_share_one_copy_of_the_batches_and_give_the_same_shards(c10: CifarData, tmp_path: Path) -> None:
+    inp = {"input": str(c10.archive), "format": "cifar"}
+    one = spec_of(tmp_path / "one", train=inp)
+    run_shard_part(one, "main", lambda _: None)
+    spread = spec_of(tmp_path / "spread", train=inp, resources={"array_tasks": 2})
+    for part in ("task-1", "task-0", "merge"):
+        run_shard_part(spread, part, lambda _: None)
+    assert tars(tmp_path / "one") == tars(tmp_path / "spread")
+    cache = tmp_path / "spread" / ".sources" / "train"
+    (folder,) = cache.iterdir()  # one copy, no temporary folder left
+    assert sorted(p.name for p in folder.iterdir()) == [*(f"data_batch_{k}.npy" for k in range(1, 6)), "listing.json"]
