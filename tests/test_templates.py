@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from clusterdeck.jobs.runspec import load_spec
+from clusterdeck.jobs.sample_cifar import make_cifar
 from clusterdeck.jobs.sample_data import make_devkit, make_npz_batches, make_train_tar, make_val_tar
 from clusterdeck.jobs.sample_hf import make_hf_parquet
 from clusterdeck.jobs.train.sizing import size_loader
@@ -33,6 +34,7 @@ def test_template_validates(template: Path, sample_data, tmp_path: Path, monkeyp
     make_devkit(sample_data, downloads / "ILSVRC2012_devkit_t12.tar.gz")
     monkeypatch.setenv("IMAGENET_DOWNLOADS", str(downloads))
     monkeypatch.setenv("IMAGENET_HF", str(make_hf_parquet(sample_data, tmp_path / "hf", files=2).root))
+    monkeypatch.setenv("CIFAR_DOWNLOADS", str(make_cifar(tmp_path / "cifar", per_class=1, test_per_class=1).root))
     monkeypatch.setenv("IMAGENET64", str(make_npz_batches(tmp_path / "imagenet64", classes=2, train_per_class=2).root))
     spec = load_spec(template)
     assert spec.name

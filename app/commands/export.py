@@ -29,7 +29,7 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
     s = sub.add_parser(
         NAME, help="dense CSV matrices with .mtd files (or .npy) of a shard set or npz batches, for SystemDS"
     )
-    s.add_argument("input", type=Path, metavar="INPUT", help="a shard set (with index.json) or npz batches")
+    s.add_argument("input", type=Path, metavar="INPUT", help="a shard set (with index.json), npz or CIFAR batches")
     s.add_argument("--out", type=Path, required=True, metavar="DIR", help="where the files go")
     s.add_argument("--name", help="first part of every file name (default imagenet)")
     size = s.add_mutually_exclusive_group(required=True)

@@ -24,7 +24,12 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
     s.add_argument("--devkit", type=Path, metavar="F", help="ILSVRC2012 devkit (.tar.gz or directory): val labels")
     s.add_argument("--ground-truth", type=Path, metavar="F", help="val ground truth, with --synsets (or --devkit)")
     s.add_argument("--synsets", type=Path, metavar="F", help="meta.mat or wnid-per-line text: val or npz class names")
-    s.add_argument("--split", metavar="S", help="hf-parquet: which files of a directory (train, validation …)")
+    s.add_argument(
+        "--split",
+        metavar="S",
+        help="hf-parquet: which files of a directory (train, validation …); cifar: train (default) or test",
+    )
+    s.add_argument("--labels", choices=("fine", "coarse"), help="CIFAR-100: the fine (default) or the coarse labels")
     s.add_argument("--no-verify", action="store_true", help="shard sets: check sizes only, not sha256")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     return s
@@ -41,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         ground_truth=args.ground_truth,
         synsets=args.synsets,
         split=args.split,
+        labels=args.labels,
         verify=not args.no_verify,
     )
     if args.json:

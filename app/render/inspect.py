@@ -55,6 +55,11 @@ def _input_lines(r: dict[str, Any]) -> list[str]:
         n = r["npz"]
         batches = f"{n['batches']} batch" + ("es" if n["batches"] != 1 else "")
         lines.append(_line("npz", f"{batches} of {n['side']}×{n['side']}, {_mb(n['file_bytes'])} on disk"))
+    if r.get("cifar"):
+        n = r["cifar"]
+        lines.append(
+            _line("cifar", f"{n['dataset']}, {n['split']} split: {', '.join(n['batches'])}; {n['labels']} labels")
+        )
     sizes = r["image_sizes"]
     lines.append(_line("sizes", f"{_sizes(sizes)}  (W×H min / median / max of {sizes['measured']})"))
     lines.append(_line("skipped", _skip_text(r["skipped"])))

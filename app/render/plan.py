@@ -26,5 +26,6 @@ def render(plan: ExportPlan) -> str:
         lines.append(f"  {f.name:<44} {f.rows:>9,} × {f.cols:<6,} {approx}{f.bytes / 1e9:.3f} GB")
     lines.append(f"total    {approx}{plan.total_bytes / 1e9:.3f} GB in {plan.spec.out}")
     if plan.pool.inflate_bytes:
-        lines.append(f"         + {plan.pool.inflate_bytes / 1e9:.3f} GB while exporting: compressed npz data inflated")
+        what = "CIFAR batches read" if plan.pool.kind == "cifar" else "compressed npz data inflated"
+        lines.append(f"         + {plan.pool.inflate_bytes / 1e9:.3f} GB while exporting: {what}")
     return "\n".join(lines)

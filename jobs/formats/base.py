@@ -65,6 +65,10 @@ class InputFormat:
         submit, so it must be cheap (no listing)."""
         return False
 
+    def preflight(self, path: Path, fields: Fields) -> None:
+        """The checks at submit that read the input's content (``check`` runs on every load of a spec, so it
+        stays cheap): a UserError says the problem. Here: none."""
+
     def entries(self, path: Path, fields: Fields, cache: Path | None = None) -> Entries:
         """The samples at ``path``, in canonical order, with their wnids. ``cache``: where the shard step lets
         a format keep derived copies (``inspect`` gives none: it writes nothing)."""

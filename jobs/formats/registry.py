@@ -20,6 +20,7 @@ BUILTIN = (
     "clusterdeck.jobs.formats.shards",  # a directory with an index.json is a shard set, whatever else it holds
     "clusterdeck.jobs.formats.ilsvrc_val",
     "clusterdeck.jobs.formats.npz",
+    "clusterdeck.jobs.formats.cifar",  # before the tars: its download is a .tar.gz
     "clusterdeck.jobs.formats.hf_parquet",  # before imagefolder: a repository root's data/ is not a class
     "clusterdeck.jobs.formats.ilsvrc_train_tar",
     "clusterdeck.jobs.formats.ilsvrc_val_tar",

@@ -28,11 +28,17 @@ class ShardStep(StepBase):
         return {"dir": str(output), "index": str(output / "index.json")}
 
     def preflight(self, spec: RunSpec, will_run: bool) -> None:
+        from clusterdeck.jobs.formats import registry as input_formats
         from clusterdeck.jobs.shard.space import check_room_at_submit
         from clusterdeck.jobs.shard.step import check_output
 
-        check_output(self.config(spec))
-        check_room_at_submit(self.config(spec))
+        shard = self.config(spec)
+        check_output(shard)
+        for inp in (i for i in (shard.train, shard.val) if i is not None):
+            fmt = input_formats.get(inp.format)
+            assert fmt is not None  # the spec checks it
+            fmt.preflight(inp.input, inp.fields)
+        check_room_at_submit(shard)
 
     def progress_text(self, progress: Progress) -> str:
         report = ProgressReport.of(progress)
