@@ -24,6 +24,7 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
     s.add_argument("--devkit", type=Path, metavar="F", help="ILSVRC2012 devkit (.tar.gz or directory): val labels")
     s.add_argument("--ground-truth", type=Path, metavar="F", help="val ground truth, with --synsets (or --devkit)")
     s.add_argument("--synsets", type=Path, metavar="F", help="meta.mat or wnid-per-line text: val or npz class names")
+    s.add_argument("--prefix", metavar="DIR", help="a tar of class folders: the folder in it that holds them")
     s.add_argument("--no-verify", action="store_true", help="shard sets: check sizes only, not sha256")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     return s
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         devkit=args.devkit,
         ground_truth=args.ground_truth,
         synsets=args.synsets,
+        prefix=args.prefix,
         verify=not args.no_verify,
     )
     if args.json:

@@ -3,8 +3,8 @@
 The path's format is detected by the input-format registry (``jobs.formats``), or named with ``--format``,
 and the format makes the report (the ``inspect-report`` document): an input is listed by the same
 functions the shard step uses, so inspect sees what sharding would see; a shard set is checked against
-its index. ``--devkit``, ``--ground-truth`` and ``--synsets`` are the input's optional spec keys, refused
-where its format does not read them. ``app.render.inspect`` writes the report as text.
+its index. ``--devkit``, ``--ground-truth``, ``--synsets`` and ``--prefix`` are the input's optional spec keys,
+refused where its format does not read them. ``app.render.inspect`` writes the report as text.
 
 No torch, torchvision or webdataset here: the CLI must start fast on a login node.
 """
@@ -26,16 +26,19 @@ def inspect_path(
     devkit: Path | None = None,
     ground_truth: Path | None = None,
     synsets: Path | None = None,
+    prefix: str | None = None,
     verify: bool = True,
 ) -> dict[str, Any]:
     """The report of ``path``: a shard set or a shard input, in the format ``fmt`` names, else the one detected."""
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
     options = {"devkit": devkit, "ground_truth": ground_truth, "synsets": synsets}
-    fields = {key: given for key, given in options.items() if given is not None}
+    fields: dict[str, Any] = {key: given for key, given in options.items() if given is not None}
     for key, given in fields.items():
         if not given.exists():
             raise UserError(f"{_option(key)}: {given}: no such file or directory")
+    if prefix is not None:
+        fields["prefix"] = prefix
     try:
         found = _named(fmt) if fmt else detect(path)
         for key in input_formats.unread(found, fields):
