@@ -8,6 +8,7 @@ import pytest
 
 from clusterdeck.jobs.runspec import load_spec
 from clusterdeck.jobs.sample_data import make_devkit, make_npz_batches, make_train_tar, make_val_tar
+from clusterdeck.jobs.sample_imagefolder_tar import make_imagefolder_tar
 from clusterdeck.jobs.train.sizing import size_loader
 from tests.conftest import REPO
 
@@ -30,6 +31,7 @@ def test_template_validates(template: Path, sample_data, tmp_path: Path, monkeyp
     make_train_tar(sample_data, downloads / "ILSVRC2012_img_train.tar")
     make_val_tar(sample_data, downloads / "ILSVRC2012_img_val.tar")
     make_devkit(sample_data, downloads / "ILSVRC2012_devkit_t12.tar.gz")
+    make_imagefolder_tar(sample_data.train, downloads / "imagenet21k_resized.tar.gz", "imagenet21k_train")
     monkeypatch.setenv("IMAGENET_DOWNLOADS", str(downloads))
     monkeypatch.setenv("IMAGENET64", str(make_npz_batches(tmp_path / "imagenet64", classes=2, train_per_class=2).root))
     spec = load_spec(template)

@@ -57,18 +57,23 @@ def check_magic(path: Path, kind: str) -> None:
         raise UserError(f"{path}: not a {kind} file (its name says it is a compressed tar)")
 
 
-def _open(path: Path, kind: str) -> IO[bytes]:
-    if kind == "gz":
-        return gzip.open(path, "rb")
-    if kind == "xz":
-        return lzma.open(path, "rb")
-    if kind == "bz2":
-        return bz2.open(path, "rb")
-    import zstandard  # a dependency of this format only
+@contextmanager
+def _opened(path: Path, kind: str) -> Iterator[IO[bytes]]:
+    """``path`` decompressed, read through a large buffer (``gzip.open`` reads 8 KB at a time: a third slower)."""
+    with open(path, "rb", buffering=READ_BUFFER) as raw:
+        if kind == "gz":
+            stream: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb")
+        elif kind == "xz":
+            stream = lzma.LZMAFile(raw)  # noqa: SIM115 (closed below)
+        elif kind == "bz2":
+            stream = bz2.BZ2File(raw)
+        else:
+            import zstandard  # a dependency of this format only
 
-    raw = open(path, "rb")  # noqa: SIM115 (closed with the reader)
-    # read_across_frames: pzstd and some tools write one frame per block of input
-    return zstandard.ZstdDecompressor().stream_reader(raw, read_size=READ_BUFFER, read_across_frames=True, closefd=True)
+            # read_across_frames: pzstd and some tools write one frame per block of input
+            stream = zstandard.ZstdDecompressor().stream_reader(raw, read_size=READ_BUFFER, read_across_frames=True)
+        with stream:
+            yield stream
 
 
 class _Checked(tarfile.TarInfo):
@@ -117,7 +122,7 @@ def walk(path: Path, *, check_end: bool = True) -> Iterator[tuple[int, tarfile.T
     member's data can be read with ``archive.extractfile(header)`` before the next is asked for."""
     kind = compression_of(path)
     assert kind is not None, f"{path}: not named as a compressed tar"
-    with _named_errors(path), _open(path, kind) as raw:
+    with _named_errors(path), _opened(path, kind) as raw:
         with tarfile.open(fileobj=raw, mode="r|", bufsize=READ_BUFFER, tarinfo=_Checked) as tar:
             ordinal = 0
             member = tar.next()
