@@ -95,6 +95,22 @@ def test_an_archive_gives_the_trees_shards_byte_for_byte(
     assert not list(out.rglob("*.JPEG")), "nothing extracted"
 
 
+def test_array_tasks_share_one_listing_and_spill_only_their_shards(
+    archives: dict[str, Path], tree_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "s"
+    spec = spec_of(
+        out, train={"input": str(archives[".tar.zst"]), "format": "imagefolder-tar"}, resources={"array_tasks": 3}
+    )
+    for task in range(3):
+        run_shard_part(spec, f"task-{task}", lambda _: None)
+    run_shard_part(spec, "merge", lambda _: None)
+    assert tars(out) == tars(tree_shards) and not (out / ".spill").exists()
+    assert len(list((out / ".sources").rglob("*.members"))) == 1, "listed once, read back by the later parts"
+    spilled = [int(line.split()[5]) for line in capsys.readouterr().out.splitlines() if "spill: streaming" in line]
+    assert len(spilled) == 3 and sum(spilled) == 72, "each task spills its own shards' samples only"
+
+
 def test_a_prefix_picks_one_folder_of_the_archive_and_classes_k_a_subset(
     sample_data: SampleData, tmp_path: Path
 ) -> None:
