@@ -10,6 +10,7 @@ from clusterdeck.jobs.runspec import load_spec
 from clusterdeck.jobs.sample_cifar import make_cifar
 from clusterdeck.jobs.sample_data import make_devkit, make_npz_batches, make_train_tar, make_val_tar
 from clusterdeck.jobs.sample_hf import make_hf_parquet
+from clusterdeck.jobs.sample_imagefolder_tar import make_imagefolder_tar
 from clusterdeck.jobs.train.sizing import size_loader
 from tests.conftest import REPO
 
@@ -32,6 +33,7 @@ def test_template_validates(template: Path, sample_data, tmp_path: Path, monkeyp
     make_train_tar(sample_data, downloads / "ILSVRC2012_img_train.tar")
     make_val_tar(sample_data, downloads / "ILSVRC2012_img_val.tar")
     make_devkit(sample_data, downloads / "ILSVRC2012_devkit_t12.tar.gz")
+    make_imagefolder_tar(sample_data.train, downloads / "imagenet21k_resized.tar.gz", "imagenet21k_train")
     monkeypatch.setenv("IMAGENET_DOWNLOADS", str(downloads))
     monkeypatch.setenv("IMAGENET_HF", str(make_hf_parquet(sample_data, tmp_path / "hf", files=2).root))
     monkeypatch.setenv("CIFAR_DOWNLOADS", str(make_cifar(tmp_path / "cifar", per_class=1, test_per_class=1).root))

@@ -30,6 +30,7 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
         help="hf-parquet: which files of a directory (train, validation …); cifar: train (default) or test",
     )
     s.add_argument("--labels", choices=("fine", "coarse"), help="CIFAR-100: the fine (default) or the coarse labels")
+    s.add_argument("--prefix", metavar="DIR", help="a tar of class folders: the folder in it that holds them")
     s.add_argument("--no-verify", action="store_true", help="shard sets: check sizes only, not sha256")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     return s
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         synsets=args.synsets,
         split=args.split,
         labels=args.labels,
+        prefix=args.prefix,
         verify=not args.no_verify,
     )
     if args.json:

@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from clusterdeck.jobs.formats import vallabels
 from clusterdeck.jobs.formats.base import Fields, InputFormat
-from clusterdeck.jobs.formats.ilsvrc_train_tar import holds_class_tars
-from clusterdeck.jobs.shard.sources import Entries
-from clusterdeck.jobs.shard.tarsource import list_val_tar, plain_tar
+from clusterdeck.jobs.shard.sources import VAL_NAME, Entries
+from clusterdeck.jobs.shard.tarsource import first_file, list_val_tar, plain_tar
 
 
 class IlsvrcValTar(InputFormat):
@@ -22,7 +22,7 @@ class IlsvrcValTar(InputFormat):
     family = vallabels.FAMILY
 
     def detect(self, path: Path) -> bool:
-        return plain_tar(path) and not holds_class_tars(path)
+        return plain_tar(path) and holds_val_images(path)
 
     def check(self, path: Path, fields: Fields) -> None:
         super().check(path, fields)
@@ -33,6 +33,13 @@ class IlsvrcValTar(InputFormat):
 
     def inspect(self, path: Path, fields: Fields, verify: bool) -> dict[str, Any]:
         return vallabels.val_report(path, self.name, fields, list_val_tar)
+
+
+def holds_val_images(path: Path) -> bool:
+    """A tar whose first file is an image in no folder, or a val image in one: not a tar of class folders."""
+    first = first_file(path).name
+    name = os.path.basename(first)
+    return not name.endswith(".tar") and ("/" not in first.removeprefix("./") or bool(VAL_NAME.match(name)))
 
 
 FORMAT = IlsvrcValTar()

@@ -24,6 +24,7 @@ BUILTIN = (
     "clusterdeck.jobs.formats.hf_parquet",  # before imagefolder: a repository root's data/ is not a class
     "clusterdeck.jobs.formats.ilsvrc_train_tar",
     "clusterdeck.jobs.formats.ilsvrc_val_tar",
+    "clusterdeck.jobs.formats.imagefolder_tar",  # a tar of class folders: after the ILSVRC tars
     "clusterdeck.jobs.formats.imagefolder",  # any folders: tried last
 )
 """The built-in formats' modules, each with its ``FORMAT``, in detection order. They are imported by name on

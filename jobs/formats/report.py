@@ -26,9 +26,12 @@ SEED = 0
 IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
-def entries_report(path: Path, fmt: str, entries: Entries, *, classed: bool, note: str = "") -> dict[str, Any]:
+def entries_report(
+    path: Path, fmt: str, entries: Entries, *, classed: bool, note: str = "", image_sizes: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The report of an image input listed as the shard step lists it; ``classed`` False (``note`` says why):
-    its images are counted, their classes unknown."""
+    its images are counted, their classes unknown. ``image_sizes``: measured already (a source read front to
+    back cannot read the seeded sample)."""
     if not entries.names and not entries.skipped:
         raise UserError(f"{path}: no images found as {fmt}")
     return {
@@ -37,7 +40,7 @@ def entries_report(path: Path, fmt: str, entries: Entries, *, classed: bool, not
         "bytes": _entry_bytes(path, entries),
         "classes": classes_summary(entries.classes, Counter(entries.wnids)) if classed else None,
         "classes_note": None if classed else note,
-        "image_sizes": _sample_sizes(entries),
+        "image_sizes": image_sizes if image_sizes is not None else _sample_sizes(entries),
         "skipped": skipped_summary(entries.skipped),
     }
 

@@ -3,8 +3,9 @@
 The path's format is detected by the input-format registry (``jobs.formats``), or named with ``--format``,
 and the format makes the report (the ``inspect-report`` document): an input is listed by the same
 functions the shard step uses, so inspect sees what sharding would see; a shard set is checked against
-its index. ``--devkit``, ``--ground-truth``, ``--synsets``, ``--split`` and ``--labels`` are the input's optional
-spec keys, refused where its format does not read them. ``app.render.inspect`` writes the report as text.
+its index. ``--devkit``, ``--ground-truth``, ``--synsets``, ``--split``, ``--labels`` and ``--prefix`` are the
+input's optional spec keys, refused where its format does not read them. ``app.render.inspect`` writes the report
+as text.
 
 No torch, torchvision or webdataset here: the CLI must start fast on a login node.
 """
@@ -28,6 +29,7 @@ def inspect_path(
     synsets: Path | None = None,
     split: str | None = None,
     labels: str | None = None,
+    prefix: str | None = None,
     verify: bool = True,
 ) -> dict[str, Any]:
     """The report of ``path``: a shard set or a shard input, in the format ``fmt`` names, else the one detected."""
@@ -39,6 +41,8 @@ def inspect_path(
         if not given.exists():
             raise UserError(f"{_option(key)}: {given}: no such file or directory")
     fields.update({key: given for key, given in (("split", split), ("labels", labels)) if given is not None})
+    if prefix is not None:
+        fields["prefix"] = prefix
     try:
         found = _named(fmt) if fmt else detect(path)
         for key in input_formats.unread(found, fields):

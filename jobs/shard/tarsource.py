@@ -69,10 +69,13 @@ def tar_members(f: BinaryIO, where: str, end: int | None = None) -> Iterator[tar
     """
     try:
         with tarfile.open(fileobj=f, mode="r:") as tar:
-            for member in tar:
+            member = tar.next()
+            while member is not None:
+                tar.members.clear()  # tarfile keeps every header it read: not millions of them
                 if end is not None and member.offset_data + member.size > end:
                     raise UserError(f"{where}: member {member.name} runs past the end of its tar")
                 yield member
+                member = tar.next()
             f.seek(tar.offset)
             block = f.read(tarfile.BLOCKSIZE)
     except tarfile.ReadError as exc:
@@ -84,17 +87,9 @@ def tar_members(f: BinaryIO, where: str, end: int | None = None) -> Iterator[tar
         raise UserError(f"{where}: {what} at byte {tar.offset} (no valid header or end-of-archive block there)")
 
 
-COMPRESSED = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
-
-
 def plain_tar(path: Path) -> bool:
-    """``path`` is a file named as an uncompressed tar; UserError for a compressed one (it cannot be read in place)."""
-    if not path.is_file():
-        return False
-    name = path.name.lower()
-    if name.endswith(COMPRESSED):
-        raise UserError(f"{path}: a compressed tar cannot be read in place; decompress it to a plain .tar first")
-    return name.endswith(".tar")
+    """``path`` is a file named as an uncompressed tar (a compressed one is ``imagefolder-tar``'s to read)."""
+    return path.is_file() and path.name.lower().endswith(".tar")
 
 
 def first_file(path: Path) -> tarfile.TarInfo:
