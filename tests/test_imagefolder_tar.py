@@ -21,6 +21,7 @@ from clusterdeck.jobs.sample_imagefolder_tar import make_imagefolder_tar, make_n
 from clusterdeck.jobs.shard.inspect import inspect_path
 from clusterdeck.jobs.shard.step import run_shard_part
 from clusterdeck.jobs.spec import ShardSpec
+from clusterdeck.jobs.steps.shard import ShardStep
 from tests.conftest import REPO, run_cli
 
 PREFIX = "imagenet21k_train"
@@ -108,7 +109,19 @@ def test_array_tasks_share_one_listing_and_spill_only_their_shards(
     assert tars(out) == tars(tree_shards) and not (out / ".spill").exists()
     assert len(list((out / ".sources").rglob("*.members"))) == 1, "listed once, read back by the later parts"
     spilled = [int(line.split()[5]) for line in capsys.readouterr().out.splitlines() if "spill: streaming" in line]
-    assert len(spilled) == 3 and sum(spilled) == 72, "each task spills its own shards' samples only"
+    assert len(spilled) == 3 and sum(spilled) == 72, "without the spill job, each task spills its own shards only"
+
+    # as the step runs it: the spill job streams the archive once for all three tasks, which only read
+    again = tmp_path / "again"
+    spec = spec_of(again, train=spec.train.model_dump(exclude_none=True), resources={"array_tasks": 3})
+    assert ShardStep().parts(validate({"name": "a", "shard": spec.model_dump(mode="json")})) == [
+        "spill", "task-0", "task-1", "task-2", "merge"
+    ]  # fmt: skip
+    for part in ["spill", "task-0", "task-1", "task-2", "merge"]:
+        run_shard_part(spec, part, lambda _: None)
+    assert tars(again) == tars(tree_shards) and not (again / ".spill").exists()
+    spilled = [int(line.split()[5]) for line in capsys.readouterr().out.splitlines() if "spill: streaming" in line]
+    assert spilled == [72], "one spill, by the spill job"
 
 
 def test_a_prefix_picks_one_folder_of_the_archive_and_classes_k_a_subset(

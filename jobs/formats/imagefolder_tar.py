@@ -73,6 +73,10 @@ class ImageFolderTar(InputFormat):
         except UserError as exc:
             raise ValueError(str(exc)) from None
 
+    def streamed(self, path: Path, fields: Fields) -> bool:
+        """A compressed tar is read front to back; a plain one at random, by member offset."""
+        return compression_of(path) is not None
+
     def entries(self, path: Path, fields: Fields, cache: Path | None = None) -> Entries:
         prefix = fields.get("prefix")
         if compression_of(path) is None:
