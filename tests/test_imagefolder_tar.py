@@ -260,3 +260,25 @@ def test_submit_wait_shards_a_tar_gz_on_the_local_executor(
     result = run_cli("submit", str(spec), "--wait")
     assert result.code == 0, result.err
     assert tars(out) == tars(tree_shards) and not (out / ".spill").exists()
+
+
+def test_an_arrays_train_and_val_from_one_archive_are_listed_and_spilled_in_one_pass_each(
+    sample_data: SampleData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ImageNet-21K-P's layout: imagenet21k_train/ and imagenet21k_val/ in one .tar.gz. The spill job streams the
+    archive once for both splits' shards, and the listing is made once for both."""
+    archive = tmp_path / "21k.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(sample_data.train, arcname="imagenet21k_val")  # the same images: only the layout matters here
+        tar.add(sample_data.train, arcname=PREFIX)
+    train = {"input": str(archive), "format": "imagefolder-tar", "prefix": PREFIX}
+    val = {"input": str(archive), "format": "imagefolder-tar", "prefix": "imagenet21k_val"}
+    spec = spec_of(tmp_path / "out", train=train, val=val, resources={"array_tasks": 2})
+    for part in ["spill", "task-0", "task-1", "merge"]:
+        run_shard_part(spec, part, lambda _: None)
+    out = capsys.readouterr().out
+    assert out.count("spill: streaming the input") == 1, out
+    assert len(list((tmp_path / "out" / ".sources").rglob("*.members"))) == 1
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    assert index["splits"]["train"]["samples"] == index["splits"]["val"]["samples"] == 72
+    assert not (tmp_path / "out" / ".spill").exists()

@@ -84,7 +84,9 @@ class ImageFolderTar(InputFormat):
             return folder_entries(path, TarSource(str(path)), found.files, prefix, found.skipped)
         from clusterdeck.jobs.shard.tarstream import StreamedTarSource, cached_scan
 
-        scan = cached_scan(path, cache)
+        # one listing per archive, above the split's own cache folder: train and val in one archive (ImageNet-21K-P)
+        # are listed once (the listing is keyed by the archive's path, size and mtime)
+        scan = cached_scan(path, cache.parent / "tar-listings" if cache is not None else None)
         members = [(name, (n, size)) for n, (name, size) in enumerate(zip(scan.names, scan.sizes, strict=True))]
         return folder_entries(path, StreamedTarSource(str(path)), members, prefix, [])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import multiprocessing
 import time
 from collections.abc import Callable, Iterator
@@ -199,7 +200,7 @@ def _spilled(spec: ShardSpec, mine: list[ShardJob], task: int) -> tuple[list[Sha
     folders = []
     for split in dict.fromkeys(job.split for job in todo):
         jobs = [job for job in todo if job.split == split]
-        shared = scratch_of(spec) / f"{split}-all"
+        shared = shared_spill(spec, jobs[0].source)
         tables = load_spill(shared, jobs)
         if tables is not None:
             spilled = reading_spill(jobs, shared, tables)
@@ -211,12 +212,18 @@ def _spilled(spec: ShardSpec, mine: list[ShardJob], task: int) -> tuple[list[Sha
     return [replaced.get(job.name, job) for job in mine], folders
 
 
+def shared_spill(spec: ShardSpec, source: Any) -> Path:
+    """The folder of the array's spill of ``source``: one per input, whichever splits it feeds."""
+    return scratch_of(spec) / f"all-{hashlib.sha256(repr(source).encode()).hexdigest()[:12]}"
+
+
 def spill_all(spec: ShardSpec, plan: ShardPlan) -> None:
-    """The array's ``spill`` part: every unfinished shard of each streamed input, spilled once for all tasks."""
-    for split in dict.fromkeys(job.split for job in plan.jobs):
-        jobs = [j for j in plan.jobs if j.split == split and isinstance(j.source, StreamedSource)]
-        todo = [job for job in jobs if completed_part(job, spec.output, verify=False) is None]
-        spill(todo, scratch_of(spec) / f"{split}-all", "shard.scratch")
+    """The array's ``spill`` part: every unfinished shard of each streamed input, spilled once for all tasks; the
+    splits of one input (train and val in one archive) in one pass over it."""
+    streamed = [j for j in plan.jobs if isinstance(j.source, StreamedSource)]
+    todo = [job for job in streamed if completed_part(job, spec.output, verify=False) is None]
+    for source in dict.fromkeys(job.source for job in todo):
+        spill([job for job in todo if job.source == source], shared_spill(spec, source), "shard.scratch")
 
 
 def _run_pool(
@@ -315,8 +322,8 @@ def run_shard_part(spec: ShardSpec, part: str, report: Report, pipeline: Pipelin
         if part == "main":
             write_task(spec, plan, 0, 1, report, pipeline)
         merge_index(spec, plan)
-        for split in plan.listings:  # the array's shared spill has served every task
-            remove_spill(scratch_of(spec) / f"{split}-all")
+        for source in dict.fromkeys(listing.source for listing in plan.listings.values()):
+            remove_spill(shared_spill(spec, source))  # the array's shared spill has served every task
     elif part == "spill":
         spill_all(spec, plan)
     elif part.startswith("task-"):
