@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import json
 from collections import Counter
+from pathlib import Path
 
 from PIL import Image
 
 from clusterdeck.jobs.sample_data import SampleData
 from clusterdeck.jobs.shard.sources import read_synsets
+from tests.conftest import run_cli
 
 
 def test_layout_matches_ilsvrc2012(sample_data: SampleData) -> None:
@@ -39,3 +42,17 @@ def test_images_are_real_jpegs_of_varied_size(sample_data: SampleData) -> None:
             shorter.add(min(im.size))
     assert min(shorter) >= 200 and max(shorter) <= 500
     assert len(shorter) > 10
+
+
+def test_sample_data_also_writes_the_other_formats_which_inspect_reads(tmp_path: Path) -> None:
+    wrote = run_cli("sample-data", str(tmp_path), "--classes", "3", "--train-per-class", "5", "--val-per-class",
+                    "2", "--also", "hf-parquet", "imagefolder-tar", "cifar")  # fmt: skip
+    assert wrote.code == 0, wrote.err
+    for path, extra, fmt, images in (
+        (tmp_path / "hf", ["--split", "train"], "hf-parquet", 15),
+        (tmp_path / "train.tar.gz", [], "imagefolder-tar", 15),
+        (tmp_path / "cifar" / "cifar-10-python.tar.gz", [], "cifar", 50),
+    ):
+        report = run_cli("inspect", str(path), *extra, "--json")
+        assert report.code == 0, report.err
+        assert (json.loads(report.out)["format"], json.loads(report.out)["images"]) == (fmt, images)
