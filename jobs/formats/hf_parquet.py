@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from clusterdeck.jobs.errors import UserError
-from clusterdeck.jobs.formats.base import Fields, InputFormat, visible
+from clusterdeck.jobs.formats.base import Fields, InputFormat, Key, visible
 from clusterdeck.jobs.shard.sources import Entries
 
 SHARD_NAME = re.compile(r"^(?P<split>.+?)-\d+-of-\d+(-[0-9a-f]+)?\.parquet$")
@@ -106,6 +106,7 @@ class HfParquet(InputFormat):
     name = "hf-parquet"
     looks_like = "HuggingFace parquet files (data/<split>-*.parquet) or a save_to_disk directory"
     fields = ("split",)
+    exportable = True
 
     def detect(self, path: Path) -> bool:
         if path.is_file():
@@ -141,6 +142,19 @@ class HfParquet(InputFormat):
         if found.info is None:
             return list_parquet(found.files)
         return list_arrow(found.files, _features(found.info))
+
+    def export_pool(self, root: Path, split: str, num_classes: int | None, key: Key) -> Any:
+        """The samples of the files ``split`` picks (``val`` is HuggingFace's ``validation``; one file: itself)."""
+        from clusterdeck.jobs.export.entries import entries_pool
+
+        if split == "all":
+            raise UserError(f"{key('split')}: name the part of {root} to export: 'train' or 'val' (its validation)")
+        chosen = None if root.is_file() else {"val": "validation"}.get(split, split)
+        try:
+            entries = self.entries(root, {"split": chosen} if chosen else {})
+        except UserError as exc:
+            raise UserError(str(exc).replace("split:", f"{key('split')}:", 1)) from None
+        return entries_pool(root, entries, self.name, num_classes, key)
 
     def inspect(self, path: Path, fields: Fields, verify: bool) -> dict[str, Any]:
         """The listing's report; a parquet file's bytes are estimated from its footer (the column chunk sizes)."""

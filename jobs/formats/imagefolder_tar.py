@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from clusterdeck.jobs.errors import UserError
-from clusterdeck.jobs.formats.base import Fields, InputFormat
+from clusterdeck.jobs.formats.base import Fields, InputFormat, Key
 from clusterdeck.jobs.shard.foldertar import check_members, folder_entries, parts_of, plain_members
 from clusterdeck.jobs.shard.sources import Entries
 from clusterdeck.jobs.shard.tarsource import TarSource, first_file, plain_tar
@@ -31,6 +31,7 @@ CHECK_MEMBERS = 2_000
 
 class ImageFolderTar(InputFormat):
     name = "imagefolder-tar"
+    exportable = True
     looks_like = "a tar of class folders (.tar, .tar.gz, .tar.zst, .tar.xz, .tar.bz2)"
     path_kind = "file"
     suffix = ".tar"
@@ -89,6 +90,26 @@ class ImageFolderTar(InputFormat):
         scan = cached_scan(path, cache.parent / "tar-listings" if cache is not None else None)
         members = [(name, (n, size)) for n, (name, size) in enumerate(zip(scan.names, scan.sizes, strict=True))]
         return folder_entries(path, StreamedTarSource(str(path)), members, prefix, [])
+
+    def export_pool(self, root: Path, split: str, num_classes: int | None, key: Key) -> Any:
+        """The archive's samples; with several top folders (``imagenet21k_train``, ``imagenet21k_val``) ``split``
+        picks the one named so or ending in ``_<split>`` (``val`` also takes ``validation``)."""
+        from clusterdeck.jobs.export.entries import entries_pool
+        from clusterdeck.jobs.shard.tarstream import StreamedTarSource, scan
+
+        members: list[tuple[str, Any]]
+        if compression_of(root) is None:
+            found = plain_members(root)
+            members, source, skipped = found.files, TarSource(str(root)), found.skipped
+        else:
+            listed = scan(root)
+            members = [(name, (n, size)) for n, (name, size) in enumerate(zip(listed.names, listed.sizes, strict=True))]
+            source, skipped = StreamedTarSource(str(root)), []
+        tops = sorted({parts[0] for name, _ in members if (parts := parts_of(name))})
+        wanted = {"train": ("train",), "val": ("val", "validation")}.get(split, ())
+        picked = [t for t in tops if any(t == w or t.endswith(f"_{w}") for w in wanted)]
+        prefix = picked[0] if len(tops) > 1 and len(picked) == 1 else None
+        return entries_pool(root, folder_entries(root, source, members, prefix, skipped), self.name, num_classes, key)
 
     def inspect(self, path: Path, fields: Fields, verify: bool) -> dict[str, Any]:
         """A compressed tar is decompressed once, its image sizes measured on a seeded sample of members whose
