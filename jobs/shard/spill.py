@@ -40,6 +40,7 @@ MAX_BUCKETS = 256
 """Bucket files one task writes at once: each holds the samples of consecutive shards."""
 WRITE_BUFFER = 1 << 20
 DONE = "DONE"
+TABLES = "tables"
 PROGRESS_S = 30.0
 
 
@@ -98,14 +99,16 @@ def spill(jobs: list[ShardJob], folder: Path, field: str) -> list[ShardJob]:
 def load_spill(folder: Path, jobs: list[ShardJob]) -> dict[str, Table] | None:
     """The tables of a finished spill made for ``jobs`` (or for more shards, ``jobs`` among them); None if there
     is none, or it was made for other shards."""
-    done, tables_file = folder / DONE, folder / "tables.json"
     try:
-        made_for = done.read_text().split()
+        made_for = (folder / DONE).read_text().split()
     except OSError:
         return None
-    if not tables_file.exists() or not set(_digests(jobs)) <= set(made_for):
+    if not set(_digests(jobs)) <= set(made_for):
         return None
-    return _load_tables(tables_file)
+    try:
+        return {job.name: _load_table(folder / TABLES / f"{job.name}.json") for job in jobs}
+    except (OSError, ValueError):
+        return None
 
 
 def _spill(jobs: list[ShardJob], folder: Path, field: str) -> dict[str, Table]:
@@ -141,7 +144,7 @@ def _spill(jobs: list[ShardJob], folder: Path, field: str) -> dict[str, Table]:
     missing = [loc for loc, (_, shard) in where.items() if loc not in tables[shard]]
     if missing:
         raise OSError(f"the input ended before sample {missing[0]} ({len(missing)} missing): was it changed?")
-    _save_tables(folder / "tables.json", tables)
+    _save_tables(folder / TABLES, tables)
     (folder / DONE).write_text("\n".join(_digests(jobs)) + "\n")
     seconds = max(time.monotonic() - started, 1e-9)
     print(f"spill: {len(where)} samples, {sum(offsets.values()) / 1e9:.2f} GB in {seconds:.1f} s", flush=True)
@@ -174,19 +177,22 @@ def _digests(jobs: list[ShardJob]) -> list[str]:
     return out
 
 
-def _save_tables(path: Path, tables: dict[str, Table]) -> None:
+def _save_tables(folder: Path, tables: dict[str, Table]) -> None:
+    """One file per shard: an array task loads its own shards' tables, not all 13 M samples' (ImageNet-21K)."""
     import json
 
-    rows = {name: [[_key(loc), *where] for loc, where in table.items()] for name, table in tables.items()}
-    tmp = path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
-    tmp.write_text(json.dumps(rows))
-    os.replace(tmp, path)
+    folder.mkdir(exist_ok=True)
+    for name, table in tables.items():
+        path = folder / f"{name}.json"
+        tmp = path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+        tmp.write_text(json.dumps([[_key(loc), *where] for loc, where in table.items()]))
+        os.replace(tmp, path)
 
 
-def _load_tables(path: Path) -> dict[str, Table]:
+def _load_table(path: Path) -> Table:
     import json
 
-    return {name: {_loc(r[0]): (r[1], r[2], r[3]) for r in rows} for name, rows in json.loads(path.read_text()).items()}
+    return {_loc(r[0]): (r[1], r[2], r[3]) for r in json.loads(path.read_text())}
 
 
 def _key(loc: Any) -> Any:
