@@ -282,3 +282,38 @@ def test_an_arrays_train_and_val_from_one_archive_are_listed_and_spilled_in_one_
     index = json.loads((tmp_path / "out" / "index.json").read_text())
     assert index["splits"]["train"]["samples"] == index["splits"]["val"]["samples"] == 72
     assert not (tmp_path / "out" / ".spill").exists()
+
+
+def test_a_spill_made_before_the_archive_was_repacked_is_not_reused(
+    sample_data: SampleData, tree_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The spill job ran; then the archive was written again with its members in another order (same images). The
+    tasks must not read the old buckets at the old offsets: the spill is made again, and the merge leaves no spill
+    behind, not even a task's from an earlier attempt."""
+    archive = tmp_path / "train.tar.gz"
+    make_imagefolder_tar(sample_data.train, archive, prefix=PREFIX)
+    spec = spec_of(tmp_path / "out", train={"input": str(archive), "format": "imagefolder-tar"},
+                   resources={"array_tasks": 2})  # fmt: skip
+    run_shard_part(spec, "spill", lambda _: None)
+    with tarfile.open(archive, "w:gz") as tar:  # the same files, in reverse order: every member moves
+        for path in sorted(sample_data.train.rglob("*"), reverse=True):
+            tar.add(path, arcname=f"{PREFIX}/{path.relative_to(sample_data.train)}", recursive=False)
+    (tmp_path / "out" / ".spill" / "task-00007-0123456789ab").mkdir(parents=True)  # an earlier attempt's
+    capsys.readouterr()
+    for part in ["task-0", "task-1", "merge"]:
+        run_shard_part(spec, part, lambda _: None)
+    assert tars(tmp_path / "out") == tars(tree_shards) and not (tmp_path / "out" / ".spill").exists()
+    assert capsys.readouterr().out.count("spill: streaming the input") == 2  # each task its own: the old one is stale
+
+
+def test_one_task_spills_train_and_val_of_one_archive_in_one_pass(
+    sample_data: SampleData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive = tmp_path / "21k.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(sample_data.train, arcname="imagenet21k_val")
+        tar.add(sample_data.train, arcname=PREFIX)
+    train = {"input": str(archive), "format": "imagefolder-tar", "prefix": PREFIX}
+    val = {"input": str(archive), "format": "imagefolder-tar", "prefix": "imagenet21k_val"}
+    shard(spec_of(tmp_path / "out", train=train, val=val))
+    assert capsys.readouterr().out.count("spill: streaming the input") == 1

@@ -117,19 +117,17 @@ class HfParquet(InputFormat):
             return True
         return (path / DATA_DIR).is_dir() and bool(_parquet_files(path / DATA_DIR))
 
-    def check(self, path: Path, fields: Fields) -> None:
-        """At submit: the files split picks, their footers and schema, and no test split (labels -1)."""
+    def preflight(self, path: Path, fields: Fields) -> None:
+        """At submit, not on every load of a spec (a job's nodes may not see the downloads): the files split
+        picks, their footers and schema, and no test split (labels -1)."""
         from clusterdeck.jobs.shard.parquetsource import check_arrow_labels, check_parquet_labels
 
-        try:
-            found = resolve(path, fields.get("split"))
-            for file in found.files:
-                if found.info is None:
-                    check_parquet_labels(file)
-                else:
-                    check_arrow_labels(file)
-        except UserError as exc:
-            raise ValueError(str(exc)) from None
+        found = resolve(path, fields.get("split"))
+        for file in found.files:
+            if found.info is None:
+                check_parquet_labels(file)
+            else:
+                check_arrow_labels(file)
 
     def streamed(self, path: Path, fields: Fields) -> bool:
         """Parquet row groups are read whole; a save_to_disk directory's Arrow files are memory-mapped."""

@@ -49,7 +49,8 @@ def check_room_at_submit(spec: ShardSpec) -> None:
     if not spec.output.is_dir() or spec.classes is not None or spec.resize_shorter or spec.jpeg_quality:
         return  # a subset or a re-encoding may need less: the job's own estimate decides
     needed = 0
-    for inp in (i for i in (spec.train, spec.val) if i is not None):
+    inputs = {inp.input.resolve(): inp for inp in (spec.train, spec.val) if inp is not None}  # one archive, two splits
+    for inp in inputs.values():
         fmt = input_formats.get(inp.format)
         if fmt is None or not fmt.stored_as_is:  # its samples are encoded anew: their size is the job's to estimate
             continue

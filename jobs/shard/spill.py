@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from clusterdeck.jobs.diskspace import require_free
+from clusterdeck.jobs.errors import UserError
 from clusterdeck.jobs.shard.plan import ShardJob
 
 Table = dict[Any, tuple[int, int, int]]
@@ -42,6 +43,15 @@ WRITE_BUFFER = 1 << 20
 DONE = "DONE"
 TABLES = "tables"
 PROGRESS_S = 30.0
+
+
+_fds: dict[str, int] = {}  # bucket path -> descriptor, per process
+
+
+class SpillDamaged(UserError):
+    """A spilled sample cannot be read back whole: the spill was damaged or made for other input."""
+
+    exit_code = 1
 
 
 @runtime_checkable
@@ -70,11 +80,22 @@ class SpillSource:
         return repr(self.origin)
 
     def read(self, loc: Any) -> bytes:
-        bucket, offset, size = self.table[loc]
-        with open(bucket_path(Path(self.folder), bucket), "rb") as f:
-            data = os.pread(f.fileno(), size, offset)
+        """The sample's bytes; a spill that does not hold them whole is damaged: the task fails (a UserError, not
+        the OSError of an unreadable input, which would skip the sample)."""
+        where = self.table.get(loc)
+        if where is None:
+            raise SpillDamaged(f"{self.folder}: the spill holds no sample {loc}; remove it and run again")
+        bucket, offset, size = where
+        path = str(bucket_path(Path(self.folder), bucket))
+        try:
+            fd = _fds.get(path)
+            if fd is None:
+                fd = _fds[path] = os.open(path, os.O_RDONLY)  # one per bucket and process (pread keeps no offset)
+            data = os.pread(fd, size, offset)
+        except OSError as exc:
+            raise SpillDamaged(f"{path}: cannot read spilled sample {loc} ({exc.strerror or exc})") from None
         if len(data) != size:
-            raise OSError(f"spilled sample {loc} is cut short in {bucket_path(Path(self.folder), bucket)}")
+            raise SpillDamaged(f"{path}: spilled sample {loc} is cut short; remove {self.folder} and run again")
         return data
 
     def raw_size(self, loc: Any) -> int | None:
@@ -85,14 +106,14 @@ def bucket_path(folder: Path, bucket: int) -> Path:
     return folder / f"bucket-{bucket:05d}"
 
 
-def spill(jobs: list[ShardJob], folder: Path, field: str) -> list[ShardJob]:
+def spill(jobs: list[ShardJob], folder: Path, field: str, also_needed: int = 0) -> list[ShardJob]:
     """``jobs`` (shards still to write, all of one streamed source) with their samples spilled into buckets under
     ``folder``, reading from there; a spill of exactly these shards left by an earlier attempt is reused."""
     if not jobs:
         return jobs
     tables = load_spill(folder, jobs)
     if tables is None:
-        tables = _spill(jobs, folder, field)
+        tables = _spill(jobs, folder, field, also_needed)
     return reading_spill(jobs, folder, tables)
 
 
@@ -111,7 +132,9 @@ def load_spill(folder: Path, jobs: list[ShardJob]) -> dict[str, Table] | None:
         return None
 
 
-def _spill(jobs: list[ShardJob], folder: Path, field: str) -> dict[str, Table]:
+def _spill(jobs: list[ShardJob], folder: Path, field: str, also_needed: int) -> dict[str, Table]:
+    """``also_needed``: bytes the same filesystem must also take afterwards (the shards, when the scratch is next
+    to the output), checked with the spill's before the first byte."""
     origin = jobs[0].source
     assert isinstance(origin, StreamedSource), "only a streamed source is spilled"
     shutil.rmtree(folder, ignore_errors=True)  # a killed attempt's, or one for other shards
@@ -119,7 +142,8 @@ def _spill(jobs: list[ShardJob], folder: Path, field: str) -> dict[str, Table]:
     per_bucket = -(-len(jobs) // MAX_BUCKETS)
     where = {loc: (n // per_bucket, job.name) for n, job in enumerate(jobs) for loc in job.locs}
     need = sum(origin.raw_size(loc) or 0 for loc in where)
-    require_free(field, folder, need, f"spilling {len(where)} samples of {len(jobs)} shards", _SPACE_HINT)
+    what = f"spilling {len(where)} samples of {len(jobs)} shards" + (", then writing them" if also_needed else "")
+    require_free(field, folder, need + also_needed, what, _SPACE_HINT)
     tables: dict[str, Table] = {job.name: {} for job in jobs}
     files: dict[int, Any] = {}
     offsets: dict[int, int] = {}
@@ -152,10 +176,21 @@ def _spill(jobs: list[ShardJob], folder: Path, field: str) -> dict[str, Table]:
 
 
 def remove_spill(folder: Path) -> None:
-    """A task's buckets, once its shards are written; the scratch directory too when that leaves it empty."""
+    """A task's buckets, once its shards are written."""
     shutil.rmtree(folder, ignore_errors=True)
-    with suppress(OSError):
-        folder.parent.rmdir()
+
+
+def remove_spills(scratch: Path, *, ours: bool) -> None:
+    """Every spill under ``scratch`` (the array's, and any task's left by an earlier attempt with other
+    settings), once the shard set is complete; ``scratch`` itself too when it is clusterdeck's own (``ours``)."""
+    if not scratch.is_dir():
+        return
+    for folder in scratch.iterdir():
+        if folder.is_dir() and (folder.name.startswith(("all-", "task-")) or "-task-" in folder.name):
+            shutil.rmtree(folder, ignore_errors=True)
+    if ours:
+        with suppress(OSError):
+            scratch.rmdir()
 
 
 _SPACE_HINT = "free some space, or set shard.scratch to a filesystem with room (it holds the input's bytes)"
@@ -167,12 +202,13 @@ def reading_spill(jobs: list[ShardJob], folder: Path, tables: dict[str, Table]) 
 
 
 def _digests(jobs: list[ShardJob]) -> list[str]:
-    """One digest per shard, of what decides its samples (its name, source and permutation slice): cheap even at
-    13 M samples, where hashing every name would not be."""
+    """One digest per shard, of what decides its samples: its name, source, permutation slice and the samples'
+    places in the input (a repacked archive moves them)."""
     out = []
     for job in jobs:
         h = hashlib.sha256(f"{job.name}\0{job.source!r}\0{job.encoder!r}\0".encode())
         h.update(job.indices.tobytes())
+        h.update(repr(job.locs).encode())  # where each sample lies in the input: a changed input is a new spill
         out.append(h.hexdigest())
     return out
 

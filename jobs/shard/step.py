@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from clusterdeck.jobs import atomic
+from clusterdeck.jobs.diskspace import nearest_existing
 from clusterdeck.jobs.errors import UserError
 from clusterdeck.jobs.formats import registry as input_formats
 from clusterdeck.jobs.shard.encode import Encoder, SkipSample
@@ -19,7 +21,14 @@ from clusterdeck.jobs.shard.index import INDEX, INDEX_FORMAT
 from clusterdeck.jobs.shard.plan import ShardJob, plan_split, sample_bytes, samples_per_shard, task_slice
 from clusterdeck.jobs.shard.sources import Entries, Listing, Source, labelled, select_classes
 from clusterdeck.jobs.shard.space import check_room, remove_temps, write_failed
-from clusterdeck.jobs.shard.spill import StreamedSource, load_spill, reading_spill, remove_spill, spill
+from clusterdeck.jobs.shard.spill import (
+    StreamedSource,
+    load_spill,
+    reading_spill,
+    remove_spill,
+    remove_spills,
+    spill,
+)
 from clusterdeck.jobs.shard.write import completed_part, write_or_reuse
 from clusterdeck.jobs.signals import worker_signals
 from clusterdeck.jobs.spec import ShardInput, ShardSpec
@@ -154,7 +163,7 @@ def write_task(
     # before the first byte, whatever was checked at submit; the siblings' shards too (same free space)
     check_room(spec.output, plan.jobs, plan.sample_bytes, tasks)
     spec.output.mkdir(parents=True, exist_ok=True)
-    mine, spilled = _spilled(spec, mine, task)
+    mine, spilled = _spilled(spec, mine, task, plan.sample_bytes)
     samples = size = done = 0
     started = time.monotonic()
     print(f"task {task}/{tasks}: {len(mine)} of {len(plan.jobs)} shards, {spec.workers} workers", flush=True)
@@ -188,33 +197,50 @@ def scratch_of(spec: ShardSpec) -> Path:
     return spec.scratch or spec.output / SPILL_DIR
 
 
-def _spilled(spec: ShardSpec, mine: list[ShardJob], task: int) -> tuple[list[ShardJob], list[Path]]:
+def _spilled(
+    spec: ShardSpec, mine: list[ShardJob], task: int, means: dict[str, float]
+) -> tuple[list[ShardJob], list[Path]]:
     """``mine`` with the shards of a streamed input still to write reading from their spilled samples (complete
     ones are kept as they are), and the spill folders this task made (to remove once it is done). An array's
-    ``spill`` part spilled every shard already; a task spills its own only when that spill is not there."""
+    ``spill`` part spilled every shard already; a task spills its own only when that spill is not there, the
+    splits of one input (train and val in one archive) in one pass over it."""
     streamed = [job for job in mine if isinstance(job.source, StreamedSource)]
     if not streamed:
         return mine, []
     todo = [job for job in streamed if completed_part(job, spec.output) is None]
     replaced: dict[str, ShardJob] = {}
     folders = []
-    for split in dict.fromkeys(job.split for job in todo):
-        jobs = [job for job in todo if job.split == split]
-        shared = shared_spill(spec, jobs[0].source)
+    for source in dict.fromkeys(job.source for job in todo):
+        jobs = [job for job in todo if job.source == source]
+        shared = shared_spill(spec, source)
         tables = load_spill(shared, jobs)
         if tables is not None:
             spilled = reading_spill(jobs, shared, tables)
         else:
-            folder = scratch_of(spec) / f"{split}-task-{task:05d}"
-            spilled = spill(jobs, folder, "shard.scratch")
+            folder = scratch_of(spec) / f"task-{task:05d}-{_tag(source)}"
+            spilled = spill(jobs, folder, "shard.scratch", _shards_beside(spec, jobs, means))
             folders.append(folder)
         replaced.update({job.name: job for job in spilled})
     return [replaced.get(job.name, job) for job in mine], folders
 
 
+def _tag(source: Any) -> str:
+    return hashlib.sha256(repr(source).encode()).hexdigest()[:12]
+
+
 def shared_spill(spec: ShardSpec, source: Any) -> Path:
     """The folder of the array's spill of ``source``: one per input, whichever splits it feeds."""
-    return scratch_of(spec) / f"all-{hashlib.sha256(repr(source).encode()).hexdigest()[:12]}"
+    return scratch_of(spec) / f"all-{_tag(source)}"
+
+
+def _shards_beside(spec: ShardSpec, jobs: list[ShardJob], means: dict[str, float]) -> int:
+    """The bytes ``jobs``' shards will take, when they go to the filesystem the spill goes to (the default
+    scratch, in the output): the spill's free-space check must count them too."""
+    try:
+        same = os.stat(nearest_existing(scratch_of(spec))).st_dev == os.stat(nearest_existing(spec.output)).st_dev
+    except OSError:
+        return 0
+    return sum(round(len(job.indices) * means[job.split]) for job in jobs) if same else 0
 
 
 def spill_all(spec: ShardSpec, plan: ShardPlan) -> None:
@@ -223,7 +249,8 @@ def spill_all(spec: ShardSpec, plan: ShardPlan) -> None:
     streamed = [j for j in plan.jobs if isinstance(j.source, StreamedSource)]
     todo = [job for job in streamed if completed_part(job, spec.output, verify=False) is None]
     for source in dict.fromkeys(job.source for job in todo):
-        spill([job for job in todo if job.source == source], shared_spill(spec, source), "shard.scratch")
+        jobs = [job for job in todo if job.source == source]
+        spill(jobs, shared_spill(spec, source), "shard.scratch", _shards_beside(spec, jobs, plan.sample_bytes))
 
 
 def _run_pool(
@@ -322,8 +349,7 @@ def run_shard_part(spec: ShardSpec, part: str, report: Report, pipeline: Pipelin
         if part == "main":
             write_task(spec, plan, 0, 1, report, pipeline)
         merge_index(spec, plan)
-        for source in dict.fromkeys(listing.source for listing in plan.listings.values()):
-            remove_spill(shared_spill(spec, source))  # the array's shared spill has served every task
+        remove_spills(scratch_of(spec), ours=spec.scratch is None)  # the set is complete: every spill has served
     elif part == "spill":
         spill_all(spec, plan)
     elif part.startswith("task-"):
