@@ -16,9 +16,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
+if TYPE_CHECKING:  # numpy loads with the listing only: the CLI and the app import this module at start
+    import numpy as np
 
 from clusterdeck.jobs.errors import UserError
 
@@ -88,6 +89,8 @@ class Listing:
 
 def labelled(entries: Entries, classes: Sequence[str]) -> Listing:
     """Class indices from the shard set's class list; samples of any other class are left out and counted."""
+    import numpy as np
+
     index = {wnid: i for i, wnid in enumerate(classes)}
     labels = np.empty(len(entries.names), np.int32)
     listing = Listing(entries.source, [], [], labels, list(entries.skipped))
