@@ -16,6 +16,7 @@ import math
 import os
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -255,7 +256,7 @@ def _read_split(root: Path, split: str) -> tuple[list[str], list[Shard]]:
     except (UserError, StageFailed) as exc:
         raise ValueError(str(exc)) from None
     waits = staging if staged else None
-    return shard_set.classes, [Shard(s.name, s.path, s.samples, s.bytes, s.sha256, waits) for s in shards]
+    return shard_set.classes, [replace(s, staging=waits) for s in shards]
 
 
 def _pipeline() -> Pipeline | None:

@@ -250,7 +250,9 @@ def test_shard_set_counts_classes_sizes_and_verified_checksums(
     assert measured["height"]["min"] == min(h for _, h in val_sizes)
     assert report["splits"]["train"]["image_sizes"]["measured"] == 64
     total = len(list(shard_set.glob("*.tar")))
-    assert report["verify"] == {"sha256": True, "shards": total, "ok": total, "problems": []}
+    assert report["verify"] == {"sha256": False, "checksum": "xxh3_128", "shards": total, "ok": total, "problems": []}
+    crypto = inspect_json(capsys, str(shard_set), "--sha256")["verify"]
+    assert (crypto["sha256"], crypto["checksum"], crypto["ok"]) == (True, "sha256", total)
 
 
 def test_shard_set_text_shows_the_json_figures(shard_set: Path, capsys) -> None:
@@ -278,12 +280,14 @@ def test_a_corrupt_and_a_missing_shard_are_named_with_exit_1(shard_set: Path, tm
     report = inspect_json(capsys, str(damaged), code=1)
     assert report["ok"] is False
     assert report["verify"]["problems"] == [
-        {"split": "train", "file": "train-000001.tar", "problem": "sha256 differs from the index"}
+        {"split": "train", "file": "train-000001.tar", "problem": "xxh3_128 differs from the index"}
     ]
+    crypto = inspect_json(capsys, str(damaged), "--sha256", code=1)  # the cryptographic check finds it too
+    assert crypto["verify"]["problems"][0]["problem"] == "sha256 differs from the index"
     (damaged / "val-000000.tar").unlink()
     text, err = inspect_text(capsys, str(damaged), code=1)
     assert "train-000001.tar" in text and "val-000000.tar" in text
-    assert f"{damaged / 'train-000001.tar'}: sha256 differs" in err
+    assert f"{damaged / 'train-000001.tar'}: xxh3_128 differs" in err
     assert f"{damaged / 'val-000000.tar'}: missing" in err
 
 

@@ -31,7 +31,10 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
     )
     s.add_argument("--labels", choices=("fine", "coarse"), help="CIFAR-100: the fine (default) or the coarse labels")
     s.add_argument("--prefix", metavar="DIR", help="a tar of class folders: the folder in it that holds them")
-    s.add_argument("--no-verify", action="store_true", help="shard sets: check sizes only, not sha256")
+    s.add_argument("--no-verify", action="store_true", help="shard sets: check sizes only, not checksums")
+    s.add_argument(
+        "--sha256", action="store_true", help="shard sets: check sha256, not the fast checksum (xxh3-128) the index has"
+    )
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     return s
 
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         split=args.split,
         labels=args.labels,
         prefix=args.prefix,
-        verify=not args.no_verify,
+        verify=False if args.no_verify else "sha256" if args.sha256 else True,
     )
     if args.json:
         print_json("inspect-report", report)

@@ -101,7 +101,9 @@ def _shard_lines(r: dict[str, Any]) -> list[str]:
         if s["skipped"]["first"]:
             lines.append(f"{name}: first skipped: {s['skipped']['first']['path']}: {s['skipped']['first']['reason']}")
     v = r["verify"]
-    checked = "size and sha256" if v["sha256"] else "size only: --no-verify"
+    checked = "size only: --no-verify"
+    if v.get("checksum"):
+        checked = "size and sha256" if v["sha256"] else "size and xxh3-128"
     lines.append("")
     if not v["problems"]:
         lines.append(_line("verify", f"{v['ok']} of {v['shards']} shards match the index ({checked})"))

@@ -74,7 +74,7 @@ class InputFormat:
         a format keep derived copies (``inspect`` gives none: it writes nothing)."""
         raise NotImplementedError(f"format {self.name!r} is not a shard input")
 
-    def inspect(self, path: Path, fields: Fields, verify: bool) -> dict[str, Any]:
+    def inspect(self, path: Path, fields: Fields, verify: bool | str) -> dict[str, Any]:
         """``clusterdeck inspect``'s report (the ``inspect-report`` document): here, the listing's counts,
         classes, bytes and image sizes. ``verify`` is for the formats that can check their content."""
         from clusterdeck.jobs.formats.report import entries_report

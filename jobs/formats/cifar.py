@@ -62,7 +62,7 @@ class Cifar(InputFormat):
                 entries.add(f"{name}#{row}", (i, row), split.names[label])
         return entries
 
-    def inspect(self, path: Path, fields: Fields, verify: bool) -> dict[str, Any]:
+    def inspect(self, path: Path, fields: Fields, verify: bool | str) -> dict[str, Any]:
         """The split's batches unpickled and checked, as the shard step reads them; nothing written."""
         from clusterdeck.jobs.formats.report import classes_summary, input_base, skipped_summary
 

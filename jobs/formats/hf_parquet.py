@@ -154,7 +154,7 @@ class HfParquet(InputFormat):
             raise UserError(str(exc).replace("split:", f"{key('split')}:", 1)) from None
         return entries_pool(root, entries, self.name, num_classes, key)
 
-    def inspect(self, path: Path, fields: Fields, verify: bool) -> dict[str, Any]:
+    def inspect(self, path: Path, fields: Fields, verify: bool | str) -> dict[str, Any]:
         """The listing's report; a parquet file's bytes are estimated from its footer (the column chunk sizes)."""
         from clusterdeck.jobs.formats.report import entries_report
 

@@ -28,7 +28,7 @@ class IlsvrcVal(InputFormat):
     def entries(self, path: Path, fields: Fields, cache: Path | None = None) -> Entries:
         return list_ilsvrc_val(path, vallabels.read_val_labels(fields))
 
-    def inspect(self, path: Path, fields: Fields, verify: bool) -> dict[str, Any]:
+    def inspect(self, path: Path, fields: Fields, verify: bool | str) -> dict[str, Any]:
         return vallabels.val_report(path, self.name, fields, list_ilsvrc_val)
 
 

@@ -111,7 +111,7 @@ class ImageFolderTar(InputFormat):
         prefix = picked[0] if len(tops) > 1 and len(picked) == 1 else None
         return entries_pool(root, folder_entries(root, source, members, prefix, skipped), self.name, num_classes, key)
 
-    def inspect(self, path: Path, fields: Fields, verify: bool) -> dict[str, Any]:
+    def inspect(self, path: Path, fields: Fields, verify: bool | str) -> dict[str, Any]:
         """A compressed tar is decompressed once, its image sizes measured on a seeded sample of members whose
         first bytes were kept on the way (a plain tar's are read at their offsets)."""
         if compression_of(path) is None:

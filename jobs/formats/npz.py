@@ -32,7 +32,7 @@ class Npz(InputFormat):
         assert cache is not None, "npz: a compressed 'data' is inflated into the cache"
         return list_npz(path, fields.get("synsets"), cache)
 
-    def inspect(self, path: Path, fields: Fields, verify: bool) -> dict[str, Any]:
+    def inspect(self, path: Path, fields: Fields, verify: bool | str) -> dict[str, Any]:
         """Batches from their ``.npy`` headers and labels: nothing inflated, whatever the compression."""
         import numpy as np
 

@@ -8,10 +8,10 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from clusterdeck.jobs.checksum import CRYPTO, FAST, expected, file_digest
 from clusterdeck.jobs.errors import UserError
 from clusterdeck.jobs.formats.base import Fields, InputFormat, Key
 from clusterdeck.jobs.shard.index import INDEX, read_index
-from clusterdeck.jobs.shard.tarwrite import sha256_file
 
 SHARDS_SPREAD = 8  # a shard set's sample is spread over this many shards of a split ...
 SHARDS_READ = 16  # ... or more where they are small, up to this many
@@ -27,7 +27,9 @@ class ShardSetFormat(InputFormat):
     def detect(self, path: Path) -> bool:
         return path.is_dir() and (path / INDEX).is_file()
 
-    def inspect(self, path: Path, fields: Fields, verify: bool) -> dict[str, Any]:
+    def inspect(self, path: Path, fields: Fields, verify: bool | str) -> dict[str, Any]:
+        """``verify``: False checks sizes only; True each shard's fast checksum where the index has it (else
+        sha256); ``"sha256"`` the cryptographic one whatever the index has."""
         index = read_index(path)
         try:
             return _shard_report(path, index, verify)
@@ -40,7 +42,7 @@ class ShardSetFormat(InputFormat):
         return shard_pool(root, split, num_classes, key)
 
 
-def _shard_report(root: Path, index: dict[str, Any], verify: bool) -> dict[str, Any]:
+def _shard_report(root: Path, index: dict[str, Any], verify: bool | str) -> dict[str, Any]:
     from clusterdeck.jobs.formats.report import SHOWN_CLASSES, skipped_summary
 
     encoding = index.get("encoding") or {}
@@ -62,6 +64,8 @@ def _shard_report(root: Path, index: dict[str, Any], verify: bool) -> dict[str, 
             "image_sizes": _shard_sizes(root, intact),
         }
     classes = list(index["classes"])
+    every_fast = all(s.get(FAST) for e in index["splits"].values() for s in e["shards"])
+    checksum = None if not verify else FAST if verify is True and every_fast else CRYPTO
     return {
         "path": str(root),
         "format": FORMAT.name,
@@ -70,19 +74,27 @@ def _shard_report(root: Path, index: dict[str, Any], verify: bool) -> dict[str, 
         "classes": {"count": len(classes), "first": classes[:SHOWN_CLASSES]},
         "encoding": {k: encoding.get(k) for k in ("resize_shorter", "jpeg_quality")},
         "splits": splits,
-        "verify": {"sha256": verify, "shards": total, "ok": total - len(problems), "problems": problems},
+        "verify": {
+            "sha256": checksum == CRYPTO,
+            "checksum": checksum,
+            "shards": total,
+            "ok": total - len(problems),
+            "problems": problems,
+        },
     }
 
 
-def _check(root: Path, shard: dict[str, Any], verify: bool) -> str | None:
+def _check(root: Path, shard: dict[str, Any], verify: bool | str) -> str | None:
     """Why this shard does not match the index, or None."""
     path = root / shard["file"]
     try:
         size = path.stat().st_size
         if size != shard["bytes"]:
             return f"{size} bytes, the index says {shard['bytes']}"
-        if verify and sha256_file(path) != shard["sha256"]:
-            return "sha256 differs from the index"
+        if verify:
+            algorithm, want = expected(shard, fast=verify != CRYPTO)
+            if file_digest(path, algorithm) != want:
+                return f"{algorithm} differs from the index"
     except FileNotFoundError:
         return "missing"
     except OSError as exc:

@@ -30,7 +30,7 @@ def inspect_path(
     split: str | None = None,
     labels: str | None = None,
     prefix: str | None = None,
-    verify: bool = True,
+    verify: bool | str = True,
 ) -> dict[str, Any]:
     """The report of ``path``: a shard set or a shard input, in the format ``fmt`` names, else the one detected."""
     if not path.exists():

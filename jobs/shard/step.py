@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from clusterdeck.jobs import atomic
+from clusterdeck.jobs.checksum import FAST
 from clusterdeck.jobs.diskspace import nearest_existing
 from clusterdeck.jobs.errors import UserError
 from clusterdeck.jobs.formats import registry as input_formats
@@ -301,7 +302,8 @@ def merge_index(spec: ShardSpec, plan: ShardPlan) -> dict[str, Any]:
             if record is None:
                 missing.append(job.name)
                 continue
-            entry["shards"].append({k: record[k] for k in ("name", "file", "samples", "bytes", "sha256")})
+            keys = ("name", "file", "samples", "bytes", "sha256", FAST)  # a part record from before FAST lacks it
+            entry["shards"].append({k: record[k] for k in keys if k in record})
             entry["samples"] += record["samples"]
             entry["bytes"] += record["bytes"]
             entry["skipped"] += record["skipped"]

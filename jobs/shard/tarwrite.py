@@ -13,6 +13,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+from clusterdeck.jobs.checksum import FAST, hasher
+
 _BLOCK = tarfile.BLOCKSIZE
 _RECORD = tarfile.RECORDSIZE
 _ZEROS = bytes(_BLOCK)
@@ -55,12 +57,16 @@ class ShardTarWriter:
         self.path = path
         self._file: BinaryIO = open(path, "wb")  # noqa: SIM115 (closed in close())
         self._sha = hashlib.sha256()
+        self._fast = hasher(FAST)
+        self.xxh3 = ""
+        """The fast checksum of the whole file (``jobs.checksum``), set by ``close``."""
         self.bytes = 0
         self.samples = 0
 
     def _write(self, data: bytes | memoryview) -> None:
         self._file.write(data)
         self._sha.update(data)
+        self._fast.update(data)
         self.bytes += len(data)
 
     def add_member(self, name: str, data: bytes) -> None:
@@ -85,6 +91,7 @@ class ShardTarWriter:
         end = 2 * _BLOCK
         self._write(b"\0" * (end + (-(self.bytes + end) % _RECORD)))
         self._file.close()
+        self.xxh3 = self._fast.hexdigest()
         return self._sha.hexdigest()
 
     def __enter__(self) -> ShardTarWriter:

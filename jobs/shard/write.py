@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from clusterdeck.jobs import atomic
+from clusterdeck.jobs.checksum import FAST, expected, file_digest
 from clusterdeck.jobs.shard.encode import SkipSample
 from clusterdeck.jobs.shard.plan import ShardJob
-from clusterdeck.jobs.shard.tarwrite import ShardTarWriter, sha256_file
+from clusterdeck.jobs.shard.tarwrite import ShardTarWriter
 from clusterdeck.jobs.telemetry.pipeline import Pipeline
 
 PARTS_DIR = ".parts"
@@ -47,7 +48,7 @@ def write_shard(job: ShardJob, out_dir: Path, classes: list[str], pipeline: Pipe
                 meta = json.dumps({"wnid": classes[label], "path": name}, sort_keys=True).encode()
                 tar.add_sample(key, {ext: data, "cls": str(label).encode(), "json": meta})
             sha256 = tar.close()
-            samples, size = tar.samples, tar.bytes
+            samples, size, fast = tar.samples, tar.bytes, tar.xxh3
         with named(final):
             os.replace(tmp, final)
     finally:
@@ -59,6 +60,7 @@ def write_shard(job: ShardJob, out_dir: Path, classes: list[str], pipeline: Pipe
         "samples": samples,
         "bytes": size,
         "sha256": sha256,
+        FAST: fast,
         "members": job.members_digest(),
         "skipped": skipped,
     }
@@ -92,8 +94,10 @@ def completed_part(job: ShardJob, out_dir: Path, verify: bool = True) -> dict[st
             return None
     except OSError:
         return None
-    if verify and sha256_file(tar) != record["sha256"]:
-        return None
+    if verify:
+        algorithm, digest = expected(record)  # the fast checksum, or sha256 for a shard written before it
+        if file_digest(tar, algorithm) != digest:
+            return None
     return record
 
 

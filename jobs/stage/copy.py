@@ -1,20 +1,21 @@
 """Copying and checking one shard: large sequential reads, hashed as they are read.
 
 A copy goes to a temporary name next to its destination and is renamed only once its size
-and sha256 match the index, so a shard at its final name is always whole. Nothing is
-fsynced: a node that crashes may leave a damaged file under the final name, and the next
-stager finds it by its checksum and copies it again.
+and checksum (xxh3-128 where the index has it, else sha256) match the index, so a shard at its
+final name is always whole. Nothing is fsynced: a node that crashes may leave a damaged file
+under the final name, and the next stager finds it by its checksum and copies it again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from clusterdeck.jobs.checksum import CRYPTO, hasher
 
 CHUNK = 16 * 2**20
 """Bytes per read: large sequential reads are what parallel filesystems serve best."""
@@ -57,9 +58,14 @@ def temp_name(dest: Path) -> Path:
 
 
 def _stream(
-    src: Path, sink: Callable[[memoryview], None] | None, progress: Progress, stop: threading.Event, throttle: Throttle
+    src: Path,
+    sink: Callable[[memoryview], None] | None,
+    progress: Progress,
+    stop: threading.Event,
+    throttle: Throttle,
+    algorithm: str,
 ) -> tuple[int, str]:
-    digest = hashlib.sha256()
+    digest = hasher(algorithm)
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
     size = 0
@@ -80,9 +86,9 @@ def _stream(
     return size, digest.hexdigest()
 
 
-def file_digest(path: Path, progress: Progress, stop: threading.Event) -> tuple[int, str]:
-    """(size, sha256) of a file, read once."""
-    return _stream(path, None, progress, stop, Throttle(0))
+def file_digest(path: Path, progress: Progress, stop: threading.Event, algorithm: str = CRYPTO) -> tuple[int, str]:
+    """(size, checksum) of a file, read once."""
+    return _stream(path, None, progress, stop, Throttle(0), algorithm)
 
 
 def copy_verified(
@@ -90,12 +96,14 @@ def copy_verified(
     dest: Path,
     *,
     size: int,
-    sha256: str,
+    digest: tuple[str, str],
     progress: Progress,
     stop: threading.Event,
     throttle: Throttle,
 ) -> None:
-    """Copies ``src`` to ``dest`` via a temporary file; ``Mismatch`` if the bytes are not the indexed ones."""
+    """Copies ``src`` to ``dest`` via a temporary file; ``Mismatch`` if the bytes are not the indexed ones
+    (``digest``: the algorithm and checksum to verify them by, ``jobs.checksum.expected``)."""
+    algorithm, want = digest
     tmp = temp_name(dest)
     try:
         with open(tmp, "wb", buffering=0) as out:
@@ -104,11 +112,11 @@ def copy_verified(
                 while chunk:
                     chunk = chunk[out.write(chunk) :]
 
-            got_size, got_sha = _stream(src, write, progress, stop, throttle)
-        if (got_size, got_sha) != (size, sha256):
+            got_size, got = _stream(src, write, progress, stop, throttle, algorithm)
+        if (got_size, got) != (size, want):
             raise Mismatch(
-                f"shard {src} does not match its index ({got_size} bytes, sha256 {got_sha[:12]}…; the index says "
-                f"{size} bytes, {sha256[:12]}…): it changed after sharding; shard the data again"
+                f"shard {src} does not match its index ({got_size} bytes, {algorithm} {got[:12]}…; the index says "
+                f"{size} bytes, {want[:12]}…): it changed after sharding; shard the data again"
             )
         os.rename(tmp, dest)
     except BaseException:

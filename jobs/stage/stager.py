@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clusterdeck.jobs.checksum import CRYPTO, FAST, expected
 from clusterdeck.jobs.diskspace import free_text, is_full, require_free
 from clusterdeck.jobs.errors import UserError
 from clusterdeck.jobs.stage.cache import locked
@@ -191,7 +192,8 @@ class Stager:
                     counted[0] += n
                     self.tally.add(n)
 
-                if file_digest(dest, count, self.stop) == (shard.bytes, shard.sha256):
+                algorithm, want = digest_of(shard)
+                if file_digest(dest, count, self.stop, algorithm) == (shard.bytes, want):
                     return "reused"
                 self.tally.add(-counted[0])
             dest.unlink()
@@ -201,7 +203,7 @@ class Stager:
                 shard.path,
                 dest,
                 size=shard.bytes,
-                sha256=shard.sha256,
+                digest=digest_of(shard),
                 progress=self.tally.add,
                 stop=self.stop,
                 throttle=self.throttle,
@@ -233,3 +235,8 @@ def _has_size(path: Path, size: int) -> bool:
         return path.stat().st_size == size
     except FileNotFoundError:
         return False
+
+
+def digest_of(shard: Shard) -> tuple[str, str]:
+    """What a copy of ``shard`` is verified by: the fast checksum when the index has it, else sha256."""
+    return expected({FAST: shard.xxh3, CRYPTO: shard.sha256})

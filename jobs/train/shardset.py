@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from clusterdeck.jobs.checksum import FAST
 from clusterdeck.jobs.errors import UserError
 from clusterdeck.jobs.shard.index import read_index
 from clusterdeck.jobs.spec import RunSpec
@@ -27,6 +28,8 @@ class Shard:
     sha256: str
     staging: Path | None = None
     """Set while a stager is still copying ('ahead' mode): its view directory, where FAILED would appear."""
+    xxh3: str | None = None
+    """The fast checksum (``jobs.checksum``), when the index has it: what staging verifies copies with."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,8 @@ def read_shardset(root: Path, field: str) -> ShardSet:
     index = read_index(root, field)
     splits = {
         name: [
-            Shard(s["name"], root / s["file"], int(s["samples"]), int(s["bytes"]), s["sha256"]) for s in entry["shards"]
+            Shard(s["name"], root / s["file"], int(s["samples"]), int(s["bytes"]), s["sha256"], xxh3=s.get(FAST))
+            for s in entry["shards"]
         ]
         for name, entry in index["splits"].items()
     }
