@@ -1,8 +1,8 @@
 """The checksums of shards: sha256 (always in the index, and what ``inspect --sha256`` checks) and xxh3-128, the
 fast one staging, resume and ``inspect`` verify with when the index has it.
 
-xxh3-128 (``xxhash``) is chosen by measuring on this machine: 26 GB/s on one core against 7.6 GB/s for BLAKE3
-(15 GB/s on both cores) and 2.0 GB/s for sha256, over 256 MB in memory. Staging must check every byte it copies,
+xxh3-128 (``xxhash``) is chosen by measuring (``bench/checksum.py``): 26 GB/s on one core against 7.6 GB/s for
+BLAKE3 (14 GB/s on both cores) and 2.1 GB/s for sha256, over 256 MB in memory. Staging must check every byte it copies,
 and at sha256's rate the check, not the disk, set the pace. A shard set written before it existed has sha256
 only, and is verified with that.
 """

@@ -308,3 +308,13 @@ def release_requeued(job_id: str) -> None:
         requeued_at = None
     if requeued_at is not None and datetime.now() > requeued_at + timedelta(seconds=3):
         subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], capture_output=True)
+
+
+def end_releasing_requeues(run_id: str, job_id: str, deadline: float) -> dict[str, Any]:
+    """Polls the run until it has ended, releasing its job each time SLURM holds it after a requeue
+    (``release_requeued``); the view it ended with. ``deadline`` (``time.monotonic()``) only bounds a broken run."""
+    while (view := show(run_id))["state"] not in ("COMPLETED", "FAILED", "CANCELLED"):
+        assert time.monotonic() < deadline, f"the run did not end: {view}"
+        release_requeued(job_id)
+        time.sleep(1)
+    return view

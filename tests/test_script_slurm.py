@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import release_requeued, require_slurm, run_cli, show, wait_for
+from tests.conftest import end_releasing_requeues, require_slurm, run_cli, wait_for
 from tests.test_script_step import SCRIPTS, script_spec
 
 pytestmark = pytest.mark.slurm
@@ -66,10 +66,7 @@ def test_a_script_that_exits_requeue_at_the_signal_is_requeued_and_finishes_its_
     try:
         wait_for("the first run to wait for its signal", (run / "checkpoints" / "waiting").exists, timeout=120)
         subprocess.run(["scancel", "--signal=USR2", job_id], check=True, capture_output=True)
-        while (view := show(run_id))["state"] not in ("COMPLETED", "FAILED", "CANCELLED"):
-            assert time.monotonic() < deadline, f"the run did not end: {view}"
-            release_requeued(job_id)
-            time.sleep(1)
+        view = end_releasing_requeues(run_id, job_id, deadline)
     finally:
         run_cli("cancel", run_id)
     part = view["steps"][0]["parts"][0]
@@ -106,10 +103,7 @@ def test_a_command_that_always_asks_for_a_requeue_fails_after_max_requeues(tmp_p
     job_id = json.loads(result.out)["steps"][0]["job_ids"][0]
     deadline = time.monotonic() + 240
     try:
-        while (view := show(run_id))["state"] not in ("COMPLETED", "FAILED", "CANCELLED"):
-            assert time.monotonic() < deadline, f"the run did not end: {view}"
-            release_requeued(job_id)
-            time.sleep(1)
+        view = end_releasing_requeues(run_id, job_id, deadline)
     finally:
         run_cli("cancel", run_id)
     part = view["steps"][0]["parts"][0]

@@ -18,8 +18,8 @@ from clusterdeck.jobs.sample_data import SampleData, make_devkit, make_train_tar
 from tests.conftest import (
     assert_same_as_one_local_task,
     copy_with_stuck_file,
+    end_releasing_requeues,
     records,
-    release_requeued,
     require_slurm,
     run_cli,
     shard_spec,
@@ -248,10 +248,7 @@ def test_a_train_job_signalled_mid_epoch_requeues_and_resumes(sample_shards: Pat
                 assert time.monotonic() < deadline, f"the signal never arrived: {show(run_id)}"
                 time.sleep(0.05)
             held.close()  # the held shard is staged now; training goes on and stops at the next step
-            while (view := show(run_id))["state"] not in ("COMPLETED", "FAILED", "CANCELLED"):
-                assert time.monotonic() < deadline, f"the run did not end: {view}"
-                release_requeued(job_id)
-                time.sleep(1)
+            view = end_releasing_requeues(run_id, job_id, deadline)
         finally:
             run_cli("cancel", run_id)  # whatever failed above, nothing is left queued
     part = view["steps"][0]["parts"][0]
