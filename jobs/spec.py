@@ -10,7 +10,6 @@ still here (its input formats are a registry of their own).
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,24 +29,13 @@ from pydantic import (
     model_validator,
 )
 
+from clusterdeck.jobs.envvars import expand_vars
 from clusterdeck.jobs.formats import registry as input_formats
 from clusterdeck.jobs.model_names import MODEL_NAMES, unknown_model_message
 from clusterdeck.jobs.model_ref import is_model_ref, ref_syntax_problem
 
 KEY = re.compile(r"[a-z_]+(\.[a-z_0-9]+)*")
 """A spec key path, as problems name them: ``train.resources.gpus_per_node``."""
-_UNSET_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
-
-
-def expand_vars(value: Any) -> Any:
-    """Expand ``~`` and ``$VARS``; an unset variable is an error, not a literal ``$``."""
-    if not isinstance(value, str):
-        return value
-    expanded = os.path.expanduser(os.path.expandvars(value))
-    missing = _UNSET_VAR.search(expanded)
-    if missing:
-        raise ValueError(f"environment variable ${missing.group(1)} is not set")
-    return expanded
 
 
 def _must_exist(path: Path, info: ValidationInfo) -> Path:

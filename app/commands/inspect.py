@@ -40,20 +40,29 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from clusterdeck.app.progress import ByteMeter
     from clusterdeck.app.render.inspect import render
     from clusterdeck.jobs.shard.inspect import failures, inspect_path
 
-    report = inspect_path(
-        args.path,
-        args.format,
-        devkit=args.devkit,
-        ground_truth=args.ground_truth,
-        synsets=args.synsets,
-        split=args.split,
-        labels=args.labels,
-        prefix=args.prefix,
-        verify=False if args.no_verify else "sha256" if args.sha256 else True,
-    )
+    meter = ByteMeter("inspect")
+
+    def progress(n: int, total: int) -> None:
+        meter.total = total
+        meter.advance(n)
+
+    with meter:
+        report = inspect_path(
+            args.path,
+            args.format,
+            devkit=args.devkit,
+            ground_truth=args.ground_truth,
+            synsets=args.synsets,
+            split=args.split,
+            labels=args.labels,
+            prefix=args.prefix,
+            verify=False if args.no_verify else "sha256" if args.sha256 else True,
+            progress=progress,
+        )
     if args.json:
         print_json("inspect-report", report)
     else:

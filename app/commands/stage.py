@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,25 +26,21 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clusterdeck.jobs.stage.job import summary, warm_cache
+    from clusterdeck.app.progress import ByteMeter
+    from clusterdeck.jobs.stage.warm import summary, warm_cache
 
     if args.max_mb_s < 0:
         raise UserError(f"--max-mb-s: must be 0 (no cap) or more, got {args.max_mb_s}")
-    tty = sys.stderr.isatty()
+    meter = ByteMeter("stage")
 
     def progress(r: dict[str, Any]) -> None:
-        eta = f"ETA {r['eta_s']:.0f} s" if r["eta_s"] is not None else ""
-        line = (
-            f"  {r['bytes_done'] / 1e9:.2f}/{r['bytes_total'] / 1e9:.2f} GB  {r['files_done']}/{r['files_total']} "
-            f"shards  {r['mb_s']:.0f} MB/s  {eta}"
-        )
-        print(f"\r{line:<70}" if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+        meter.total = r["bytes_total"]
+        meter.update(r["bytes_done"])
 
-    cache, tally = warm_cache(
-        args.shards, args.to, splits=args.split, streams=args.streams, max_mb_s=args.max_mb_s, on_progress=progress
-    )
-    if tty:
-        print(file=sys.stderr)
+    with meter:
+        cache, tally = warm_cache(
+            args.shards, args.to, splits=args.split, streams=args.streams, max_mb_s=args.max_mb_s, on_progress=progress
+        )
     if args.json:
         print_json("stage-tally", {"cache": str(cache), **tally.record(final=True)})  # the whole run's rate
     else:

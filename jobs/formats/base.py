@@ -21,6 +21,8 @@ Fields = Mapping[str, Any]
 texts (``split``, ``labels``, ``prefix``)."""
 Key = Callable[[str], str]
 """How a setting is named in errors: ``export.split`` in a spec, ``--split`` on the command line."""
+ByteProgress = Callable[[int, int], None]
+"""What ``inspect`` tells of its reading: (bytes just read, bytes it reads in all); called from several threads."""
 
 
 class InputFormat:
@@ -74,9 +76,12 @@ class InputFormat:
         a format keep derived copies (``inspect`` gives none: it writes nothing)."""
         raise NotImplementedError(f"format {self.name!r} is not a shard input")
 
-    def inspect(self, path: Path, fields: Fields, verify: bool | str) -> dict[str, Any]:
+    def inspect(
+        self, path: Path, fields: Fields, verify: bool | str, progress: ByteProgress | None = None
+    ) -> dict[str, Any]:
         """``clusterdeck inspect``'s report (the ``inspect-report`` document): here, the listing's counts,
-        classes, bytes and image sizes. ``verify`` is for the formats that can check their content."""
+        classes, bytes and image sizes. ``verify`` and ``progress`` are for the formats that check their
+        content byte by byte (shard sets)."""
         from clusterdeck.jobs.formats.report import entries_report
 
         return entries_report(path, self.name, self.entries(path, fields), classed=True)

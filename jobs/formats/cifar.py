@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from clusterdeck.jobs.errors import UserError
-from clusterdeck.jobs.formats.base import Fields, InputFormat, Key
+from clusterdeck.jobs.formats.base import ByteProgress, Fields, InputFormat, Key
 from clusterdeck.jobs.shard.cifarsource import CIFAR10, ROW, SIDE, SPLITS, CifarInput, inflate, locate, read_split
 from clusterdeck.jobs.shard.sources import Entries
 
@@ -62,7 +62,9 @@ class Cifar(InputFormat):
                 entries.add(f"{name}#{row}", (i, row), split.names[label])
         return entries
 
-    def inspect(self, path: Path, fields: Fields, verify: bool | str) -> dict[str, Any]:
+    def inspect(
+        self, path: Path, fields: Fields, verify: bool | str, progress: ByteProgress | None = None
+    ) -> dict[str, Any]:
         """The split's batches unpickled and checked, as the shard step reads them; nothing written."""
         from clusterdeck.jobs.formats.report import classes_summary, input_base, skipped_summary
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from clusterdeck.jobs.errors import UserError
-from clusterdeck.jobs.formats.base import Fields, InputFormat, Key, visible
+from clusterdeck.jobs.formats.base import ByteProgress, Fields, InputFormat, Key, visible
 from clusterdeck.jobs.shard.sources import Entries
 
 SHARD_NAME = re.compile(r"^(?P<split>.+?)-\d+-of-\d+(-[0-9a-f]+)?\.parquet$")
@@ -154,7 +154,9 @@ class HfParquet(InputFormat):
             raise UserError(str(exc).replace("split:", f"{key('split')}:", 1)) from None
         return entries_pool(root, entries, self.name, num_classes, key)
 
-    def inspect(self, path: Path, fields: Fields, verify: bool | str) -> dict[str, Any]:
+    def inspect(
+        self, path: Path, fields: Fields, verify: bool | str, progress: ByteProgress | None = None
+    ) -> dict[str, Any]:
         """The listing's report; a parquet file's bytes are estimated from its footer (the column chunk sizes)."""
         from clusterdeck.jobs.formats.report import entries_report
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from clusterdeck.jobs.formats import vallabels
-from clusterdeck.jobs.formats.base import Fields, InputFormat, visible
+from clusterdeck.jobs.formats.base import ByteProgress, Fields, InputFormat, visible
 from clusterdeck.jobs.shard.sources import VAL_NAME, Entries, FileSource, ValLabels, val_entries
 
 
@@ -28,7 +28,9 @@ class IlsvrcVal(InputFormat):
     def entries(self, path: Path, fields: Fields, cache: Path | None = None) -> Entries:
         return list_ilsvrc_val(path, vallabels.read_val_labels(fields))
 
-    def inspect(self, path: Path, fields: Fields, verify: bool | str) -> dict[str, Any]:
+    def inspect(
+        self, path: Path, fields: Fields, verify: bool | str, progress: ByteProgress | None = None
+    ) -> dict[str, Any]:
         return vallabels.val_report(path, self.name, fields, list_ilsvrc_val)
 
 

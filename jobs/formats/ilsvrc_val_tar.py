@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from clusterdeck.jobs.formats import vallabels
-from clusterdeck.jobs.formats.base import Fields, InputFormat
+from clusterdeck.jobs.formats.base import ByteProgress, Fields, InputFormat
 from clusterdeck.jobs.shard.sources import VAL_NAME, Entries
 from clusterdeck.jobs.shard.tarsource import first_file, list_val_tar, plain_tar
 
@@ -31,7 +31,9 @@ class IlsvrcValTar(InputFormat):
     def entries(self, path: Path, fields: Fields, cache: Path | None = None) -> Entries:
         return list_val_tar(path, vallabels.read_val_labels(fields))
 
-    def inspect(self, path: Path, fields: Fields, verify: bool | str) -> dict[str, Any]:
+    def inspect(
+        self, path: Path, fields: Fields, verify: bool | str, progress: ByteProgress | None = None
+    ) -> dict[str, Any]:
         return vallabels.val_report(path, self.name, fields, list_val_tar)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from clusterdeck.jobs.errors import UserError
-from clusterdeck.jobs.formats.base import Fields, InputFormat, Key
+from clusterdeck.jobs.formats.base import ByteProgress, Fields, InputFormat, Key
 from clusterdeck.jobs.shard.foldertar import check_members, folder_entries, parts_of, plain_members
 from clusterdeck.jobs.shard.sources import Entries
 from clusterdeck.jobs.shard.tarsource import TarSource, first_file, plain_tar
@@ -111,11 +111,13 @@ class ImageFolderTar(InputFormat):
         prefix = picked[0] if len(tops) > 1 and len(picked) == 1 else None
         return entries_pool(root, folder_entries(root, source, members, prefix, skipped), self.name, num_classes, key)
 
-    def inspect(self, path: Path, fields: Fields, verify: bool | str) -> dict[str, Any]:
+    def inspect(
+        self, path: Path, fields: Fields, verify: bool | str, progress: ByteProgress | None = None
+    ) -> dict[str, Any]:
         """A compressed tar is decompressed once, its image sizes measured on a seeded sample of members whose
         first bytes were kept on the way (a plain tar's are read at their offsets)."""
         if compression_of(path) is None:
-            return super().inspect(path, fields, verify)
+            return super().inspect(path, fields, verify, progress)
         from clusterdeck.jobs.formats.report import SIZE_SAMPLE, entries_report, size_stats
         from clusterdeck.jobs.shard.tarstream import StreamedTarSource, head_sizes, scan
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from clusterdeck.jobs.formats.base import Fields, InputFormat, Key, visible
+from clusterdeck.jobs.formats.base import ByteProgress, Fields, InputFormat, Key, visible
 from clusterdeck.jobs.shard.sources import Entries
 
 
@@ -32,7 +32,9 @@ class Npz(InputFormat):
         assert cache is not None, "npz: a compressed 'data' is inflated into the cache"
         return list_npz(path, fields.get("synsets"), cache)
 
-    def inspect(self, path: Path, fields: Fields, verify: bool | str) -> dict[str, Any]:
+    def inspect(
+        self, path: Path, fields: Fields, verify: bool | str, progress: ByteProgress | None = None
+    ) -> dict[str, Any]:
         """Batches from their ``.npy`` headers and labels: nothing inflated, whatever the compression."""
         import numpy as np
 

@@ -12,13 +12,15 @@ import statistics
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PIL import Image
 
 from clusterdeck.jobs.errors import UserError
 from clusterdeck.jobs.shard.sources import Entries
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SIZE_SAMPLE = 64  # images whose size is measured
 SHOWN_CLASSES = 5
@@ -94,6 +96,8 @@ def _sample_sizes(entries: Entries) -> dict[str, Any]:
 def _sampled(entries: Entries) -> Iterator[Callable[[], bytes]]:
     """A reader of each sampled image; a source read front to back (``spill.StreamedSource``) gives them in one
     pass over the parts that hold them."""
+    import numpy as np  # here, not at the top: a shard set's report needs none of it
+
     locs = [entries.locs[i] for i in pick(len(entries.locs), SIZE_SAMPLE, np.random.default_rng(SEED))]
     source = entries.source
     if hasattr(source, "stream"):

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    import numpy as np  # not at run time: inspect and the CLI read this module's constants without numpy
 
 DEFAULT_RESIZE_QUALITY = 90
 _MAGIC = (
@@ -51,7 +54,7 @@ class Encoder:
 
     def encode(self, raw: bytes | np.ndarray) -> tuple[str, bytes]:
         """(member extension, bytes) to store for one sample; SkipSample if it is not a usable image."""
-        if isinstance(raw, np.ndarray):
+        if hasattr(raw, "shape"):  # an array (npz, CIFAR, parquet rows), not encoded bytes
             return self._encode_array(raw)
         kind = image_kind(raw[:16])
         if kind is None:

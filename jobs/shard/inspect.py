@@ -17,7 +17,7 @@ from typing import Any
 
 from clusterdeck.jobs.errors import UserError
 from clusterdeck.jobs.formats import registry as input_formats
-from clusterdeck.jobs.formats.base import InputFormat
+from clusterdeck.jobs.formats.base import ByteProgress, InputFormat
 
 
 def inspect_path(
@@ -31,8 +31,10 @@ def inspect_path(
     labels: str | None = None,
     prefix: str | None = None,
     verify: bool | str = True,
+    progress: ByteProgress | None = None,
 ) -> dict[str, Any]:
-    """The report of ``path``: a shard set or a shard input, in the format ``fmt`` names, else the one detected."""
+    """The report of ``path``: a shard set or a shard input, in the format ``fmt`` names, else the one detected;
+    ``progress`` hears of the bytes a shard set's check reads."""
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
     options = {"devkit": devkit, "ground_truth": ground_truth, "synsets": synsets}
@@ -47,7 +49,7 @@ def inspect_path(
         found = _named(fmt) if fmt else detect(path)
         for key in input_formats.unread(found, fields):
             raise UserError(f"{_option(key)}: only read by {input_formats.readers([key])} ({path} is {found.name})")
-        return found.inspect(path, fields, verify)
+        return found.inspect(path, fields, verify, progress)
     except OSError as exc:
         where = exc.filename or path
         raise UserError(f"{where}: cannot read ({exc.strerror or exc}); is {path} a {fmt or 'known'} input?") from None

@@ -21,15 +21,14 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from clusterdeck.jobs import atomic
 from clusterdeck.jobs.errors import UserError
 from clusterdeck.jobs.metrics import MetricsWriter
-from clusterdeck.jobs.spec import expand_vars
 from clusterdeck.jobs.stage.cache import FAILED, READY, job_dir, node_dir, set_name, shared_cache
 from clusterdeck.jobs.stage.copy import Cancelled
 from clusterdeck.jobs.stage.stager import Item, Stager, Tally
+from clusterdeck.jobs.stage.warm import resolve_to, summary
 from clusterdeck.jobs.steps.train_spec import Staged
 from clusterdeck.jobs.train.order import rank_shards, share_nodes, split_workers, val_shares
 from clusterdeck.jobs.train.shardset import Shard, read_shardset
@@ -47,25 +46,6 @@ class StageFailed(UserError):
 
 class StageInterrupted(Exception):
     """USR2 (the time limit is near) came while staging before training: the job should requeue."""
-
-
-def resolve_to(text: str, field: str = "train.stage.to") -> Path:
-    """The staging directory on this node, created if needed; unset variables are named."""
-    host = socket.gethostname()
-    try:
-        path = Path(expand_vars(text))
-    except ValueError as exc:
-        raise UserError(
-            f"{field}: {exc} on {host}; give a node-local directory that exists there, e.g. $TMPDIR or "
-            "/local/ssd/$USER/cache"
-        ) from None
-    if not path.is_absolute():
-        raise UserError(f"{field}: {text!r} expands to the relative path {path} on {host}")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{field}: cannot create {path} on {host}: {exc.strerror}") from None
-    return path
 
 
 def read_order(cfg: Staged, train: list[Shard], val: list[Shard], world: World, workers: int) -> list[Shard]:
@@ -292,40 +272,3 @@ def _raise_if_failed(view: Path) -> None:
     except FileNotFoundError:
         return
     raise StageFailed(f"staging on {socket.gethostname()} failed: {message}")
-
-
-def summary(tally: Tally) -> str:
-    """The line a finished stager prints; its rate is over the whole run (a plain ``record()`` made after the
-    stager's own last one would measure the moment since then, in which nothing was copied: "0 MB/s")."""
-    r = tally.record(final=True)
-    mb_s = r["bytes_done"] / 1e6 / max(time.monotonic() - tally.started, 1e-9)  # unrounded: 3 kB/s is not 0
-    rate = f"{mb_s:.0f}" if mb_s >= 10 else f"{mb_s:.2g}"
-    return (
-        f"stage: {r['files_done']}/{r['files_total']} shards ready, {r['bytes_done'] / 1e9:.2f} GB in "
-        f"{r['seconds']:.1f} s ({rate} MB/s): {r['copied']} copied, {r['reused']} reused, "
-        f"{r['repaired']} repaired"
-    )
-
-
-def warm_cache(
-    shard_set: Path,
-    to: Path,
-    *,
-    splits: list[str] | None,
-    streams: int,
-    max_mb_s: float,
-    on_progress: Callable[[dict[str, Any]], None],
-) -> tuple[Path, Tally]:
-    """``clusterdeck stage``: the persistent cache a job with ``keep = true`` and this ``to`` reuses."""
-    index = read_shardset(shard_set, "SHARDS")
-    wanted = list(dict.fromkeys(splits or sorted(index.splits)))
-    shards = [s for split in wanted for s in index.split(split, "--split")]
-    cache = shared_cache(resolve_to(str(to.absolute()), "--to")) / set_name(index)
-    stager = Stager(
-        [Item(s, cache / s.path.name) for s in shards],
-        streams=streams,
-        max_mb_s=max_mb_s,
-        field="--to",
-        on_progress=on_progress,
-    )
-    return cache, stager.run()

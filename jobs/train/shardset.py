@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clusterdeck.jobs.checksum import FAST
 from clusterdeck.jobs.errors import UserError
 from clusterdeck.jobs.shard.index import read_index
-from clusterdeck.jobs.spec import RunSpec
-from clusterdeck.jobs.steps.train_spec import train_shards, train_val_shards
+
+if TYPE_CHECKING:
+    from clusterdeck.jobs.spec import RunSpec
 
 
 class ShardReadError(Exception):
@@ -82,6 +84,8 @@ def checked_split(root: Path, split: str, field: str) -> tuple[ShardSet, list[Sh
 
 def train_inputs(spec: RunSpec) -> tuple[list[str], list[Shard], list[Shard]]:
     """(classes, train shards, val shards) with every file checked; val is empty when there is none to use."""
+    from clusterdeck.jobs.steps.train_spec import train_shards, train_val_shards  # the spec models: not for stage
+
     assert spec.train is not None
     train_set, train = checked_split(train_shards(spec), "train", "train.train_shards")
     if spec.train.val_shards is None and "val" not in train_set.splits:

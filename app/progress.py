@@ -1,0 +1,88 @@
+"""Progress of long byte-bound work (``stage``, ``inspect``) on stderr: a rich progress bar on a terminal, a
+plain line every few seconds when stderr is a pipe or a file (a log keeps lines, not redraws), nothing for
+work that ends before the first of them."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from types import TracebackType
+from typing import IO, Any
+
+PLAIN_EVERY = 5.0
+"""Seconds between plain lines when stderr is not a terminal."""
+
+
+def _mb_s(done: int, seconds: float) -> str:
+    return f"{done / 1e6 / max(seconds, 1e-9):.0f} MB/s"
+
+
+class ByteMeter:
+    """``with ByteMeter("inspect", total) as meter: meter.advance(n)`` from any thread; ``total`` may be set late
+    (``meter.total = …``) and ``meter.update(done)`` sets the bytes done."""
+
+    def __init__(
+        self, label: str, total: int = 0, *, stream: IO[str] | None = None, every: float = PLAIN_EVERY
+    ) -> None:
+        self.label = label
+        self.total = total
+        self.done = 0
+        self.stream = stream if stream is not None else sys.stderr
+        self.every = every
+        self.lock = threading.Lock()
+        self.started = time.monotonic()
+        self.last_line = self.started
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> ByteMeter:
+        if self.stream.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream),
+                transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=self.total or None)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def advance(self, n: int) -> None:
+        with self.lock:
+            self.update(self.done + n)
+
+    def update(self, done: int) -> None:
+        self.done = done
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, total=self.total or None)
+            return
+        now = time.monotonic()
+        if now - self.last_line >= self.every:
+            self.last_line = now
+            print(self.line(now), file=self.stream, flush=True)
+
+    def line(self, now: float) -> str:
+        seconds = now - self.started
+        rate = self.done / max(seconds, 1e-9)
+        left = f", ETA {(self.total - self.done) / rate:.0f} s" if self.total and rate > 0 else ""
+        of = f"/{self.total / 1e9:.2f}" if self.total else ""
+        return f"{self.label}: {self.done / 1e9:.2f}{of} GB, {_mb_s(self.done, seconds)}{left}"
