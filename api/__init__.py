@@ -19,19 +19,30 @@
 clusterdeck[lightning]``).
 
 Importing this package is cheap: the CLI and the app import it on their way to ``clusterdeck.app``, on a login
-node, so nothing here imports torch; ``ShardLoader`` is loaded on first use.
+node, so nothing is imported here; each name loads its module on first use (``ShardLoader`` loads torch).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from clusterdeck.checkpoints import load_checkpoint, save_checkpoint
-from clusterdeck.metrics import log, log_epoch
-from clusterdeck.taskview import REQUEUE, Task, task
-
 if TYPE_CHECKING:
+    from clusterdeck.checkpoints import load_checkpoint, save_checkpoint
     from clusterdeck.loader import ShardLoader
+    from clusterdeck.metrics import log, log_epoch
+    from clusterdeck.taskview import REQUEUE, Task, task
+
+_HOME = {
+    "REQUEUE": "taskview",
+    "ShardLoader": "loader",
+    "Task": "taskview",
+    "load_checkpoint": "checkpoints",
+    "log": "metrics",
+    "log_epoch": "metrics",
+    "save_checkpoint": "checkpoints",
+    "task": "taskview",
+}
 
 __all__ = [
     "REQUEUE",
@@ -47,12 +58,12 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # torch (and torchvision) load only when a script asks for the loader, never for the CLI's sake
-    if name == "ShardLoader":
-        from clusterdeck.loader import ShardLoader
-
-        return ShardLoader
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"clusterdeck.{_HOME[name]}"), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'clusterdeck' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), "ShardLoader"])
+    return sorted({*globals(), *__all__})
