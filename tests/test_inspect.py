@@ -291,6 +291,38 @@ def test_a_corrupt_and_a_missing_shard_are_named_with_exit_1(shard_set: Path, tm
     assert f"{damaged / 'val-000000.tar'}: missing" in err
 
 
+def test_shards_are_checked_by_several_threads_and_progress_reaches_the_total(shard_set: Path, tmp_path: Path) -> None:
+    """Every shard is read once, several at a time; the bytes told to the progress bar add up to the indexed
+    total even when a shard is missing or cut short (a bar that stops short would look stuck)."""
+    import threading
+
+    from clusterdeck.jobs.shard.inspect import inspect_path
+
+    damaged = tmp_path / "set"
+    shutil.copytree(shard_set, damaged)
+    (damaged / "train-000002.tar").unlink()
+    with open(damaged / "val-000001.tar", "r+b") as f:
+        f.truncate(1000)
+    index = json.loads((damaged / "index.json").read_text())
+    total = sum(s["bytes"] for e in index["splits"].values() for s in e["shards"])
+    told: list[tuple[int, int]] = []
+    readers: set[str] = set()
+
+    def progress(n: int, of: int) -> None:
+        told.append((n, of))
+        readers.add(threading.current_thread().name)
+
+    report = inspect_path(damaged, progress=progress)
+    assert {of for _, of in told} == {total} and sum(n for n, _ in told) == total
+    assert len(readers) > 1 and all(name.startswith("inspect") for name in readers), readers
+    problems = {p["file"]: p["problem"] for p in report["verify"]["problems"]}
+    val_bytes = {s["file"]: s["bytes"] for s in index["splits"]["val"]["shards"]}
+    assert problems == {
+        "train-000002.tar": "missing",
+        "val-000001.tar": f"1000 bytes, the index says {val_bytes['val-000001.tar']}",
+    }
+
+
 def test_no_verify_checks_sizes_but_not_checksums(shard_set: Path, tmp_path: Path, capsys) -> None:
     damaged = tmp_path / "set"
     shutil.copytree(shard_set, damaged)
