@@ -58,6 +58,11 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # torch (and torchvision) load only when a script asks for the loader, never for the CLI's sake
+    if name == "ShardLoader":
+        from clusterdeck.jobs.extras import TRAIN, missing
+
+        if missing(TRAIN):
+            raise ImportError("clusterdeck.ShardLoader needs torch and torchvision: pip install 'clusterdeck[train]'")
     if name in _HOME:
         value = getattr(importlib.import_module(f"clusterdeck.{_HOME[name]}"), name)
         globals()[name] = value

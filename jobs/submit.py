@@ -10,6 +10,7 @@ from pathlib import Path
 from clusterdeck.jobs import atomic
 from clusterdeck.jobs.dispatch import PartPlan, backend_class, backend_for
 from clusterdeck.jobs.errors import UserError
+from clusterdeck.jobs.extras import require
 from clusterdeck.jobs.records import (
     Attempt,
     JobRef,
@@ -46,7 +47,10 @@ def preflight(spec: RunSpec, steps: Collection[str] | None = None) -> None:
     if not spec.steps:
         raise UserError(f"spec: {nothing_to_run()}")
     for name in spec.steps:
-        registry.step(name).preflight(spec, will_run=steps is None or name in steps)
+        step = registry.step(name)
+        if steps is None or name in steps:
+            require(getattr(step, "needs", ()), f"[{name}]")  # a plugin's step may predate the attribute
+        step.preflight(spec, will_run=steps is None or name in steps)
 
 
 def nothing_to_run() -> str:

@@ -412,8 +412,8 @@ def test_the_stage_summary_rates_a_slow_small_copy_from_unrounded_bytes() -> Non
     """3 kB in a second printed "(0 MB/s)": the summary reformatted a rate already rounded to 0.01 MB/s."""
     import time
 
-    from clusterdeck.jobs.stage.warm import summary
     from clusterdeck.jobs.stage.stager import Tally
+    from clusterdeck.jobs.stage.warm import summary
 
     tally = Tally(files_total=1, bytes_total=3000, files_done=1, bytes_done=3000, copied=1)
     tally.started = time.monotonic() - 1.0  # a copy of 3000 bytes that took (at least) a second

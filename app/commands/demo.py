@@ -63,12 +63,14 @@ def demo_table(home: Path, data: Path) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from clusterdeck.jobs.extras import TRAIN, require
     from clusterdeck.jobs.runs import default_runs_root
     from clusterdeck.jobs.runspec import validate
     from clusterdeck.jobs.sample_data import make_sample_data
     from clusterdeck.jobs.submit import submit_run, wait_run
     from clusterdeck.jobs.tail.records import Progress
 
+    require(TRAIN, "the demo")  # before the sample data is written: it trains a model
     runs_root: Path | None = args.runs_root
     started = time.monotonic()
     home = (runs_root or default_runs_root()).parent / "demo"

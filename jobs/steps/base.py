@@ -53,6 +53,8 @@ class Step(Protocol):
     """Keys, relative to the section, of the sections the new-run form shows open (``""``: the section itself)."""
     checkpoints: bool
     """The step saves its state and is requeued at the time limit (a submitit ``Checkpointable``)."""
+    needs: tuple[str, ...]
+    """Modules its payload imports that the core install lacks (``jobs.extras``): submit refuses without them."""
 
     def check_spec(self, spec: RunSpec) -> None:
         """Checks across sections, run when the spec is validated; a ValueError ``"<key>: <problem>"``."""
@@ -94,6 +96,7 @@ class StepBase:
     doc: ClassVar[str]
     form_open: ClassVar[tuple[str, ...]] = ()
     checkpoints: ClassVar[bool] = False
+    needs: ClassVar[tuple[str, ...]] = ()
 
     def config(self, spec: RunSpec) -> Any:
         """This step's section of ``spec`` (the step runs, so it is given)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from clusterdeck.jobs.extras import TRAIN
 from clusterdeck.jobs.spec import RunSpec
 from clusterdeck.jobs.steps.base import PartContext, StepBase
 from clusterdeck.jobs.steps.evaluate_spec import EvaluateSpec
@@ -15,6 +16,7 @@ class EvaluateStep(StepBase):
     section = EvaluateSpec
     doc = "Top-1/top-5 of a checkpoint on a val split."
     form_open = ("",)
+    needs = TRAIN
 
     def check_spec(self, spec: RunSpec) -> None:
         evaluate = self.config(spec)

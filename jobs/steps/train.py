@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from clusterdeck.jobs.extras import TRAIN
 from clusterdeck.jobs.rundir import RunPaths
 from clusterdeck.jobs.spec import RunSpec
 from clusterdeck.jobs.steps.base import PartContext, StepBase
@@ -17,6 +18,7 @@ class TrainStep(StepBase):
     doc = "Train a torchvision classifier on a shard set."
     form_open = ("",)
     checkpoints = True
+    needs = TRAIN
 
     def check_spec(self, spec: RunSpec) -> None:
         if self.config(spec).train_shards is None and spec.section("shard") is None:
