@@ -1,9 +1,10 @@
-"""Progress of long byte-bound work (``stage``, ``inspect``) on stderr: a rich progress bar on a terminal, a
-plain line every few seconds when stderr is a pipe or a file (a log keeps lines, not redraws), nothing for
-work that ends before the first of them."""
+"""Progress of long work (``stage``, ``inspect``: bytes; ``export``: samples) on stderr: a rich progress bar on a
+terminal, a plain line every few seconds when stderr is a pipe or a file (a log keeps lines, not redraws),
+nothing for work that ends before the first of them, nothing at all with ``--quiet``."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 import threading
 import time
@@ -18,14 +19,28 @@ def _mb_s(done: int, seconds: float) -> str:
     return f"{done / 1e6 / max(seconds, 1e-9):.0f} MB/s"
 
 
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or progress lines on stderr")
+
+
 class ByteMeter:
     """``with ByteMeter("inspect", total) as meter: meter.advance(n)`` from any thread; ``total`` may be set late
-    (``meter.total = …``) and ``meter.update(done)`` sets the bytes done."""
+    (``meter.total = …``) and ``meter.update(done)`` sets the amount done. ``unit`` is ``"B"`` (bytes: sizes and
+    MB/s) or a word for items (``"samples"``: counts and a rate a second); ``quiet`` shows nothing."""
 
     def __init__(
-        self, label: str, total: int = 0, *, stream: IO[str] | None = None, every: float = PLAIN_EVERY
+        self,
+        label: str,
+        total: int = 0,
+        *,
+        unit: str = "B",
+        quiet: bool = False,
+        stream: IO[str] | None = None,
+        every: float = PLAIN_EVERY,
     ) -> None:
         self.label = label
+        self.unit = unit
+        self.quiet = quiet
         self.total = total
         self.done = 0
         self.stream = stream if stream is not None else sys.stderr
@@ -37,22 +52,27 @@ class ByteMeter:
         self.task: Any = None
 
     def __enter__(self) -> ByteMeter:
-        if self.stream.isatty():
+        if self.stream.isatty() and not self.quiet:
             from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 DownloadColumn,
+                MofNCompleteColumn,
                 Progress,
                 TextColumn,
                 TimeRemainingColumn,
                 TransferSpeedColumn,
             )
 
+            amounts = (
+                [DownloadColumn(), TransferSpeedColumn()]
+                if self.unit == "B"
+                else [MofNCompleteColumn(), TextColumn(self.unit)]
+            )
             self.bar = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
+                *amounts,
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
                 console=Console(file=self.stream),
@@ -76,7 +96,7 @@ class ByteMeter:
             self.bar.update(self.task, completed=done, total=self.total or None)
             return
         now = time.monotonic()
-        if now - self.last_line >= self.every:
+        if not self.quiet and now - self.last_line >= self.every:
             self.last_line = now
             print(self.line(now), file=self.stream, flush=True)
 
@@ -84,5 +104,8 @@ class ByteMeter:
         seconds = now - self.started
         rate = self.done / max(seconds, 1e-9)
         left = f", ETA {(self.total - self.done) / rate:.0f} s" if self.total and rate > 0 else ""
+        if self.unit != "B":
+            of = f"/{self.total:,}" if self.total else ""
+            return f"{self.label}: {self.done:,}{of} {self.unit}, {rate:,.0f}/s{left}"
         of = f"/{self.total / 1e9:.2f}" if self.total else ""
         return f"{self.label}: {self.done / 1e9:.2f}{of} GB, {_mb_s(self.done, seconds)}{left}"

@@ -24,6 +24,14 @@ def test_stage_on_a_terminal_draws_a_bar_with_bytes_rate_and_eta(sample_shards: 
     assert re.search(r"stage: \d+/\d+ shards ready", text), text  # the summary follows the bar
 
 
+def test_quiet_draws_nothing_on_a_terminal(sample_shards: Path, tmp_path: Path) -> None:
+    screen: dict[str, Any] = {}
+    run_in_pty(cli("stage", str(sample_shards), "--to", str(tmp_path / "ssd"), "--max-mb-s", "4", "--quiet"), screen)
+    assert screen["code"] == 0, screen["screen"]
+    assert "━" not in screen["screen"] and "ETA" not in screen["screen"]
+    assert re.search(r"stage: \d+/\d+ shards ready", screen["screen"])  # the result is still said
+
+
 def test_inspect_in_a_pipe_prints_no_bar(sample_shards: Path) -> None:
     done = run_cli("inspect", str(sample_shards), "--json")
     assert done.code == 0, done.err
@@ -39,6 +47,13 @@ def test_plain_lines_say_bytes_total_rate_and_eta() -> None:
     lines = out.getvalue().splitlines()
     assert len(lines) == 2
     assert re.fullmatch(r"inspect: 2\.00/4\.00 GB, \d+ MB/s, ETA \d+ s", lines[1]), lines
+
+
+def test_plain_lines_of_items_count_them() -> None:
+    out = io.StringIO()
+    with ByteMeter("export", 10_000, unit="samples", stream=out, every=0) as meter:
+        meter.update(2_500)
+    assert re.fullmatch(r"export: 2,500/10,000 samples, [\d,]+/s, ETA \d+ s\n", out.getvalue()), out.getvalue()
 
 
 def test_nothing_is_printed_for_work_shorter_than_a_line_s_interval() -> None:

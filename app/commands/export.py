@@ -14,6 +14,7 @@ from typing import Any
 
 from clusterdeck.app.commands.base import Subparsers
 from clusterdeck.app.exitcodes import EXIT_OK
+from clusterdeck.app.progress import ByteMeter, add_quiet
 from clusterdeck.jobs.errors import UserError
 
 NAME = "export"
@@ -50,6 +51,7 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
     )
     s.add_argument("--inspect", action="store_true", help="show what would be written; write nothing")
     s.add_argument("--json", action="store_true", help="print the plan (and the result) as JSON")
+    add_quiet(s)
     return s
 
 
@@ -95,17 +97,15 @@ def run(args: argparse.Namespace) -> int:
         except UserError as exc:  # the plan is still worth seeing; writing it would be refused
             print(f"clusterdeck: warning: {exc}", file=sys.stderr)
         return EXIT_OK
-    tty = sys.stderr.isatty()
+    meter = ByteMeter("export", unit="samples", quiet=args.quiet)
 
     def progress(p: dict[str, Any]) -> None:
-        done = f"{p['samples_done']:,}/{p['samples_total']:,} samples"
-        line = f"  {done}  {p['bytes_written'] / 1e9:.2f} GB  {p['mb_s']:.0f} MB/s"
-        print(f"\r{line:<70}" if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+        meter.total = p["samples_total"]
+        meter.update(p["samples_done"])
 
     say = (lambda text: print(text, file=sys.stderr)) if args.json else print
-    plan, result = export(spec, spec.input, key=option, say=say, show_plan=render, on_progress=progress)
-    if tty:
-        print(file=sys.stderr)
+    with meter:
+        plan, result = export(spec, spec.input, key=option, say=say, show_plan=render, on_progress=progress)
     if args.json:
         result_doc = {**describe(plan), "written": result.files, "seconds": round(result.seconds, 1)}
         print(json.dumps(stamp("export-result", result_doc), indent=2))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from clusterdeck.app.commands.base import Subparsers, print_json
 from clusterdeck.app.exitcodes import EXIT_FAILED, EXIT_OK
+from clusterdeck.app.progress import ByteMeter, add_quiet
 
 NAME = "inspect"
 LOCAL_ONLY = True
@@ -36,15 +37,15 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
         "--sha256", action="store_true", help="shard sets: check sha256, not the fast checksum (xxh3-128) the index has"
     )
     s.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_quiet(s)
     return s
 
 
 def run(args: argparse.Namespace) -> int:
-    from clusterdeck.app.progress import ByteMeter
     from clusterdeck.app.render.inspect import render
     from clusterdeck.jobs.shard.inspect import failures, inspect_path
 
-    meter = ByteMeter("inspect")
+    meter = ByteMeter("inspect", quiet=args.quiet)
 
     def progress(n: int, total: int) -> None:
         meter.total = total

@@ -8,6 +8,7 @@ from typing import Any
 
 from clusterdeck.app.commands.base import Subparsers, _positive, print_json
 from clusterdeck.app.exitcodes import EXIT_OK
+from clusterdeck.app.progress import ByteMeter, add_quiet
 from clusterdeck.jobs.errors import UserError
 
 NAME = "stage"
@@ -22,16 +23,16 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
     s.add_argument("--streams", type=_positive, default=4, help="files copied in parallel (default 4)")
     s.add_argument("--max-mb-s", type=float, default=0.0, help="cap on the copy rate in MB/s (default: none)")
     s.add_argument("--json", action="store_true", help="print the final tally as JSON")
+    add_quiet(s)
     return s
 
 
 def run(args: argparse.Namespace) -> int:
-    from clusterdeck.app.progress import ByteMeter
     from clusterdeck.jobs.stage.warm import summary, warm_cache
 
     if args.max_mb_s < 0:
         raise UserError(f"--max-mb-s: must be 0 (no cap) or more, got {args.max_mb_s}")
-    meter = ByteMeter("stage")
+    meter = ByteMeter("stage", quiet=args.quiet)
 
     def progress(r: dict[str, Any]) -> None:
         meter.total = r["bytes_total"]
