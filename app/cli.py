@@ -24,6 +24,7 @@ from typing import Any
 
 from clusterdeck.app.commands import (
     cancel,
+    completion,
     demo,
     diff,
     export,
@@ -47,7 +48,7 @@ from clusterdeck.jobs.errors import UserError
 
 COMMANDS: tuple[Command, ...] = (
     submit, ls, show, diff, logs, metrics, watch, cancel, resume,
-    stage, sample_data, val_sort, inspect, export, demo, version, trust,
+    stage, sample_data, val_sort, inspect, export, demo, version, trust, completion,
 )  # fmt: skip
 """Every command, in the order ``clusterdeck --help`` lists them."""
 
@@ -81,12 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for command in COMMANDS:
-        command.add_parser(sub)
+        _globals_after(command.add_parser(sub))
     return p
 
 
+def _globals_after(s: argparse.ArgumentParser) -> None:
+    """``--runs-root`` and ``--host`` after the command too (``clusterdeck ls --host x``); given there, they win."""
+    s.add_argument("--runs-root", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    s.add_argument("--host", metavar="NAME", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (app.completion); answered, it exits
+        from clusterdeck.app.completion import complete
+
+        complete(parser)
+    args = parser.parse_args(argv)
     try:
         if args.command is None:
             return run_app(args)
