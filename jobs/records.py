@@ -80,6 +80,8 @@ class RunRecord(Record):
     final: FinalState | None = None
     outputs: dict[str, dict[str, str]] = {}
     """Per step, where its results are, e.g. ``{"shard": {"dir": …, "index": …}}``."""
+    from_config: dict[str, Any] = {}
+    """Spec keys the user's ``[defaults]`` filled at submit (``jobs.userconfig``), with their values."""
 
     def step(self, name: str) -> StepRecord:
         return next(s for s in self.steps if s.name == name)

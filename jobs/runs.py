@@ -16,9 +16,21 @@ ID_TIME_FORMAT = "%Y%m%d-%H%M%S"
 
 
 def default_runs_root() -> Path:
+    """$CLUSTERDECK_HOME/runs, else the user's ``[defaults] runs_root`` (``jobs.userconfig``), else
+    ~/.clusterdeck/runs."""
     home = os.environ.get("CLUSTERDECK_HOME")
-    base = Path(home).expanduser() if home else Path.home() / ".clusterdeck"
-    return base / "runs"
+    if home:
+        return Path(home).expanduser() / "runs"
+    from clusterdeck.jobs.envvars import expand_vars
+    from clusterdeck.jobs.userconfig import config_path, load_defaults
+
+    configured = load_defaults().runs_root
+    if configured:
+        try:
+            return Path(expand_vars(configured))
+        except ValueError as exc:
+            raise UserError(f"{config_path()}: defaults.runs_root: {exc}") from None
+    return Path.home() / ".clusterdeck" / "runs"
 
 
 def new_run_id(at: float | None = None) -> str:

@@ -93,6 +93,8 @@ class RunView:
     path: str
     damaged: str = ""
     """Why the run cannot be shown (state ``DAMAGED``): the file, from the run directory, and what is wrong."""
+    from_config: dict[str, Any] = field(default_factory=dict)
+    """Spec keys the user's ``[defaults]`` filled at submit (``RunRecord.from_config``)."""
 
     @property
     def ended(self) -> bool:
@@ -303,6 +305,7 @@ def _view(
             steps,
             record.outputs,
             str(paths.root),
+            from_config=record.from_config,
         )
     if statuses is None:
         statuses = load_statuses(paths)
@@ -318,6 +321,7 @@ def _view(
         steps,
         record.outputs,
         str(paths.root),
+        from_config=record.from_config,
     )
     if view.ended:
         ends = [p.ended_at for s in steps for p in s.parts if p.ended_at]

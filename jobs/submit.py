@@ -6,6 +6,7 @@ import shutil
 import time
 from collections.abc import Callable, Collection
 from pathlib import Path
+from typing import Any
 
 from clusterdeck.jobs import atomic
 from clusterdeck.jobs.dispatch import PartPlan, backend_class, backend_for
@@ -58,7 +59,8 @@ def nothing_to_run() -> str:
     return f"nothing to run; add a {', '.join(sections[:-1])} or {sections[-1]} section"
 
 
-def submit_run(spec: RunSpec, runs_root: Path | None = None) -> RunPaths:
+def submit_run(spec: RunSpec, runs_root: Path | None = None, from_config: dict[str, Any] | None = None) -> RunPaths:
+    """Submits ``spec``'s steps; ``from_config``: the keys the user's ``[defaults]`` filled, kept in the record."""
     preflight(spec)
     backend = backend_for(spec.cluster.executor)
     paths = create_run_dir(runs_root_for(spec, runs_root))
@@ -70,6 +72,7 @@ def submit_run(spec: RunSpec, runs_root: Path | None = None) -> RunPaths:
         executor=spec.cluster.executor,
         steps=[StepRecord(name=s) for s in spec.steps],
         outputs=outputs_of(spec, paths),
+        from_config=from_config or {},
     )
     plans = first_plans(spec)
     try:

@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     for name, where in view.outputs.items():
         for key, value in where.items():
             print(f"output   {name}.{key}: {value}")
+    for key, value in view.from_config.items():
+        print(f"default  {key} = {value!r} (from your config)")
     return exit_for(view.state) if view.ended else EXIT_OK
 
 

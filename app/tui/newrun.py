@@ -269,7 +269,12 @@ class NewRunScreen(DeckScreen):
         resolved, scripts = "", {}
         try:
             # local: stats the paths it names (never on the UI thread); remote: they are the login node's
-            checked = check_table(table, check_paths=local)
+            shown = table
+            if local:  # checked and previewed with the user's [defaults] under the form's values, as submit
+                from clusterdeck.jobs.deck.local import with_user_defaults  # applies them (to the form's table)
+
+                shown = with_user_defaults(table)[0]
+            checked = check_table(shown, check_paths=local)
             if checked.spec is not None:
                 resolved = spec_toml(checked.spec)
                 if local:

@@ -58,10 +58,11 @@ class LocalDeck(Deck):
         from clusterdeck.jobs.runspec import validate
         from clusterdeck.jobs.submit import nothing_to_run, submit_run
 
+        table, filled = with_user_defaults(table)
         spec = validate(table, source=source)
         if not spec.steps:  # said here too, so that the line names the file rather than "spec"
             raise UserError(f"{source}: {nothing_to_run()}")
-        return submit_run(spec, self.root if self.root_given else None)
+        return submit_run(spec, self.root if self.root_given else None, filled)
 
     def cancel(self, paths: RunPaths) -> RunView:
         from clusterdeck.jobs.submit import cancel_run
@@ -91,3 +92,11 @@ class LocalDeck(Deck):
         from clusterdeck.jobs.cluster import cluster_view
 
         return cluster_view()
+
+
+def with_user_defaults(table: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``table`` with this machine's user's ``[defaults]`` under its values, and what they filled."""
+    from clusterdeck.jobs.steps.registry import steps
+    from clusterdeck.jobs.userconfig import apply_defaults, load_defaults
+
+    return apply_defaults(table, load_defaults(), [s.name for s in steps()])

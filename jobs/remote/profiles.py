@@ -117,9 +117,11 @@ def load_profiles(path: Path | None = None) -> dict[str, Profile]:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: invalid TOML: {exc}") from None
-    unknown = sorted(set(table) - {"hosts"})
+    unknown = sorted(set(table) - {"hosts", "defaults"})  # [defaults]: jobs.userconfig
     if unknown:
-        raise UserError(f"{path}: unknown table or key {unknown[0]!r} (profiles go under [hosts.NAME])")
+        raise UserError(
+            f"{path}: unknown table or key {unknown[0]!r} (profiles go under [hosts.NAME], defaults under [defaults])"
+        )
     hosts = table.get("hosts", {})
     if not isinstance(hosts, dict):
         raise UserError(f"{path}: hosts must be a table of [hosts.NAME] tables")

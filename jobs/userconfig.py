@@ -1,0 +1,105 @@
+"""The user's own defaults: ``[defaults]`` of ``$XDG_CONFIG_HOME/clusterdeck/config.toml``
+(``~/.config/clusterdeck/config.toml``, the file that holds the ``[hosts.NAME]`` profiles too)::
+
+    [defaults]
+    runs_root = "/scratch/me/clusterdeck/runs"   # where runs go and are listed (after $CLUSTERDECK_HOME)
+    executor = "slurm"                           # a spec's cluster.executor when it names none
+    partition = "gpu"                            # each step's resources.* when the spec leaves them empty
+    account = "proj123"
+    qos = "normal"
+    setup = ["module load cuda/12.4"]
+
+They go under a spec's own values, never over them, when this machine submits (the CLI, the app's form and its
+sbatch preview); the run's record keeps which keys they filled (``RunRecord.from_config``), so that ``show``
+says so. Over ``--host``, the login node's own config applies there: a laptop's defaults are not sent.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from clusterdeck.jobs.errors import UserError
+
+RESOURCE_KEYS = ("partition", "account", "qos", "setup")
+"""The keys of a step's ``resources`` that ``[defaults]`` can fill."""
+
+
+class Defaults(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    runs_root: str = ""
+    """Runs root of this machine when --runs-root and $CLUSTERDECK_HOME say none (``~`` and ``$VARS`` expanded)."""
+    executor: Literal["local", "slurm"] | None = None
+    """``cluster.executor`` of a spec that names none."""
+    partition: str = ""
+    account: str = ""
+    qos: str = ""
+    setup: list[str] = []
+    """Shell lines before each SLURM job's command (``resources.setup``), for steps whose spec gives none."""
+
+
+def config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or "~/.config"
+    return Path(base).expanduser() / "clusterdeck" / "config.toml"
+
+
+def read_config(path: Path | None = None) -> dict[str, Any]:
+    """The config file's tables (empty when there is none); a UserError naming the file when it is unreadable."""
+    path = path or config_path()
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: invalid TOML: {exc}") from None
+
+
+def load_defaults(path: Path | None = None) -> Defaults:
+    path = path or config_path()
+    table = read_config(path).get("defaults", {})
+    if not isinstance(table, dict):
+        raise UserError(f"{path}: defaults must be a table ([defaults])")
+    try:
+        return Defaults.model_validate(table)
+    except ValidationError as exc:
+        raise UserError(
+            *(f"{path}: defaults.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        ) from None
+
+
+def apply_defaults(
+    table: dict[str, Any], defaults: Defaults, steps: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``table`` with ``defaults`` under its own values, and what they filled, by spec key. The resource keys go
+    into each of ``steps``' sections the table has, and only for SLURM (the local executor has no partition)."""
+    table = copy.deepcopy(table)
+    filled: dict[str, Any] = {}
+    cluster = table.setdefault("cluster", {})
+    if not isinstance(cluster, dict):
+        return table, filled  # validation names it
+    if defaults.executor and "executor" not in cluster:
+        cluster["executor"] = filled["cluster.executor"] = defaults.executor
+    if not cluster:
+        del table["cluster"]
+    if table.get("cluster", {}).get("executor") != "slurm":
+        return table, filled
+    for step in steps:
+        section = table.get(step)
+        if not isinstance(section, dict):
+            continue
+        resources = section.setdefault("resources", {})
+        if not isinstance(resources, dict):
+            continue
+        for key in RESOURCE_KEYS:
+            value = getattr(defaults, key)
+            if value and not resources.get(key):
+                resources[key] = filled[f"{step}.resources.{key}"] = value
+    return table, filled
