@@ -135,13 +135,17 @@ def val_plan(width: int, height: int, size: int) -> Plan:
 def decode_crop(data: bytes, plan: Plan, size: int, key: str) -> torch.Tensor:
     """The planned crop as uint8 (3, size, size); JPEGs decoded at a reduced scale where the box allows it."""
     try:
-        if min(plan.height, plan.width) >= 2 * size and data[:2] == JPEG_START:
-            pixels, plan = _decode_reduced(data, plan, size)
-        else:
-            pixels = decode_whole(data)
-        return resize_crop(pixels, plan, size)
+        return resize_crop(*decode_box(data, plan, size), size)
     except Exception as exc:
         raise undecodable(key, exc) from exc
+
+
+def decode_box(data: bytes, plan: Plan, size: int) -> tuple[torch.Tensor, Plan]:
+    """The pixels the crop is cut from and the box in them: the whole image, at a reduced scale where the box
+    allows (JPEGs)."""
+    if min(plan.height, plan.width) >= 2 * size and data[:2] == JPEG_START:
+        return _decode_reduced(data, plan, size)
+    return decode_whole(data), plan
 
 
 def decode_whole(data: bytes) -> torch.Tensor:

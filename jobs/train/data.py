@@ -5,8 +5,8 @@ training process normalises them on its device. Each sample's crop, flip and ext
 augmentation are drawn from a generator seeded by (seed, epoch, key, pass), so an epoch
 replays identically however it was interrupted, and whichever decoder serves it:
 
-- ``cpu``: the workers decode each crop at the smallest scale that covers it
-  (``jobs.train.crops``) and resize it as uint8;
+- ``cpu``: the workers decode each crop the cheaper way: only its region (``jobs.train.region_decode``),
+  or the whole image at the smallest DCT scale that covers it (``jobs.train.crops``); then resize it as uint8;
 - ``device``: the workers only read the bytes and plan the crops; the training process
   decodes the JPEGs in batches on its device (nvJPEG on CUDA) and crops there
   (``jobs.train.device_decode``);
@@ -41,6 +41,8 @@ from clusterdeck.jobs.train.crops import (
 )
 from clusterdeck.jobs.train.device_decode import NVJPEG_MODES, Encoded, seeded
 from clusterdeck.jobs.train.order import WorkerShare
+from clusterdeck.jobs.train.region_decode import decode_cheaper_crop
+from clusterdeck.jobs.train.region_decode import installed as region_decode_installed
 from clusterdeck.jobs.train.shardread import image_of, read_shard
 from clusterdeck.jobs.train.shardset import Shard, ShardReadError
 from clusterdeck.jobs.train.sizing import Decoder
@@ -83,6 +85,8 @@ class Augment:
     def __init__(self, image_size: int, decoder: Decoder, *, train: bool, auto_augment: str = "") -> None:
         self.size, self.decoder = image_size, decoder
         self.extra = extra_augment(auto_augment) if train else None
+        # decided here, in the trainer, which says once where nvImageCodec is missing; its workers follow
+        self.region = decoder == "cpu" and region_decode_installed()
 
     def plan(self, header: Header, generator: torch.Generator | None) -> Plan:
         """The train crop drawn from ``generator``; with None, the val crop."""
@@ -98,7 +102,7 @@ class Augment:
             if self.extra is not None:
                 image = seeded(self.extra, image, extra_seed)
             return TF.pil_to_tensor(image)
-        pixels = decode_crop(data, plan, self.size, key)
+        pixels = (decode_cheaper_crop if self.region else decode_crop)(data, plan, self.size, key)
         return pixels if self.extra is None else seeded(self.extra, pixels, extra_seed)
 
 
