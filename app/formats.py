@@ -21,3 +21,9 @@ def when(ts: float) -> str:
 def elapsed(start: float, end: float | None) -> str:
     """The ``duration`` from ``start`` to ``end``, or to now while there is no end."""
     return duration((end or time.time()) - start)
+
+
+def queue_wait(text: str, expected_start: float | None) -> str:
+    """A job's wait in the queue: ``waiting behind jobs of higher priority; starts about 2025-01-31 14:05``, or
+    ``…; start unknown`` when the scheduler gives no estimate."""
+    return f"{text}; {'starts about ' + when(expected_start) if expected_start is not None else 'start unknown'}"

@@ -76,7 +76,7 @@ def cluster_view(user: str | None = None, timeout_s: float = 10, run: Runner | N
     sinfo, error = run(SINFO, timeout_s)
     if sinfo is None:  # no SLURM, or no controller: squeue would only say it again
         return ClusterView([], [], error)
-    squeue, error = run([*SQUEUE, "-u", user or _current_user()], timeout_s)
+    squeue, error = run([*SQUEUE, "-u", user or current_user()], timeout_s)
     return ClusterView(parse_sinfo(sinfo), parse_squeue(squeue or ""), error)
 
 
@@ -161,7 +161,7 @@ def run_here(command: list[str], timeout_s: float) -> tuple[str | None, str]:
     return proc.stdout, ""
 
 
-def _current_user() -> str:
+def current_user() -> str:
     try:
         return getpass.getuser()
     except (OSError, KeyError):  # no USER and no passwd entry (some containers)

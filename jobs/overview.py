@@ -7,15 +7,16 @@ scheduler query for all runs) and the specs (read once per run: a spec never cha
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from clusterdeck.jobs.damage import DamagedRecord
+from clusterdeck.jobs.dispatch.base import QueueWait
 from clusterdeck.jobs.records import load_statuses, read_spec_json
 from clusterdeck.jobs.rundir import RunPaths
 from clusterdeck.jobs.runs import list_runs
-from clusterdeck.jobs.status import RunView, damaged_view, view_runs
+from clusterdeck.jobs.status import RunView, damaged_view, queue_wait, view_runs
 from clusterdeck.jobs.steps.registry import steps
 from clusterdeck.jobs.tail.records import Progress
 
@@ -36,6 +37,8 @@ class RunRow:
     images_per_s: float | None
     best_top1: float | None
     path: str
+    queue: QueueWait | None = None
+    """While the run waits in the scheduler's queue: why, and when it may start (``RunView.queue``)."""
 
     @property
     def elapsed_s(self) -> float:
@@ -57,6 +60,7 @@ class RunRow:
             images_per_s=entry.get("images_per_s"),
             best_top1=entry.get("best_top1"),
             path=entry["path"],
+            queue=queue_wait(entry.get("queue")),
         )
 
 
@@ -96,6 +100,7 @@ class Overview:
                 "gpus": row.gpus,
                 "images_per_s": row.images_per_s,
                 "best_top1": row.best_top1,
+                "queue": asdict(row.queue) if row.queue else None,
             }
             if view.damaged:
                 entry["damaged"] = view.damaged
@@ -123,6 +128,7 @@ class Overview:
             images_per_s=images_per_s,
             best_top1=best,
             path=view.path,
+            queue=view.queue,
         )
 
     def _figures(self, view: RunView) -> tuple[float | None, float | None, float | None]:

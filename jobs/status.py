@@ -3,7 +3,8 @@
 The payload knows whether it finished; only the scheduler knows about jobs that never
 started, were cancelled, timed out or were killed. A part's state combines both; a step's
 and a run's follow from their parts. Scheduler state for every run shown is read with one
-query per backend (one ``sacct`` for all SLURM jobs), never one per job.
+query per backend (one ``sacct`` for all SLURM jobs, and one ``squeue --start`` for those
+waiting in the queue), never one per job.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from clusterdeck.jobs.damage import DamagedRecord
 from clusterdeck.jobs.dispatch import JobState, backend_for
-from clusterdeck.jobs.dispatch.base import FAILED_STATES
+from clusterdeck.jobs.dispatch.base import FAILED_STATES, QueueWait
 from clusterdeck.jobs.records import (
     Attempt,
     Executor,
@@ -55,6 +56,9 @@ class PartView:
     """Earlier starts of this part in the same attempt (requeues): job_id, node, state, resumed_from_step, times."""
     job_alive: bool = False
     """The scheduler still has the part's job (a part can be done while its job is still finishing)."""
+    queue: QueueWait | None = None
+    """While the part waits in the scheduler's queue (PENDING, or REQUEUED to run again): why, and its expected
+    start (``squeue --start``)."""
 
 
 @dataclass
@@ -104,8 +108,17 @@ class RunView:
     def jobs_alive(self) -> bool:
         return any(p.job_alive for s in self.steps for p in s.parts)
 
+    @property
+    def queue(self) -> QueueWait | None:
+        """While the run waits (PENDING or REQUEUED, nothing running): the wait of its first part the scheduler
+        holds back, in the steps' order, which is the one it waits on."""
+        if self.state not in ("PENDING", "REQUEUED"):
+            return None
+        return next((p.queue for s in self.steps for p in s.parts if p.queue is not None), None)
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data["queue"] = asdict(self.queue) if self.queue else None  # the run's wait, as listings show it
         if not self.damaged:  # only listings hold damaged runs; a view of a whole run reads as it always has
             del data["damaged"]
         return data
@@ -117,7 +130,7 @@ class RunView:
         from clusterdeck.jobs.protocol import from_fields
 
         def parts(items: list[dict[str, Any]]) -> list[PartView]:
-            return [from_fields(PartView, p) for p in items]
+            return [from_fields(PartView, p, queue=queue_wait(p.get("queue"))) for p in items]
 
         steps = [
             from_fields(
@@ -129,6 +142,13 @@ class RunView:
             for s in data.get("steps", [])
         ]
         return from_fields(cls, data, steps=steps)
+
+
+def queue_wait(data: dict[str, Any] | None) -> QueueWait | None:
+    """The ``QueueWait`` of a document (``RunView.to_json``, a listing's entry); None for none."""
+    from clusterdeck.jobs.protocol import from_fields
+
+    return from_fields(QueueWait, data) if data else None
 
 
 def part_state(status: PartStatus | None, sched: JobState | None, cancelled: bool) -> str:
@@ -188,10 +208,11 @@ def _attempt_view(
         for part in job.parts:
             status = statuses.get((step, attempt.number, part))
             js = _sched_for(job, part, sched)
+            state = part_state(status, js, cancelled)
             parts.append(
                 PartView(
                     part=part,
-                    state=part_state(status, js, cancelled),
+                    state=state,
                     job_id=(status.job_id if status and status.job_id else job.job_id),
                     node=(js.node if js and js.node else status.node if status else ""),
                     error=_error(status, js),
@@ -203,6 +224,7 @@ def _attempt_view(
                     progress=dict(status.progress) if status else {},
                     history=[h.model_dump() for h in status.history] if status else [],
                     job_alive=js is not None and not js.terminal and js.state != "EXITED",
+                    queue=js.queue if js is not None and state in ("PENDING", "REQUEUED") else None,
                 )
             )
     state = min((p.state for p in parts), key=PRECEDENCE.index, default="PENDING")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
 from clusterdeck.jobs import atomic
 from clusterdeck.jobs.dispatch import PartPlan, backend_class, backend_for
+from clusterdeck.jobs.dispatch.base import SchedulerWarning
 from clusterdeck.jobs.errors import UserError
 from clusterdeck.jobs.extras import require
 from clusterdeck.jobs.records import (
@@ -60,9 +62,12 @@ def nothing_to_run() -> str:
 
 
 def submit_run(spec: RunSpec, runs_root: Path | None = None, from_config: dict[str, Any] | None = None) -> RunPaths:
-    """Submits ``spec``'s steps; ``from_config``: the keys the user's ``[defaults]`` filled, kept in the record."""
+    """Checks the spec (its inputs, then its resources against the scheduler: ``SchedulerWarning`` for what the
+    user may know better), makes the run directory and submits the steps; ``from_config``: the keys the user's
+    ``[defaults]`` filled, kept in the record."""
     preflight(spec)
     backend = backend_for(spec.cluster.executor)
+    _warn(backend.preflight(spec, spec.steps))
     paths = create_run_dir(runs_root_for(spec, runs_root))
     atomic.write_json(paths.spec, spec.model_dump(mode="json"))
     record = RunRecord(
@@ -108,6 +113,7 @@ def resume_run(paths: RunPaths) -> RunPaths | None:
     preflight(spec, todo)
     plans = [PartPlan(name, record.step(name).attempt_number + 1, registry.step(name).parts(spec)) for name in todo]
     backend = backend_for(record.executor)
+    _warn(backend.preflight(spec, todo))
     try:
         jobs = backend.submit(paths, spec, plans)
     except Exception as exc:
@@ -157,6 +163,11 @@ def _with_attempts(record: RunRecord, plans: list[PartPlan], jobs: dict[str, lis
             )
         steps.append(step)
     return record.model_copy(update={"steps": steps})
+
+
+def _warn(texts: list[str]) -> None:
+    for text in texts:
+        warnings.warn(SchedulerWarning(text), stacklevel=3)
 
 
 def _first_line(exc: Exception) -> str:

@@ -145,9 +145,10 @@ def test_cancel_a_running_slurm_job(sample_data: SampleData, tmp_path: Path, hom
 
 def test_an_impossible_request_is_a_clear_error(sample_data: SampleData, tmp_path: Path, home: Path) -> None:
     spec = write_spec(tmp_path, sample_data, tmp_path / "o")
-    result = run_cli("submit", str(spec), "--executor", "slurm", "--set", "shard.resources.partition=nosuch")
+    # a feature no node has: sbatch refuses it (an unknown partition is refused before, tests/test_slurm_preflight.py)
+    result = run_cli("submit", str(spec), "--executor", "slurm", "--set", 'shard.resources.constraint="nosuch"')
     assert result.code == 2
-    assert "submission to slurm failed" in result.err and "partition" in result.err.lower()
+    assert "submission to slurm failed" in result.err and "feature" in result.err.lower()
     assert "Traceback" not in result.err
     assert not (home / "runs").exists() or not any((home / "runs").iterdir())
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -52,6 +56,25 @@ def print_json(schema: str, doc: dict[str, Any]) -> None:
     from clusterdeck.jobs.protocol import stamp
 
     print(json.dumps(stamp(schema, doc), indent=2, sort_keys=True, default=str))
+
+
+@contextlib.contextmanager
+def scheduler_warnings() -> Iterator[None]:
+    """Prints each ``SchedulerWarning`` of a submission (``Backend.preflight``: what the user may know better) as
+    ``clusterdeck: warning: …`` on stderr once the block is over, failed or not; other warnings go on as they were."""
+    from clusterdeck.jobs.dispatch.base import SchedulerWarning
+
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SchedulerWarning)
+            yield
+    finally:  # the filters are back as they were: the others are shown as they would have been
+        for w in caught:
+            if issubclass(w.category, SchedulerWarning):
+                print(f"clusterdeck: warning: {w.message}", file=sys.stderr, flush=True)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 # The argument types' names show in argparse's errors ("invalid _natural value: 'x'"): they stay as they were.

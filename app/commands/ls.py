@@ -6,7 +6,7 @@ import argparse
 
 from clusterdeck.app.commands.base import Subparsers, open_deck, print_json
 from clusterdeck.app.exitcodes import EXIT_OK
-from clusterdeck.app.formats import elapsed, when
+from clusterdeck.app.formats import elapsed, queue_wait, when
 from clusterdeck.app.table import print_table
 
 NAME = "ls"
@@ -28,13 +28,15 @@ def run(args: argparse.Namespace) -> int:
     if not entries:
         print(f"no runs under {where}")
         return EXIT_OK
-    rows = [["ID", "NAME", "STATE", "STEPS", "CREATED", "ELAPSED"]]
+    rows = [["ID", "NAME", "STATE", "STEPS", "CREATED", "ELAPSED", "QUEUE"]]
     for e in entries:
         steps = " ".join(f"{step}:{state}" for step, state in e["steps"].items())
         created = e["created_at"]
         if e.get("damaged"):  # the file and what is wrong, where the steps would be
-            rows.append([e["run_id"], e["name"] or "-", e["state"], e["damaged"], when(created), "-"])
+            rows.append([e["run_id"], e["name"] or "-", e["state"], e["damaged"], when(created), "-", ""])
             continue
-        rows.append([e["run_id"], e["name"], e["state"], steps, when(created), elapsed(created, e["ended_at"])])
+        queue = e.get("queue")  # a login node's older clusterdeck lists none
+        wait = queue_wait(queue["text"], queue["expected_start"]) if queue else ""
+        rows.append([e["run_id"], e["name"], e["state"], steps, when(created), elapsed(created, e["ended_at"]), wait])
     print_table(rows)
     return EXIT_OK

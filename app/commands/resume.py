@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from clusterdeck.app.commands.base import Subparsers, open_deck, print_json
+from clusterdeck.app.commands.base import Subparsers, open_deck, print_json, scheduler_warnings
 from clusterdeck.app.exitcodes import EXIT_OK
 
 NAME = "resume"
@@ -21,7 +21,8 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     with open_deck(args) as deck:
         paths = deck.resolve(args.run)
-        resumed = deck.resume(paths)
+        with scheduler_warnings():
+            resumed = deck.resume(paths)
         if args.json:
             print_json("run-resume", {**deck.view(paths).to_json(), "resumed": resumed})
             return EXIT_OK

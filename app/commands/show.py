@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clusterdeck.app.commands.base import Subparsers, open_deck, print_json
 from clusterdeck.app.exitcodes import EXIT_OK, exit_for
-from clusterdeck.app.formats import elapsed, when
+from clusterdeck.app.formats import elapsed, queue_wait, when
 from clusterdeck.app.table import print_table, table_lines
+
+if TYPE_CHECKING:
+    from clusterdeck.jobs.dispatch.base import QueueWait
 
 NAME = "show"
 LOCAL_ONLY = False
@@ -35,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"run      {view.run_id}  {view.name}")
     print(f"state    {view.state}   executor {view.executor}   elapsed {elapsed(view.created_at, view.ended_at)}")
     print(f"path     {view.path}")
+    if view.queue is not None:
+        print(f"queue    {_wait(view.queue)}")
     for step in view.steps:
         print(f"step     {step.name}: {step.state} (attempt {step.attempt}, jobs {', '.join(step.job_ids)})")
         rows = []
@@ -52,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
             )
         for part, line in zip(step.parts, table_lines(rows, min_widths=PART_WIDTHS, gap=" ", indent="  "), strict=True):
             print(line)
-            if part.error and part.state != "COMPLETED":
+            if part.queue is not None:
+                print(f"           {_wait(part.queue)}")
+            if part.error and part.state != "COMPLETED" and (part.queue is None or part.error != part.queue.reason):
                 print(f"           {part.error}")
         if len(step.attempts) > 1 or any(p.history for a in step.attempts for p in a.parts):
             _print_attempts(step)
@@ -62,6 +69,12 @@ def run(args: argparse.Namespace) -> int:
     for key, value in view.from_config.items():
         print(f"default  {key} = {value!r} (from your config)")
     return exit_for(view.state) if view.ended else EXIT_OK
+
+
+def _wait(queue: QueueWait) -> str:
+    """``Priority: waiting behind jobs of higher priority; start unknown`` (a reason without words: said once)."""
+    words = queue_wait(queue.text, queue.expected_start)
+    return f"{queue.reason}: {words}" if queue.reason and queue.reason != queue.text else words
 
 
 def _print_attempts(step: Any) -> None:

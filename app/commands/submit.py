@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clusterdeck.app.commands.base import Subparsers, open_deck, print_json
+from clusterdeck.app.commands.base import Subparsers, open_deck, print_json, scheduler_warnings
 from clusterdeck.app.exitcodes import EXIT_OK, exit_for
 
 if TYPE_CHECKING:
@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     source = args.spec_source or ("<stdin>" if str(spec) == "-" else str(spec))
     table = apply_overrides(read_table(spec), overrides)
     with open_deck(args) as deck:
-        paths = deck.submit(table, source)
+        with scheduler_warnings():
+            paths = deck.submit(table, source)
         view = deck.view(paths)
         if not args.json:
             print(f"submitted run {paths.run_id} ({view.name}) to {view.executor}: {paths.root}", flush=True)

@@ -16,10 +16,12 @@ import re
 import shlex
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clusterdeck.jobs.deck.base import Deck
+from clusterdeck.jobs.dispatch.base import SchedulerWarning
 from clusterdeck.jobs.errors import UserError
 from clusterdeck.jobs.protocol import SCHEMAS, ProtocolError, check_peer, read, version
 from clusterdeck.jobs.remote.sftp import SftpFiles
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
 RESOLVED_FRESH_S = 1.0
 _ERROR = re.compile(r"^clusterdeck: error: (?P<text>.*)$")
+_WARNING = re.compile(r"^clusterdeck: warning: (?P<text>.*)$")
 _NO_VERSION = re.compile(r"invalid choice: '?version'?")  # argparse's words: a clusterdeck from before `version`
 
 
@@ -112,6 +115,9 @@ class SshDeck(Deck):
         """The JSON that ``clusterdeck COMMAND`` printed; its failure as the one line the remote side gave."""
         if done.returncode != 0:
             raise self._failure(command, done.returncode, done.stderr)
+        for line in done.stderr.splitlines():  # a submission's warnings (``Backend.preflight``), told here too
+            if (m := _WARNING.match(line.strip())) and command in ("submit", "resume"):
+                warnings.warn(SchedulerWarning(f"{self.target.name}: {m['text']}"), stacklevel=2)
         try:
             return json.loads(done.stdout[_json_start(done.stdout) :])
         except ValueError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from clusterdeck.jobs.records import JobRef
@@ -34,6 +35,23 @@ class PartPlan:
 
 
 @dataclass(frozen=True)
+class QueueWait:
+    """Why the scheduler holds a job back, and when it expects to start it (``jobs.dispatch.queue``)."""
+
+    reason: str
+    """The scheduler's own word: ``Priority``, ``Dependency``, ``QOSMaxJobsPerUserLimit`` …"""
+    text: str
+    """The reason in words (``waiting behind jobs of higher priority``); an unknown one as the scheduler names it."""
+    expected_start: float | None = None
+    """When the scheduler expects to start the job (``squeue --start``, seconds since the epoch); None: unknown."""
+
+
+class SchedulerWarning(UserWarning):
+    """Something a submission may trip on that the user may know better about (``Backend.preflight``); the CLI
+    prints it as ``clusterdeck: warning: …`` and submits all the same."""
+
+
+@dataclass(frozen=True)
 class JobState:
     """What the scheduler says of one job or array task."""
 
@@ -43,6 +61,8 @@ class JobState:
     reason: str = ""
     node_failure: str = ""
     """Set when a run of this job ended NODE_FAIL: which node failed, e.g. "node node2 (Not responding) failed"."""
+    queue: QueueWait | None = None
+    """Set while the job waits in the queue: why, and when it may start."""
 
     @property
     def terminal(self) -> bool:
@@ -60,6 +80,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def preview(cls, paths: RunPaths, spec: RunSpec, plans: list[PartPlan]) -> dict[str, str]:
         """What ``submit`` would hand the scheduler (scripts or commands), by job; submits nothing."""
+
+    def preflight(self, spec: RunSpec, steps: Collection[str]) -> list[str]:
+        """Checks of ``steps``' resources against the scheduler, before anything is written or submitted: a
+        ``UserError`` naming each key it refuses; returns warnings (things the user may know better about)."""
+        return []
 
     @abc.abstractmethod
     def states(self, jobs: list[JobRef]) -> dict[str, JobState]:

@@ -26,7 +26,7 @@ def slurm_parameters(res: Resources, where: str) -> dict[str, Any]:
         "nodes": res.nodes,
         "ntasks_per_node": res.tasks,
         "cpus_per_task": res.cpus_per_task,
-        "mem": f"{max(1, round(res.mem_gb * 1024))}M",
+        "mem": f"{mem_mb(res)}M",
         "setup": list(res.setup),
         "additional_parameters": extra_sbatch(res.extra_sbatch, where),
     }
@@ -34,6 +34,11 @@ def slurm_parameters(res: Resources, where: str) -> dict[str, Any]:
         if getattr(res, key):
             params[key] = getattr(res, key)
     return params
+
+
+def mem_mb(res: Resources) -> int:
+    """The memory per node sbatch is asked for (``--mem``), in MB."""
+    return max(1, round(res.mem_gb * 1024))
 
 
 def local_parameters(res: Resources) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Collection
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ import submitit
 from submitit.slurm.slurm import _make_sbatch_string
 
 from clusterdeck.jobs.dispatch.base import Backend, JobState, PartPlan
+from clusterdeck.jobs.dispatch.queue import with_queue
 from clusterdeck.jobs.dispatch.resources import slurm_parameters
 from clusterdeck.jobs.errors import UserError
 from clusterdeck.jobs.payloads import CheckpointablePart, run_part
@@ -85,8 +87,14 @@ class SlurmBackend(Backend):
                 after = f"<{name} job id>"
         return scripts
 
+    def preflight(self, spec: RunSpec, steps: Collection[str]) -> list[str]:
+        from clusterdeck.jobs.dispatch.slurm_checks import check_submission
+
+        return check_submission(spec, steps)
+
     def states(self, jobs: list[JobRef]) -> dict[str, JobState]:
-        return sacct_states([j.job_id for j in jobs])
+        """sacct's states; the waiting jobs' reasons and expected starts from one ``squeue --start``."""
+        return with_queue(sacct_states([j.job_id for j in jobs]))
 
     def cancel(self, jobs: list[JobRef]) -> None:
         if jobs:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Bring up a real SLURM cluster (munge + MariaDB + slurmdbd + slurmctld +
 # slurmd) on this machine for the test suite: this machine's own node (all its
-# CPUs) in partitions cpu (default) and gpu, and extra nodes node1, node2 (1 CPU
-# each, see tests/cluster/node.sh) in partition multi, for multi-node jobs.
+# CPUs) in partitions cpu (default), gpu and short (MaxTime 30 minutes, for the
+# submit checks' tests), and extra nodes node1, node2 (1 CPU each, see
+# tests/cluster/node.sh) in partition multi, for multi-node jobs.
 #
 # Idempotent: packages are only installed when missing, configs are only
 # rewritten when their content changes, and healthy daemons are left alone.
@@ -300,6 +301,8 @@ SchedulerParameters=batch_sched_delay=0,bf_interval=2,sched_min_interval=100000
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$REAL_MEM State=UNKNOWN
 PartitionName=cpu Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$NODE Default=NO MaxTime=INFINITE State=UP
+# A time limit to refuse a longer job against (tests/test_slurm_preflight.py).
+PartitionName=short Nodes=$NODE Default=NO MaxTime=30 State=UP
 ${extra_nodes}PartitionName=multi Nodes=$multi Default=NO MaxTime=INFINITE State=UP
 EOF
 
