@@ -150,8 +150,8 @@ class RunsScreen(PolledScreen):
         updates = []
         for row in rows:
             drawn_row, drawn = self._drawn[row.run_id]
-            if drawn_row is row and row.ended_at is not None:
-                continue  # the same ended run: the same cells
+            if (drawn_row is row or drawn_row == row) and row.ended_at is not None:
+                continue  # the same ended run (a remote deck's rows are new each time): the same cells
             values = cells(row, row.run_id in self.marked)
             for column, old, new in zip(table.ordered_columns, drawn, values, strict=True):
                 if old != new:
