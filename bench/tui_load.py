@@ -30,6 +30,7 @@ import fcntl
 import os
 import pty
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -269,6 +270,7 @@ def idle(count: int, window: float) -> None:
         rss = app.memory_info().rss
     finally:
         term.close()
+        shutil.rmtree(home, ignore_errors=True)
     share = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / (wall1 - wall0)
     print(f"app idle on its runs list: {count:,} ended runs and 3 live ones, in a {COLUMNS}x{ROWS} pty; "
           f"first shown after {shown:.1f} s; RSS {rss / 1e6:.0f} MB")  # fmt: skip
