@@ -13,6 +13,13 @@ what it draws. The bench opens the run and then measures:
 - memory: the app's RSS every 10 s for the whole run (10 minutes by default).
 
     python bench/tui_load.py [--seconds 600] [--presses 40] [--lines-per-s 5000] [--records-per-s 10]
+
+``--idle-runs N`` measures the other case instead: the app idle on its runs list, over a runs root of N
+ended runs (made as bench/ls.py makes them, their index written by a first ``clusterdeck ls``) and three
+live ones (local runs of this process, so that each refresh asks about them): its CPU share of one core
+over ``--cpu-window`` seconds, after the list has shown and two refreshes have passed.
+
+    python bench/tui_load.py --idle-runs 10000 [--cpu-window 60]
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import fcntl
 import os
 import pty
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -163,10 +171,14 @@ def main() -> None:
     p.add_argument("--lines-per-s", type=int, default=5000)
     p.add_argument("--records-per-s", type=int, default=10)
     p.add_argument("--cpu-window", type=float, default=30.0, help="seconds of steady following for the CPU share")
+    p.add_argument("--idle-runs", type=int, help="measure the app idle on a runs root of this many ended runs")
     p.add_argument("--write", type=Path, help=argparse.SUPPRESS)  # the writer process's mode
     args = p.parse_args()
     if args.write:
         write_job(args.write, args.lines_per_s, args.records_per_s, args.seconds)
+        return
+    if args.idle_runs:
+        idle(args.idle_runs, args.cpu_window)
         return
 
     home = Path(tempfile.mkdtemp(prefix="cd-tui-load-"))
@@ -232,6 +244,37 @@ def main() -> None:
     mb = [r / 1e6 for _, r in rss]
     print(f"RSS over {rss[-1][0] - rss[0][0]:.0f} s: start {mb[0]:.0f} MB, max {max(mb):.0f} MB, end {mb[-1]:.0f} MB; "
           f"second half grew {max(mb[half:]) - mb[half]:+.1f} MB")  # fmt: skip
+
+
+def idle(count: int, window: float) -> None:
+    """The app on its runs list, nothing to do but refresh it: the CPU share of one core over ``window`` s."""
+    from ls import make_runs  # bench/ls.py, beside this script
+
+    home = Path(tempfile.mkdtemp(prefix="cd-tui-idle-"))
+    root = home / "runs"
+    make_runs(root, count)
+    env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor", "CLUSTERDECK_HOME": str(home)}
+    subprocess.run([sys.executable, "-m", "clusterdeck.app.cli", "ls"], env=env, capture_output=True, check=True)
+    live = [make_run(root, os.getpid()) for _ in range(3)]  # RUNNING while this process lives
+    term = Terminal([sys.executable, "-m", "clusterdeck.app.cli", "--runs-root", str(root)], env)
+    app = psutil.Process(term.proc.pid)
+    try:
+        started = time.monotonic()
+        assert term.expect(live[-1].run_id, 60), "the runs list never showed the runs"
+        shown = time.monotonic() - started
+        time.sleep(12.0)  # two refreshes (every 5 s) after the first
+        cpu0, wall0 = app.cpu_times(), time.monotonic()
+        time.sleep(window)
+        cpu1, wall1 = app.cpu_times(), time.monotonic()
+        assert term.proc.poll() is None, "the app exited"
+        rss = app.memory_info().rss
+    finally:
+        term.close()
+        shutil.rmtree(home, ignore_errors=True)
+    share = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / (wall1 - wall0)
+    print(f"app idle on its runs list: {count:,} ended runs and 3 live ones, in a {COLUMNS}x{ROWS} pty; "
+          f"first shown after {shown:.1f} s; RSS {rss / 1e6:.0f} MB")  # fmt: skip
+    print(f"CPU while idle: {100 * share:.1f}% of one core over {wall1 - wall0:.0f} s (target < 5%)")
 
 
 if __name__ == "__main__":

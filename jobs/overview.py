@@ -1,24 +1,27 @@
 """One line per run, as the runs list shows it: state, progress, size, speed and best accuracy.
 
-Everything comes from the run records and the jobs' status files (``jobs.status``, one
-scheduler query for all runs) and the specs (read once per run: a spec never changes).
+An ended run's line comes from the runs root's index of ended runs (``jobs.runindex``): one file, read
+from where the last listing stopped. The other runs (live, or ended but not yet in the index) come from
+their records and the jobs' status files (``jobs.status``, one scheduler query for all of them) and their
+specs (read once per run: a spec never changes); what the index lacks of an ended run is added to it.
+The modules that read records load only when there is a run to read (a listing of ended runs needs none).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clusterdeck.jobs.damage import DamagedRecord
-from clusterdeck.jobs.dispatch.base import QueueWait
-from clusterdeck.jobs.records import load_statuses, read_spec_json
-from clusterdeck.jobs.rundir import RunPaths
-from clusterdeck.jobs.runs import list_runs
-from clusterdeck.jobs.status import RunView, damaged_view, queue_wait, view_runs
-from clusterdeck.jobs.steps.registry import steps
-from clusterdeck.jobs.tail.records import Progress
+from clusterdeck.jobs import runindex
+from clusterdeck.jobs.runindex import RunsIndex
+
+if TYPE_CHECKING:
+    from clusterdeck.jobs.dispatch.base import QueueWait
+    from clusterdeck.jobs.status import RunView
 
 
 @dataclass(frozen=True)
@@ -60,31 +63,64 @@ class RunRow:
             images_per_s=entry.get("images_per_s"),
             best_top1=entry.get("best_top1"),
             path=entry["path"],
-            queue=queue_wait(entry.get("queue")),
+            queue=_queue_of(entry.get("queue")),
         )
 
 
 class Overview:
-    """Rows of every run under a runs root; keeps each run's spec once read."""
+    """Rows of every run under a runs root; keeps what it read: the index up to where it stopped, each run's
+    spec and each finished run's figures."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.index = RunsIndex(root)
         self._sizes: dict[str, tuple[int, int]] = {}
         self._final: dict[str, tuple[float | None, float | None, float | None]] = {}
 
     def listing(self) -> list[dict[str, Any]]:
-        """``clusterdeck ls --json``'s runs: each run's summary and its row's figures, read by ``RunRow.from_entry``
-        (which ignores fields it does not know: a newer login node's).
+        """``clusterdeck ls --json``'s runs, oldest first: each run's summary and its row's figures, read by
+        ``RunRow.from_entry`` (which ignores fields it does not know: a newer login node's).
 
         A run whose record, spec or a status file is damaged is listed with state ``DAMAGED`` and a
-        ``damaged`` reason that names the file; nothing of it is rewritten.
+        ``damaged`` reason that names the file; nothing of it is rewritten, and it is not indexed.
         """
-        entries = []
-        for view in view_runs(list_runs(self.root)):
+        index = self.index
+        index.refresh()
+        names = runindex.run_directories(self.root)
+        listed: list[dict[str, Any] | str] = []
+        unread = []
+        in_index = 0
+        ended, reopened = index.ended, index.reopened
+        for name in names:  # ``index.covered``, written out: this loop is most of a listing of 100,000 runs
+            held = ended.get(name)
+            if held is not None:
+                in_index += 1
+                if not reopened or held[0] >= reopened.get(name, -1):
+                    listed.append(held[1])
+                    continue
+            unread.append(name)
+            listed.append(name)
+        read, new_lines = self._read(unread) if unread else ({}, [])
+        self._index(names, new_lines, len(ended) - in_index)
+        if not unread:
+            return listed  # type: ignore[return-value] # every one an entry
+        return [e if isinstance(e, dict) else read[e] for e in listed if isinstance(e, dict) or e in read]
+
+    def _read(self, names: list[str]) -> tuple[dict[str, dict[str, Any]], list[bytes]]:
+        """Entries of the runs the index does not stand for, from their records (a directory without
+        ``run.json`` is no run: left out); and the index lines of those whose record says a final state."""
+        from clusterdeck.jobs.damage import DamagedRecord
+        from clusterdeck.jobs.rundir import RunPaths
+        from clusterdeck.jobs.runsummary import generation
+        from clusterdeck.jobs.status import damaged_view, load_records, views_of
+
+        loaded = load_records([RunPaths(self.root / n) for n in names])
+        entries, lines = {}, []
+        for (paths, record), view in zip(loaded, views_of(loaded), strict=True):
             try:
                 row = self.row(view)
             except DamagedRecord as exc:  # its spec, or a status file of a finished run, read here
-                view = damaged_view(RunPaths(Path(view.path)), exc)
+                view = damaged_view(paths, exc)
                 row = self.row(view)
             entry = {
                 "run_id": view.run_id,
@@ -104,8 +140,31 @@ class Overview:
             }
             if view.damaged:
                 entry["damaged"] = view.damaged
-            entries.append(entry)
-        return entries
+            elif not isinstance(record, DamagedRecord) and record.final is not None:
+                # ended before this listing (one that ended now was indexed as its final state was cached)
+                gen = generation(record)
+                if gen >= self.index.reopened.get(paths.run_id, -1):  # else a resume is under way, or failed
+                    line = runindex.ended_line(paths.run_id, gen, entry)
+                    if line is not None:
+                        lines.append(line)
+            entries[paths.run_id] = entry
+        return entries, lines
+
+    def _index(self, names: list[str], lines: list[bytes], gone: int) -> None:
+        """Adds ``lines`` to the index; rebuilds it instead when it is missing, damaged, or mostly obsolete
+        lines (``gone``: runs whose directory is no more). Nothing when the root cannot be written to: the
+        listing was right all the same, the next one reads those records again."""
+        index = self.index
+        if index.unreadable or not os.access(self.root, os.W_OK):
+            return
+        kept = len(index.ended) + len(index.reopened)
+        obsolete = index.lines - kept + gone
+        rebuild = (index.missing and lines) or index.bad or obsolete > max(runindex.COMPACT_MIN, kept)
+        with contextlib.suppress(OSError):
+            if rebuild and runindex.rebuild(self.root, [*index.kept_lines(names), *lines], index):
+                return
+            if lines:
+                runindex.append(self.root, lines)
 
     def row(self, view: RunView) -> RunRow:
         if view.damaged:
@@ -133,41 +192,35 @@ class Overview:
 
     def _figures(self, view: RunView) -> tuple[float | None, float | None, float | None]:
         """(progress, images/s, best top-1) from the parts' last reports; a finished run's are read once."""
+        from clusterdeck.jobs.records import load_statuses
+        from clusterdeck.jobs.rundir import RunPaths
+        from clusterdeck.jobs.runsummary import figures, last_reports
+
         if view.ended and view.run_id in self._final:  # a resumed run is live again: read afresh
             return self._final[view.run_id]
-        progresses = [(s.name, s.state, p.progress) for s in view.steps for p in s.parts]
-        if view.ended and not progresses:  # the record's cached final state has no parts: their status files
-            last = {}
-            for (step, _, _), status in sorted(load_statuses(RunPaths(Path(view.path))).items()):
-                last[step] = (step, status.state, status.progress)
-            progresses = list(last.values())
-        progress: float | None = None
-        images_per_s = best = None
-        for _, state, report in progresses:
-            p = Progress.of(report)
-            if p.steps_total:
-                progress = (p.step or 0.0) / p.steps_total
-                images_per_s = p.images_per_s if p.images_per_s is not None else images_per_s
-                best = p.best_top1 if p.best_top1 is not None else best
-            elif p.shards_total and state == "RUNNING":
-                progress = (p.shards_done or 0.0) / p.shards_total
-        if view.state == "COMPLETED":
-            progress = 1.0
-        figures = (progress, images_per_s, best)
+        reports = [(s.state, p.progress) for s in view.steps for p in s.parts]  # the step's state, as it shows
+        if view.ended and not reports:  # the record's cached final state has no parts: their status files
+            reports = last_reports(load_statuses(RunPaths(Path(view.path))))
+        found = figures(reports, view.state)
         if view.ended:
-            self._final[view.run_id] = figures
-        return figures
+            self._final[view.run_id] = found
+        return found
 
     def _size(self, view: RunView) -> tuple[int, int]:
         """(nodes, GPUs) of the biggest step, as the spec asks for them; ``DamagedRecord`` for a damaged spec."""
+        from clusterdeck.jobs.records import read_spec_json
+        from clusterdeck.jobs.rundir import RunPaths
+        from clusterdeck.jobs.runsummary import size_of
+
         if view.run_id not in self._sizes:
-            spec = read_spec_json(RunPaths(Path(view.path)))
-            size = (1, 0)
-            if (spec.get("cluster") or {}).get("executor") == "slurm":
-                for step in steps():
-                    r = (spec.get(step.name) or {}).get("resources") or {}
-                    nodes, gpus = r.get("nodes", 1), r.get("gpus_per_node", 0)
-                    if type(nodes) is int and type(gpus) is int:  # another version's values are not counted
-                        size = max(size, (nodes, nodes * gpus), key=lambda s: (s[1], s[0]))
-            self._sizes[view.run_id] = size
+            self._sizes[view.run_id] = size_of(read_spec_json(RunPaths(Path(view.path))))
         return self._sizes[view.run_id]
+
+
+def _queue_of(data: dict[str, Any] | None) -> QueueWait | None:
+    """A listing entry's ``queue`` as a ``QueueWait`` (only pending runs have one: the rest load nothing)."""
+    if not data:
+        return None
+    from clusterdeck.jobs.status import queue_wait
+
+    return queue_wait(data)

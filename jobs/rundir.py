@@ -32,10 +32,11 @@ Every file and directory here, in a shard set and in a stage cache gets the mode
 0664/0775 under 002, so a group that shares a runs root or a shard set can read it (``jobs.atomic``).
 
 Readers never write to a run they only look at, beyond caching a finished run's final state
-in ``run.json``. A run whose ``run.json``, ``spec.json`` or a status file cannot be read as
-what it should be is damaged (``jobs.damage``): listings show it as ``DAMAGED`` with the file
-and what is wrong, every other command refuses it naming the file, and nothing of it is
-rewritten. Lines of ``metrics.jsonl`` and telemetry files that are not records are skipped
+in ``run.json`` (and its line in the runs root's index of ended runs, ``jobs.runindex``). A run
+whose ``run.json``, ``spec.json`` or a status file cannot be read as what it should be is
+damaged (``jobs.damage``): listings show it as ``DAMAGED`` with the file and what is wrong,
+every other command refuses it naming the file, and nothing of it is rewritten. Lines of
+``metrics.jsonl`` and telemetry files that are not records are skipped
 and counted (a writer cut off mid-line leaves one); ``clusterdeck metrics`` names them.
 """
 

@@ -1,4 +1,8 @@
-"""The runs root: one directory per run, ids that sort by time, addressing by unique prefix."""
+"""The runs root: one directory per run, ids that sort by time, addressing by unique prefix.
+
+Beside the runs, the root holds the index of its ended runs (``jobs.runindex``, ``ended-runs.jsonl``).
+The records' modules load only where a record is read: ``clusterdeck ls`` of ended runs reads none.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,14 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from clusterdeck.jobs.damage import DamagedRecord
 from clusterdeck.jobs.errors import RunNotFound, UserError
-from clusterdeck.jobs.records import PartStatus, RunRecord, check_run, load_record
 from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.runindex import run_directories
+
+if TYPE_CHECKING:
+    from clusterdeck.jobs.records import PartStatus, RunRecord
 
 ID_TIME_FORMAT = "%Y%m%d-%H%M%S"
 
@@ -57,14 +64,7 @@ def create_run_dir(root: Path) -> RunPaths:
 
 def list_runs(root: Path) -> list[RunPaths]:
     """Runs with a record, oldest first."""
-    if not root.is_dir():
-        return []
-    try:
-        with os.scandir(root) as entries:
-            names = [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
-    except OSError as exc:
-        raise UserError(f"{root}: cannot list the runs root ({exc.strerror or exc})") from None
-    return [RunPaths(root / n) for n in sorted(names) if _has_record(root / n)]
+    return [RunPaths(root / n) for n in run_directories(root) if _has_record(root / n)]
 
 
 def _has_record(path: Path) -> bool:
@@ -89,6 +89,9 @@ def whole(run: RunPaths) -> RunPaths:
 
 def read_whole(run: RunPaths) -> tuple[RunRecord, dict[tuple[str, int, str], PartStatus]]:
     """``whole``'s check, returning the record and part statuses it read (a view of the run needs both)."""
+    from clusterdeck.jobs.damage import DamagedRecord
+    from clusterdeck.jobs.records import check_run
+
     try:
         return check_run(run)
     except FileNotFoundError:
@@ -98,6 +101,13 @@ def read_whole(run: RunPaths) -> tuple[RunRecord, dict[tuple[str, int, str], Par
 
 
 def _find_run(root: Path, address: str) -> RunPaths:
+    if address and not address.startswith(".") and "/" not in address and "\0" not in address:
+        try:
+            found = (root / address / "run.json").is_file()
+        except OSError:  # a name too long, say: no run, as the listing below says it
+            found = False
+        if found:
+            return RunPaths(root / address)  # a whole id: found without listing a root of 100,000 runs
     runs = list_runs(root)
     exact = [r for r in runs if r.run_id == address]
     if exact:
@@ -120,6 +130,8 @@ def _find_run(root: Path, address: str) -> RunPaths:
 
 
 def _name_of(run: RunPaths) -> str | None:
+    from clusterdeck.jobs.records import load_record
+
     try:
         return load_record(run).name
     except (OSError, ValueError):

@@ -9,7 +9,6 @@ waiting in the queue), never one per job.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,6 +33,7 @@ from clusterdeck.jobs.records import (
 )
 from clusterdeck.jobs.rundir import RunPaths
 from clusterdeck.jobs.runs import ID_TIME_FORMAT, read_whole
+from clusterdeck.jobs.runsummary import index_ended
 
 # When parts disagree, the step shows the most telling one.
 PRECEDENCE = (*FAILED_STATES, "RUNNING", "REQUEUED", "PENDING", "COMPLETED")
@@ -248,6 +248,11 @@ def view_runs(runs: list[RunPaths], *, use_final: bool = True) -> list[RunView]:
 
     A run whose record or status files are damaged is a ``DAMAGED`` view naming the file.
     """
+    return views_of(load_records(runs), use_final)
+
+
+def load_records(runs: list[RunPaths]) -> list[tuple[RunPaths, RunRecord | DamagedRecord]]:
+    """The records of ``runs``, or what is wrong with them; a run without ``run.json`` is left out."""
     loaded: list[tuple[RunPaths, RunRecord | DamagedRecord]] = []
     for paths in runs:
         try:
@@ -256,14 +261,15 @@ def view_runs(runs: list[RunPaths], *, use_final: bool = True) -> list[RunView]:
             continue  # a run directory still being created, or removed since it was listed
         except DamagedRecord as exc:
             loaded.append((paths, exc))
-    return _views(loaded, use_final)
+    return loaded
 
 
-def _views(
+def views_of(
     loaded: list[tuple[RunPaths, RunRecord | DamagedRecord]],
-    use_final: bool,
+    use_final: bool = True,
     statuses: dict[tuple[str, int, str], PartStatus] | None = None,
 ) -> list[RunView]:
+    """``view_runs`` of records already read (``load_records``), one view each, in their order."""
     records = [(paths, r) for paths, r in loaded if isinstance(r, RunRecord)]
     live: dict[Executor, list[JobRef]] = {}
     for _, record in records:
@@ -290,7 +296,7 @@ def view_run(paths: RunPaths) -> RunView:
     Its record and status files are read once (``watch`` polls this every few seconds): as checked, then shown.
     """
     record, statuses = read_whole(paths)
-    return _views([(paths, record)], use_final=False, statuses=statuses)[0]
+    return views_of([(paths, record)], use_final=False, statuses=statuses)[0]
 
 
 def damaged_view(paths: RunPaths, damage: DamagedRecord) -> RunView:
@@ -348,12 +354,18 @@ def _view(
     if view.ended:
         ends = [p.ended_at for s in steps for p in s.parts if p.ended_at]
         view.ended_at = max(ends) if ends else now()
-        _remember_final(paths, record, view)
+        _remember_final(paths, record, view, statuses)
     return view
 
 
-def _remember_final(paths: RunPaths, record: RunRecord, view: RunView) -> None:
-    """Caches the final state in the record, so listing a thousand old runs costs a thousand small reads.
+def _remember_final(
+    paths: RunPaths,
+    record: RunRecord,
+    view: RunView,
+    statuses: dict[tuple[str, int, str], PartStatus] | None = None,
+) -> None:
+    """Caches the final state in the record, and then the run's line in its runs root's index of ended runs
+    (``jobs.runindex``), so that a listing reads neither again.
 
     Nothing is cached for a damaged run (its spec is checked first: ``clusterdeck ls`` lists it DAMAGED
     and must leave every file as it was). The record is read again just before it is replaced, and
@@ -365,10 +377,16 @@ def _remember_final(paths: RunPaths, record: RunRecord, view: RunView) -> None:
         return
     final = FinalState(state=view.state, ended_at=view.ended_at or now(), steps={s.name: s.state for s in view.steps})
     try:
-        read_spec_json(paths)
+        spec = read_spec_json(paths)
         if load_record(paths) != record:
             return
+        if statuses is None:
+            statuses = load_statuses(paths)
     except (DamagedRecord, OSError):  # OSError: FileNotFoundError too (removed since), and unreadable
         return
-    with contextlib.suppress(OSError):  # a read-only viewer still gets the right answer
-        save_record(paths, record.model_copy(update={"final": final}))
+    ended = record.model_copy(update={"final": final})
+    try:
+        save_record(paths, ended)
+    except OSError:  # a read-only viewer still gets the right answer
+        return
+    index_ended(paths, ended, spec, statuses)

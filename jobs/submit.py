@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from clusterdeck.jobs import atomic
+from clusterdeck.jobs import atomic, runindex
 from clusterdeck.jobs.dispatch import PartPlan, backend_class, backend_for
 from clusterdeck.jobs.dispatch.base import SchedulerWarning
 from clusterdeck.jobs.errors import UserError
@@ -26,6 +26,7 @@ from clusterdeck.jobs.records import (
 )
 from clusterdeck.jobs.rundir import RunPaths
 from clusterdeck.jobs.runs import create_run_dir, default_runs_root
+from clusterdeck.jobs.runsummary import generation
 from clusterdeck.jobs.spec import RunSpec
 from clusterdeck.jobs.status import RunView, view_run
 from clusterdeck.jobs.steps import registry
@@ -100,7 +101,11 @@ def preview_run(spec: RunSpec, runs_root: Path | None = None) -> dict[str, str]:
 
 
 def resume_run(paths: RunPaths) -> RunPaths | None:
-    """Re-submits the first step that did not complete and every step after it; None if all completed."""
+    """Re-submits the first step that did not complete and every step after it; None if all completed.
+
+    Each step resubmitted gets one attempt more: the record's generation after it is known before the
+    submission, and the runs index is told first (``_reopen``).
+    """
     record = load_record(paths)
     view = view_run(paths)
     if not view.ended:
@@ -114,6 +119,7 @@ def resume_run(paths: RunPaths) -> RunPaths | None:
     plans = [PartPlan(name, record.step(name).attempt_number + 1, registry.step(name).parts(spec)) for name in todo]
     backend = backend_for(record.executor)
     _warn(backend.preflight(spec, todo))
+    _reopen(paths, generation(record) + len(plans))
     try:
         jobs = backend.submit(paths, spec, plans)
     except Exception as exc:
@@ -121,6 +127,19 @@ def resume_run(paths: RunPaths) -> RunPaths | None:
     record = record.model_copy(update={"cancelled_at": None, "final": None})
     save_record(paths, _with_attempts(record, plans, jobs))
     return paths
+
+
+def _reopen(paths: RunPaths, generation: int) -> None:
+    """Tells the runs root's index that the run is live again, before anything is resubmitted: a listing then
+    reads its record instead of the index's line of the generation that ended (``jobs.runindex``)."""
+    try:
+        runindex.reopen(paths.root.parent, paths.run_id, generation)
+    except OSError as exc:
+        raise UserError(
+            f"{runindex.index_path(paths.root.parent)}: cannot record there that run {paths.run_id} is live again "
+            f"({exc.strerror or exc}); nothing was resubmitted (make the file writable for the group, or remove "
+            "it: the next listing rebuilds it)"
+        ) from None
 
 
 def cancel_run(paths: RunPaths) -> RunView:

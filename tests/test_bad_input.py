@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from clusterdeck.jobs.runindex import INDEX_NAME
 from clusterdeck.jobs.sample_data import SampleData
 from tests.conftest import REPO, Result, needs_root, shard_spec
 
@@ -443,9 +444,12 @@ def make_finished_run(data: SampleData, root: Path) -> Path:
 
 
 def snapshot(root: Path) -> dict[str, tuple[bytes, int] | None]:
-    """Every file under ``root``: its bytes and mtime (directories: None), to show that reading wrote nothing."""
+    """Every file under ``root``: its bytes and mtime (directories: None), to show that reading wrote nothing.
+
+    But for the runs root's index of ended runs: a listing adds a healthy ended run to it, as it caches a
+    final state; that a damaged run is never added is checked apart (``indexed``)."""
     found: dict[str, tuple[bytes, int] | None] = {}
-    for path in sorted(root.rglob("*")):
+    for path in sorted(p for p in root.rglob("*") if p != root / INDEX_NAME):
         st = path.lstat()
         rel = str(path.relative_to(root))
         if path.is_dir():
@@ -457,11 +461,23 @@ def snapshot(root: Path) -> dict[str, tuple[bytes, int] | None]:
     return found
 
 
+def indexed(root: Path) -> set[str]:
+    """The run directories the runs root's index has an ``ended`` line for."""
+    index = root / INDEX_NAME
+    lines = index.read_text().splitlines() if index.exists() else []
+    return {json.loads(line)[1] for line in lines if line.startswith('["ended"')}
+
+
 def run_case(case: Case, pristine: Path, where: Path) -> tuple[Result, str, Path]:
-    """Sets the case up in ``where`` from a copy of the pristine runs root; returns (result, setup's value, run)."""
+    """Sets the case up in ``where`` from a copy of the pristine runs root; returns (result, setup's value, run).
+
+    The copy's index of ended runs is left out: an ended run the index has is listed from it, unread
+    (``jobs.runindex``: damage done to it afterwards is named by show, logs and resume); these cases are
+    about a run whose files a listing reads, as it reads a live run's or one not indexed yet."""
     if case.no_dac:
         needs_root("setpriv, to drop the capabilities that let root ignore file modes")
     shutil.copytree(pristine.parent.parent, where, symlinks=True)
+    (where / "runs" / INDEX_NAME).unlink(missing_ok=True)
     run = where / "runs" / pristine.name
     value = case.setup(where, run)
     before = snapshot(where / "runs")
@@ -507,11 +523,14 @@ def test_bad_input_is_named_without_a_traceback(case: Case, pristine: Path, tmp_
         assert all(w in json.dumps(entry) for w in wanted), entry
     else:
         assert all(w in result.err for w in wanted), result.err
+    if case.command[0] == "ls" and any("DAMAGED" in n or '"damaged"' in n for n in case.named):
+        assert run.name not in indexed(tmp_path / "case" / "runs")  # a damaged run is not indexed
     if case.code == 2:
         assert len(result.err.strip().splitlines()) == 1, result.err  # one line
         assert result.err.startswith("clusterdeck: error: ")
     if case.command[0] == "submit":
-        assert [p.name for p in (tmp_path / "case" / "runs").iterdir()] == [run.name]  # no run was made
+        runs = [p.name for p in (tmp_path / "case" / "runs").iterdir() if p.is_dir()]
+        assert runs == [run.name]  # no run was made
 
 
 async def test_the_app_lists_a_damaged_run_and_names_the_file_when_it_is_opened(tmp_path: Path) -> None:
@@ -539,6 +558,7 @@ async def test_the_app_lists_a_damaged_run_and_names_the_file_when_it_is_opened(
         assert isinstance(screen, RunDetailScreen)
         await until(pilot, lambda: f"{damaged.record}: truncated JSON" in screen.trouble)
     assert snapshot(root) == before
+    assert damaged.run_id not in indexed(root)
 
 
 def main() -> None:

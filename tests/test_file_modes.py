@@ -21,6 +21,7 @@ import pytest
 
 from clusterdeck.jobs import atomic
 from clusterdeck.jobs.rundir import RunPaths
+from clusterdeck.jobs.runindex import INDEX_NAME
 from clusterdeck.jobs.sample_data import SampleData
 from tests.conftest import REPO, require_slurm, shard_spec, train_section
 
@@ -92,6 +93,7 @@ KINDS: dict[str, Any] = {
     "shard tars": lambda w: sorted(w.shards.glob("*.tar")),
     "shard parts": lambda w: sorted((w.shards / ".parts").glob("*.json")),
     "run.json": lambda w: [w.run.record],
+    "runs index": lambda w: [w.run.root.parent / INDEX_NAME],
     "spec.json": lambda w: [w.run.spec],
     "status files": lambda w: sorted(w.run.status_dir.glob("*.json")),
     "metrics": lambda w: [w.run.metrics],

@@ -20,6 +20,13 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from clusterdeck.jobs.runindex import paused_gc
+
+    with paused_gc():  # a listing of 100,000 runs makes 100,000 rows and no cycle
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     with open_deck(args) as deck:
         entries, where = deck.listing(), deck.where
     if args.json:
@@ -30,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = [["ID", "NAME", "STATE", "STEPS", "CREATED", "ELAPSED", "QUEUE"]]
     for e in entries:
-        steps = " ".join(f"{step}:{state}" for step, state in e["steps"].items())
+        steps = " ".join([f"{step}:{state}" for step, state in e["steps"].items()])
         created = e["created_at"]
         if e.get("damaged"):  # the file and what is wrong, where the steps would be
             rows.append([e["run_id"], e["name"] or "-", e["state"], e["damaged"], when(created), "-", ""])

@@ -1,4 +1,10 @@
-"""The runs screen: a live table of every run, filtered as you type, sorted by any column."""
+"""The runs screen: a live table of every run, filtered as you type, sorted by any column.
+
+A refresh redraws only what changed: with the same runs shown in the same order, the cells of the rows
+that differ (a live run's elapsed time, a state), not the table; an ended run's row, the same object as
+long as the runs index's line for it stands (``jobs.overview``), is passed over. An app left open on a
+runs root of 10,000 runs stays near idle (bench/tui_load.py --idle-runs).
+"""
 
 from __future__ import annotations
 
@@ -71,6 +77,11 @@ class RunsScreen(PolledScreen):
         self.sort_by, self.reverse = "id", True  # newest first
         self.marked: list[str] = []
         """Run ids marked for comparison, in the order they were marked."""
+        self._rows_read: dict[str, tuple[dict[str, Any], RunRow]] = {}
+        """By run id: the listing entry last read and its row, so that an entry read again is not made anew."""
+        self._drawn: dict[str, tuple[RunRow, tuple[str | Text, ...]]] = {}
+        """By run id: the row shown and its cells, as drawn."""
+        self._drawn_order: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -86,36 +97,71 @@ class RunsScreen(PolledScreen):
         self.start_polling()
 
     def read(self) -> None:
-        rows = [RunRow.from_entry(entry) for entry in self.cd.deck.listing()]
+        rows, known = [], self._rows_read  # one read at a time (PolledScreen): this thread alone uses it
+        for entry in self.cd.deck.listing():
+            held = known.get(entry["run_id"])
+            if held is None or held[0] is not entry:
+                held = known[entry["run_id"]] = (entry, RunRow.from_entry(entry))
+            rows.append(held[1])
         if not get_current_worker().is_cancelled:
             self.post_message(RunsLoaded(rows))
 
     def on_runs_loaded(self, message: RunsLoaded) -> None:
         self.rows = message.rows
-        self.show_rows()
+        self.show_rows(changes_only=True)
 
     def shown(self) -> list[RunRow]:
         words = self.query_one("#filter", Input).value.lower().split()
         rows = [r for r in self.rows if all(w in f"{r.name} {r.run_id} {r.state}".lower() for w in words)]
         return sorted(rows, key=SORT_KEYS[self.sort_by], reverse=self.reverse)
 
-    def show_rows(self) -> None:
+    def show_rows(self, *, changes_only: bool = False) -> None:
+        """Draws the rows shown; ``changes_only``: only the cells that changed, when the same rows are shown
+        in the same order and every cell still fits its column (else the table is drawn afresh)."""
         table = self.query_one(DataTable)
+        rows = self.shown()
+        if not (changes_only and self._redraw_changes(table, rows)):
+            self._draw(table, rows)
+        self.sub_title = (
+            f"{len(table.rows)} of {len(self.rows)} runs · sorted by {self.sort_by} · {time.strftime('%H:%M:%S')}"
+        )
+
+    def _draw(self, table: DataTable[Any], rows: list[RunRow]) -> None:
         selected = self.selected()
         table.clear()
-        shown = [(row.run_id, cells(row, row.run_id in self.marked)) for row in self.shown()]
+        shown = [(row, cells(row, row.run_id in self.marked)) for row in rows]
         # Widths set here, from the cells: the table's own measuring waits for an idle moment, and a
         # frame drawn before it keeps the old widths (a marked name shown clipped until the next refresh).
         for i, column in enumerate(table.ordered_columns):
             column.auto_width = False
             column.width = max([cell_len(str(column.label))] + [_width(values[i]) for _, values in shown])
-        for run_id, values in shown:
-            table.add_row(*values, key=run_id)
-        if selected is not None and selected in {r.run_id for r in self.shown()}:
+        for row, values in shown:
+            table.add_row(*values, key=row.run_id)
+        self._drawn = {row.run_id: (row, values) for row, values in shown}
+        self._drawn_order = [row.run_id for row in rows]
+        if selected is not None and selected in self._drawn:
             table.move_cursor(row=table.get_row_index(selected))
-        self.sub_title = (
-            f"{len(table.rows)} of {len(self.rows)} runs · sorted by {self.sort_by} · {time.strftime('%H:%M:%S')}"
-        )
+
+    def _redraw_changes(self, table: DataTable[Any], rows: list[RunRow]) -> bool:
+        """Updates the cells that changed in place; False when that will not do (rows added, gone or moved, or
+        a cell grown wider than its column)."""
+        if [row.run_id for row in rows] != self._drawn_order:
+            return False
+        updates = []
+        for row in rows:
+            drawn_row, drawn = self._drawn[row.run_id]
+            if (drawn_row is row or drawn_row == row) and row.ended_at is not None:
+                continue  # the same ended run (a remote deck's rows are new each time): the same cells
+            values = cells(row, row.run_id in self.marked)
+            for column, old, new in zip(table.ordered_columns, drawn, values, strict=True):
+                if old != new:
+                    if _width(new) > column.width:
+                        return False
+                    updates.append((row.run_id, column.key, new))
+            self._drawn[row.run_id] = (row, values)
+        for run_id, key, value in updates:
+            table.update_cell(run_id, key, value)
+        return True
 
     def selected(self) -> str | None:
         table = self.query_one(DataTable)
