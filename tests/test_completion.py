@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from clusterdeck.jobs.sample_data import SampleData
+from tests.conftest import run_cli, shard_spec
 
 BIN = Path(sys.executable).parent
 
@@ -60,6 +61,17 @@ def test_bash_completes_run_ids_of_the_runs_root_given_before_or_after_the_comma
         "20261207-101011-bbbb",
     ]
     assert bash_complete(f"clusterdeck --host nowhere --runs-root {root} show 2026", tmp_path) == []
+
+
+def test_bash_completes_the_names_of_ended_runs(sample_data: SampleData, tmp_path: Path, home: Path) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(shard_spec(sample_data, tmp_path / "shards", name="tabbed-shards"))
+    done = run_cli("submit", str(spec), "--wait", "--json")
+    assert done.code == 0, done.err
+    run_id = json.loads(done.out)["run_id"]
+    root = home / "runs"
+    assert bash_complete(f"clusterdeck show --runs-root {root} tabbed", tmp_path) == ["tabbed-shards"]
+    assert bash_complete(f"clusterdeck show --runs-root {root} {run_id[:9]}", tmp_path) == [run_id]
 
 
 @pytest.mark.parametrize(("shell", "marker"), [("bash", "complete -o nospace -o default -o bashdefault -F"),
