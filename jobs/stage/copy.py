@@ -10,10 +10,11 @@ The bytes never pass through Python on their way: each 16 MiB chunk is copied by
 filesystems that refuse it (a parallel filesystem to a node's SSD, before Linux 5.3 or after
 5.19), by ``sendfile``; the chunk is then read back from the destination's page cache, where it
 was just written, into one reused buffer and hashed. So the checksum covers what is in the
-destination file, not what was read. Measured on 6 x 256 MB cold (``bench/stage.py`` and
-the note in ``docs``): read + hash + write through a Python buffer took 1.6-3.6 s where cp took
-1.5-1.7 s; copy_file_range or sendfile plus the read-back took 1.4-1.6 s. Where neither call
-works (a filesystem without splice support), it falls back to the buffer.
+destination file, not what was read. Measured on 6 x 256 MB cold, 4 streams, to the end of ``sync``
+(``python bench/copy_methods.py``, two runs): read + hash + write through a reused buffer 1.55-3.33 s,
+copy_file_range + read-back 1.13-1.23 s, sendfile + read-back 1.12-1.19 s, a mapped source 1.51-1.82 s,
+``cp -r`` 1.17-1.23 s. Where neither call works (a filesystem without splice support), it falls back
+to the buffer.
 """
 
 from __future__ import annotations
