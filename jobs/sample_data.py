@@ -18,6 +18,7 @@ import colorsys
 import io
 import math
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,17 +169,26 @@ def _pixels(rng: np.random.Generator, cls: int, classes: int, side: int) -> np.n
 
 
 def make_sample_data(
-    root: Path, classes: int = 10, train_per_class: int = 40, val_per_class: int = 10, seed: int = 0
+    root: Path,
+    classes: int = 10,
+    train_per_class: int = 40,
+    val_per_class: int = 10,
+    seed: int = 0,
+    progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> SampleData:
+    """The sample set under ``root``; ``progress`` hears (images written, images to write)."""
     rng = np.random.default_rng(seed)
     wnids = _make_wnids(rng, classes)
     sorted_wnids = sorted(wnids)
+    total, done = classes * (train_per_class + val_per_class), 0
     for wnid in sorted_wnids:
         cls = sorted_wnids.index(wnid)
         folder = root / "train" / wnid
         folder.mkdir(parents=True, exist_ok=True)
         for k in range(train_per_class):
             (folder / f"{wnid}_{k}.JPEG").write_bytes(_image(rng, cls, classes))
+            done += 1
+            progress(done, total)
     val_wnids = [w for w in sorted_wnids for _ in range(val_per_class)]
     rng.shuffle(val_wnids)
     (root / "val").mkdir(parents=True, exist_ok=True)
@@ -186,6 +196,7 @@ def make_sample_data(
     for n, wnid in enumerate(val_wnids, start=1):
         (root / "val" / f"ILSVRC2012_val_{n:08d}.JPEG").write_bytes(_image(rng, sorted_wnids.index(wnid), classes))
         ids.append(wnids.index(wnid) + 1)
+        progress(done + n, total)
     (root / GROUND_TRUTH).write_text("".join(f"{i}\n" for i in ids))
     (root / SYNSETS).write_text("".join(f"{w} {_words(sorted_wnids.index(w))}\n" for w in wnids))
     _write_meta_mat(root / META_MAT, wnids, sorted_wnids)

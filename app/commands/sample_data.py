@@ -7,6 +7,7 @@ from pathlib import Path
 
 from clusterdeck.app.commands.base import Subparsers, _positive
 from clusterdeck.app.exitcodes import EXIT_OK
+from clusterdeck.app.progress import ByteMeter, add_quiet
 
 NAME = "sample-data"
 LOCAL_ONLY = True
@@ -27,6 +28,7 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
         metavar="FORMAT",
         help=f"the same images also as: {', '.join(ALSO)} (CIFAR batches are generated images of their own)",
     )
+    add_quiet(s)
     return s
 
 
@@ -36,7 +38,13 @@ ALSO = ("hf-parquet", "imagefolder-tar", "cifar")
 def run(args: argparse.Namespace) -> int:
     from clusterdeck.jobs.sample_data import make_sample_data
 
-    data = make_sample_data(args.dir, args.classes, args.train_per_class, args.val_per_class, args.seed)
+    with ByteMeter("sample-data", unit="images", quiet=args.quiet) as meter:
+
+        def progress(done: int, total: int) -> None:
+            meter.total = total
+            meter.update(done)
+
+        data = make_sample_data(args.dir, args.classes, args.train_per_class, args.val_per_class, args.seed, progress)
     print(
         f"wrote {args.classes} classes: {data.train} ({args.classes * args.train_per_class} images), "
         f"{data.val} ({args.classes * args.val_per_class} images), {data.ground_truth.name}, {data.synsets.name}"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from clusterdeck.app.commands.base import Subparsers, print_json
 from clusterdeck.app.exitcodes import EXIT_OK
+from clusterdeck.app.progress import ByteMeter, add_quiet
 
 NAME = "val-sort"
 LOCAL_ONLY = True
@@ -29,13 +30,20 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
     )
     s.add_argument("--out", type=Path, required=True, metavar="DIR", help="where the class folders go (not in VAL_DIR)")
     s.add_argument("--json", action="store_true", help="print the counts as JSON")
+    add_quiet(s)
     return s
 
 
 def run(args: argparse.Namespace) -> int:
     from clusterdeck.jobs.shard.valsort import sort_val, summary
 
-    result = sort_val(args.val_dir, args.ground_truth, args.synsets, args.out)
+    with ByteMeter("val-sort", unit="images", quiet=args.quiet) as meter:
+
+        def progress(done: int, total: int) -> None:
+            meter.total = total
+            meter.update(done)
+
+        result = sort_val(args.val_dir, args.ground_truth, args.synsets, args.out, progress)
     if args.json:
         print_json("val-sort", result.record())
     else:

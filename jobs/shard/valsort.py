@@ -12,6 +12,7 @@ import errno
 import filecmp
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,8 +83,15 @@ class _Item:
     wnid: str
 
 
-def sort_val(val_dir: Path, ground_truth: Path, synsets: Path, out: Path) -> ValSort:
-    """Links (or copies) every val image with a ground-truth line into ``out/<wnid>/``; see the module doc."""
+def sort_val(
+    val_dir: Path,
+    ground_truth: Path,
+    synsets: Path,
+    out: Path,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> ValSort:
+    """Links (or copies) every val image with a ground-truth line into ``out/<wnid>/``; see the module doc.
+    ``progress`` hears (images placed, images to place) as they are placed."""
     _check_paths(val_dir, ground_truth, synsets, out)
     wnids = _read_synsets(synsets)
     truth = _read_truth(ground_truth, len(wnids))
@@ -94,7 +102,7 @@ def sort_val(val_dir: Path, ground_truth: Path, synsets: Path, out: Path) -> Val
         by_class.setdefault(item.wnid, []).append(item)
     todo = _check_destinations(val_dir, out, by_class, result)
     result.classes = len(by_class)
-    _place(val_dir, out, todo, result)
+    _place(val_dir, out, todo, result, progress)
     return result
 
 
@@ -202,10 +210,11 @@ def _differs(source: Path, dest: Path) -> str | None:
     return None
 
 
-def _place(val_dir: Path, out: Path, todo: list[_Item], result: ValSort) -> None:
+def _place(val_dir: Path, out: Path, todo: list[_Item], result: ValSort, progress: Callable[[int, int], None]) -> None:
     made: set[str] = set()
     can_link = True  # once a link crosses filesystems, every later one would too
-    for item in todo:
+    for done, item in enumerate(todo):
+        progress(done, len(todo))
         folder = out / item.wnid
         if item.wnid not in made:
             folder.mkdir(parents=True, exist_ok=True)
