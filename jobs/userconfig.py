@@ -12,6 +12,8 @@
 They go under a spec's own values, never over them, when this machine submits (the CLI, the app's form and its
 sbatch preview); the run's record keeps which keys they filled (``RunRecord.from_config``), so that ``show``
 says so. Over ``--host``, the login node's own config applies there: a laptop's defaults are not sent.
+
+``[app]`` keeps what the app's user chose in the app (``theme = "nord"``); the app writes it (``save_app_setting``).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import copy
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+import tomli_w
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from clusterdeck.jobs import atomic
 from clusterdeck.jobs.errors import UserError
 
 RESOURCE_KEYS = ("partition", "account", "qos", "setup")
@@ -42,6 +46,17 @@ class Defaults(BaseModel):
     qos: str = ""
     setup: list[str] = []
     """Shell lines before each SLURM job's command (``resources.setup``), for steps whose spec gives none."""
+
+
+class AppSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    theme: str = ""
+    """The app's theme, by Textual's name for it (``textual-dark``, ``nord`` …); "": Textual's default. The app
+    checks the name against its themes."""
+
+
+Table = TypeVar("Table", bound=BaseModel)
 
 
 def config_path() -> Path:
@@ -64,14 +79,49 @@ def read_config(path: Path | None = None) -> dict[str, Any]:
 
 def load_defaults(path: Path | None = None) -> Defaults:
     path = path or config_path()
-    table = read_config(path).get("defaults", {})
-    if not isinstance(table, dict):
-        raise UserError(f"{path}: defaults must be a table ([defaults])")
+    return _validated(Defaults, "defaults", read_config(path).get("defaults", {}), path)
+
+
+def load_app_settings(path: Path | None = None) -> AppSettings:
+    path = path or config_path()
+    return _validated(AppSettings, "app", read_config(path).get("app", {}), path)
+
+
+def save_app_setting(key: str, value: str, path: Path | None = None) -> Path:
+    """Sets ``[app] key = value`` in the config file and returns its path: the file is read, checked, and written
+    anew (by tomli_w, which keeps every table and value but not the comments) under an atomic rename, with the
+    mode it had; one is created where there is none. A file that cannot be read or checked is left as it is."""
+    path = path or config_path()
+    config = read_config(path)
+    app = config.setdefault("app", {})
+    if not isinstance(app, dict):
+        raise UserError(f"{path}: app must be a table ([app])")
+    app[key] = value
+    _validated(AppSettings, "app", app, path)
+    text = tomli_w.dumps(config).encode()
     try:
-        return Defaults.model_validate(table)
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = None  # a new file: the umask's mode, as for any file the user creates
+    try:
+        with atomic.replacing(path) as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
+            f.write(text)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    return path
+
+
+def _validated(model: type[Table], name: str, table: object, path: Path) -> Table:
+    """``[name]`` of the config file as ``model``; a UserError naming the file and each bad key."""
+    if not isinstance(table, dict):
+        raise UserError(f"{path}: {name} must be a table ([{name}])")
+    try:
+        return model.model_validate(table)
     except ValidationError as exc:
         raise UserError(
-            *(f"{path}: defaults.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            *(f"{path}: {name}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         ) from None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,9 @@ from clusterdeck.jobs.spec_form import (
     without_nones,
 )
 from clusterdeck.jobs.submit import preflight
-from tests.conftest import noted, run_cli, train_section, until
+from tests.conftest import noted, require_slurm, run_cli, train_section, until
 from tests.sshd import LOGIN_SETUP, Sshd
+from tests.test_slurm_preflight import HELD
 from tests.test_tui import submit
 
 
@@ -291,3 +293,57 @@ async def test_a_remote_decks_paths_are_checked_at_submission_not_in_the_form(ss
     finally:
         deck.close()  # the SSH connection, whatever the test's outcome
     assert not (tmp_path / "runs").exists()  # refused before anything was written there
+
+
+@pytest.mark.slurm
+async def test_what_a_submission_warns_of_is_told_and_the_run_goes_on(
+    sample_shards: Path, tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No scontrol on this PATH, but a setup line that may bring it to the job's: submit warns and submits (the
+    real cluster's pre-flight, tests/test_slurm_preflight.py); the form tells the warning in a notification."""
+    require_slurm()
+    bin_dir = tmp_path / "bin"  # every command of scontrol's directory but scontrol
+    bin_dir.mkdir()
+    real = Path(shutil.which("scontrol") or "/usr/bin/scontrol").parent
+    for entry in real.iterdir():
+        if entry.name != "scontrol":
+            (bin_dir / entry.name).symlink_to(entry)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    resources = {"partition": "gpu", "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 1, "time_min": 10}
+    resources |= {"setup": [f"export PATH={real}:$PATH"], "extra_sbatch": [HELD]}
+    table = {
+        "name": "warned",
+        "cluster": {"executor": "slurm"},
+        "train": {"train_shards": str(sample_shards), "batch_size": 4, "workers": 0, "resources": resources},
+    }
+    app = make_app(home / "runs")
+    told = noted(app)
+    run_id = ""
+    try:
+        async with app.run_test(size=(100, 40)) as pilot:
+            await pilot.press("n")
+            screen = app.screen
+            assert isinstance(screen, NewRunScreen)
+            screen.fill(table)
+            await until(
+                pilot,
+                lambda: (
+                    screen.pending is None
+                    and screen.checked is not None
+                    and screen.checked.version == screen.version
+                    and screen.checked.table.get("name") == "warned"
+                    and not screen.checked.checked.problems
+                ),
+            )
+            await pilot.press("ctrl+s")
+            await until(pilot, lambda: isinstance(app.screen, RunDetailScreen), timeout=60)
+            detail = app.screen
+            assert isinstance(detail, RunDetailScreen)
+            run_id = detail.paths.run_id
+            warning = "train.resources.setup: scontrol is not on PATH here, and submitit needs it on the nodes"
+            await until(pilot, lambda: any(m.startswith(warning) for m in told))
+            assert f"submitted run {run_id}" in told
+            assert len([m for m in told if "scontrol" in m]) == 1  # one notification for the one warning
+    finally:
+        if run_id:
+            run_cli("cancel", run_id)

@@ -157,6 +157,7 @@ def make_run(root: Path, run_id: str, name: str, lr: float, epochs: int, top1: l
 def runs(monkeypatch: pytest.MonkeyPatch) -> list[RunPaths]:
     shutil.rmtree(ROOT, ignore_errors=True)
     monkeypatch.setenv("CLUSTERDECK_HOME", str(ROOT / "home"))  # no user templates: only the built-in ones
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(ROOT / "xdg"))  # no user config: Textual's default theme
     monkeypatch.setattr(time, "strftime", lambda *_: "12:00:00")  # the "as of" clocks of the runs and cluster
     return [
         make_run(ROOT / "runs", "20261122-101500-aaaaaa", "resnet18-lr0.05", 0.05, 3, [0.375, 0.52, 0.61]),

@@ -1,4 +1,4 @@
-"""The app driven by Textual's pilot against real runs on the local executor."""
+"""The app driven by Textual's pilot against real runs on the local executor (and one waiting on real SLURM)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+from rich.cells import cell_len
 from textual.widgets import DataTable, Static
 
+from clusterdeck.app.formats import when
 from clusterdeck.app.tui.app import make_app
 from clusterdeck.app.tui.detail import RunDetailScreen
 from clusterdeck.app.tui.newrun import NewRunScreen
 from clusterdeck.app.tui.panels import CurvesPanel, LogPanel
-from clusterdeck.app.tui.runs import RunsScreen
+from clusterdeck.app.tui.runs import BAR, RunsScreen, progress_text, start_order, start_text
 from clusterdeck.jobs.deck.local import LocalDeck
+from clusterdeck.jobs.dispatch.base import QueueWait
+from clusterdeck.jobs.dispatch.queue import REASONS
+from clusterdeck.jobs.sample_data import SampleData
 from clusterdeck.jobs.tail.access import FileStat, Handle, LocalFiles
-from tests.conftest import REPO, noted, run_cli, train_section, until
+from tests.conftest import REPO, noted, require_slurm, run_cli, show, train_section, until, wait_for
+from tests.test_slurm_preflight import HELD, shard_file
 from tests.test_snapshots import make_run
 
 
@@ -39,8 +46,9 @@ async def test_the_runs_list_and_a_finished_runs_panels(sample_shards: Path, tmp
         table = app.screen.query_one(DataTable)
         await until(pilot, lambda: table.row_count == 1)
         row = table.get_row(run_id)
-        assert [str(c) for c in row[:2]] == ["finished", run_id] and row[3] == "COMPLETED" and row[4] == "100%"
-        assert row[9] == f"{best:.1%}" and row[8] != "-"  # best top-1 and images/s from the run's own reports
+        assert [str(c) for c in row[:2]] == ["finished", run_id] and row[3] == "COMPLETED"
+        assert row[4] == "-" and row[5] == "100%"  # no wait; an ended run's share, no bar
+        assert row[10] == f"{best:.1%}" and row[9] != "-"  # best top-1 and images/s from the run's own reports
         await pilot.press("slash", *"nomatch")
         assert table.row_count == 0
         await pilot.press("escape")
@@ -175,3 +183,48 @@ async def test_the_detail_screen_reads_the_run_through_the_decks_files(tmp_path:
         clone = app.screen
         assert isinstance(clone, NewRunScreen)
         await until(pilot, lambda: clone.checked is not None and clone.checked.table.get("name") == "through-the-deck")
+
+
+def test_a_waiting_runs_start_and_a_live_runs_progress_as_the_runs_table_shows_them() -> None:
+    noon = time.mktime((2026, 11, 22, 12, 0, 0, 0, 0, -1))
+    assert start_text(None) == "-"  # not waiting
+    assert start_text(QueueWait("Dependency", REASONS["Dependency"]), noon) == "unknown"
+    assert start_text(QueueWait("Priority", REASONS["Priority"], noon + 3600), noon) == "13:00"
+    assert start_text(QueueWait("Priority", REASONS["Priority"], noon + 2 * 86400), noon) == "Nov 24 12:00"
+    assert start_order(QueueWait("Priority", "", noon)) < start_order(QueueWait("Dependency", "")) < start_order(None)
+
+    assert progress_text(0.43, live=True) == "██▋     43%"  # 20.6 of 48 eighths: 21
+    assert progress_text(0.0, live=True) == "         0%" and progress_text(1.0, live=True) == "██████ 100%"
+    assert progress_text(0.43, live=False) == "43%" and progress_text(None, live=True) == "-"
+    widths = {cell_len(progress_text(p / 100, live=True)) for p in range(101)}
+    assert widths == {BAR + 5}  # one width at every share: a refresh updates the cell in place
+
+
+@pytest.mark.slurm
+async def test_a_pending_run_shows_its_estimated_start_and_why_it_waits(
+    sample_data: SampleData, tmp_path: Path, home: Path
+) -> None:
+    """A shard job held to its begin time on the real cluster: its row's start column and, selected, the reason."""
+    require_slurm()
+    result = run_cli("submit", str(shard_file(tmp_path, sample_data, extra_sbatch=[HELD])), "--json")
+    assert result.code == 0, result.err
+    run_id = json.loads(result.out)["run_id"]
+    try:
+        wait_for("SLURM's estimate", lambda: (show(run_id)["queue"] or {}).get("expected_start"), 60)
+        queue = show(run_id)["queue"]
+        app = make_app(home / "runs")
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, RunsScreen)
+            table = screen.query_one(DataTable)
+            await until(pilot, lambda: table.row_count == 1)
+            expected = start_text(QueueWait(**queue))  # its format: the test above
+            assert expected not in ("-", "unknown")
+            await until(pilot, lambda: table.get_row(run_id)[3:5] == ["PENDING", expected])
+            note = screen.query_one("#queue-note", Static)
+            await until(pilot, lambda: note.display and note.region.height >= 1)  # the selected run's wait, in words
+            said = f"checked waits: BeginTime: {REASONS['BeginTime']}; starts about {when(queue['expected_start'])}"
+            assert str(note.content) == said
+    finally:
+        run_cli("cancel", run_id)
+    wait_for("the cancel", lambda: show(run_id)["state"] == "CANCELLED", 60)

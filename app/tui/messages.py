@@ -55,10 +55,18 @@ class ShowCluster(Message):
 
 @dataclass
 class ActionDone(Message):
-    """An action on a run (cancel, resume, …) answered: what to tell the user."""
+    """An action on a run (cancel, resume, …) answered, or the app's own (keeping the theme) failed: what to tell
+    the user."""
 
     text: str
     failed: bool = False
+
+
+@dataclass
+class Warned(Message):
+    """A submission or resume warned of what the user may know better (``SchedulerWarning``): one notification each."""
+
+    texts: list[str]
 
 
 @dataclass

@@ -4,7 +4,8 @@ Every edit rebuilds the spec's table from the form and checks it off the UI thre
 ``jobs.spec_form.check_table`` (the validation ``clusterdeck submit`` runs), then shows each
 problem under the field it names, the resolved spec, and the scripts the scheduler will get.
 Submitting hands the table to the app's deck (``Deck.submit``), which validates and submits it
-as ``clusterdeck submit`` does, on this machine or on the login node. For a remote deck the
+as ``clusterdeck submit`` does, on this machine or on the login node; what it warns of (``SchedulerWarning``)
+is told in notifications (``app.tui.warned``). For a remote deck the
 spec's paths are on the login node: the form checks no path here and leaves that to the
 submission, whose problems come back as the deck's ``UserError``.
 """
@@ -40,6 +41,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from clusterdeck.app.tui.messages import FormChecked, OpenRun, SubmitFailed, Submitted, TemplateRead, TemplatesListed
 from clusterdeck.app.tui.screen import DeckScreen
+from clusterdeck.app.tui.warned import scheduler_warnings
 from clusterdeck.jobs.errors import UserError
 from clusterdeck.jobs.spec_form import (
     Checked,
@@ -97,8 +99,10 @@ class NewRunScreen(DeckScreen):
         Binding("escape", "back", "Runs"),
     ]
 
-    def __init__(self, table: dict[str, Any] | None = None, origin: str = "") -> None:
+    def __init__(self, table: dict[str, Any] | None = None, origin: str = "", template: Template | None = None) -> None:
+        """Empty, or filled with a spec's ``table`` (a clone), or with ``template`` once it is read."""
         super().__init__()
+        self.template = template
         self.sections = form_sections()
         self.fields = {f.key: f for s in self.sections for f in s.fields}
         self.start = without_nones(table) if table is not None else None
@@ -151,6 +155,8 @@ class NewRunScreen(DeckScreen):
         self.sub_title = f"new run · {self.origin}" if self.origin else "new run"
         self.load_templates()
         self.fill(self.start or {"name": "", "cluster": {"executor": "local"}})
+        if self.template is not None:
+            self.read_template(self.template)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:  # a UserError names its file (bad TOML in a user's template)
@@ -171,7 +177,8 @@ class NewRunScreen(DeckScreen):
         options.add_options(
             [Option(("★ " if t.source == "yours" else "") + t.name, id=str(i)) for i, t in enumerate(found)]
         )
-        options.highlighted = 0 if found else None
+        chosen = self.template.path if self.template is not None else None  # the palette's, else the first
+        options.highlighted = next((i for i, t in enumerate(found) if t.path == chosen), 0) if found else None
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.read_template(self.templates[int(event.option.id or 0)])
@@ -387,7 +394,8 @@ class NewRunScreen(DeckScreen):
     def submit(self, table: dict[str, Any], source: str) -> None:
         deck = self.cd.deck
         try:
-            paths = deck.submit(table, source)  # the CLI's call: the run is the same as `clusterdeck submit`
+            with scheduler_warnings(self.post_message):
+                paths = deck.submit(table, source)  # the CLI's call: the run is the same as `clusterdeck submit`
         except Exception as exc:
             self.post_message(SubmitFailed(getattr(exc, "problems", [str(exc)]), source))
             return

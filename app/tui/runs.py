@@ -1,5 +1,8 @@
 """The runs screen: a live table of every run, filtered as you type, sorted by any column.
 
+A run waiting in the scheduler's queue shows when SLURM expects to start it (column ``start``), and, while its
+row is the one selected, why it waits, in words, on the line under the table; a live run's progress is a bar.
+
 A refresh redraws only what changed: with the same runs shown in the same order, the cells of the rows
 that differ (a live run's elapsed time, a state), not the table; an ended run's row, the same object as
 long as the runs index's line for it stands (``jobs.overview``), is passed over. An app left open on a
@@ -8,27 +11,35 @@ runs root of 10,000 runs stays near idle (bench/tui_load.py --idle-runs).
 
 from __future__ import annotations
 
+import math
+import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Input
+from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
-from clusterdeck.app.formats import duration
+from clusterdeck.app.formats import duration, queue_wait
 from clusterdeck.app.tui.messages import CompareRuns, NewRun, OpenRun, RunsLoaded, ShowCluster
 from clusterdeck.app.tui.polled import PolledScreen
 from clusterdeck.jobs.overview import RunRow
 
-COLUMNS = ("name", "id", "steps", "state", "progress", "elapsed", "nodes", "GPUs", "img/s", "best top-1")
+if TYPE_CHECKING:
+    from clusterdeck.jobs.dispatch.base import QueueWait
+
+COLUMNS = ("name", "id", "steps", "state", "start", "progress", "elapsed", "nodes", "GPUs", "img/s", "best top-1")
+BAR = 6
+"""Cells of a progress bar, each in eighths: ``███▍   43%``."""
 SORT_KEYS: dict[str, Any] = {
     "name": lambda r: r.name,
     "id": lambda r: r.run_id,
     "steps": lambda r: r.steps,
     "state": lambda r: r.state,
+    "start": lambda r: start_order(r.queue),
     "progress": lambda r: r.progress or 0.0,
     "elapsed": lambda r: r.elapsed_s,
     "nodes": lambda r: r.nodes,
@@ -44,13 +55,45 @@ def cells(row: RunRow, marked: bool = False) -> tuple[str | Text, ...]:
         row.run_id,
         row.steps,
         row.state,
-        f"{row.progress:.0%}" if row.progress is not None else "-",
+        start_text(row.queue),
+        progress_text(row.progress, live=row.ended_at is None),
         duration(row.elapsed_s),
         str(row.nodes or "-"),
         str(row.gpus or "-"),
         f"{row.images_per_s:.0f}" if row.images_per_s else "-",
         f"{row.best_top1:.1%}" if row.best_top1 is not None else "-",
     )
+
+
+def start_text(queue: QueueWait | None, now: float | None = None) -> str:
+    """When a waiting run may start, in local time: ``14:05`` today, ``Jan 31 14:05`` another day; ``unknown``
+    while the scheduler gives no estimate (a dependency, a hold); ``-`` for a run that does not wait."""
+    if queue is None:
+        return "-"
+    if queue.expected_start is None:
+        return "unknown"
+    at = time.localtime(queue.expected_start)
+    today = time.localtime(now) if now is not None else time.localtime()
+    return time.strftime("%H:%M" if at[:3] == today[:3] else "%b %d %H:%M", at)
+
+
+def start_order(queue: QueueWait | None) -> float:
+    """The ``start`` column's sort key: the soonest estimate first, then the waits without one, then the rest."""
+    if queue is None:
+        return math.inf
+    return queue.expected_start if queue.expected_start is not None else sys.float_info.max
+
+
+def progress_text(progress: float | None, *, live: bool) -> str:
+    """A live run's progress as a bar of eighths and a share, ``███▍   43%``; an ended run's share alone."""
+    if progress is None:
+        return "-"
+    share = min(max(progress, 0.0), 1.0)
+    if not live:
+        return f"{share:.0%}"
+    eighths = round(share * BAR * 8)
+    bar = "█" * (eighths // 8) + (" ▏▎▍▌▋▊▉"[eighths % 8] if eighths % 8 else "")
+    return f"{bar:<{BAR}} {share:>4.0%}"
 
 
 def _width(cell: str | Text) -> int:
@@ -87,12 +130,14 @@ class RunsScreen(PolledScreen):
         yield Header()
         yield Input(placeholder="filter: name, id or state", id="filter")
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="queue-note")
         yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         for name in COLUMNS:
             table.add_column(name, key=name)
+        self.query_one("#queue-note", Static).display = False
         table.focus()
         self.start_polling()
 
@@ -122,6 +167,7 @@ class RunsScreen(PolledScreen):
         rows = self.shown()
         if not (changes_only and self._redraw_changes(table, rows)):
             self._draw(table, rows)
+        self.show_queue_note()
         self.sub_title = (
             f"{len(table.rows)} of {len(self.rows)} runs · sorted by {self.sort_by} · {time.strftime('%H:%M:%S')}"
         )
@@ -162,6 +208,21 @@ class RunsScreen(PolledScreen):
         for run_id, key, value in updates:
             table.update_cell(run_id, key, value)
         return True
+
+    def show_queue_note(self) -> None:
+        """Why the selected run waits, and until when, on the line under the table; hidden when it does not wait."""
+        run_id = self.selected()
+        row = self._drawn[run_id][0] if run_id in self._drawn else None
+        note = self.query_one("#queue-note", Static)
+        note.display = row is not None and row.queue is not None
+        if row is not None and row.queue is not None:
+            q = row.queue
+            words = queue_wait(q.text, q.expected_start)  # the reason as `clusterdeck show` says it
+            said = f"{q.reason}: {words}" if q.reason and q.reason != q.text else words
+            note.update(Text.assemble((row.name, "bold"), " waits: ", said))
+
+    def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
+        self.show_queue_note()
 
     def selected(self) -> str | None:
         table = self.query_one(DataTable)
@@ -204,8 +265,12 @@ class RunsScreen(PolledScreen):
             self.marked.append(run_id)
         self.show_rows()
 
+    def marked_paths(self) -> list[str]:
+        """The runs marked for comparison that are still listed, in the order they were marked."""
+        return [r.path for run_id in self.marked for r in self.rows if r.run_id == run_id]
+
     def action_compare(self) -> None:
-        paths = [r.path for run_id in self.marked for r in self.rows if r.run_id == run_id]
+        paths = self.marked_paths()
         if len(paths) < 2:
             self.notify("mark two or more runs with space, then press d", severity="warning")
             return
@@ -227,5 +292,5 @@ class RunsScreen(PolledScreen):
     def action_sort(self) -> None:
         keys = list(SORT_KEYS)
         self.sort_by = keys[(keys.index(self.sort_by) + 1) % len(keys)]
-        self.reverse = self.sort_by in ("id", "progress", "img/s", "best top-1", "elapsed")
+        self.reverse = self.sort_by in ("id", "progress", "img/s", "best top-1", "elapsed")  # start: soonest first
         self.show_rows()

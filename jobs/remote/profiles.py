@@ -117,10 +117,11 @@ def load_profiles(path: Path | None = None) -> dict[str, Profile]:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: invalid TOML: {exc}") from None
-    unknown = sorted(set(table) - {"hosts", "defaults"})  # [defaults]: jobs.userconfig
+    unknown = sorted(set(table) - {"hosts", "defaults", "app"})  # [defaults], [app]: jobs.userconfig
     if unknown:
         raise UserError(
-            f"{path}: unknown table or key {unknown[0]!r} (profiles go under [hosts.NAME], defaults under [defaults])"
+            f"{path}: unknown table or key {unknown[0]!r} (profiles go under [hosts.NAME], defaults under [defaults], "
+            "the app's settings under [app])"
         )
     hosts = table.get("hosts", {})
     if not isinstance(hosts, dict):
