@@ -157,7 +157,7 @@ class Overview:
         index = self.index
         if index.unreadable or not os.access(self.root, os.W_OK):
             return
-        kept = len(index.ended) + len(index.reopened)
+        kept = len(index.ended) + len(index.reopened) + len(index.elsewhere)
         obsolete = index.lines - kept + gone
         rebuild = (index.missing and lines) or index.bad or obsolete > max(runindex.COMPACT_MIN, kept)
         with contextlib.suppress(OSError):

@@ -72,7 +72,7 @@ from clusterdeck.jobs.errors import UserError
 INDEX_NAME = "ended-runs.jsonl"
 LINE_MAX = 4000
 """Longer lines (a run named with thousands of characters) are not written: such a run's record is read."""
-ENDED, REOPENED = "ended", "reopened"
+ENDED, REOPENED, ELSEWHERE = "ended", "reopened", "elsewhere"
 ENDED_FIELDS = 15
 ENTRY_KEYS = (
     "run_id", "name", "state", "executor", "created_at", "ended_at", "steps",
@@ -114,6 +114,13 @@ def reopened_line(directory: str, generation: int) -> bytes:
     return json.dumps([REOPENED, directory, generation], separators=(",", ":")).encode() + b"\n"
 
 
+def elsewhere_line(run_id: str, name: str, path: str) -> bytes | None:
+    """``["elsewhere", RUN_ID, NAME, PATH]``: a run this root's user submitted under another runs root (a spec's
+    ``cluster.runs_root``), so that ``logs RUN`` finds it from here (``jobs.runs.resolve_run``)."""
+    line = json.dumps([ELSEWHERE, run_id, name, path], separators=(",", ":")).encode() + b"\n"
+    return line if len(line) <= LINE_MAX else None
+
+
 _NUMBER_OR_NONE = (float, int, type(None))
 
 
@@ -128,6 +135,8 @@ class RunsIndex:
     is the same object while that line stands (the app tells an unchanged row by it)."""
     reopened: dict[str, int] = field(default_factory=dict)
     """By run directory: the highest generation a ``reopened`` line gave it."""
+    elsewhere: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """By run id: (name, run directory) of a run submitted from here under another runs root."""
     missing: bool = True
     """There is no index file (or none that can be read): every record is read."""
     unreadable: str = ""
@@ -176,7 +185,7 @@ class RunsIndex:
         self._take(data[:end])
 
     def _reset(self, file_id: tuple[int, int] | None) -> None:
-        self.ended, self.reopened = {}, {}
+        self.ended, self.reopened, self.elsewhere = {}, {}, {}
         self.missing, self.unreadable = file_id is None, ""
         self.bad = self.lines = self.offset = 0
         self.torn = False
@@ -248,7 +257,10 @@ class RunsIndex:
                 self.lines += 1
                 if f[2] > reopened.get(f[1], -1):
                     reopened[f[1]] = f[2]
-            elif f[0] in (ENDED, REOPENED) or type(f[0]) is not str:
+            elif f[0] == ELSEWHERE and len(f) == 4 and all(type(x) is str for x in f[1:]):
+                self.lines += 1
+                self.elsewhere[f[1]] = (f[2], f[3])
+            elif f[0] in (ENDED, REOPENED, ELSEWHERE) or type(f[0]) is not str:
                 self.bad += 1  # a known kind of the wrong shape; a kind we do not know is a newer clusterdeck's
 
     def covered(self, directory: str) -> dict[str, Any] | None:
@@ -272,6 +284,10 @@ class RunsIndex:
             gen = self.reopened.get(directory)
             if gen is not None and (held is None or gen > held[0]):
                 kept.append(reopened_line(directory, gen))
+        for run_id, (name, path) in sorted(self.elsewhere.items()):
+            line = elsewhere_line(run_id, name, path)
+            if line is not None and Path(path, "run.json").is_file():  # a pointer to a run deleted since is dropped
+                kept.append(line)
         return kept
 
 

@@ -126,7 +126,26 @@ def _find_run(root: Path, address: str) -> RunPaths:
     stray = root / address
     if address not in ("", ".", "..") and "/" not in address and stray.is_dir():
         raise RunNotFound(f"{stray}: not a run (it has no run.json); no run '{address}' under {root}")
+    elsewhere = _elsewhere(root, address)
+    if elsewhere is not None:
+        return elsewhere
     raise RunNotFound(f"no run '{address}' under {root}")
+
+
+def _elsewhere(root: Path, address: str) -> RunPaths | None:
+    """A run submitted from ``root``'s user under another runs root (a spec's ``cluster.runs_root``), by the pointer
+    submit left in ``root``'s index: by id, unique id prefix or unique name."""
+    from clusterdeck.jobs.runindex import RunsIndex
+
+    index = RunsIndex(root)
+    index.refresh()
+    pointers = index.elsewhere
+    found = [i for i in pointers if i == address] or [i for i in pointers if i.startswith(address)]
+    found = found or [i for i, (name, _) in pointers.items() if name == address]
+    if len(found) != 1:
+        return None
+    run = RunPaths(Path(pointers[found[0]][1]))
+    return run if (run.root / "run.json").is_file() else None
 
 
 def _name_of(run: RunPaths) -> str | None:

@@ -70,6 +70,8 @@ def submit_run(spec: RunSpec, runs_root: Path | None = None, from_config: dict[s
     backend = backend_for(spec.cluster.executor)
     _warn(backend.preflight(spec, spec.steps))
     paths = create_run_dir(runs_root_for(spec, runs_root))
+    if runs_root is None and spec.cluster.runs_root is not None:
+        _point_from_default_root(spec, paths)
     atomic.write_json(paths.spec, spec.model_dump(mode="json"))
     record = RunRecord(
         run_id=paths.run_id,
@@ -88,6 +90,28 @@ def submit_run(spec: RunSpec, runs_root: Path | None = None, from_config: dict[s
         raise UserError(f"submission to {backend.name} failed: {_first_line(exc)}") from None
     save_record(paths, _with_attempts(record, plans, jobs))
     return paths
+
+
+def _point_from_default_root(spec: RunSpec, paths: RunPaths) -> None:
+    """A run under a spec's own runs root leaves a pointer in the default root's index, so that ``logs RUN`` and
+    the other commands find it from there without ``--runs-root`` (``jobs.runs.resolve_run``)."""
+    home = default_runs_root()
+    if home.resolve() == paths.root.parent.resolve():
+        return
+    line = runindex.elsewhere_line(paths.run_id, spec.name, str(paths.root))
+    if line is None:
+        return
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        runindex.append(home, [line])
+    except OSError as exc:  # the run itself is fine: only the shortcut is missing
+        warnings.warn(
+            SchedulerWarning(
+                f"{home}: cannot note run {paths.run_id} there ({exc.strerror or exc}); find it with "
+                f"--runs-root {paths.root.parent}"
+            ),
+            stacklevel=2,
+        )
 
 
 def first_plans(spec: RunSpec) -> list[PartPlan]:

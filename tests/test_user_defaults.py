@@ -93,3 +93,24 @@ def test_a_bad_config_is_named_with_its_key_and_exit_2(
     assert done.code == 2 and "Traceback" not in done.err, done.err
     assert f"{tmp_path / 'xdg' / 'clusterdeck' / 'config.toml'}: " in done.err and named in done.err, done.err
     assert not (home / "runs").exists() or not any((home / "runs").iterdir())  # nothing was submitted
+
+
+def test_a_run_under_a_spec_s_own_runs_root_is_found_from_the_default_one(
+    sample_data: SampleData, tmp_path: Path, home: Path
+) -> None:
+    custom = tmp_path / "project runs"
+    spec = tmp_path / "spec.toml"
+    spec.write_text(shard_spec(sample_data, tmp_path / "shards", name="far-away").replace(
+        'executor = "local"', f'executor = "local"\nruns_root = "{custom}"'))  # fmt: skip
+    done = run_cli("submit", str(spec), "--wait", "--json")
+    assert done.code == 0, done.err
+    view = json.loads(done.out)
+    assert Path(view["path"]).parent == custom
+    for address in (view["run_id"], view["run_id"][:17], "far-away"):
+        shown = run_cli("show", address, "--json")  # no --runs-root: the default root's index points there
+        assert shown.code == 0 and json.loads(shown.out)["path"] == view["path"], shown.err
+    logs = run_cli("logs", view["run_id"])
+    assert logs.code == 0 and "shard" in logs.out, logs.err
+    assert json.loads(run_cli("ls", "--json").out)["runs"] == []  # listed under its own root, not the default one
+    missing = run_cli("show", "no-such-run")
+    assert missing.code == 2 and f"no run 'no-such-run' under {home / 'runs'}" in missing.err
