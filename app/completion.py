@@ -37,7 +37,11 @@ def run_words(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[st
     """Run ids and names that start with ``prefix`` (none over ``--host``: that would need a connection)."""
     if getattr(parsed_args, "host", None):
         return []
-    return sorted(w for w in _run_words(runs_root_of(parsed_args)) if w.startswith(prefix))
+    try:
+        root = runs_root_of(parsed_args)  # a bad [defaults] runs_root: no words, not a traceback on the line
+    except Exception:
+        return []
+    return sorted(w for w in _run_words(root) if w.startswith(prefix))
 
 
 def _run_words(root: Path) -> set[str]:

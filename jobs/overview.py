@@ -196,7 +196,9 @@ class Overview:
         from clusterdeck.jobs.rundir import RunPaths
         from clusterdeck.jobs.runsummary import figures, last_reports
 
-        if view.ended and view.run_id in self._final:  # a resumed run is live again: read afresh
+        if not view.ended:  # a resumed run is live again: its figures are read afresh, and again when it ends
+            self._final.pop(view.run_id, None)
+        elif view.run_id in self._final:
             return self._final[view.run_id]
         reports = [(s.state, p.progress) for s in view.steps for p in s.parts]  # the step's state, as it shows
         if view.ended and not reports:  # the record's cached final state has no parts: their status files

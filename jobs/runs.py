@@ -34,9 +34,12 @@ def default_runs_root() -> Path:
     configured = load_defaults().runs_root
     if configured:
         try:
-            return Path(expand_vars(configured))
+            path = Path(expand_vars(configured))
         except ValueError as exc:
             raise UserError(f"{config_path()}: defaults.runs_root: {exc}") from None
+        if not path.is_absolute():
+            raise UserError(f"{config_path()}: defaults.runs_root: {configured!r} is relative; give an absolute path")
+        return path
     return Path.home() / ".clusterdeck" / "runs"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 import warnings
@@ -95,7 +96,10 @@ def submit_run(spec: RunSpec, runs_root: Path | None = None, from_config: dict[s
 def _point_from_default_root(spec: RunSpec, paths: RunPaths) -> None:
     """A run under a spec's own runs root leaves a pointer in the default root's index, so that ``logs RUN`` and
     the other commands find it from there without ``--runs-root`` (``jobs.runs.resolve_run``)."""
-    home = default_runs_root()
+    try:
+        home = default_runs_root()
+    except UserError:  # a bad [defaults] runs_root: said by the next command that lists
+        return
     if home.resolve() == paths.root.parent.resolve():
         return
     line = runindex.elsewhere_line(paths.run_id, spec.name, str(paths.root))
@@ -104,10 +108,10 @@ def _point_from_default_root(spec: RunSpec, paths: RunPaths) -> None:
     try:
         home.mkdir(parents=True, exist_ok=True)
         runindex.append(home, [line])
-    except OSError as exc:  # the run itself is fine: only the shortcut is missing
+    except (OSError, UserError) as exc:  # the run itself is fine: only the shortcut is missing
         warnings.warn(
             SchedulerWarning(
-                f"{home}: cannot note run {paths.run_id} there ({exc.strerror or exc}); find it with "
+                f"{home}: cannot note run {paths.run_id} there ({getattr(exc, 'strerror', None) or exc}); find it with "
                 f"--runs-root {paths.root.parent}"
             ),
             stacklevel=2,
@@ -150,6 +154,10 @@ def resume_run(paths: RunPaths) -> RunPaths | None:
         raise UserError(f"resubmission to {backend.name} failed: {_first_line(exc)}") from None
     record = record.model_copy(update={"cancelled_at": None, "final": None})
     save_record(paths, _with_attempts(record, plans, jobs))
+    # Again, once submitted: on NFS a rebuild that read the index just before the first line landed can miss it
+    # (another client's append is not always seen through an open file); a duplicate line is harmless.
+    with contextlib.suppress(OSError):
+        runindex.append(paths.root.parent, [runindex.reopened_line(paths.run_id, generation(record))])
     return paths
 
 

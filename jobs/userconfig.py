@@ -88,9 +88,11 @@ def load_app_settings(path: Path | None = None) -> AppSettings:
 
 
 def save_app_setting(key: str, value: str, path: Path | None = None) -> Path:
-    """Sets ``[app] key = value`` in the config file and returns its path: the file is read, checked, and written
-    anew (by tomli_w, which keeps every table and value but not the comments) under an atomic rename, with the
-    mode it had; one is created where there is none. A file that cannot be read or checked is left as it is."""
+    """Sets ``[app] key = value`` in the config file and returns its path, under an atomic rename with the mode
+    the file had (one is created where there is none). The user's text is kept, comments included: only the
+    ``key`` line of ``[app]`` is replaced or added (``_edited``); where ``[app]`` is written in a way that edit
+    cannot place (an inline table, dotted keys), the file is written anew by tomli_w. A file that cannot be
+    read or checked is left as it is."""
     path = path or config_path()
     config = read_config(path)
     app = config.setdefault("app", {})
@@ -98,7 +100,12 @@ def save_app_setting(key: str, value: str, path: Path | None = None) -> Path:
         raise UserError(f"{path}: app must be a table ([app])")
     app[key] = value
     _validated(AppSettings, "app", app, path)
-    text = tomli_w.dumps(config).encode()
+    try:
+        old = path.read_text()
+    except FileNotFoundError:
+        old = ""
+    edited = _edited(old, key, value)
+    text = (edited if edited is not None else tomli_w.dumps(config)).encode()
     try:
         mode = path.stat().st_mode & 0o7777
     except FileNotFoundError:
@@ -111,6 +118,29 @@ def save_app_setting(key: str, value: str, path: Path | None = None) -> Path:
     except OSError as exc:
         raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return path
+
+
+def _edited(text: str, key: str, value: str) -> str | None:
+    """``text`` with ``key = value`` in its ``[app]`` table, everything else as it was; None when the result would
+    not read back as that (``[app]`` written inline or with dotted keys)."""
+    line = tomli_w.dumps({key: value})
+    lines = text.splitlines(keepends=True)
+    header = next((i for i, s in enumerate(lines) if s.strip() == "[app]"), None)
+    if header is None:
+        edited = text + ("" if not text or text.endswith("\n") else "\n") + ("\n" if text else "") + "[app]\n" + line
+    else:
+        end = next((i for i in range(header + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+        at = next((i for i in range(header + 1, end) if lines[i].split("=")[0].strip() == key), None)
+        if at is None:
+            lines.insert(header + 1, line)
+        else:
+            lines[at] = line
+        edited = "".join(lines)
+    try:
+        reread = tomllib.loads(edited)
+    except tomllib.TOMLDecodeError:
+        return None
+    return edited if reread.get("app", {}).get(key) == value else None
 
 
 def _validated(model: type[Table], name: str, table: object, path: Path) -> Table:

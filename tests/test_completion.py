@@ -74,6 +74,23 @@ def test_bash_completes_the_names_of_ended_runs(sample_data: SampleData, tmp_pat
     assert bash_complete(f"clusterdeck show --runs-root {root} {run_id[:9]}", tmp_path) == [run_id]
 
 
+def test_a_bad_config_gives_no_words_and_no_traceback(tmp_path: Path) -> None:
+    config = tmp_path / ".config" / "clusterdeck" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('[defaults]\nruns_root = "$NO_SUCH_VARIABLE/runs"\n')
+    program = """
+source <(clusterdeck completion bash)
+COMP_LINE="clusterdeck logs "; COMP_POINT=${#COMP_LINE}; COMP_WORDS=(clusterdeck logs ""); COMP_CWORD=2
+_ARC_DEBUG=1 _python_argcomplete clusterdeck
+printf '[%s]\\n' "${COMPREPLY[@]}"
+"""
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / ".config")}
+    done = subprocess.run(["bash", "-c", program], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0 and "Traceback" not in done.stdout + done.stderr, done.stderr
+    offered = [w.strip("[]") for w in done.stdout.split()]
+    assert offered and all(w.startswith("--") for w in offered), offered  # the options still; no run, no error
+
+
 @pytest.mark.parametrize(("shell", "marker"), [("bash", "complete -o nospace -o default -o bashdefault -F"),
                                                 ("zsh", "#compdef clusterdeck cdeck"),
                                                 ("fish", "complete --command clusterdeck")])  # fmt: skip

@@ -245,7 +245,4 @@ split = "train"
     slurm.write_text(text.replace('executor = "local"', 'executor = "slurm"'))
     scripts = preview_run(load_spec(slurm), tmp_path / "runs")
     assert list(scripts) == ["shard spill", "shard array", "shard merge"]  # in this order, each after the one before
-    assert (
-        "--array=0-1%2" in scripts["shard array"]
-        and "afterok:<shard spill job id>" in scripts["shard array"]
-    )
+    assert "--array=0-1%2" in scripts["shard array"] and "afterok:<shard spill job id>" in scripts["shard array"]

@@ -165,6 +165,7 @@ async def test_the_theme_chosen_is_kept_in_the_config_with_its_other_tables(tmp_
         await until(pilot, lambda: app.theme == "nord")
         await until(pilot, lambda: "nord" in config.read_text())
     assert tomllib.loads(config.read_text()) == {**before, "app": {"theme": "nord"}}
+    assert config.read_text().startswith(CONFIG)  # the user's text, comments included, as it was
     assert stat.S_IMODE(config.stat().st_mode) == 0o640  # the file's own mode: it may be the user's alone
     assert load_app_settings().theme == "nord" and set(load_profiles()) == {"login1"}  # [app] is a known table
     assert not [p for p in config.parent.iterdir() if p.name != "config.toml"]  # no temporary file left

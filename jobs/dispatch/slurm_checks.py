@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from clusterdeck.jobs.cluster import SEP, current_user, gpu_count
 from clusterdeck.jobs.dispatch.bounded import ask_all
@@ -32,7 +32,7 @@ from clusterdeck.jobs.steps import registry
 
 CHECK_TIMEOUT_S = 5.0
 SINFO_FIELDS = ("Partition", "NodeList", "CPUs", "Memory", "Gres", "Time")
-SINFO = ["sinfo", "-h", "-N", "-O", ",".join(f"{f}:{SEP}" for f in SINFO_FIELDS)]
+SINFO = ["sinfo", "-a", "-h", "-N", "-O", ",".join(f"{f}:{SEP}" for f in SINFO_FIELDS)]
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,11 @@ def scontrol_missing(ask: Ask) -> str:
 
 
 def resource_problems(ask: Ask, partitions: dict[str, PartitionLimits]) -> list[str]:
-    """The partition exists, its MaxTime covers the time asked, and ``nodes`` of its nodes have what one is asked."""
+    """The partition exists, its MaxTime covers the time asked, and ``nodes`` of its nodes have what one is asked.
+    A list (``gpu,long``: sbatch starts the job in the first that can) passes when one of them does."""
+    if "," in ask.partition:
+        found = [resource_problems(replace(ask, partition=p.strip()), partitions) for p in ask.partition.split(",")]
+        return [] if any(not problems for problems in found) else found[0]
     if ask.partition:
         part = partitions.get(ask.partition)
         if part is None:
