@@ -71,7 +71,7 @@ class TraceChart(LineChart):
             "y_min": self.y_min,
             "y_max": self.y_max,
             "margin": self.margin,
-            "empty": "nothing during training yet (x: by wall time)" if not on_time else "no data yet",
+            "empty": "no point during training yet (x: by wall time)" if not on_time else "no data yet",
         }
 
 
