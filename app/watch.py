@@ -1,7 +1,11 @@
-"""How ``clusterdeck watch`` shows a run: a live screen on a terminal, plain lines otherwise (logs, CI, pipes)."""
+"""How ``clusterdeck watch`` shows a run: a live screen on a terminal, plain lines otherwise (logs, CI, pipes).
+
+On a terminal tall enough, the loss and the val accuracy are charted under the live view, by epoch
+(``Charts``), as the app's Curves tab draws them."""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import IO
 
@@ -12,6 +16,9 @@ from rich.table import Table
 from rich.text import Text
 
 from clusterdeck.app.formats import duration
+from clusterdeck.app.render.axes import number
+from clusterdeck.app.render.chart import Series, render_chart
+from clusterdeck.app.render.traces import Timeline, Trace
 from clusterdeck.jobs.status import RunView
 from clusterdeck.jobs.tail.live import LiveRun
 from clusterdeck.jobs.tail.records import (
@@ -28,6 +35,9 @@ from clusterdeck.jobs.tail.records import (
 
 REDRAW_S = 0.25
 GB = 1e9
+CHART_ROWS = 10
+"""A chart's rows at least: where the terminal has fewer to spare under the live view, no chart is drawn."""
+CHART_UNITS = {"loss": "", "val accuracy": " %"}
 
 
 def _part_progress(view: RunView, step: str) -> Progress:
@@ -163,6 +173,41 @@ def _state_style(state: str) -> str:
     return {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "REQUEUED": "yellow"}.get(state, "red")
 
 
+class Charts:
+    """The loss (train and val) and the val accuracy (top-1, top-5) by epoch, kept from every record as it comes."""
+
+    def __init__(self) -> None:
+        self.timeline = Timeline()  # empty: every point here has its epoch
+        self.traces: dict[str, dict[str, Trace]] = {title: {} for title in CHART_UNITS}
+
+    def add(self, record: MetricRecord) -> None:
+        if isinstance(record, Train):
+            self._add("loss", "train loss", record.epoch, record.loss)
+        elif isinstance(record, Epoch):
+            if record.val_loss is not None:
+                self._add("loss", "val loss", record.epoch, record.val_loss)
+            for name, value in (("top-1", record.top1), ("top-5", record.top5)):
+                if value is not None:
+                    self._add("val accuracy", name, record.epoch, 100 * value)
+
+    def _add(self, chart: str, label: str, epoch: float, value: float) -> None:
+        if math.isfinite(value):  # a NaN loss is in the log; the chart keeps its scale
+            self.traces[chart].setdefault(label, Trace(label)).add(0.0, epoch, value)
+
+    def under(self, body: RenderableType, console: Console) -> RenderableType:
+        """``body``, and under it as many of the charts with points as the terminal's height leaves room for."""
+        charts = [title for title, traces in self.traces.items() if traces]
+        spare = console.size.height - len(console.render_lines(body, console.options, pad=False)) - 1
+        shown = charts[: max(spare // CHART_ROWS, 0)]
+        return Group(body, *(self.chart(title, console.size.width, spare // len(shown)) for title in shown))
+
+    def chart(self, title: str, width: int, height: int) -> Text:
+        unit = CHART_UNITS[title]
+        series = [Series(f"{t.label} {number(t.values[-1], unit)}", t.points("epoch", self.timeline))
+                  for t in self.traces[title].values()]  # fmt: skip
+        return render_chart(title, series, width, height, unit=unit, x_min=0.0)
+
+
 class Screen:
     """A live screen, redrawn at most every ``REDRAW_S``; the last frame stays on the terminal."""
 
@@ -171,6 +216,10 @@ class Screen:
         self.live = Live(console=self.console, auto_refresh=False, transient=False)
         self.drawn = 0.0
         self.last: tuple[RunView, LiveRun] | None = None
+        self.charts = Charts()
+
+    def frame(self, view: RunView, live: LiveRun) -> RenderableType:
+        return self.charts.under(render(view, live), self.console)
 
     def __enter__(self) -> Screen:
         self.live.start()
@@ -178,16 +227,16 @@ class Screen:
 
     def __exit__(self, *_: object) -> None:
         if self.last is not None:
-            self.live.update(render(*self.last), refresh=True)
+            self.live.update(self.frame(*self.last), refresh=True)
         self.live.stop()
 
     def record(self, record: MetricRecord, view: RunView) -> None:
-        pass
+        self.charts.add(record)
 
     def show(self, view: RunView, live: LiveRun) -> None:
         self.last = (view, live)
         if time.monotonic() - self.drawn >= REDRAW_S:
-            self.live.update(render(view, live), refresh=True)
+            self.live.update(self.frame(view, live), refresh=True)
             self.drawn = time.monotonic()
 
 

@@ -12,7 +12,11 @@ what it draws. The bench opens the run and then measures:
   of one core;
 - memory: the app's RSS every 10 s for the whole run (10 minutes by default).
 
-    python bench/tui_load.py [--seconds 600] [--presses 40] [--lines-per-s 5000] [--records-per-s 10]
+``--tab io|curves`` shows that tab of the detail instead of the log (the log still arrives): its
+charts redraw as the records come, and the key timed is ``x``, until the charts' x axis is
+redrawn with its other name ("wall time", then "epoch" again).
+
+    python bench/tui_load.py [--seconds 600] [--presses 40] [--lines-per-s 5000] [--records-per-s 10] [--tab log]
 
 ``--idle-runs N`` measures the other case instead: the app idle on its runs list, over a runs root of N
 ended runs (made as bench/ls.py makes them, their index written by a first ``clusterdeck ls``) and three
@@ -55,6 +59,8 @@ from clusterdeck.jobs.runspec import validate
 REPO = Path(__file__).resolve().parent.parent
 COLUMNS, ROWS = 120, 40
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>]")
+TABS = {"log": 0, "io": 1, "curves": 3}
+"""The detail's tabs a bench may show, by how many times → moves to it from the log (the tabs have the focus)."""
 
 
 def write_job(root: Path, lines_per_s: int, records_per_s: int, stop_after: float) -> None:
@@ -171,6 +177,7 @@ def main() -> None:
     p.add_argument("--lines-per-s", type=int, default=5000)
     p.add_argument("--records-per-s", type=int, default=10)
     p.add_argument("--cpu-window", type=float, default=30.0, help="seconds of steady following for the CPU share")
+    p.add_argument("--tab", choices=TABS, default="log", help="the detail's tab on screen while measuring")
     p.add_argument("--idle-runs", type=int, help="measure the app idle on a runs root of this many ended runs")
     p.add_argument("--write", type=Path, help=argparse.SUPPRESS)  # the writer process's mode
     args = p.parse_args()
@@ -199,6 +206,10 @@ def main() -> None:
         time.sleep(1.0)
         assert term.press("\r", "following", 30) is not None, "the run's detail never opened"
         assert term.expect("batch", 30), "the log never showed the job's lines"
+        for _ in range(TABS[args.tab]):
+            os.write(term.master, b"\x1b[C")
+        if args.tab != "log":
+            assert term.expect(" epoch ", 30), f"the {args.tab} tab never showed its charts"
         time.sleep(5.0)  # the backlog read, the panels filling
 
         cpu0, wall0 = app.cpu_times(), time.monotonic()
@@ -207,15 +218,16 @@ def main() -> None:
         cpu_share = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / (wall1 - wall0)
 
         latencies, missed = [], 0
+        key, shown = ("p", ("paused", "following")) if args.tab == "log" else ("x", ("wall time", " epoch "))
         for k in range(args.presses):
-            took = term.press("p", "paused" if k % 2 == 0 else "following")
+            took = term.press(key, shown[k % 2])
             if took is None:
                 missed += 1
             else:
                 latencies.append(took)
             time.sleep(0.25)
         if args.presses % 2:
-            term.press("p", "following")
+            term.press(key, shown[1])
 
         rss = [(time.monotonic(), app.memory_info().rss)]
         started = time.monotonic()
@@ -231,16 +243,19 @@ def main() -> None:
         term.close()
         writer.terminate()
         writer.wait(10)
+        shutil.rmtree(home, ignore_errors=True)  # the log alone is 300 MB after 10 minutes
 
     latencies.sort()
     p95 = latencies[int(0.95 * (len(latencies) - 1))]
     half = len(rss) // 2
     print(f"load: {args.lines_per_s} log lines/s and {args.records_per_s} records/s written "
-          f"({lines:,} lines in all); app in a {COLUMNS}x{ROWS} pty, the run's detail following the log")  # fmt: skip
-    print(f"keypress to redraw ('p', {len(latencies)} presses, {missed} missed): median "
+          f"({lines:,} lines in all); app in a {COLUMNS}x{ROWS} pty, the run's detail following the log "
+          f"on its {args.tab} tab")  # fmt: skip
+    print(f"keypress to redraw ('{key}', {len(latencies)} presses, {missed} missed): median "
           f"{1e3 * statistics.median(latencies):.0f} ms, p95 {1e3 * p95:.0f} ms, "
           f"max {1e3 * latencies[-1]:.0f} ms (target < 100 ms)")  # fmt: skip
-    print(f"CPU while following: {100 * cpu_share:.1f}% of one core over {args.cpu_window:.0f} s (target < 30%)")
+    print(f"CPU while following on the {args.tab} tab: {100 * cpu_share:.1f}% of one core "
+          f"over {args.cpu_window:.0f} s (target < 30%)")  # fmt: skip
     mb = [r / 1e6 for _, r in rss]
     print(f"RSS over {rss[-1][0] - rss[0][0]:.0f} s: start {mb[0]:.0f} MB, max {max(mb):.0f} MB, end {mb[-1]:.0f} MB; "
           f"second half grew {max(mb[half:]) - mb[half]:+.1f} MB")  # fmt: skip

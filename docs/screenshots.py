@@ -23,7 +23,7 @@ from textual.widgets import DataTable, TabbedContent
 from clusterdeck.app.tui.app import make_app
 from clusterdeck.app.tui.compare import CompareScreen
 from clusterdeck.app.tui.detail import RunDetailScreen
-from clusterdeck.app.tui.panels import CurvesPanel
+from clusterdeck.app.tui.plots import PlotsPanel
 from clusterdeck.jobs.runspec import validate
 from clusterdeck.jobs.sample_data import make_sample_data
 from clusterdeck.jobs.shard.step import run_shard_part
@@ -77,8 +77,8 @@ async def shoot(out: Path, root: Path, runs: list[Path]) -> None:
         app.push_screen(RunDetailScreen(str(runs[1])))
         await until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.query("#curves"))
         screen = app.screen
-        curves = screen.query_one("#curves", CurvesPanel)
-        await until(pilot, lambda: "top1" in curves.curves and len(curves.curves["top1"].values) >= 4)
+        charts = screen.query_one("#curves", PlotsPanel).charts
+        await until(pilot, lambda: "val accuracy" in charts and len(charts["val accuracy"].traces["top-1"].values) >= 4)
         for tab in ("log-tab", "io-tab", "curves-tab"):
             screen.query_one(TabbedContent).active = tab
             await pilot.pause(1)

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from textual.widgets import TabbedContent
 
 from clusterdeck.app.tui.app import make_app
 from clusterdeck.app.tui.detail import RunDetailScreen
-from clusterdeck.app.tui.panels import CurvesPanel
+from clusterdeck.app.tui.plots import PlotsPanel
 from clusterdeck.app.watch import render
 from clusterdeck.jobs.deck.local import LocalDeck
 from clusterdeck.jobs.status import view_runs
@@ -60,12 +61,16 @@ async def test_the_gpu_tab_draws_used_and_reserved_side_by_side(tmp_path: Path) 
     async with app.run_test(size=(100, 30)) as pilot:
         app.push_screen(RunDetailScreen(str(paths.root)))
         await until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.view is not None)
-        panel = app.screen.query_one("#gpu", CurvesPanel)
-        await until(pilot, lambda: len(panel.curves.get("GPU node01:0 reserved", ()).values) == 5)
-        assert list(panel.curves)[:2] == ["GPU node01:0", "GPU node01:0 reserved"]  # next to each other
-        used, reserved = panel.curves["GPU node01:0"], panel.curves["GPU node01:0 reserved"]
-        assert (used.title, used.values[-1], used.ceiling) == ("GPU node01:0 used", 14.3, 80.0)
-        assert (reserved.title, list(reserved.values)) == (
-            "GPU node01:0 reserved (rank 0)",
-            [11.1, 11.2, 11.3, 11.4, 11.5],
-        )
+        charts = app.screen.query_one("#gpu", PlotsPanel).charts
+        await until(pilot, lambda: "GPU node01:0 memory" in charts)
+        memory = charts["GPU node01:0 memory"]
+        await until(pilot, lambda: len(memory.traces["reserved 0"].values) == 5)
+        assert list(memory.traces) == ["used", "reserved 0", "allocated 0"]  # on one chart
+        used, reserved = memory.traces["used"], memory.traces["reserved 0"]
+        assert (used.label, used.values[-1], memory.chart_title) == ("used", 14.3, "GPU node01:0 memory of 80 GB")
+        assert (reserved.label, reserved.values) == ("reserved (rank 0)", [11.1, 11.2, 11.3, 11.4, 11.5])
+        app.screen.query_one(TabbedContent).active = "gpu-tab"
+        await until(pilot, lambda: memory.size.width > 90)
+        legend = " ".join(memory.render().plain.splitlines()[:2])  # each series with its latest value, on two lines
+        assert "used 14.3 GB" in legend and "reserved (rank 0) 11.5 GB" in legend, legend
+        assert "allocated (rank 0) 9 GB" in legend, legend

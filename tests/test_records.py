@@ -11,7 +11,7 @@ from rich.console import Console
 
 from clusterdeck.app.tui.app import make_app
 from clusterdeck.app.tui.detail import RunDetailScreen
-from clusterdeck.app.tui.panels import CurvesPanel
+from clusterdeck.app.tui.plots import PlotsPanel
 from clusterdeck.app.watch import render
 from clusterdeck.jobs.deck.local import LocalDeck
 from clusterdeck.jobs.status import view_runs
@@ -106,8 +106,8 @@ async def test_the_detail_screen_draws_around_records_it_cannot_read(tmp_path: P
         await until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.live.skipped == 4)
         screen = app.screen
         assert isinstance(screen, RunDetailScreen)
-        curves = screen.query_one("#curves", CurvesPanel)
-        await until(pilot, lambda: len(curves.curves.get("loss", ()).values) == 12)
+        charts = screen.query_one("#curves", PlotsPanel).charts
+        await until(pilot, lambda: "loss" in charts and len(charts["loss"].traces["train"].values) == 12)
         assert screen.live.train is not None and screen.live.train.step == 12
 
 
@@ -122,8 +122,8 @@ async def test_the_detail_screen_draws_a_scripts_own_figures_as_curves(tmp_path:
     async with app.run_test(size=(100, 30)) as pilot:
         app.push_screen(RunDetailScreen(str(paths.root)))
         await until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.live.records >= 14)
-        curves = app.screen.query_one("#curves", CurvesPanel)
-        await until(pilot, lambda: "epoch ema_top1" in curves.curves)
-        assert list(curves.curves["grad_norm"].values) == [2.5]
-        assert list(curves.curves["epoch ema_top1"].values) == [0.55]
-        assert "note" not in curves.curves and app.screen.live.skipped == 0
+        charts = app.screen.query_one("#curves", PlotsPanel).charts
+        await until(pilot, lambda: "ema_top1 (per epoch)" in charts)
+        assert charts["grad_norm"].traces["grad_norm"].values == [2.5]
+        assert charts["ema_top1 (per epoch)"].traces["ema_top1"].values == [0.55]
+        assert "note" not in charts and app.screen.live.skipped == 0

@@ -24,7 +24,8 @@ from clusterdeck.app.tui.cluster import ClusterScreen
 from clusterdeck.app.tui.compare import CompareScreen
 from clusterdeck.app.tui.detail import RunDetailScreen
 from clusterdeck.app.tui.newrun import NewRunScreen
-from clusterdeck.app.tui.panels import CurvesPanel, LogPanel
+from clusterdeck.app.tui.panels import LogPanel
+from clusterdeck.app.tui.plots import PlotsPanel
 from clusterdeck.jobs import atomic
 from clusterdeck.jobs.cluster import ClusterView, parse_sinfo, parse_squeue
 from clusterdeck.jobs.records import (
@@ -68,7 +69,11 @@ SQUEUE = """\
 """
 
 
-def make_run(root: Path, run_id: str, name: str, lr: float, epochs: int, top1: list[float]) -> RunPaths:
+def make_run(
+    root: Path, run_id: str, name: str, lr: float, epochs: int, top1: list[float], *, gpu: bool = False
+) -> RunPaths:
+    """A finished run on node01, rank 0: its record and status, a log, 12 train records per epoch and an epoch record
+    each, 30 s of telemetry; ``gpu``: a CUDA rank's too (NVML's used, torch's reserved and allocated)."""
     paths = RunPaths(root / run_id)
     paths.root.mkdir(parents=True)
     table = {"name": name, "train": {"train_shards": "/data/shards", "lr": lr, "epochs": epochs, "model": "resnet18"}}
@@ -129,6 +134,7 @@ def make_run(root: Path, run_id: str, name: str, lr: float, epochs: int, top1: l
                     "train_loss": 2.3 / (1 + step / 10),
                     "top1": top1[k],
                     "top5": min(1.0, top1[k] + 0.4),
+                    "val_loss": 2.1 - top1[k],
                 }
             )
     paths.metrics.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -149,6 +155,13 @@ def make_run(root: Path, run_id: str, name: str, lr: float, epochs: int, top1: l
         }
         for s in range(1, 31)
     ]
+    gpus = [
+        {"time": created + s, "kind": "gpu", **base, "gpu": 0, "allocated_mb": 9_000.0 + 40 * s,
+         "reserved_mb": 12_000.0, "peak_mb": 10_500.0, "used_mb": 14_300.0 + 10 * s, "total_mb": 80_000.0,
+         "util_pct": 80.0 + s % 9}
+        for s in range(1, 31) if gpu
+    ]  # fmt: skip
+    telemetry = sorted(telemetry + gpus, key=lambda r: r["time"])
     (paths.telemetry(NOT_A_PID, 0)).write_text("".join(json.dumps(r) + "\n" for r in telemetry))
     return paths
 
@@ -187,20 +200,64 @@ def test_runs_list(runs: list[RunPaths], snap_compare: Snap) -> None:
     assert snap_compare(make_app(ROOT / "runs"), terminal_size=(100, 24), run_before=run_before)
 
 
-@pytest.mark.parametrize("tab", ["log-tab", "io-tab", "curves-tab"])
-def test_run_detail(runs: list[RunPaths], snap_compare: Snap, tab: str) -> None:
+SIZES = {"80x24": (80, 24), "120x36": (120, 36)}
+
+
+def records_in(paths: RunPaths) -> int:
+    return sum(1 for path in (paths.metrics, paths.telemetry(NOT_A_PID, 0)) for _ in path.open())
+
+
+async def open_detail(pilot: Pilot[Any], paths: RunPaths, tab: str) -> RunDetailScreen:
+    """The run's detail, every record drawn and its state read (so the empty tabs say why), on ``tab``."""
+    app = pilot.app
+    app.push_screen(RunDetailScreen(str(paths.root)))
+    await until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.view is not None)
+    screen = app.screen
+    assert isinstance(screen, RunDetailScreen)
+    await until(pilot, lambda: any("completed" in line for _, line in screen.query_one(LogPanel).lines))
+    await until(pilot, lambda: screen.live.records == records_in(paths))
+    await until(pilot, lambda: screen.view is not None and screen.view.ended and screen.consumed.is_set())
+    screen.query_one(TabbedContent).active = tab
+    return screen
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("tab", ["log-tab", "io-tab", "gpu-tab", "curves-tab", "stage-tab"])
+def test_run_detail(runs: list[RunPaths], snap_compare: Snap, tab: str, size: str) -> None:
+    """A finished CPU run's every tab; its GPU tab says why it has no chart."""
+
     async def run_before(pilot: Pilot[Any]) -> None:
-        app = pilot.app
-        app.push_screen(RunDetailScreen(str(runs[0].root)))
-        await until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.view is not None)
-        screen = app.screen
-        await until(pilot, lambda: any("completed" in line for _, line in screen.query_one(LogPanel).lines))
-        await until(pilot, lambda: len(screen.query_one("#curves", CurvesPanel).curves["loss"].values) == 36)
-        await until(pilot, lambda: len(screen.query_one("#io", CurvesPanel).curves) >= 4)
-        screen.query_one(TabbedContent).active = tab
+        await open_detail(pilot, runs[0], tab)
         await pilot.pause(0.3)
 
-    assert snap_compare(make_app(ROOT / "runs"), terminal_size=(100, 30), run_before=run_before)
+    assert snap_compare(make_app(ROOT / "runs"), terminal_size=SIZES[size], run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_run_detail_gpu(snap_compare: Snap, size: str, runs: list[RunPaths]) -> None:
+    """A GPU run's memory (NVML's used, torch's reserved and allocated, up to the device's total) and utilisation."""
+    paths = make_run(ROOT / "runs", "20261122-121500-cccccc", "resnet18-gpu", 0.1, 1, [0.4], gpu=True)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        screen = await open_detail(pilot, paths, "gpu-tab")
+        assert list(screen.query_one("#gpu", PlotsPanel).charts) == ["GPU node01:0 memory", "GPU utilisation"]
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(ROOT / "runs"), terminal_size=SIZES[size], run_before=run_before)
+
+
+def test_run_detail_curves_by_wall_time(runs: list[RunPaths], snap_compare: Snap) -> None:
+    """``x`` puts the charts on the wall time since the run's first record."""
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        screen = await open_detail(pilot, runs[0], "curves-tab")
+        await pilot.press("x")
+        assert screen.x_axis == "time" and all(
+            c.axis == "time" for c in screen.query_one("#curves", PlotsPanel).charts.values()
+        )
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(ROOT / "runs"), terminal_size=(80, 24), run_before=run_before)
 
 
 def test_new_run_form_with_a_problem(runs: list[RunPaths], snap_compare: Snap) -> None:

@@ -17,7 +17,8 @@ from clusterdeck.app.formats import when
 from clusterdeck.app.tui.app import make_app
 from clusterdeck.app.tui.detail import RunDetailScreen
 from clusterdeck.app.tui.newrun import NewRunScreen
-from clusterdeck.app.tui.panels import CurvesPanel, LogPanel
+from clusterdeck.app.tui.panels import LogPanel
+from clusterdeck.app.tui.plots import PlotsPanel
 from clusterdeck.app.tui.runs import BAR, RunsScreen, progress_text, start_order, start_text
 from clusterdeck.jobs.deck.local import LocalDeck
 from clusterdeck.jobs.dispatch.base import QueueWait
@@ -57,10 +58,12 @@ async def test_the_runs_list_and_a_finished_runs_panels(sample_shards: Path, tmp
         assert isinstance(app.screen, RunDetailScreen)
         logs = app.screen.query_one(LogPanel)
         await until(pilot, lambda: any("train main completed" in line for _, line in logs.lines))
-        curves = app.screen.query_one("#curves", CurvesPanel)
-        await until(pilot, lambda: {"loss", "top1", "top5"} <= curves.curves.keys())
+        charts = app.screen.query_one("#curves", PlotsPanel).charts
+        await until(
+            pilot, lambda: "val accuracy" in charts and {"top-1", "top-5"} <= charts["val accuracy"].traces.keys()
+        )
         steps = [json.loads(x) for x in (home / "runs" / run_id / "metrics.jsonl").open()]
-        assert len(curves.curves["loss"].values) == len([r for r in steps if r["kind"] == "train"])
+        assert len(charts["loss"].traces["train"].values) == len([r for r in steps if r["kind"] == "train"])
         summary = app.screen.query_one("#summary", Static)
         assert run_id in str(summary.content) and "COMPLETED" in str(summary.content)
         assert summary.region.y == 1  # right under the header: nothing overflows the screen
@@ -169,7 +172,7 @@ async def test_the_detail_screen_reads_the_run_through_the_decks_files(tmp_path:
         screen = app.screen
         logs = screen.query_one(LogPanel)
         await until(pilot, lambda: any("train main completed" in line for _, line in logs.lines))
-        await until(pilot, lambda: "loss" in screen.query_one("#curves", CurvesPanel).curves)
+        await until(pilot, lambda: "loss" in screen.query_one("#curves", PlotsPanel).charts)
         assert {str(paths.record), str(paths.metrics)} <= set(files.opened)
         assert str(paths.submitit) in files.listed and str(paths.telemetry_dir) in files.listed
 

@@ -2,7 +2,8 @@
 
 Two workers follow the run (``jobs.tail``): its files every ``POLL_S``, its state every
 ``STATE_S``; they post what they found, and handlers feed the panels (records folded in
-``LiveRun``, drawn from their typed values). Nothing here blocks the UI.
+``LiveRun``, drawn from their typed values on the charts of ``plots``). Nothing here blocks the UI.
+The screen owns the charts' x axis (epochs or wall time, ``x`` toggles) and binds it down to them.
 Everything goes through the app's deck: the run's directory may be on a login node, so its path
 is only ever a name to hand the deck, never a file to touch here.
 """
@@ -19,19 +20,20 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.reactive import reactive
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from clusterdeck.app.formats import duration
 from clusterdeck.app.tui.messages import NewRun, RunData, RunUpdated, Trouble
-from clusterdeck.app.tui.panels import CurvesPanel, LogPanel
+from clusterdeck.app.tui.panels import LogPanel
+from clusterdeck.app.tui.plots import AXES, PlotsPanel, Timeline, plot, why_empty
 from clusterdeck.app.tui.screen import DeckScreen
 from clusterdeck.app.watch import stage_text, train_progress
 from clusterdeck.jobs.rundir import RunPaths
 from clusterdeck.jobs.status import RunView
 from clusterdeck.jobs.tail.access import read_all
 from clusterdeck.jobs.tail.live import LiveRun
-from clusterdeck.jobs.tail.records import Epoch, Evaluate, Gpu, MetricRecord, System, Train
 
 POLL_S, STATE_S = 0.5, 2.0
 
@@ -46,13 +48,16 @@ class RunDetailScreen(DeckScreen):
         Binding("r", "resume", "Resume"),
         Binding("k", "checkpoints", "Checkpoints"),
         Binding("l", "clone", "Clone"),
+        Binding("x", "x_axis", "Epochs/time"),
     ]
+    x_axis: reactive[str] = reactive(AXES[0])
 
     def __init__(self, path: str) -> None:
         super().__init__()
         self.paths = RunPaths(Path(path))
         self.view: RunView | None = None
         self.live = LiveRun()
+        self.timeline = Timeline()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -60,14 +65,11 @@ class RunDetailScreen(DeckScreen):
         with TabbedContent(initial="log-tab"):
             with TabPane("Log", id="log-tab"):
                 yield LogPanel(id="logs")
-            with TabPane("I/O", id="io-tab"):
-                yield CurvesPanel(id="io")
-            with TabPane("GPU", id="gpu-tab"):
-                yield CurvesPanel(id="gpu")
-            with TabPane("Curves", id="curves-tab"):
-                yield CurvesPanel(id="curves")
+            for tab, name in (("I/O", "io"), ("GPU", "gpu"), ("Curves", "curves")):
+                with TabPane(tab, id=f"{name}-tab"):
+                    yield PlotsPanel(self.timeline, id=name).data_bind(RunDetailScreen.x_axis)
             with TabPane("Staging", id="stage-tab"):
-                yield Static("no staging in this run (yet)", id="staging")
+                yield Static("no staging records yet", id="staging")
         yield Input(placeholder="search the log (enter: apply, empty: all lines)", id="search")
         yield Footer()
 
@@ -135,6 +137,19 @@ class RunDetailScreen(DeckScreen):
     def on_run_updated(self, message: RunUpdated) -> None:
         self.view = message.view
         self.query_one("#summary", Static).update(self.summary())
+        self.say_why_empty()
+
+    def say_why_empty(self) -> None:
+        """Each tab without a chart (yet) says why, from what the run wrote and whether it ended."""
+        ended = self.view is not None and self.view.ended
+        for name, text in why_empty(self.live, ended).items():
+            self.query_one(f"#{name}", PlotsPanel).say_why_empty(text)
+        if not self.live.stage:
+            self.query_one("#staging", Static).update(
+                "no staging records: this run copied no shards to node-local disk"
+                if ended
+                else "no staging records yet"
+            )
 
     def on_run_data(self, message: RunData) -> None:
         try:
@@ -144,45 +159,16 @@ class RunDetailScreen(DeckScreen):
             self.consumed.set()
 
     def add_records(self, records: list[dict[str, Any]]) -> None:
-        io, gpu, curves = (self.query_one(f"#{name}", CurvesPanel) for name in ("io", "gpu", "curves"))
+        io, gpu, curves = (self.query_one(f"#{name}", PlotsPanel) for name in ("io", "gpu", "curves"))
         for raw in records:
             record = self.live.add(raw)  # None: another version's or writer's, counted there, never fatal
             if record is not None:
-                self.plot(record, io, gpu, curves)
+                self.timeline.saw(record.time)
+                plot(record, io, gpu, curves, self.timeline)
         if self.live.stage:
             self.query_one("#staging", Static).update(self.staging())
         self.query_one("#summary", Static).update(self.summary())
-
-    def plot(self, r: MetricRecord, io: CurvesPanel, gpu: CurvesPanel, curves: CurvesPanel) -> None:
-        where = f"{r.node}/{r.rank}"
-        if isinstance(r, Train):
-            curves.add("loss", r.loss)
-            given = r.model_fields_set  # a script's records may lack the loader's figures: no flat zero curve
-            if "images_per_s" in given:
-                io.add("img/s", r.images_per_s, title="images/s")
-            if "data_wait_fraction" in given:
-                io.add("wait", 100 * r.data_wait_fraction, title="data wait", unit=" %", ceiling=100)
-            for key, value in r.extra_figures().items():  # a script's own figures (clusterdeck.log)
-                curves.add(key, value)
-        elif isinstance(r, Epoch | Evaluate):
-            if r.top1 is not None:
-                curves.add("top1", 100 * r.top1, title="val top-1", unit=" %", ceiling=100)
-            if r.top1 is not None and r.top5 is not None:
-                curves.add("top5", 100 * r.top5, title="val top-5", unit=" %", ceiling=100)
-            for key, value in (r.extra_figures() if isinstance(r, Epoch) else {}).items():
-                curves.add(f"epoch {key}", value, title=f"{key} (per epoch)")
-        elif isinstance(r, System):
-            io.add(f"data {where}", r.data_mb_s, title=f"data read {where}", unit=" MB/s")
-            io.add(f"samples {where}", r.data_samples_s, title=f"samples {where}", unit="/s")
-            if r.disk_read_mb_s is not None:
-                io.add(f"disk {r.node}", r.disk_read_mb_s, title=f"disk read {r.node}", unit=" MB/s")
-        elif isinstance(r, Gpu):
-            name = f"GPU {r.node}:{r.gpu}"
-            if r.used_mb is not None and r.total_mb is not None:  # NVML's used beside torch's reserved: the gap
-                # is nvJPEG, NCCL, the CUDA context…
-                gpu.add(name, r.used_mb / 1e3, title=f"{name} used", unit=" GB", ceiling=r.total_mb / 1e3)
-            gpu.add(f"{name} reserved", r.reserved_mb / 1e3, title=f"{name} reserved (rank {r.rank})", unit=" GB")
-            gpu.add(f"{name} alloc", r.allocated_mb / 1e3, title=f"{name} allocated (rank {r.rank})", unit=" GB")
+        self.say_why_empty()
 
     def summary(self) -> Text:
         v = self.view
@@ -217,6 +203,9 @@ class RunDetailScreen(DeckScreen):
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+    def action_x_axis(self) -> None:
+        self.x_axis = AXES[(AXES.index(self.x_axis) + 1) % len(AXES)]
 
     def action_follow(self) -> None:
         self.query_one(LogPanel).toggle_follow()

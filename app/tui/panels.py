@@ -1,12 +1,11 @@
-"""The run detail's panels: a log tail, and curves of throughput, GPU memory, loss and accuracy.
+"""The run detail's log panel: a tail of the jobs' log lines (its charts are ``plots``).
 
-Panels hold bounded histories (``HISTORY`` points, ``LOG_LINES`` lines) and are fed by their
-screen; they never read files themselves.
+The panel holds a bounded history (``LOG_LINES`` lines) and is fed by its screen; it never
+reads files itself.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections import deque
 from collections.abc import Iterable
@@ -15,47 +14,20 @@ from typing import Any
 from rich.highlighter import Highlighter
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical, VerticalScroll
-from textual.widgets import Label, Log, Static
+from textual.containers import Vertical
+from textual.widgets import Label, Log
 
 from clusterdeck.jobs.tail.run import LogFile
 
-HISTORY = 600
 LOG_LINES = 5000
 SHOWN = 2000
 """Characters of a line drawn; the rest (tqdm bars, dumped tensors) is kept, not shown."""
-BLOCKS = " ▁▂▃▄▅▆▇█"
 HIGHLIGHTS = (
     (re.compile(r"Traceback|Error\b|error:|FAILED|Killed"), "bold red"),
     (re.compile(r"out of memory|OOM|OutOfMemory", re.I), "bold magenta"),
     (re.compile(r"NCCL"), "yellow"),
     (re.compile(r"\bnan\b|\binf\b", re.I), "bold red"),
 )
-
-
-class Curve(Static):
-    """One series as a line of blocks, newest on the right; ``ceiling`` fixes the top (a GPU's memory)."""
-
-    DEFAULT_CSS = "Curve { height: 2; }"
-
-    def __init__(self, title: str, unit: str = "", ceiling: float | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.title, self.unit, self.ceiling = title, unit, ceiling
-        self.values: deque[float] = deque(maxlen=HISTORY)
-
-    def add(self, value: float) -> None:
-        if math.isfinite(value):  # a NaN loss shows in the log, highlighted; the curve keeps its scale
-            self.values.append(max(value, 0.0))
-            self.refresh()
-
-    def render(self) -> Text:
-        width = max(self.size.width, 10)
-        shown = list(self.values)[-width:]
-        top = self.ceiling or max(shown, default=0.0) or 1.0
-        bars = "".join(BLOCKS[min(int(v / top * (len(BLOCKS) - 1) + 0.5), len(BLOCKS) - 1)] for v in shown)
-        last = f"{shown[-1]:.4g}" if shown else "-"
-        ceiling = f" of {self.ceiling:.4g}" if self.ceiling else f" (max {max(shown):.4g})" if shown else ""
-        return Text.assemble((f"{self.title}: {last}{self.unit}{ceiling}\n", "bold"), (bars, "green"))
 
 
 class LogPanel(Vertical):
@@ -133,18 +105,3 @@ class AlarmHighlighter(Highlighter):
             if pattern.search(text.plain):
                 text.stylize(style)
                 return
-
-
-class CurvesPanel(VerticalScroll):
-    """Curves that appear as their first value arrives, one per key, in arrival order."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.curves: dict[str, Curve] = {}
-
-    def add(self, key: str, value: float, *, title: str = "", unit: str = "", ceiling: float | None = None) -> None:
-        curve = self.curves.get(key)
-        if curve is None:
-            curve = self.curves[key] = Curve(title or key, unit, ceiling)
-            self.mount(curve)
-        curve.add(value)
