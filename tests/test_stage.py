@@ -236,7 +236,7 @@ def train_run(tmp_path: Path, shards: Path, name: str, **train: Any) -> dict[str
 
 def _stepped(runs: Path, *, but: Path) -> bool:
     """Whether a run under ``runs`` other than ``but`` has logged a training step."""
-    return any(records(run / "metrics.jsonl", "train") for run in runs.iterdir() if run != but)
+    return any(records(run / "metrics.jsonl", "train") for run in runs.iterdir() if run.is_dir() and run != but)
 
 
 def test_training_from_staged_shards_sees_the_same_data(sample_shards: Path, tmp_path: Path, home: Path) -> None:
