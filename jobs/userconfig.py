@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -93,7 +94,7 @@ def save_app_setting(key: str, value: str, path: Path | None = None) -> Path:
     ``key`` line of ``[app]`` is replaced or added (``_edited``); where ``[app]`` is written in a way that edit
     cannot place (an inline table, dotted keys), the file is written anew by tomli_w. A file that cannot be
     read or checked is left as it is."""
-    path = path or config_path()
+    path = (path or config_path()).resolve()  # a dotfiles symlink: its target is what is written
     config = read_config(path)
     app = config.setdefault("app", {})
     if not isinstance(app, dict):
@@ -120,12 +121,15 @@ def save_app_setting(key: str, value: str, path: Path | None = None) -> Path:
     return path
 
 
+_APP_HEADER = re.compile(r"^\s*\[\s*app\s*\]\s*(#.*)?$")
+
+
 def _edited(text: str, key: str, value: str) -> str | None:
     """``text`` with ``key = value`` in its ``[app]`` table, everything else as it was; None when the result would
     not read back as that (``[app]`` written inline or with dotted keys)."""
     line = tomli_w.dumps({key: value})
     lines = text.splitlines(keepends=True)
-    header = next((i for i, s in enumerate(lines) if s.strip() == "[app]"), None)
+    header = next((i for i, s in enumerate(lines) if _APP_HEADER.match(s)), None)
     if header is None:
         edited = text + ("" if not text or text.endswith("\n") else "\n") + ("\n" if text else "") + "[app]\n" + line
     else:

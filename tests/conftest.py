@@ -48,6 +48,13 @@ def ilsvrc(sample_data: SampleData, tmp_path_factory: pytest.TempPathFactory) ->
     }
 
 
+@pytest.fixture(autouse=True)
+def own_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test has a config directory of its own (``~/.config/clusterdeck``): the app saves the theme chosen
+    there, and the user's own config (theme, [defaults]) must neither change a test nor be changed by one."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """CLUSTERDECK_HOME for this test: its own runs root."""

@@ -215,3 +215,24 @@ def test_watch_on_a_terminal_draws_the_charts(tmp_path: Path) -> None:
     run_in_pty(cli("--runs-root", str(tmp_path / "runs"), "watch", paths.run_id), screen)  # 140×40
     assert screen["code"] == 0 and "Traceback" not in screen["screen"], screen["screen"][-2000:]
     assert "train loss 1.045" in screen["screen"] and "top-1 40 %" in screen["screen"]
+
+
+@pytest.mark.parametrize(
+    "points",
+    [
+        [(0.0, 1.0), (1.0, 1.0000000000000002)],  # equal but for float noise
+        [(0.0, 100.0), (1.0, 100 * 0.9999999999999999)],
+        [(0.0, 3e38), (1.0, 2.0)],  # a diverged loss (float32's largest value)
+        [(0.0, -1e308), (1.0, 1e308)],  # a span that overflows
+        [(0.0, 5.0)],  # one point, at the axis' start
+    ],
+)
+def test_odd_values_draw_a_chart_with_readable_ends(points: list[tuple[float, float]]) -> None:
+    from clusterdeck.app.render.chart import Series, render_chart
+
+    text = render_chart("loss", [Series("loss", points)], 60, 10, x_min=0.0).plain
+    lines = text.splitlines()
+    assert len(lines) <= 10 and max(len(line) for line in lines) <= 60, text
+    assert "-1" not in lines[-1].split()[:1], text  # the x axis starts at the first point, not before it
+    labels = [line.split("┤")[0].strip() for line in lines if "┤" in line]
+    assert labels and all(len(label) <= 6 for label in labels), text  # no row of digits as a label

@@ -17,6 +17,10 @@ BIGGER = {" MB/s": (" GB/s", 1e3), " MB": (" GB", 1e3), " GB": (" TB", 1e3)}
 """A unit and the next one up, and its factor: 1,234 MB/s reads as 1.23 GB/s."""
 
 
+LIMIT = 1e15
+"""Values beyond this are drawn at it: a diverged loss of 3e38 would otherwise make the axis a row of digits."""
+
+
 def nice_step(span: float, intervals: int) -> float:
     """The smallest round step (1, 2, 2.5 or 5 times a power of ten) that cuts ``span`` in ``intervals`` or fewer."""
     raw = span / max(intervals, 1)
@@ -34,7 +38,8 @@ def nice_range(
     kept as it is (100 %, 0 for a rate). Equal ends are widened (by 10 %, or 1 around 0): a flat line is drawn."""
     low = fixed_low if fixed_low is not None else low
     high = fixed_high if fixed_high is not None else high
-    if high <= low:
+    low, high = max(low, -LIMIT), min(high, LIMIT)  # a diverged value (float32's max, 1e308): no overflow below
+    if high - low <= max(abs(low), abs(high)) * 1e-9:  # equal, or equal but for float noise: widened
         pad = abs(low) * 0.1 or 1.0
         if fixed_low is not None and fixed_high is None:
             high = low + pad
@@ -50,7 +55,10 @@ def nice_range(
     step = nice_step(high - low, max(int((rows - 1) / 1.5), 1))  # labels a row and a half apart or more
     inner = range(math.ceil(low / step + 1e-9), math.floor(high / step - 1e-9) + 1)
     ticks = [high, low, *(k * step for k in inner)]
-    return round(low, 12), round(high, 12), [0.0 if abs(t) < step * 1e-9 else round(t, 12) for t in ticks]
+    low, high = round(low, 12), round(high, 12)
+    if high <= low:  # the rounding met the ends (a span of a few ulps): a flat line, drawn mid-height
+        high = low + (abs(low) * 0.1 or 1.0)
+    return low, high, [0.0 if abs(t) < step * 1e-9 else round(t, 12) for t in ticks]
 
 
 def number(value: float, unit: str = "", digits: int = 4) -> str:
@@ -61,7 +69,7 @@ def number(value: float, unit: str = "", digits: int = 4) -> str:
         return number(value / factor, bigger, digits)
     suffix = ""
     if unit in SCALED:
-        for factor, letter in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        for factor, letter in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
             if abs(value) >= factor * (1 - 0.5 * 10**-digits):
                 value, suffix = value / factor, letter
                 break

@@ -146,7 +146,8 @@ def draw_chart(
     dot_rows = rows * 4
 
     def dot_y(y: float) -> int:
-        return min(max(round((y1 - y) / (y1 - y0) * (dot_rows - 1)), 0), dot_rows - 1)
+        y = min(max(y, y0), y1)  # values beyond the axis' limit sit on its edge
+        return min(max(round((y1 - y) / ((y1 - y0) or 1.0) * (dot_rows - 1)), 0), dot_rows - 1)
 
     labels: dict[int, str] = {}
     for tick, label in zip(ticks, [fmt(t) for t in ticks] if fmt else tick_labels(ticks, unit), strict=True):
@@ -156,6 +157,9 @@ def draw_chart(
     cols = max(width - margin - 1, 2)
     xs = [x for x, _ in points]
     x0, x1 = _span([*xs, *(x for x in (x_min, x_max) if x is not None)], pad=1.0)
+    if x_min is not None and x0 < x_min <= min(xs):  # one point at 0: the axis starts there, not at -1
+        x0 = x_min
+        x1 = max(x1, x0 + 1.0)
     grid = [[[0, -1] for _ in range(cols)] for _ in range(rows)]  # per cell: dot bits, index of the last series
 
     for i, s in enumerate(lines):

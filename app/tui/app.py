@@ -151,7 +151,10 @@ class ClusterdeckApp(App[None]):
         self.push_screen(ClusterScreen())
 
     def open_run(self, path: str) -> None:
-        self.push_screen(RunDetailScreen(path))
+        if isinstance(self.screen, RunDetailScreen):  # one run's screen at a time: each polls while it lives
+            self.switch_screen(RunDetailScreen(path))
+        else:
+            self.push_screen(RunDetailScreen(path))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         for command in super().get_system_commands(screen):

@@ -36,8 +36,9 @@ def _palette(background_colour: str, colours: tuple[str, ...]) -> tuple[str, ...
             if abs(c.brightness - background.brightness) >= 0.25:
                 break
             c = c.lighten(0.1) if dark else c.darken(0.1)
-        if c.hex not in seen:
-            seen.append(c.hex)
+        rich_colour = f"color({c.ansi})" if c.ansi is not None else c.hex  # an ANSI theme's colours by number
+        if rich_colour not in seen:
+            seen.append(rich_colour)
     return tuple(seen) or COLOURS
 
 

@@ -184,7 +184,8 @@ def plot(r: MetricRecord, io: PlotsPanel, gpu: PlotsPanel, curves: PlotsPanel, t
         if r.used_mb is not None:  # NVML's used beside torch's reserved: the gap is nvJPEG, NCCL, the CUDA context…
             of = f"{chart} of {number(r.total_mb / 1e3, ' GB')}" if r.total_mb is not None else ""
             gpu.add(chart, "used", r.used_mb / 1e3, r, unit=" GB", title=of)
-        gpu.add(chart, f"reserved {r.rank}", r.reserved_mb / 1e3, r, unit=" GB", label=f"reserved (rank {r.rank})")
+        if "reserved_mb" in r.model_fields_set:  # torch's cache: a script's records, read from outside, have none
+            gpu.add(chart, f"reserved {r.rank}", r.reserved_mb / 1e3, r, unit=" GB", label=f"reserved (rank {r.rank})")
         gpu.add(chart, f"allocated {r.rank}", r.allocated_mb / 1e3, r, unit=" GB", label=f"allocated (rank {r.rank})")
         if r.util_pct is not None:
             gpu.add("GPU utilisation", f"{r.node}:{r.gpu}", r.util_pct, r, unit=" %", y_max=100.0)
