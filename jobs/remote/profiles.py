@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from clusterdeck.jobs.errors import UserError
 from clusterdeck.jobs.remote import sshconfig
 from clusterdeck.jobs.remote.tokens import expand, known_hosts_tokens
+from clusterdeck.jobs.userconfig import config_path, read_config
 
 USER_KNOWN_HOSTS = "~/.ssh/known_hosts ~/.ssh/known_hosts2"
 GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2"
@@ -102,21 +102,9 @@ class Target:
         return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
 
 
-def config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or "~/.config"
-    return Path(base).expanduser() / "clusterdeck" / "config.toml"
-
-
 def load_profiles(path: Path | None = None) -> dict[str, Profile]:
     path = path or config_path()
-    try:
-        table = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: invalid TOML: {exc}") from None
+    table = read_config(path)
     unknown = sorted(set(table) - {"hosts", "defaults", "app"})  # [defaults], [app]: jobs.userconfig
     if unknown:
         raise UserError(
