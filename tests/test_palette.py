@@ -231,3 +231,20 @@ def test_a_search_offers_the_best_runs_in_the_order_given_among_equals() -> None
     assert best_runs(Matcher("nomatch"), runs) == []
     same = [PaletteCommand("Open run a 1", "", lambda: None), PaletteCommand("Open run a 2", "", lambda: None)]
     assert [c.name for _, c in best_runs(Matcher("a"), same)] == ["Open run a 1", "Open run a 2"]
+
+
+async def test_a_cancel_does_not_wait_behind_a_submission_s_warnings(tmp_path: Path) -> None:
+    """A submission holds the warnings' lock for as long as its pre-flight takes (a slow sinfo over --host); an
+    action that cannot warn (cancel, the checkpoints listing) runs all the same, and one that can (resume) waits."""
+    from clusterdeck.app.tui import warned
+
+    app = make_app(tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        told = lambda text: any(text in n.message for n in app._notifications)  # noqa: E731
+        with warned._CATCHING:  # the form's submission, still checking
+            app.start_action("cancel", lambda: "cancel requested")
+            await until(pilot, lambda: told("cancel requested"))
+            app.start_action("resume", lambda: "resumed", warns=True)
+            await until(pilot, lambda: any(w.group == "actions" and w.is_running for w in app.workers))
+            assert not told("resumed")  # it waits for the lock ...
+        await until(pilot, lambda: told("resumed"))  # ... and runs once the submission is over

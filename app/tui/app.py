@@ -17,6 +17,7 @@ widgets. A worker that raises lands in its screen's ``on_worker_state_changed``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -182,17 +183,21 @@ class ClusterdeckApp(App[None]):
 
     # -- actions on runs: they finish even if the screen that asked is left ------------------------
 
-    def start_action(self, what: str, action: Callable[[], str]) -> None:
-        """Runs ``action`` (a deck call that returns what to tell the user) off the UI thread, one at a time."""
+    def start_action(self, what: str, action: Callable[[], str], *, warns: bool = False) -> None:
+        """Runs ``action`` (a deck call that returns what to tell the user) off the UI thread, one at a time;
+        ``warns``: it may raise scheduler warnings (a resume), which are then shown as notifications."""
         if any(w.group == "actions" and w.is_running for w in self.workers):
             self.notify("busy with the last action", severity="warning")
             return
-        self._act(what, action)
+        self._act(what, action, warns)
 
     @work(thread=True, name="action", group="actions", exclusive=False, exit_on_error=False)
-    def _act(self, what: str, action: Callable[[], str]) -> None:
+    def _act(self, what: str, action: Callable[[], str], warns: bool) -> None:
+        # Only an action that may warn waits for the warnings' lock (app.tui.warned): a cancel never waits
+        # behind a submission whose pre-flight is slow.
+        catching = scheduler_warnings(self.post_message) if warns else contextlib.nullcontext()
         try:
-            with scheduler_warnings(self.post_message):  # a resume's, as the form's submit (app.tui.warned)
+            with catching:
                 done = action()
             self.post_message(ActionDone(done))
         except Exception as exc:  # the deck's answer (a UserError, a lost connection): the user's to read

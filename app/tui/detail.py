@@ -238,7 +238,7 @@ class RunDetailScreen(DeckScreen):
             resumed = deck.resume(paths)
             return f"run {paths.run_id}: " + ("resubmitted" if resumed else "every step completed; nothing to resume")
 
-        self.cd.start_action("resume", resume)
+        self.cd.start_action("resume", resume, warns=True)
 
     def action_clone(self) -> None:
         """The run's recorded spec in the new-run form, to change and submit as a new run."""

@@ -16,8 +16,9 @@ from clusterdeck.jobs.deck.base import Deck
 class DeckApp(Protocol):
     deck: Deck
 
-    def start_action(self, what: str, action: Callable[[], str]) -> None:
-        """Runs ``action`` off the UI thread and tells the user what it returned; it outlives the screen."""
+    def start_action(self, what: str, action: Callable[[], str], *, warns: bool = False) -> None:
+        """Runs ``action`` off the UI thread and tells the user what it returned; it outlives the screen.
+        ``warns``: it may raise scheduler warnings (a resume), shown as notifications."""
 
 
 class DeckScreen(Screen[None]):
