@@ -25,8 +25,9 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
 
 class ByteMeter:
     """``with ByteMeter("inspect", total) as meter: meter.advance(n)`` from any thread; ``total`` may be set late
-    (``meter.total = …``) and ``meter.update(done)`` sets the amount done. ``unit`` is ``"B"`` (bytes: sizes and
-    MB/s) or a word for items (``"samples"``: counts and a rate a second); ``quiet`` shows nothing."""
+    (``meter.total = …``, or with each call) and ``meter.update(done)`` sets the amount done. ``unit`` is ``"B"``
+    (bytes: sizes and MB/s) or a word for items (``"samples"``: counts and a rate a second); ``quiet`` shows
+    nothing."""
 
     def __init__(
         self,
@@ -86,11 +87,15 @@ class ByteMeter:
         if self.bar is not None:
             self.bar.stop()
 
-    def advance(self, n: int) -> None:
+    def advance(self, n: int, total: int | None = None) -> None:
+        """``n`` more done (of ``total``, when given): the shape of ``jobs.formats.base.ByteProgress``."""
         with self.lock:
-            self.update(self.done + n)
+            self.update(self.done + n, total)
 
-    def update(self, done: int) -> None:
+    def update(self, done: int, total: int | None = None) -> None:
+        """``done`` in all (of ``total``, when given): the shape of the (done, total) callbacks of the jobs."""
+        if total is not None:
+            self.total = total
         self.done = done
         if self.bar is not None:
             self.bar.update(self.task, completed=done, total=self.total or None)

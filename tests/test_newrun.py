@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -30,7 +29,7 @@ from clusterdeck.jobs.spec_form import (
 from clusterdeck.jobs.submit import preflight
 from tests.conftest import noted, require_slurm, run_cli, train_section, until
 from tests.sshd import LOGIN_SETUP, Sshd
-from tests.test_slurm_preflight import HELD
+from tests.test_slurm_preflight import HELD, path_without_scontrol
 from tests.test_tui import submit
 
 
@@ -302,12 +301,7 @@ async def test_what_a_submission_warns_of_is_told_and_the_run_goes_on(
     """No scontrol on this PATH, but a setup line that may bring it to the job's: submit warns and submits (the
     real cluster's pre-flight, tests/test_slurm_preflight.py); the form tells the warning in a notification."""
     require_slurm()
-    bin_dir = tmp_path / "bin"  # every command of scontrol's directory but scontrol
-    bin_dir.mkdir()
-    real = Path(shutil.which("scontrol") or "/usr/bin/scontrol").parent
-    for entry in real.iterdir():
-        if entry.name != "scontrol":
-            (bin_dir / entry.name).symlink_to(entry)
+    bin_dir, real = path_without_scontrol(tmp_path)
     monkeypatch.setenv("PATH", str(bin_dir))
     resources = {"partition": "gpu", "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 1, "time_min": 10}
     resources |= {"setup": [f"export PATH={real}:$PATH"], "extra_sbatch": [HELD]}

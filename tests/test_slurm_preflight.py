@@ -48,6 +48,18 @@ def train_file(tmp_path: Path, shards: Path, **resources: object) -> Path:
     return path
 
 
+def path_without_scontrol(tmp_path: Path) -> tuple[Path, Path]:
+    """A PATH directory with every command of scontrol's directory but scontrol (links to the real ones), and
+    scontrol's own directory."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    real = Path(shutil.which("scontrol") or "/usr/bin/scontrol").parent
+    for entry in real.iterdir():
+        if entry.name != "scontrol":
+            (bin_dir / entry.name).symlink_to(entry)
+    return bin_dir, real
+
+
 def refused(spec: Path, home: Path, key: str, env: dict[str, str] | None = None) -> str:
     """Submits ``spec``: exit 2 with a line naming ``key``, no traceback, nothing under the runs root."""
     result = run_cli("submit", str(spec), env=env)
@@ -144,12 +156,7 @@ def test_requeue_without_scontrol_is_refused_unless_setup_lines_may_bring_it(
 ) -> None:
     """The job inherits the submitting PATH: without scontrol on it, submitit could not requeue the job at its time
     limit. Setup lines may change the job's PATH: then it is a warning, and the run is submitted."""
-    bin_dir = tmp_path / "bin"  # every command of scontrol's directory but scontrol
-    bin_dir.mkdir()
-    real = Path(shutil.which("scontrol") or "/usr/bin/scontrol").parent
-    for entry in real.iterdir():
-        if entry.name != "scontrol":
-            (bin_dir / entry.name).symlink_to(entry)
+    bin_dir, real = path_without_scontrol(tmp_path)
     env = {"PATH": str(bin_dir)}
     err = refused(train_file(tmp_path, sample_shards), home, "train.resources.setup", env)
     assert "with scontrol, which is not on PATH here" in err and "or set train.max_requeues = 0" in err

@@ -100,8 +100,7 @@ def run(args: argparse.Namespace) -> int:
     meter = ByteMeter("export", unit="samples", quiet=args.quiet)
 
     def progress(p: dict[str, Any]) -> None:
-        meter.total = p["samples_total"]
-        meter.update(p["samples_done"])
+        meter.update(p["samples_done"], p["samples_total"])
 
     say = (lambda text: print(text, file=sys.stderr)) if args.json else print
     with meter:

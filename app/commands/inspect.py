@@ -47,10 +47,6 @@ def run(args: argparse.Namespace) -> int:
 
     meter = ByteMeter("inspect", quiet=args.quiet)
 
-    def progress(n: int, total: int) -> None:
-        meter.total = total
-        meter.advance(n)
-
     with meter:
         report = inspect_path(
             args.path,
@@ -62,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             labels=args.labels,
             prefix=args.prefix,
             verify=False if args.no_verify else "sha256" if args.sha256 else True,
-            progress=progress,
+            progress=meter.advance,
         )
     if args.json:
         print_json("inspect-report", report)

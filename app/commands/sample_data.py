@@ -39,12 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from clusterdeck.jobs.sample_data import make_sample_data
 
     with ByteMeter("sample-data", unit="images", quiet=args.quiet) as meter:
-
-        def progress(done: int, total: int) -> None:
-            meter.total = total
-            meter.update(done)
-
-        data = make_sample_data(args.dir, args.classes, args.train_per_class, args.val_per_class, args.seed, progress)
+        data = make_sample_data(
+            args.dir, args.classes, args.train_per_class, args.val_per_class, args.seed, meter.update
+        )
     print(
         f"wrote {args.classes} classes: {data.train} ({args.classes * args.train_per_class} images), "
         f"{data.val} ({args.classes * args.val_per_class} images), {data.ground_truth.name}, {data.synsets.name}"

@@ -35,8 +35,7 @@ def run(args: argparse.Namespace) -> int:
     meter = ByteMeter("stage", quiet=args.quiet)
 
     def progress(r: dict[str, Any]) -> None:
-        meter.total = r["bytes_total"]
-        meter.update(r["bytes_done"])
+        meter.update(r["bytes_done"], r["bytes_total"])
 
     with meter:
         cache, tally = warm_cache(

@@ -38,12 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from clusterdeck.jobs.shard.valsort import sort_val, summary
 
     with ByteMeter("val-sort", unit="images", quiet=args.quiet) as meter:
-
-        def progress(done: int, total: int) -> None:
-            meter.total = total
-            meter.update(done)
-
-        result = sort_val(args.val_dir, args.ground_truth, args.synsets, args.out, progress)
+        result = sort_val(args.val_dir, args.ground_truth, args.synsets, args.out, meter.update)
     if args.json:
         print_json("val-sort", result.record())
     else:
